@@ -1,0 +1,76 @@
+"""`python -m deploy`: the command line for locking, verifying and adopting the tool.
+
+This is an entry point, so it is where DeployError becomes an exit code and a one-line message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from deploy import config as config_module
+from deploy.errors import DeployError, VerifyFailed
+from deploy.locking import lock
+from deploy.reqfile import display
+from deploy.scaffold import init
+from deploy.verify import verify
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deploy", description=__doc__)
+    parser.add_argument("--root", type=Path, default=None, help="project folder (default: nearest pyproject.toml)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("verify", help="check offline that every lock is fresh and consistent")
+    commands.add_parser("lock", help="compile requirements/*.in into hash-pinned .txt locks")
+    upgrade = commands.add_parser("upgrade", help="upgrade packages in every layer (all when none named)")
+    upgrade.add_argument("packages", nargs="*", help="package names to upgrade")
+    scaffold = commands.add_parser("init", help="adopt the tool in this project")
+    scaffold.add_argument("--force", action="store_true", help="overwrite files that already exist")
+    args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except VerifyFailed as exc:
+        for problem in exc.problems:
+            print(f"verify: {problem}", file=sys.stderr)
+        return 1
+    except DeployError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "init":
+        init(args.root or Path.cwd(), force=args.force)
+        return 0
+    config = config_module.load(args.root)
+    if args.command == "verify":
+        started = time.perf_counter()
+        count = verify(config)
+        print(f"verify: {count} layers fresh and consistent ({time.perf_counter() - started:.2f} s)")
+    elif args.command == "lock":
+        lock(config)
+    elif args.command == "upgrade":
+        result = lock(config, upgrade=args.packages, upgrade_all=not args.packages)
+        report_changes(config, result.changes)
+    return 0
+
+
+def report_changes(config: config_module.Config, changes: dict[str, list[str]]) -> None:
+    for layer, lines in changes.items():
+        path = display(config.requirements / f"{layer}.txt", config.root)
+        if not lines:
+            print(f"{path}: unchanged")
+            continue
+        print(f"{path}:")
+        for line in lines:
+            print(f"  {line}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""The layer graph: `requirements/NAME.in` files ordered by their own `-r`/`-c` references.
+
+Nothing here is hard-coded: the order, the inputs of each layer and which layer ships all come
+from the files themselves (and `[tool.deploy]`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from graphlib import CycleError, TopologicalSorter
+from pathlib import Path
+
+from deploy.errors import LayerError
+from deploy.reqfile import Line, Reference, display, logical_lines, parse_reference, requirement_name
+
+
+@dataclass
+class Layer:
+    """One `.in` file and what compiling it depends on."""
+
+    name: str
+    source: Path
+    # Requirement lines this layer asks for itself, including those of non-layer files it `-r`s.
+    requirements: list[Line] = field(default_factory=list)
+    # Option lines (`--pre`, `--extra-index-url` …) passed through to pip-compile.
+    options: list[Line] = field(default_factory=list)
+    # Layers this one includes (`-r x.in`) or is constrained by (`-c x.txt`/`-c x.in`).
+    includes: set[str] = field(default_factory=set)
+    constrained_by: set[str] = field(default_factory=set)
+    # Non-layer files read while parsing (`-r common.in`, `-c ../constraints.txt`).
+    extra_inputs: set[Path] = field(default_factory=set)
+    external_constraints: list[Path] = field(default_factory=list)
+
+    @property
+    def lock(self) -> Path:
+        return self.source.with_suffix(".txt")
+
+
+@dataclass
+class LayerGraph:
+    """Every layer of a project, sorted so that a layer comes after everything it references."""
+
+    root: Path
+    folder: Path
+    layers: dict[str, Layer]
+    order: list[str]
+
+    def depends_on(self, name: str) -> list[str]:
+        """Every layer that `name` references, directly or not (not including itself)."""
+        seen: set[str] = set()
+        stack = [name]
+        while stack:
+            layer = self.layers[stack.pop()]
+            for other in layer.includes | layer.constrained_by:
+                if other not in seen:
+                    seen.add(other)
+                    stack.append(other)
+        return [n for n in self.order if n in seen]
+
+    def included(self, name: str) -> list[str]:
+        """`name` and every layer whose requirements it takes in through `-r`, in order."""
+        seen = {name}
+        stack = [name]
+        while stack:
+            for other in self.layers[stack.pop()].includes:
+                if other not in seen:
+                    seen.add(other)
+                    stack.append(other)
+        return [n for n in self.order if n in seen]
+
+    def input_files(self, name: str) -> list[Path]:
+        """The files whose content decides what `name` compiles to."""
+        files: set[Path] = set()
+        for other in [name, *self.depends_on(name)]:
+            layer = self.layers[other]
+            files.add(layer.source)
+            files.update(layer.extra_inputs)
+        return sorted(files, key=lambda p: display(p, self.root))
+
+    def input_digests(self, name: str, options: str) -> dict[str, str]:
+        """A short digest per input file, plus one for the compile options."""
+        digests = {display(path, self.root): digest(path.read_bytes()) for path in self.input_files(name)}
+        digests["(options)"] = digest(options.encode())
+        return digests
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def load(root: Path, folder: Path) -> LayerGraph:
+    """Read every `*.in` in `folder` and sort them; raise LayerError on a broken graph."""
+    if not folder.is_dir():
+        raise LayerError(
+            f"{display(folder, root)}/ does not exist: there are no layers to lock",
+            fix="python -m deploy init  (or set [tool.deploy] requirements in pyproject.toml)",
+        )
+    sources = sorted(folder.glob("*.in"))
+    if not sources:
+        raise LayerError(
+            f"{display(folder, root)}/ has no *.in files",
+            fix="create requirements/base.in, or run: python -m deploy init",
+        )
+    layers = {path.stem: Layer(path.stem, path.resolve()) for path in sources}
+    by_path = {layer.source: layer.name for layer in layers.values()}
+    for layer in layers.values():
+        _read(layer, layer.source, by_path, root, set())
+    order = _sort(layers, root)
+    _check_connected(layers, root, folder)
+    return LayerGraph(root, folder, layers, order)
+
+
+def _read(layer: Layer, path: Path, by_path: dict[Path, str], root: Path, stack: set[Path]) -> None:
+    stack = stack | {path}
+    for line in logical_lines(path):
+        ref = parse_reference(line)
+        if ref is None:
+            if requirement_name(line.text) is None and line.text.startswith("-"):
+                layer.options.append(line)
+            else:
+                layer.requirements.append(line)
+            continue
+        _follow(layer, ref, by_path, root, stack)
+
+
+def _follow(layer: Layer, ref: Reference, by_path: dict[Path, str], root: Path, stack: set[Path]) -> None:
+    target = ref.target
+    other = by_path.get(target) or by_path.get(target.with_suffix(".in"))
+    if other is not None and target.suffix in (".in", ".txt"):
+        if other == layer.name and target == layer.source:
+            raise LayerError(f"{ref.line.where(root)}: {layer.name}.in references itself")
+        (layer.includes if ref.kind == "r" else layer.constrained_by).add(other)
+        return
+    if not target.is_file():
+        raise LayerError(
+            f"{ref.line.where(root)}: -{ref.kind} {display(target, root)}: no such file",
+            fix=f"create {display(target, root)} or remove that line",
+        )
+    if target in stack:
+        raise LayerError(f"{ref.line.where(root)}: -{ref.kind} {display(target, root)} forms a cycle")
+    layer.extra_inputs.add(target)
+    if ref.kind == "c":
+        layer.external_constraints.append(target)
+    else:
+        _read(layer, target, by_path, root, stack)
+
+
+def _sort(layers: dict[str, Layer], root: Path) -> list[str]:
+    sorter: TopologicalSorter[str] = TopologicalSorter()
+    for name in sorted(layers):
+        sorter.add(name, *sorted(layers[name].includes | layers[name].constrained_by))
+    try:
+        sorter.prepare()
+    except CycleError as exc:
+        cycle = exc.args[1]
+        path = " -> ".join(f"{n}.in" for n in reversed(cycle))
+        raise LayerError(
+            f"requirement layers form a cycle: {path}",
+            fix="remove one of those -r/-c lines so that layers build on each other one way",
+        ) from exc
+    order: list[str] = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready())
+        order.extend(ready)
+        sorter.done(*ready)
+    return order
+
+
+def _check_connected(layers: dict[str, Layer], root: Path, folder: Path) -> None:
+    if len(layers) < 2:
+        return
+    linked: set[str] = set()
+    for layer in layers.values():
+        refs = layer.includes | layer.constrained_by
+        if refs:
+            linked.add(layer.name)
+            linked.update(refs)
+    for name in sorted(set(layers) - linked):
+        raise LayerError(
+            f"{display(folder / (name + '.in'), root)} has no place in the layer graph: "
+            "it neither references another layer nor is referenced by one",
+            fix=f"add '-r base.in' (or '-c base.txt') to {name}.in, or delete it",
+        )

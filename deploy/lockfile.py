@@ -1,0 +1,119 @@
+"""The compiled `.txt` format: a header that records what it was made from, then pins.
+
+The header carries a digest of every input (so `verify` can say which file changed) and a digest
+of the body (so a hand edit is caught). The body is what pip reads:
+`name==version --hash=sha256:…` lines, each annotated with why it is there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deploy.reqfile import canonical, logical_lines, requirement_name
+
+REGENERATE = "nox -s lock"
+_INPUT = re.compile(r"^#\s{3}(\S.*?)\s+([0-9a-f]{16})$")
+_CONTENT = re.compile(r"^# content: sha256:([0-9a-f]{64})$")
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)")
+
+
+@dataclass(frozen=True)
+class Pin:
+    """One locked distribution: the exact version and every acceptable file hash."""
+
+    name: str
+    version: str
+    hashes: tuple[str, ...]
+    via: tuple[str, ...] = ()
+    line: int = 0
+
+    def requirement(self) -> str:
+        return f"{self.name}=={self.version}"
+
+
+@dataclass
+class LockFile:
+    path: Path
+    inputs: dict[str, str] = field(default_factory=dict)
+    content_digest: str | None = None
+    body: str = ""
+    body_start: int = 1
+    pins: dict[str, Pin] = field(default_factory=dict)
+    problems: list[tuple[int, str]] = field(default_factory=list)
+
+    def body_is_intact(self) -> bool:
+        return self.content_digest == content_digest(self.body)
+
+
+def content_digest(body: str) -> str:
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def render(header_lines: list[str], inputs: dict[str, str], pins: list[Pin]) -> str:
+    """The full text of a lock file, header first."""
+    body = render_body(pins)
+    width = max(len(name) for name in inputs)
+    lines = ["#", *(f"# {text}" if text else "#" for text in header_lines), "#", "# inputs:"]
+    lines += [f"#   {name.ljust(width)}  {value}" for name, value in inputs.items()]
+    lines += [f"# content: sha256:{content_digest(body)}", "#"]
+    return "\n".join(lines) + "\n" + body
+
+
+def render_body(pins: list[Pin]) -> str:
+    out: list[str] = []
+    for pin in sorted(pins, key=lambda p: canonical(p.name)):
+        out.append(f"{pin.name}=={pin.version} \\")
+        hashes = sorted(pin.hashes)
+        for i, value in enumerate(hashes):
+            out.append(f"    --hash={value}" + (" \\" if i < len(hashes) - 1 else ""))
+        if pin.via:
+            if len(pin.via) == 1:
+                out.append(f"    # via {pin.via[0]}")
+            else:
+                out.append("    # via")
+                out.extend(f"    #   {reason}" for reason in pin.via)
+    return "\n".join(out) + "\n"
+
+
+def parse(path: Path) -> LockFile:
+    """Read a lock file; what is wrong with its lines goes to `.problems` with line numbers."""
+    text = path.read_text(encoding="utf-8")
+    lock = LockFile(path)
+    raw_lines = text.splitlines(keepends=True)
+    header_end = 0
+    for index, raw in enumerate(raw_lines):
+        line = raw.rstrip("\n")
+        if not line.startswith("#"):
+            break
+        header_end = index + 1
+        if match := _INPUT.match(line):
+            lock.inputs[match.group(1)] = match.group(2)
+        elif match := _CONTENT.match(line):
+            lock.content_digest = match.group(1)
+            header_end = index + 2  # the closing "#" belongs to the header too
+            break
+    lock.body = "".join(raw_lines[header_end:])
+    lock.body_start = header_end + 1
+    _parse_pins(lock, "\n" * header_end + lock.body)
+    return lock
+
+
+def _parse_pins(lock: LockFile, text: str) -> None:
+    for line in logical_lines(lock.path, text):
+        if line.text.startswith("-"):
+            lock.problems.append((line.number, f"option line '{line.text.split()[0]}' in a lock"))
+            continue
+        name = requirement_name(line.text)
+        match = _PIN.match(line.text)
+        if match is None or name is None:
+            lock.problems.append((line.number, f"'{line.text}' is not pinned with =="))
+            continue
+        hashes = tuple(re.findall(r"--hash[= ](\S+)", line.text))
+        if not hashes:
+            lock.problems.append((line.number, f"{match.group(1)}=={match.group(2)} has no --hash"))
+        if name in lock.pins:
+            lock.problems.append((line.number, f"{name} is pinned twice"))
+        lock.pins[name] = Pin(match.group(1), match.group(2), hashes, line=line.number)

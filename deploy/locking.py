@@ -1,0 +1,279 @@
+"""`nox -s lock` and `nox -s upgrade`: one joint pip-compile solve, split back into layers.
+
+Why one solve: compiling layers bottom-up with `-c lower.txt` can fail where a joint solve
+succeeds (jazzband/pip-tools#1092) and needs one resolver run per layer. Solving the union of every
+layer's requirements once gives a single consistent universe; each layer's lock is then the part of
+that universe its own requirements reach (read from pip-compile's `# via` graph). So a package has
+the same version and hashes in every layer by construction, the deploy layer is a subset of any
+layer that includes it, and a full lock costs one resolver run.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deploy import conflicts
+from deploy.config import Config
+from deploy.errors import LockError
+from deploy.layers import LayerGraph
+from deploy.layers import load as load_layers
+from deploy.lockfile import REGENERATE, LockFile, Pin, parse, render
+from deploy.reqfile import canonical, display, requirement_name
+
+COMPILE_OPTIONS = (
+    "--generate-hashes",
+    "--strip-extras",
+    "--allow-unsafe",
+    "--no-emit-index-url",
+    "--no-emit-find-links",
+    "--no-emit-trusted-host",
+    "--no-emit-options",
+    "--resolver=backtracking",
+)
+Log = Callable[[str], None]
+
+
+def options_key(config: Config) -> str:
+    return " ".join((*COMPILE_OPTIONS, *config.compile_options))
+
+
+def stale_layers(config: Config, graph: LayerGraph) -> dict[str, list[str]]:
+    """Why each layer needs compiling; a layer missing from the result is fresh."""
+    stale: dict[str, list[str]] = {}
+    options = options_key(config)
+    for name in graph.order:
+        layer = graph.layers[name]
+        lock_name = display(layer.lock, config.root)
+        if not layer.lock.is_file():
+            stale[name] = [f"{lock_name} is missing"]
+            continue
+        recorded = parse(layer.lock)
+        reasons = [
+            f"{lock_name} is out of date: {changed} changed since it was locked"
+            for changed in _changed_inputs(recorded.inputs, graph.input_digests(name, options))
+        ]
+        if not recorded.body_is_intact():
+            reasons.append(f"{lock_name} was edited by hand (its content no longer matches its header)")
+        if reasons:
+            stale[name] = reasons
+    return stale
+
+
+def _changed_inputs(recorded: Mapping[str, str], current: Mapping[str, str]) -> list[str]:
+    changed = [name for name, value in current.items() if recorded.get(name) != value]
+    changed += [f"{name} (no longer an input)" for name in recorded if name not in current]
+    if not recorded:
+        return ["its header (no input digests: not written by nox -s lock)"]
+    return changed
+
+
+@dataclass
+class LockResult:
+    written: list[Path] = field(default_factory=list)
+    unchanged: list[Path] = field(default_factory=list)
+    changes: dict[str, list[str]] = field(default_factory=dict)
+    solved: bool = False
+
+
+def lock(
+    config: Config,
+    *,
+    upgrade: Sequence[str] = (),
+    upgrade_all: bool = False,
+    env: Mapping[str, str] | None = None,
+    log: Log = print,
+) -> LockResult:
+    """Bring every layer's lock up to date; resolve only when something is stale or asked for."""
+    graph = load_layers(config.root, config.requirements)
+    existing = {name: parse(graph.layers[name].lock) for name in graph.order if graph.layers[name].lock.is_file()}
+    wanted = _check_upgrade_names(upgrade, existing, graph)
+    stale = stale_layers(config, graph)
+    result = LockResult()
+    if not stale and not wanted and not upgrade_all:
+        log(f"all {len(graph.order)} layers are up to date: {', '.join(graph.order)}")
+        result.unchanged = [graph.layers[name].lock for name in graph.order]
+        return result
+    for reasons in stale.values():
+        for reason in reasons:
+            log(reason)
+    universe = solve(config, graph, existing, upgrade=wanted, upgrade_all=upgrade_all, env=env, log=log)
+    result.solved = True
+    header = _header()
+    options = options_key(config)
+    for name in graph.order:
+        layer = graph.layers[name]
+        pins = select(graph, name, universe)
+        text = render(header, graph.input_digests(name, options), pins)
+        old = layer.lock.read_text(encoding="utf-8") if layer.lock.is_file() else None
+        result.changes[name] = describe_changes(existing.get(name), pins)
+        if old == text:
+            result.unchanged.append(layer.lock)
+            continue
+        layer.lock.write_text(text, encoding="utf-8")
+        result.written.append(layer.lock)
+        log(f"wrote {display(layer.lock, config.root)} ({len(pins)} pins)")
+    return result
+
+
+def _header() -> list[str]:
+    return [
+        f"This file is generated by `{REGENERATE}` (pip-tools {_version('pip-tools')}, pinship "
+        f"{_version('pinship')}).",
+        "Do not edit it by hand. To regenerate it, run:",
+        "",
+        f"    {REGENERATE}",
+    ]
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _check_upgrade_names(names: Sequence[str], existing: Mapping[str, LockFile], graph: LayerGraph) -> list[str]:
+    known = {pin_name for lock in existing.values() for pin_name in lock.pins}
+    for layer in graph.layers.values():
+        known.update(filter(None, (requirement_name(line.text) for line in layer.requirements)))
+    unknown = [name for name in names if canonical(name) not in known]
+    if unknown:
+        raise LockError(
+            f"unknown package(s) to upgrade: {', '.join(unknown)} — not required or pinned by any layer "
+            f"in {display(graph.folder, graph.root)}/",
+            fix="check the spelling, or add the package to an .in file and run: nox -s lock",
+        )
+    return [canonical(name) for name in names]
+
+
+def solve(
+    config: Config,
+    graph: LayerGraph,
+    existing: Mapping[str, LockFile],
+    *,
+    upgrade: Sequence[str] = (),
+    upgrade_all: bool = False,
+    env: Mapping[str, str] | None = None,
+    log: Log = print,
+) -> dict[str, Pin]:
+    """Run pip-compile once over the union of all layers; return every pin with its `via` list."""
+    with tempfile.TemporaryDirectory(prefix="pinship-lock-") as tmp:
+        work = Path(tmp)
+        for name in graph.order:
+            layer = graph.layers[name]
+            lines = [line.text for line in layer.options + layer.requirements]
+            lines += [f"-c {path}" for path in layer.external_constraints]
+            (work / f"{name}.in").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (work / "all.in").write_text("".join(f"-r {name}.in\n" for name in graph.order), encoding="utf-8")
+        if not upgrade_all:
+            # The existing pins (with hashes) are pip-compile's preferences: nothing moves unless
+            # an input demands it or an upgrade is asked for, and known hashes are reused.
+            preferred = _union(existing.values())
+            (work / "all.txt").write_text("\n".join(_pin_lines(preferred)) + "\n", encoding="utf-8")
+        command = [sys.executable, "-m", "piptools", "compile", *COMPILE_OPTIONS, *config.compile_options]
+        command += ["--annotation-style=line", "--no-header", "--quiet", "-o", "all.txt", "all.in"]
+        command += [arg for name in upgrade for arg in ("--upgrade-package", name)]
+        if upgrade_all:
+            command.append("--upgrade")
+        log(f"resolving {len(graph.order)} layers together with pip-compile")
+        proc = subprocess.run(
+            command, cwd=work, env=dict(env if env is not None else os.environ),
+            capture_output=True, text=True, check=False,
+        )
+        if proc.returncode != 0:
+            raise LockError(conflicts.explain(proc.stderr + proc.stdout, graph), fix=None)
+        return _read_universe(work / "all.txt")
+
+
+def _union(locks: Sequence[LockFile] | object) -> list[Pin]:
+    merged: dict[str, Pin] = {}
+    for lock in locks:  # type: ignore[attr-defined]
+        for name, pin in lock.pins.items():
+            merged.setdefault(name, pin)
+    return list(merged.values())
+
+
+def _pin_lines(pins: Sequence[Pin]) -> list[str]:
+    return [" ".join([pin.requirement(), *(f"--hash={h}" for h in pin.hashes)]) for pin in pins]
+
+
+def _read_universe(path: Path) -> dict[str, Pin]:
+    pins: dict[str, Pin] = {}
+    current: list[str] = []
+
+    def flush() -> None:
+        if current:
+            pin = _pin_from(" ".join(current))
+            if pin is not None:
+                pins[canonical(pin.name)] = pin
+            current.clear()
+
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        if not raw.strip() or (raw.startswith("#") and not current):
+            continue
+        if not raw.startswith((" ", "\t")):
+            flush()
+        current.append(raw.strip().rstrip("\\"))
+    flush()
+    return pins
+
+
+def _pin_from(text: str) -> Pin | None:
+    requirement, _, comment = text.partition("#")
+    parts = requirement.split()
+    if not parts or "==" not in parts[0]:
+        return None
+    name, version = parts[0].split(";")[0].split("==", 1)
+    hashes = tuple(part.split("=", 1)[1] for part in parts[1:] if part.startswith("--hash="))
+    via: tuple[str, ...] = ()
+    comment = comment.strip()
+    if comment.startswith("via"):
+        via = tuple(item.strip() for item in comment[3:].split(",") if item.strip())
+    return Pin(name, version, hashes, via)
+
+
+def select(graph: LayerGraph, name: str, universe: Mapping[str, Pin]) -> list[Pin]:
+    """The pins one layer needs: what its own requirements reach in the dependency graph."""
+    children: dict[str, set[str]] = {}
+    for child, pin in universe.items():
+        for reason in pin.via:
+            if not reason.startswith("-"):
+                children.setdefault(canonical(reason), set()).add(child)
+    direct: dict[str, list[str]] = {}
+    for member in graph.included(name):
+        source = display(graph.layers[member].source, graph.root)
+        for line in graph.layers[member].requirements:
+            req = requirement_name(line.text)
+            if req is not None:
+                direct.setdefault(req, []).append(f"-r {source}")
+    reached: set[str] = set()
+    stack = [req for req in direct if req in universe]
+    while stack:
+        current = stack.pop()
+        if current in reached:
+            continue
+        reached.add(current)
+        stack.extend(children.get(current, ()))
+    selected = []
+    for key in sorted(reached):
+        pin = universe[key]
+        parents = sorted(canonical(r) for r in pin.via if not r.startswith("-") and canonical(r) in reached)
+        selected.append(Pin(pin.name, pin.version, pin.hashes, tuple(direct.get(key, []) + parents)))
+    return selected
+
+
+def describe_changes(before: LockFile | None, after: Sequence[Pin]) -> list[str]:
+    """`django 4.2.1 → 4.2.7`, `+ sqlparse 0.4.4`, `- oldlib 1.0` for one layer."""
+    old = {name: pin.version for name, pin in (before.pins.items() if before else [])}
+    new = {canonical(pin.name): pin.version for pin in after}
+    lines = [f"{name} {old[name]} → {new[name]}" for name in sorted(old.keys() & new.keys()) if old[name] != new[name]]
+    lines += [f"+ {name} {new[name]}" for name in sorted(new.keys() - old.keys())]
+    lines += [f"- {name} {old[name]}" for name in sorted(old.keys() - new.keys())]
+    return lines

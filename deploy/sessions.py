@@ -1,0 +1,53 @@
+"""Nox sessions an adopting project imports into its noxfile.py.
+
+They run in the current environment (python=False): locking and verifying need only this
+package and pip-tools, which the developer's pinned environment already has.
+"""
+
+from __future__ import annotations
+
+import nox
+
+from deploy import config as config_module
+from deploy.__main__ import report_changes
+from deploy.errors import DeployError, VerifyFailed
+from deploy.locking import lock as lock_layers
+from deploy.verify import verify as verify_layers
+
+
+@nox.session(python=False)
+def lock(session: nox.Session) -> None:
+    """Compile requirements/*.in into hash-pinned .txt locks."""
+    _guard(session, lambda: lock_layers(config_module.load(), log=session.log))
+
+
+@nox.session(python=False)
+def verify(session: nox.Session) -> None:
+    """Check offline that every lock is fresh and consistent."""
+
+    def run() -> None:
+        count = verify_layers(config_module.load())
+        session.log(f"{count} layers fresh and consistent")
+
+    _guard(session, run)
+
+
+@nox.session(python=False)
+def upgrade(session: nox.Session) -> None:
+    """Upgrade the named packages (or all) in every layer: nox -s upgrade -- PKG."""
+
+    def run() -> None:
+        config = config_module.load()
+        result = lock_layers(config, upgrade=session.posargs, upgrade_all=not session.posargs, log=session.log)
+        report_changes(config, result.changes)
+
+    _guard(session, run)
+
+
+def _guard(session: nox.Session, action: object) -> None:
+    try:
+        action()  # type: ignore[operator]
+    except VerifyFailed as exc:
+        session.error("\n".join(exc.problems))
+    except DeployError as exc:
+        session.error(str(exc))

@@ -1,0 +1,101 @@
+"""`nox -s verify`: prove offline, from files alone, that the locks are fresh and consistent.
+
+No resolver, no network, no pip import: only the layer files, the lock headers and hashing, so it
+is cheap enough for a pre-commit hook and the first step of every deploy.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from deploy.config import Config
+from deploy.errors import DeployError, VerifyFailed
+from deploy.layers import LayerGraph
+from deploy.layers import load as load_layers
+from deploy.lockfile import REGENERATE, LockFile, parse
+from deploy.locking import stale_layers
+from deploy.reqfile import display
+
+FIX = f"run: {REGENERATE}"
+_MACHINE_SPECIFIC = [
+    (re.compile(r"file://"), "a file:// URL"),
+    (re.compile(r"^\s*(--index-url|-i|--extra-index-url|--find-links|-f|--trusted-host)\b"), "an index option"),
+    (re.compile(r"://[^/\s:@]+:[^/\s@]+@"), "a URL with credentials"),
+    (re.compile(r"(^|\s)(/|[A-Za-z]:\\)(home|root|tmp|opt|Users|var|srv)\b"), "a local path"),
+]
+
+
+def deploy_layer(config: Config, graph: LayerGraph) -> str | None:
+    if config.deploy_layer:
+        return config.deploy_layer if config.deploy_layer in graph.layers else None
+    for candidate in ("prod", "base"):
+        if candidate in graph.layers:
+            return candidate
+    return None
+
+
+def check(config: Config) -> list[str]:
+    """Every problem with the locks, one line each naming the file (and line) and the fix."""
+    try:
+        graph = load_layers(config.root, config.requirements)
+    except DeployError as exc:
+        return [str(exc)]
+    problems: list[str] = []
+    for reasons in stale_layers(config, graph).values():
+        problems += [f"{reason}; {FIX}" for reason in reasons]
+    locks = {name: parse(graph.layers[name].lock) for name in graph.order if graph.layers[name].lock.is_file()}
+    for lock in locks.values():
+        problems += _line_problems(config.root, lock)
+    problems += _cross_layer(config, graph, locks)
+    return problems
+
+
+def verify(config: Config) -> int:
+    """Raise VerifyFailed listing every problem; return how many layers were checked."""
+    problems = check(config)
+    if problems:
+        raise VerifyFailed(problems)
+    return len(list(config.requirements.glob("*.in")))
+
+
+def _line_problems(root: Path, lock: LockFile) -> list[str]:
+    name = display(lock.path, root)
+    problems = [f"{name}:{number}: {what}; {FIX}" for number, what in lock.problems]
+    for number, raw in enumerate(lock.path.read_text(encoding="utf-8").splitlines(), start=1):
+        for pattern, what in _MACHINE_SPECIFIC:
+            if pattern.search(raw):
+                problems.append(f"{name}:{number}: holds {what}, which is specific to one machine; {FIX}")
+                break
+    return problems
+
+
+def _cross_layer(config: Config, graph: LayerGraph, locks: dict[str, LockFile]) -> list[str]:
+    problems: list[str] = []
+    first: dict[str, tuple[str, LockFile]] = {}
+    for layer_name, lock in locks.items():
+        for pkg, pin in lock.pins.items():
+            if pkg not in first:
+                first[pkg] = (layer_name, lock)
+                continue
+            other_layer, other = first[pkg]
+            theirs = other.pins[pkg]
+            where = f"{display(lock.path, config.root)}:{pin.line}"
+            if theirs.version != pin.version:
+                problems.append(
+                    f"{where}: {pkg}=={pin.version} but {other_layer}.txt pins {pkg}=={theirs.version}; {FIX}"
+                )
+            elif set(theirs.hashes) != set(pin.hashes):
+                problems.append(f"{where}: {pkg} has other hashes than in {other_layer}.txt; {FIX}")
+    shipped = deploy_layer(config, graph)
+    tested = config.test_layer
+    if shipped and tested in locks and shipped in locks and shipped != tested:
+        test_lock = locks[tested]
+        for pkg, pin in locks[shipped].pins.items():
+            if pkg not in test_lock.pins:
+                problems.append(
+                    f"{display(test_lock.path, config.root)}: {pkg}=={pin.version} ships in {shipped}.txt "
+                    f"but is not in the test layer, so CI does not test it; add '-r {shipped}.in' to "
+                    f"{tested}.in and {FIX}"
+                )
+    return problems
