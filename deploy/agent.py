@@ -1,0 +1,319 @@
+"""The host side: one stdlib-only script run on each host (or locally) by `python3 -c`.
+
+Every remote step of a deploy is one call of this script with a JSON request on stdin, so a host
+costs a handful of round trips and the script never has to be installed or kept in step with
+the deploying machine's version. It must run on any Python 3.8+ with nothing installed.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+MARK = "PINSHIP-RESULT:"
+
+
+class Failure(Exception):
+    def __init__(self, kind, message, **extra):
+        Exception.__init__(self, message)
+        self.kind = kind
+        self.extra = extra
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def release_dir(root, release):
+    return os.path.join(root, "releases", release)
+
+
+def live(root):
+    link = os.path.join(root, "current")
+    if not os.path.islink(link):
+        return None
+    return os.path.basename(os.readlink(link))
+
+
+def complete_releases(root):
+    """Releases that finished staging, oldest first (by when they were completed)."""
+    folder = os.path.join(root, "releases")
+    found = []
+    for name in os.listdir(folder) if os.path.isdir(folder) else []:
+        marker = os.path.join(folder, name, ".complete")
+        if os.path.isfile(marker):
+            found.append((os.stat(marker).st_mtime, name))
+    return [name for _, name in sorted(found)]
+
+
+def previous_release(root):
+    try:
+        with open(os.path.join(root, ".previous")) as handle:
+            return handle.read().strip() or None
+    except OSError:
+        return None
+
+
+def store_path(root, digest, filename):
+    return os.path.join(root, "wheels", digest, filename)
+
+
+def op_probe(req):
+    root = req["path"]
+    store = os.path.join(root, "wheels")
+    inventory = []
+    for digest in os.listdir(store) if os.path.isdir(store) else []:
+        folder = os.path.join(store, digest)
+        if len(digest) == 64 and os.path.isdir(folder) and os.listdir(folder):
+            inventory.append(digest)
+    owner = read_owner(root)
+    existing = root
+    while not os.path.isdir(existing):
+        existing = os.path.dirname(existing) or "/"
+    usage = shutil.disk_usage(existing)
+    return {
+        "python": {
+            "implementation": sys.implementation.name,
+            "version": "%d.%d" % sys.version_info[:2],
+            "platform": sys.platform,
+            "machine": os.uname().machine,
+        },
+        "current": live(root),
+        "previous": previous_release(root),
+        "releases": complete_releases(root),
+        "store": inventory,
+        "lock": owner,
+        "free_bytes": usage.free,
+    }
+
+
+def read_owner(root):
+    try:
+        with open(os.path.join(root, ".lock", "owner.json")) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return {"token": None} if os.path.isdir(os.path.join(root, ".lock")) else None
+
+
+def op_lock(req):
+    root = req["path"]
+    for folder in ("releases", "wheels", os.path.join("wheels", ".incoming")):
+        os.makedirs(os.path.join(root, folder), exist_ok=True)
+    lock = os.path.join(root, ".lock")
+    owner = read_owner(root)
+    if owner is not None and req.get("break"):
+        shutil.rmtree(lock, ignore_errors=True)
+    try:
+        os.mkdir(lock)  # atomic: exactly one deploy can create it
+    except FileExistsError:
+        raise Failure("locked", "locked", owner=read_owner(root)) from None
+    with open(os.path.join(lock, "owner.json"), "w") as handle:
+        json.dump(req["owner"], handle)
+    return {"broke": owner if req.get("break") else None}
+
+
+def check_token(req):
+    owner = read_owner(req["path"])
+    if not owner or owner.get("token") != req["token"]:
+        raise Failure("lost-lock", "this deploy no longer holds the lock", owner=owner)
+
+
+def op_unlock(req):
+    owner = read_owner(req["path"])
+    if owner and owner.get("token") == req["token"]:
+        shutil.rmtree(os.path.join(req["path"], ".lock"), ignore_errors=True)
+    return {}
+
+
+def accept_incoming(root, wheels):
+    """Move uploaded wheels into the store once their hash is right; report what is not."""
+    incoming = os.path.join(root, "wheels", ".incoming")
+    bad = []
+    for wheel in wheels:
+        final = store_path(root, wheel["sha256"], wheel["filename"])
+        sent = os.path.join(incoming, wheel["sha256"])
+        if os.path.exists(sent):
+            if sha256(sent) == wheel["sha256"]:
+                os.makedirs(os.path.dirname(final), exist_ok=True)
+                os.replace(sent, final)
+            else:
+                os.remove(sent)
+        if not os.path.isfile(final) or sha256(final) != wheel["sha256"]:
+            if os.path.exists(final):
+                os.remove(final)  # a tampered or truncated wheel is never kept, let alone installed
+            bad.append(wheel["filename"])
+    return bad
+
+
+def run(argv, timeout, cwd=None, env=None, shell=False):
+    try:
+        proc = subprocess.run(argv, cwd=cwd, env=env, shell=shell, timeout=timeout,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    except subprocess.TimeoutExpired:
+        return 124, "timed out after %ss" % timeout
+    return proc.returncode, proc.stdout.decode("utf-8", "replace")
+
+
+def release_env(release):
+    env = dict(os.environ)
+    env["VIRTUAL_ENV"] = os.path.join(release, "venv")
+    env["PATH"] = os.path.join(release, "venv", "bin") + os.pathsep + env.get("PATH", "")
+    env["PINSHIP_RELEASE"] = os.path.basename(release)
+    env.pop("PYTHONHOME", None)
+    return env
+
+
+def op_stage(req):
+    root, release_id = req["path"], req["release"]
+    check_token(req)
+    manifest = req["manifest"]
+    bad = accept_incoming(root, manifest["wheels"] + [req["pip"]])
+    if bad:
+        raise Failure("corrupt", "missing or corrupt in the store: " + ", ".join(bad), files=bad)
+    release = release_dir(root, release_id)
+    if os.path.isfile(os.path.join(release, ".complete")):
+        return {"reused": True}
+    shutil.rmtree(release, ignore_errors=True)  # a half-made release from an interrupted deploy
+    os.makedirs(os.path.join(release, "wheels"))
+    for wheel in manifest["wheels"]:
+        target = os.path.join(release, "wheels", wheel["filename"])
+        source = store_path(root, wheel["sha256"], wheel["filename"])
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copyfile(source, target)
+    with open(os.path.join(release, "manifest.json"), "w") as handle:
+        json.dump(manifest, handle, indent=2, sort_keys=True)
+    with open(os.path.join(release, "requirements.lock"), "w") as handle:
+        handle.write(req["lock"])
+    timeout = req.get("timeout", 600)
+    steps = []
+    code, out = run([req["python"], "-m", "venv", "--without-pip", os.path.join(release, "venv")], timeout)
+    steps.append(("venv", code, out))
+    python = os.path.join(release, "venv", "bin", "python")
+    pip = os.path.join(store_path(root, req["pip"]["sha256"], req["pip"]["filename"]), "pip")
+    if code == 0:
+        code, out = run([python, pip, "install", "--no-index", "--find-links", os.path.join(release, "wheels"),
+                         "--require-hashes", "--no-deps", "--disable-pip-version-check", "--no-input",
+                         "-r", os.path.join(release, "requirements.lock")], timeout,
+                        env=dict(release_env(release), PIP_CONFIG_FILE=os.devnull))
+        steps.append(("install", code, out))
+    if code == 0:
+        code, out = run([python, pip, "check", "--disable-pip-version-check"], timeout,
+                        env=dict(release_env(release), PIP_CONFIG_FILE=os.devnull))
+        steps.append(("pip check", code, out))
+    if code == 0 and req.get("healthcheck"):
+        code, out = run(req["healthcheck"], timeout, cwd=release, env=release_env(release), shell=True)
+        steps.append(("health check", code, out))
+    step, code, out = steps[-1]
+    if code != 0:
+        shutil.rmtree(release, ignore_errors=True)
+        tail = "\n".join(out.strip().splitlines()[-8:])
+        raise Failure("stage", "%s failed (exit %d): %s" % (step, code, tail), step=step)
+    with open(os.path.join(release, ".complete"), "w") as handle:
+        handle.write(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    return {"reused": False}
+
+
+def point_current(root, release_id):
+    """Switch `current` by rename: it is never missing and never half-made."""
+    temporary = os.path.join(root, ".current-%d" % os.getpid())
+    if os.path.lexists(temporary):
+        os.remove(temporary)
+    os.symlink(os.path.join("releases", release_id), temporary)
+    os.replace(temporary, os.path.join(root, "current"))
+
+
+def op_switch(req):
+    root, release_id = req["path"], req["release"]
+    check_token(req)
+    if not os.path.isfile(os.path.join(release_dir(root, release_id), ".complete")):
+        raise Failure("missing", "release %s is not on this host (or never finished staging)" % release_id)
+    before = live(root)
+    result = {"previous": before, "switched": before != release_id, "restart": None, "switched_back": False}
+    if before != release_id:
+        point_current(root, release_id)
+        if before:
+            with open(os.path.join(root, ".previous"), "w") as handle:
+                handle.write(before)
+    if req.get("restart") and result["switched"]:
+        code, out = run(req["restart"], req.get("timeout", 600), cwd=os.path.join(root, "current"),
+                        env=release_env(os.path.join(root, "current")), shell=True)
+        result["restart"] = code
+        if code != 0:
+            if before:
+                point_current(root, before)
+                run(req["restart"], req.get("timeout", 600), cwd=os.path.join(root, "current"),
+                    env=release_env(os.path.join(root, "current")), shell=True)
+            result["switched_back"] = True
+            result["restart_output"] = "\n".join(out.strip().splitlines()[-8:])
+    result["pruned"] = prune(root, req.get("keep", 5))
+    finish(req, dict(req["log"], previous=before, result="switched back" if result["switched_back"] else "ok"))
+    return result
+
+
+def prune(root, keep):
+    protected = {live(root), previous_release(root)}
+    completed = complete_releases(root)
+    removable = [name for name in completed[: max(0, len(completed) - keep)] if name not in protected]
+    for name in removable:
+        shutil.rmtree(release_dir(root, name), ignore_errors=True)
+    folder = os.path.join(root, "releases")
+    for name in os.listdir(folder):
+        if name not in completed and name not in protected:
+            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)  # never finished staging
+    return removable
+
+
+def finish(req, entry):
+    with open(os.path.join(req["path"], "deploy.log"), "a") as handle:
+        handle.write(json.dumps(entry, sort_keys=True) + "\n")
+    op_unlock(req)
+
+
+def op_abort(req):
+    release = release_dir(req["path"], req["release"])
+    if req.get("release") and not os.path.isfile(os.path.join(release, ".complete")):
+        shutil.rmtree(release, ignore_errors=True)
+    owner = read_owner(req["path"])
+    if owner and owner.get("token") == req["token"]:
+        finish(req, dict(req["log"], previous=live(req["path"]), result=req.get("reason", "aborted")))
+    return {}
+
+
+def op_read(req):
+    """A file from a release (its manifest, lock) or the deploy log, for status and history."""
+    path = os.path.join(req["path"], req["file"])
+    try:
+        with open(path) as handle:
+            return {"text": handle.read()}
+    except OSError:
+        return {"text": None}
+
+
+OPS = {"probe": op_probe, "lock": op_lock, "unlock": op_unlock, "stage": op_stage,
+       "switch": op_switch, "abort": op_abort, "read": op_read}
+
+
+def main(req):
+    try:
+        result = {"ok": True, "result": OPS[req["op"]](req)}
+    except Failure as exc:
+        result = {"ok": False, "kind": exc.kind, "error": str(exc), "extra": exc.extra}
+    except OSError as exc:
+        kind = "disk-full" if exc.errno == 28 else "os"
+        result = {"ok": False, "kind": kind, "error": "%s: %s" % (exc.strerror, exc.filename or "")}
+    result["host"] = socket.gethostname()
+    sys.stdout.write("\n" + MARK + json.dumps(result) + "\n")
+
+
+if __name__ == "__agent__":
+    main(REQUEST)  # noqa: F821  (REQUEST is injected by the loader)

@@ -1,0 +1,245 @@
+"""Build once, locally: the deploy layer's wheels (hash-checked) and the app's own wheel.
+
+Everything lands in a content-addressed cache under `.deploy/cache`, so a second deploy of the
+same lock builds and downloads nothing, and the release id is a function of content alone.
+"""
+
+from __future__ import annotations
+
+import ensurepip
+import getpass
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from deploy.config import Config
+from deploy.errors import DeployError
+from deploy.layers import load as load_layers
+from deploy.lockfile import Pin, parse
+from deploy.reqfile import canonical, display
+from deploy.verify import deploy_layer
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Wheel:
+    filename: str
+    name: str
+    version: str
+    sha256: str
+    size: int
+
+    def path(self, cache: Path) -> Path:
+        return cache / "wheels" / self.sha256 / self.filename
+
+
+@dataclass
+class Build:
+    release: str
+    wheels: list[Wheel]
+    pip: Wheel
+    lock_text: str
+    manifest: dict[str, object]
+    cache: Path
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def wheel_identity(filename: str) -> tuple[str, str]:
+    name, version = filename.split("-")[:2]
+    return canonical(name), version
+
+
+class Cache:
+    """`.deploy/cache`: wheels by sha256, plus what we built from which sdist."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.index_file = folder / "built.json"
+        self.built: dict[str, str] = json.loads(self.index_file.read_text()) if self.index_file.is_file() else {}
+        self.by_hash = {p.parent.name: p for p in (folder / "wheels").glob("*/*.whl")}
+
+    def add(self, source: Path) -> Wheel:
+        sha = file_sha256(source)
+        target = self.folder / "wheels" / sha / source.name
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+        self.by_hash[sha] = target
+        return self.wheel(sha)
+
+    def wheel(self, sha: str) -> Wheel:
+        path = self.by_hash[sha]
+        name, version = wheel_identity(path.name)
+        return Wheel(path.name, name, version, sha, path.stat().st_size)
+
+    def remember(self, key: str, sha: str) -> None:
+        self.built[key] = sha
+        self.index_file.write_text(json.dumps(self.built, indent=1, sort_keys=True))
+
+    def find(self, pin: Pin) -> Wheel | None:
+        for value in pin.hashes:
+            sha = value.removeprefix("sha256:")
+            if sha in self.by_hash:
+                return self.wheel(sha)
+        built = self.built.get(_sdist_key(pin))
+        return self.wheel(built) if built in self.by_hash else None
+
+
+def _sdist_key(pin: Pin) -> str:
+    return f"{canonical(pin.name)}=={pin.version} " + ",".join(sorted(pin.hashes))
+
+
+def build(config: Config, log: Log = print) -> Build:
+    graph = load_layers(config.root, config.requirements)
+    layer = deploy_layer(config, graph)
+    if layer is None or not graph.layers[layer].lock.is_file():
+        raise DeployError("there is no deploy layer lock to ship", fix="create requirements/prod.in, run: nox -s lock")
+    pins = list(parse(graph.layers[layer].lock).pins.values())
+    cache = Cache(config.root / ".deploy" / "cache")
+    wheels = _dependency_wheels(config, pins, cache, log)
+    app = _app_wheel(config, cache, log)
+    if app is not None:
+        wheels = [w for w in wheels if w.name != app.name] + [app]
+    pip = next((w for w in wheels if w.name == "pip"), None) or cache.add(_bundled_pip())
+    lock_text = "".join(f"{w.name}=={w.version} --hash=sha256:{w.sha256}\n" for w in sorted(wheels, key=lambda w: w.name))
+    release = hashlib.sha256(lock_text.encode()).hexdigest()[:12]
+    manifest: dict[str, object] = {
+        "release": release,
+        "app": {"name": app.name, "version": app.version} if app else None,
+        "lock_sha256": hashlib.sha256(lock_text.encode()).hexdigest(),
+        "layer": display(graph.layers[layer].lock, config.root),
+        "git": _git_revision(config.root),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "built_by": f"{getpass.getuser()}@{socket.gethostname()}",
+        "python": f"{sys.implementation.name} {sys.version_info.major}.{sys.version_info.minor}",
+        "wheels": [asdict(w) for w in sorted(wheels, key=lambda w: w.name)],
+    }
+    return Build(release, wheels, pip, lock_text, manifest, cache.folder)
+
+
+def _dependency_wheels(config: Config, pins: list[Pin], cache: Cache, log: Log) -> list[Wheel]:
+    wheels = {canonical(pin.name): cache.find(pin) for pin in pins}
+    missing = [pin for pin in pins if wheels[canonical(pin.name)] is None]
+    if missing:
+        log(f"fetching {len(missing)} wheels for the deploy layer (hash-checked)")
+        with tempfile.TemporaryDirectory(prefix="pinship-wheels-") as tmp:
+            requirements = Path(tmp) / "requirements.txt"
+            requirements.write_text(
+                "".join(f"{pin.requirement()} " + " ".join(f"--hash={h}" for h in pin.hashes) + "\n" for pin in missing)
+            )
+            out = Path(tmp) / "out"
+            _pip(["wheel", "--no-deps", "--require-hashes", "-r", str(requirements), "-w", str(out)], config.root)
+            by_name = {pin_name: pin for pin in missing if (pin_name := canonical(pin.name))}
+            for path in sorted(out.glob("*.whl")):
+                wheel = cache.add(path)
+                pin = by_name[wheel.name]
+                if f"sha256:{wheel.sha256}" not in pin.hashes:
+                    cache.remember(_sdist_key(pin), wheel.sha256)  # built from a hash-checked sdist
+                wheels[wheel.name] = wheel
+    absent = [name for name, wheel in wheels.items() if wheel is None]
+    if absent:
+        raise DeployError(f"no wheel was produced for: {', '.join(absent)}")
+    return [w for w in wheels.values() if w is not None]
+
+
+def _app_wheel(config: Config, cache: Cache, log: Log) -> Wheel | None:
+    if not config.app_name:
+        return None
+    key = f"app {_source_digest(config.root)}"
+    known = cache.built.get(key)
+    if known in cache.by_hash:
+        return cache.wheel(known)
+    log(f"building the wheel of {config.app_name}")
+    with tempfile.TemporaryDirectory(prefix="pinship-app-") as tmp:
+        command = ["wheel", "--no-deps", "-w", tmp, str(config.root)]
+        if _backend_importable(config.root):
+            command.insert(1, "--no-build-isolation")  # the pinned local build tools, no download
+        _pip(command, config.root, extra_env={"SOURCE_DATE_EPOCH": "315532800"})
+        built = sorted(Path(tmp).glob("*.whl"))
+        if not built:
+            raise DeployError(f"pip wheel produced no wheel for {config.app_name}")
+        wheel = cache.add(built[0])
+    cache.remember(key, wheel.sha256)
+    return wheel
+
+
+def _backend_importable(root: Path) -> bool:
+    data = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    system = data.get("build-system", {})
+    backend = str(system.get("build-backend", "setuptools.build_meta:__legacy__")).split(":")[0]
+    if system.get("backend-path"):
+        return False
+    return importlib.util.find_spec(backend.split(".")[0]) is not None
+
+
+def _source_digest(root: Path) -> str:
+    """What the app wheel is built from: every file git would ship, by content."""
+    digest = hashlib.sha256()
+    for path in _source_files(root):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _source_files(root: Path) -> Iterable[Path]:
+    proc = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=root, capture_output=True, check=False
+    )
+    if proc.returncode == 0:
+        names = sorted(name for name in proc.stdout.decode().split("\0") if name)
+        return [root / name for name in names if (root / name).is_file()]
+    skip = {".git", ".deploy", ".venv", ".nox", "__pycache__", "build", "dist"}
+    return sorted(p for p in root.rglob("*") if p.is_file() and not skip & set(p.relative_to(root).parts))
+
+
+def _git_revision(root: Path) -> str | None:
+    proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        return None
+    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=False)
+    return proc.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def _bundled_pip() -> Path:
+    """The pip wheel that ships inside CPython: runs pip on hosts without ensurepip per venv."""
+    places = [Path(ensurepip.__file__).parent / "_bundled", Path("/usr/share/python-wheels")]
+    for folder in places:
+        found = sorted(folder.glob("pip-*.whl"))
+        if found:
+            return found[-1]
+    raise DeployError("no pip wheel to install with: add pip to requirements/prod.in and run: nox -s lock")
+
+
+def _pip(args: list[str], cwd: Path, extra_env: dict[str, str] | None = None) -> None:
+    command = [sys.executable, "-m", "pip", "--disable-pip-version-check", *args]
+    proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env={**os.environ, **(extra_env or {})}, check=False)
+    if proc.returncode != 0:
+        tail = "\n    ".join((proc.stdout + proc.stderr).strip().splitlines()[-12:])
+        raise DeployError(f"pip {args[0]} failed:\n    {tail}", fix="check the lock and the index, then run: nox -s verify")
+
+
+def check_wheel(path: Path) -> None:
+    """A wheel in the cache must still be a readable zip with the hash it is filed under."""
+    if file_sha256(path) != path.parent.name or not zipfile.is_zipfile(path):
+        path.unlink()
+        raise DeployError(f"{path} was corrupted in the local cache and has been removed", fix="run the deploy again")

@@ -1,0 +1,340 @@
+"""Deploy and rollback across hosts: stage everywhere, switch only when enough hosts staged.
+
+Per host the steps are: probe (one round trip), lock (taken in a fixed host order so two racing
+deploys cannot each hold half the hosts), send missing wheels, stage (one round trip: store
+check, venv, offline hash-checked install, pip check, health check), switch (one round trip:
+rename, restart or switch back, prune, log, unlock). Results are gathered per host, as Fabric's
+GroupResult does, instead of dying at the first failure.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import secrets
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from deploy.build import Build, Wheel, check_wheel
+from deploy.build import build as build_release
+from deploy.config import Config, Environment
+from deploy.errors import DeployError, HostError
+from deploy.targets import AgentFailure, Target, connect
+from deploy.verify import verify
+
+Progress = Callable[[str, str], None]
+
+
+@dataclass
+class HostResult:
+    host: str
+    release: str | None = None
+    result: str = "pending"
+    error: str | None = None
+    seconds: float = 0.0
+    bytes_sent: int = 0
+    locked: bool = False
+    probe: dict[str, Any] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+
+@dataclass
+class Summary:
+    action: str
+    environment: str
+    release: str | None
+    hosts: list[HostResult]
+
+    @property
+    def ok(self) -> bool:
+        return not any(h.failed for h in self.hosts)
+
+
+class Run:
+    """One deploy or rollback of one environment: the targets, their results, Ctrl-C."""
+
+    def __init__(self, config: Config, env: Environment, action: str, progress: Progress,
+                 break_lock: bool = False) -> None:
+        self.config = config
+        self.env = env
+        self.action = action
+        self.progress = progress
+        self.break_lock = break_lock
+        self.token = secrets.token_hex(8)
+        self.cancelled = threading.Event()
+        self.targets = connect(env, config.root, sys.executable)
+        self.results = {t.name: HostResult(t.name) for t in self.targets}
+        self.owner = {"user": getpass.getuser(), "machine": socket.gethostname(), "pid": os.getpid(),
+                      "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "token": self.token,
+                      "action": action}
+
+    def each(self, targets: Iterable[Target], step: Callable[[Target], None]) -> None:
+        """Run `step` on targets, `parallel` at a time; a failure is recorded on that host only."""
+
+        def guarded(target: Target) -> None:
+            result = self.results[target.name]
+            if self.cancelled.is_set():
+                result.error = result.error or "interrupted before this host was reached"
+                return
+            try:
+                step(target)
+            except DeployError as exc:
+                result.error = str(exc)
+            except Exception as exc:  # one host's surprise must not hide the others' results
+                result.error = f"{target.name}: unexpected {type(exc).__name__}: {exc}"
+            finally:
+                result.bytes_sent = target.sent_bytes
+
+        with ThreadPoolExecutor(max_workers=self.env.parallel) as pool:
+            futures = [pool.submit(guarded, t) for t in targets]
+            try:
+                # Short waits keep the main thread responsive to Ctrl-C.
+                while wait(futures, timeout=0.1).not_done:
+                    pass
+            except KeyboardInterrupt:
+                self.cancelled.set()
+                self.progress("*", "interrupted: finishing the steps under way, then releasing the locks")
+                while True:
+                    try:
+                        wait(futures)
+                        break
+                    except KeyboardInterrupt:
+                        continue
+
+    def healthy(self) -> list[Target]:
+        return [t for t in self.targets if not self.results[t.name].failed]
+
+    def probe(self) -> None:
+        def step(target: Target) -> None:
+            self.progress(target.name, "connecting")
+            self.results[target.name].probe = target.call("probe")
+
+        self.each(self.targets, step)
+
+    def lock(self, targets: list[Target]) -> None:
+        # In host order, one at a time: the second of two racing deploys stops at the first host.
+        for target in sorted(targets, key=lambda t: t.name):
+            result = self.results[target.name]
+            if self.cancelled.is_set():
+                result.error = "interrupted before this host was locked"
+                continue
+            try:
+                reply = target.call("lock", owner=self.owner, **{"break": self.break_lock})
+                result.locked = True
+                if reply.get("broke"):
+                    self.progress(target.name, f"took over a stale lock held by {describe_owner(reply['broke'])}")
+            except AgentFailure as exc:
+                if exc.kind == "locked":
+                    owner = describe_owner(exc.extra.get("owner"))
+                    result.error = (f"{target.name}: another {self.action} holds the lock ({owner}); "
+                                    f"wait for it, or if it is dead, run again with --break-lock")
+                else:
+                    result.error = str(exc)
+                if exc.kind == "locked":
+                    break
+            except DeployError as exc:
+                result.error = str(exc)
+        for target in targets:
+            if not self.results[target.name].locked and not self.results[target.name].error:
+                self.results[target.name].error = f"{target.name}: not locked: another deploy got there first"
+
+    def release_locks(self, reason: str, release: str | None) -> None:
+        def step(target: Target) -> None:
+            target.call("abort", token=self.token, release=release, reason=reason, log=self.log_entry(release))
+
+        locked = [t for t in self.targets if self.results[t.name].locked]
+        saved = self.cancelled.is_set()
+        self.cancelled.clear()  # the clean-up must reach every host even after Ctrl-C
+        self.each(locked, step)
+        if saved:
+            self.cancelled.set()
+
+    def log_entry(self, release: str | None) -> dict[str, Any]:
+        return {"action": self.action, "release": release, "user": self.owner["user"],
+                "machine": self.owner["machine"], "time": self.owner["since"], "environment": self.env.name}
+
+    def switch(self, targets: list[Target], release_for: Callable[[Target], str]) -> None:
+        def step(target: Target) -> None:
+            result = self.results[target.name]
+            release = release_for(target)
+            reply = target.call("switch", token=self.token, release=release, restart=self.env.restart,
+                                keep=self.env.keep_releases, log=self.log_entry(release),
+                                timeout=self.env.command_timeout)
+            result.locked = False
+            result.release = release
+            if reply["switched_back"]:
+                result.error = (f"{target.name}: restart failed (exit {reply['restart']}), switched back to "
+                                f"{reply['previous']}: {reply.get('restart_output', '')}")
+                result.result = "switched back"
+            else:
+                result.result = "switched" if reply["switched"] else "unchanged"
+            self.progress(target.name, result.result)
+
+        self.each(targets, step)
+
+    def summary(self, release: str | None) -> Summary:
+        for target in self.targets:
+            target.close()
+        now = time.monotonic()
+        for result in self.results.values():
+            result.seconds = now - result.started
+            if result.failed and result.result in ("pending", "staged"):
+                result.result = "failed"
+        return Summary(self.action, self.env.name, release, list(self.results.values()))
+
+
+def describe_owner(owner: dict[str, Any] | None) -> str:
+    if not owner or not owner.get("user"):
+        return "owner unknown"
+    return f"{owner['user']}@{owner['machine']} pid {owner['pid']} since {owner['since']} ({owner.get('action')})"
+
+
+def deploy(config: Config, env: Environment, *, progress: Progress, break_lock: bool = False) -> Summary:
+    verify(config)
+    run = Run(config, env, "deploy", progress, break_lock)
+    run.probe()
+    if not run.healthy():
+        return run.summary(None)
+    _check_interpreters(run)
+    built = build_release(config, log=lambda line: progress("build", line))
+    progress("build", f"release {built.release}: {len(built.wheels)} wheels")
+    todo = []
+    for target in run.healthy():
+        result = run.results[target.name]
+        result.release = built.release
+        if result.probe["current"] == built.release:
+            result.result = "unchanged"
+            progress(target.name, "already live: nothing to do")
+        else:
+            todo.append(target)
+    if not todo:
+        return run.summary(built.release)
+    try:
+        run.lock(todo)
+        staged = [t for t in todo if run.results[t.name].locked]
+        run.each(staged, lambda target: _stage(run, target, built))
+        failed = [r for r in run.results.values() if r.failed]
+        if run.cancelled.is_set() or len(failed) > env.max_failures:
+            reason = "interrupted" if run.cancelled.is_set() else f"{len(failed)} host(s) failed staging"
+            for result in run.results.values():
+                if result.locked and not result.failed:
+                    result.result = f"not switched: {reason}"
+            run.release_locks(reason, built.release)
+            return run.summary(built.release)
+        run.switch([t for t in staged if not run.results[t.name].failed], lambda _t: built.release)
+    except KeyboardInterrupt:
+        run.cancelled.set()
+    if run.cancelled.is_set():
+        run.release_locks("interrupted", built.release)
+    return run.summary(built.release)
+
+
+def _check_interpreters(run: Run) -> None:
+    here = {"implementation": sys.implementation.name, "version": "%d.%d" % sys.version_info[:2],
+            "platform": sys.platform, "machine": os.uname().machine}
+    for target in run.healthy():
+        theirs = run.results[target.name].probe["python"]
+        if theirs != here:
+            run.results[target.name].error = (
+                f"{target.name}: runs {theirs['implementation']} {theirs['version']} on {theirs['platform']}-"
+                f"{theirs['machine']}, but wheels are built here for {here['implementation']} {here['version']} on "
+                f"{here['platform']}-{here['machine']}; deploy from a machine (e.g. CI) with the hosts' interpreter"
+            )
+
+
+def _stage(run: Run, target: Target, built: Build) -> None:
+    result = run.results[target.name]
+    store = set(result.probe["store"])
+    wanted = [*built.wheels, built.pip]
+    for attempt in range(2):
+        missing = [w for w in dict.fromkeys(wanted) if w.sha256 not in store]
+        if missing:
+            size = sum(w.size for w in missing)
+            run.progress(target.name, f"sending {len(missing)} wheels ({size / 1e6:.1f} MB)")
+            _send(run, target, built, missing)
+        run.progress(target.name, "installing")
+        try:
+            target.call("stage", token=run.token, release=built.release, manifest=built.manifest,
+                        lock=built.lock_text, pip=_wheel_dict(built.pip), python=target.python() if
+                        run.env.is_local else run.env.python, healthcheck=run.env.healthcheck,
+                        timeout=run.env.command_timeout)
+            result.result = "staged"
+            return
+        except AgentFailure as exc:
+            if exc.kind == "corrupt" and attempt == 0:
+                bad = set(exc.extra.get("files", []))
+                run.progress(target.name, f"store had corrupt or missing wheels ({', '.join(sorted(bad))}): re-sending")
+                store -= {w.sha256 for w in wanted if w.filename in bad}
+                continue
+            if exc.kind == "disk-full":
+                raise HostError(target.name, f"disk full while staging ({exc}); current release unchanged",
+                                fix="free disk space on the host, then deploy again") from exc
+            raise HostError(target.name, f"{exc.args[0].split(': ', 1)[-1]}; current release unchanged") from exc
+
+
+def _send(run: Run, target: Target, built: Build, wheels: list[Wheel]) -> None:
+    for wheel in wheels:
+        local = wheel.path(built.cache)
+        check_wheel(local)
+        target.put(local, f"{run.env.path}/wheels/.incoming/{wheel.sha256}")
+
+
+def _wheel_dict(wheel: Wheel) -> dict[str, Any]:
+    return {"filename": wheel.filename, "sha256": wheel.sha256}
+
+
+def rollback(config: Config, env: Environment, *, to: str | None, progress: Progress,
+             break_lock: bool = False) -> Summary:
+    run = Run(config, env, "rollback", progress, break_lock)
+    run.probe()
+    targets = run.healthy()
+    chosen: dict[str, str] = {}
+    for target in targets:
+        result = run.results[target.name]
+        wanted = to or result.probe["previous"]
+        if not wanted:
+            result.error = f"{target.name}: no previous release to roll back to"
+        elif wanted not in result.probe["releases"]:
+            have = ", ".join(result.probe["releases"]) or "none"
+            result.error = f"{target.name}: release {wanted} is not on this host (it has: {have})"
+        else:
+            chosen[target.name] = wanted
+    if any(r.failed for r in run.results.values()):
+        return run.summary(to)
+    try:
+        run.lock(targets)
+        if any(r.failed for r in run.results.values()) or run.cancelled.is_set():
+            run.release_locks("refused", to)
+            return run.summary(to)
+        run.switch(targets, lambda target: chosen[target.name])
+    except KeyboardInterrupt:
+        run.cancelled.set()
+        run.release_locks("interrupted", to)
+    return run.summary(to)
+
+
+def render_summary(summary: Summary) -> str:
+    rows = [("host", "release", "result", "seconds", "sent")]
+    for host in summary.hosts:
+        rows.append((host.host, host.release or "-", host.result, f"{host.seconds:.1f}", _size(host.bytes_sent)))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
+    errors = [f"  {host.error}" for host in summary.hosts if host.error]
+    if errors:
+        lines += ["", "problems:", *errors]
+    return "\n".join(lines)
+
+
+def _size(count: int) -> str:
+    return f"{count / 1e6:.1f} MB" if count >= 100_000 else f"{count / 1e3:.1f} kB" if count else "0"
+

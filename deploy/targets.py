@@ -1,0 +1,213 @@
+"""Where a deploy runs: this machine (invoke Context) or a host over SSH (Fabric Connection).
+
+Fabric's Connection is an invoke Context, so both run the same agent call; only how files
+travel differs. SSH connections check host keys against the pinned known_hosts file only, with
+RejectPolicy instead of Fabric's default AutoAddPolicy, and every step has a timeout.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shlex
+import shutil
+import socket
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import invoke
+import paramiko
+from fabric import Connection
+
+from deploy.config import Environment, Host
+from deploy.errors import HostError
+
+MARK = "PINSHIP-RESULT:"
+# Runs the agent from stdin, so nothing has to be installed on a host first.
+LOADER = (
+    "import sys,json;d=json.load(sys.stdin);"
+    "exec(compile(d.pop('agent'),'pinship-agent','exec'),{'__name__':'__agent__','REQUEST':d})"
+)
+AGENT = resources.files("deploy").joinpath("agent.py").read_text(encoding="utf-8")
+
+
+class _Payload(io.StringIO):
+    """A request stream invoke reads in one go: it asks for one byte per 10 ms from streams
+    that are not terminals, which would make a 15 kB request take minutes."""
+
+    def read(self, size: int | None = -1) -> str:
+        return super().read(1 << 20)
+
+
+class AgentFailure(HostError):
+    """The agent ran and reported a failure of a known kind ('locked', 'corrupt', 'stage' …)."""
+
+    def __init__(self, host: str, kind: str, message: str, extra: dict[str, Any]) -> None:
+        super().__init__(host, message)
+        self.kind = kind
+        self.extra = extra
+
+
+class Target:
+    """One place to deploy to; subclasses supply the context and file transfer."""
+
+    name: str
+
+    def __init__(self, env: Environment) -> None:
+        self.env = env
+        self.sent_bytes = 0
+
+    def context(self) -> invoke.Context:
+        raise NotImplementedError
+
+    def put(self, local: Path, remote: str) -> None:
+        raise NotImplementedError
+
+    def python(self) -> str:
+        return self.env.python
+
+    def call(self, op: str, **request: Any) -> dict[str, Any]:
+        payload = json.dumps({"agent": AGENT, "op": op, "path": self.env.path, **request})
+        command = shlex.join([self.python(), "-c", LOADER])
+        try:
+            result = self.context().run(
+                command, in_stream=_Payload(payload), hide=True, warn=True,
+                timeout=self.env.command_timeout, echo_stdin=False,
+            )
+        except invoke.CommandTimedOut as exc:
+            raise HostError(self.name, f"'{op}' did not finish within {exc.timeout:.0f} s: the host hangs",
+                            fix="check the host, or raise --command-timeout") from exc
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise HostError(self.name, f"connection lost during '{op}': {exc}") from exc
+        for line in reversed(result.stdout.splitlines()):
+            if line.startswith(MARK):
+                reply: dict[str, Any] = json.loads(line[len(MARK):])
+                if not reply["ok"]:
+                    raise AgentFailure(self.name, reply["kind"], reply["error"], reply.get("extra") or {})
+                return dict(reply["result"])
+        detail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+        raise HostError(self.name, f"'{op}' failed on the host (exit {result.exited}): {' / '.join(detail)}",
+                        fix=f"check that '{self.python()}' is Python 3 on the host (setting: python)")
+
+    def close(self) -> None:
+        """Nothing to close for this machine."""
+
+
+class LocalTarget(Target):
+    name = "local"
+
+    def __init__(self, env: Environment, python: str) -> None:
+        super().__init__(env)
+        self._python = python
+        self._context = invoke.Context()
+
+    def python(self) -> str:
+        return self._python
+
+    def context(self) -> invoke.Context:
+        return self._context
+
+    def put(self, local: Path, remote: str) -> None:
+        Path(remote).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local, remote)
+        self.sent_bytes += local.stat().st_size
+
+
+class SshTarget(Target):
+    def __init__(self, env: Environment, host: Host, root: Path) -> None:
+        super().__init__(env)
+        self.host = host
+        self.name = str(host)
+        kwargs: dict[str, Any] = {"banner_timeout": env.connect_timeout, "auth_timeout": env.connect_timeout,
+                                  "channel_timeout": env.connect_timeout}
+        if env.identity:
+            kwargs["key_filename"] = str(Path(env.identity).expanduser())
+        self.connection = Connection(host.hostname, user=host.user, port=host.port,
+                                     connect_timeout=env.connect_timeout, connect_kwargs=kwargs)
+        client = self.connection.client
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        known = (root / env.known_hosts) if env.known_hosts else None
+        if known is None or not known.is_file():
+            raise HostError(self.name, f"the known-hosts file {known} does not exist",
+                            fix=f"run: invoke trust --env {env.name}")
+        client.load_host_keys(str(known))
+        self.known_hosts = known
+
+    def context(self) -> invoke.Context:
+        self.open()
+        return self.connection
+
+    def open(self) -> None:
+        if self.connection.is_connected:
+            return
+        env = self.env.name
+        try:
+            self.connection.open()
+            transport = self.connection.transport
+            if transport is not None:
+                transport.set_keepalive(5)
+        except paramiko.BadHostKeyException as exc:
+            raise HostError(
+                self.name,
+                f"HOST KEY CHANGED: it offered {exc.key.get_name()} {fingerprint(exc.key)}, which is not the key "
+                f"pinned in {self.known_hosts} — someone may be intercepting the connection; nothing was sent",
+                fix=f"if the host was rebuilt, delete its line from {self.known_hosts} and run: invoke trust --env {env}",
+            ) from exc
+        except paramiko.AuthenticationException as exc:
+            raise HostError(self.name, f"authentication failed: {exc}",
+                            fix="check the user, identity (setting: identity) or your ssh-agent") from exc
+        except paramiko.SSHException as exc:
+            if "not found in known_hosts" in str(exc):
+                raise HostError(self.name, f"unknown host key: the host is not in {self.known_hosts}; nothing was sent",
+                                fix=f"check its fingerprint and run: invoke trust --env {env}") from exc
+            raise HostError(self.name, f"SSH failed: {exc} (no answer within {self.env.connect_timeout:.0f} s?)",
+                            fix="check that the host is up and its sshd responds") from exc
+        except (TimeoutError, socket.timeout) as exc:
+            raise HostError(self.name, f"timed out after {self.env.connect_timeout:.0f} s while connecting",
+                            fix="check that the host is up, or raise --connect-timeout") from exc
+        except OSError as exc:
+            raise HostError(self.name, f"unreachable: {exc.strerror or exc}",
+                            fix="check the address and port in [tool.deploy.environments]") from exc
+
+    def put(self, local: Path, remote: str) -> None:
+        self.open()
+        try:
+            self.connection.put(str(local), remote)
+        except OSError as exc:
+            text = str(exc)
+            if "No space" in text or getattr(exc, "errno", None) == 28 or "Failure" in text:
+                raise HostError(self.name, f"upload of {local.name} failed: no space left on the host? ({text})",
+                                fix="free disk space on the host, then deploy again") from exc
+            raise HostError(self.name, f"upload of {local.name} failed: {text}") from exc
+        self.sent_bytes += local.stat().st_size
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    return key.fingerprint if hasattr(key, "fingerprint") else key.get_base64()[:16]
+
+
+def connect(env: Environment, root: Path, python: str) -> list[Target]:
+    if env.is_local:
+        return [LocalTarget(env, python)]
+    return [SshTarget(env, host, root) for host in env.hosts]
+
+
+def host_key(host: Host, timeout: float) -> paramiko.PKey:
+    """The key a host offers, read without logging in (for `invoke trust`)."""
+    sock = socket.create_connection((host.hostname, host.port), timeout=timeout)
+    transport = paramiko.Transport(sock)
+    try:
+        transport.banner_timeout = timeout
+        transport.start_client(timeout=timeout)
+        return transport.get_remote_server_key()
+    finally:
+        transport.close()
+
+
+def known_hosts_line(host: Host, key: paramiko.PKey) -> str:
+    name = host.hostname if host.port == 22 else f"[{host.hostname}]:{host.port}"
+    return f"{name} {key.get_name()} {key.get_base64()}"

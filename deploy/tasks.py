@@ -1,0 +1,135 @@
+"""Invoke tasks an adopting project exposes from its tasks.py: deploy, rollback, trust.
+
+An explicit flag beats `[tool.deploy]`, which beats the defaults. These functions are entry
+points: they turn DeployError into a message and an exit code, and nothing else here has logic.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from invoke import Collection, Context, Exit, task
+
+from deploy import config as config_module
+from deploy import engine, trust as trust_module
+from deploy.config import Environment, Host
+from deploy.errors import DeployError, VerifyFailed
+
+COMMON_HELP = {
+    "env": "environment from [tool.deploy.environments] ('local' needs no config)",
+    "hosts": "comma-separated subset of the environment's hosts to work on",
+    "path": "where releases live on each host",
+    "known_hosts": "pinned host keys file",
+    "identity": "SSH private key file",
+    "python": "interpreter on the hosts used to make release venvs",
+    "parallel": "hosts worked on at once",
+    "connect_timeout": "seconds to wait for a host to answer when connecting",
+    "command_timeout": "seconds one remote step may take before the host counts as hung",
+    "restart": "command run after the switch; a failure switches that host back",
+    "break_lock": "take over a lock left by a deploy that died (check it is dead first)",
+}
+
+
+def _environment(name: str, overrides: dict[str, Any], hosts: str | None) -> tuple[config_module.Config, Environment]:
+    config = config_module.load()
+    env = config.environment(name).override(**overrides)
+    if hosts:
+        wanted = [Host.parse(spec, "--hosts") for spec in hosts.split(",") if spec.strip()]
+        chosen = tuple(h for h in env.hosts if any(w.hostname == h.hostname and (w.port in (22, h.port)) for w in wanted))
+        if len(chosen) != len(wanted):
+            known = ", ".join(str(h) for h in env.hosts) or "none (local)"
+            raise Exit(f"--hosts {hosts}: not all of these are hosts of '{name}' (its hosts: {known})", code=2)
+        env = env.override(hosts=chosen)
+    return config, env
+
+
+def _progress(host: str, message: str) -> None:
+    print(f"{host}: {message}", flush=True)
+
+
+def _entry(action: Callable[[], engine.Summary | None]) -> None:
+    try:
+        summary = action()
+    except VerifyFailed as exc:
+        raise Exit("refusing to deploy: the locks are not fresh\n" + "\n".join(exc.problems), code=1) from exc
+    except DeployError as exc:
+        raise Exit(f"error: {exc}", code=1) from exc
+    except KeyboardInterrupt:
+        raise Exit("interrupted", code=130) from None
+    if summary is None:
+        return
+    print()
+    print(engine.render_summary(summary))
+    if not summary.ok:
+        raise Exit(f"\n{summary.action} of '{summary.environment}' did not complete on every host", code=1)
+
+
+def _confirm(env: Environment, yes: bool, what: str) -> None:
+    if not env.confirm or yes:
+        return
+    if not sys.stdin.isatty():
+        raise Exit(f"'{env.name}' asks for confirmation (confirm = true): run again with --yes", code=1)
+    answer = input(f"{what} to {env.name} ({len(env.hosts) or 1} hosts)? [y/N] ")
+    if answer.strip().lower() not in ("y", "yes"):
+        raise Exit("Aborting.", code=1)
+
+
+@task(help={**COMMON_HELP, "yes": "do not ask for confirmation", "max_failures": "hosts allowed to fail staging",
+            "healthcheck": "command run in the new release before the switch", "keep_releases": "releases kept per host"})
+def deploy(c: Context, env: str = "local", hosts: str | None = None, yes: bool = False, path: str | None = None,
+           known_hosts: str | None = None, identity: str | None = None, python: str | None = None,
+           parallel: int | None = None, max_failures: int | None = None, healthcheck: str | None = None,
+           restart: str | None = None, keep_releases: int | None = None, connect_timeout: float | None = None,
+           command_timeout: float | None = None, break_lock: bool = False) -> None:
+    """Build the deploy layer's wheels once and ship them to every host of an environment."""
+    overrides = dict(path=path, known_hosts=known_hosts, identity=identity, python=python, parallel=parallel,
+                     max_failures=max_failures, healthcheck=healthcheck, restart=restart,
+                     keep_releases=keep_releases, connect_timeout=connect_timeout, command_timeout=command_timeout)
+
+    def action() -> engine.Summary:
+        config, environment = _environment(env, overrides, hosts)
+        _confirm(environment, yes, "deploy")
+        return engine.deploy(config, environment, progress=_progress, break_lock=break_lock)
+
+    _entry(action)
+
+
+@task(help={**{k: v for k, v in COMMON_HELP.items() if k not in ("python", "parallel")},
+            "to": "release id to switch to (default: each host's previous release)",
+            "yes": "do not ask for confirmation"})
+def rollback(c: Context, env: str = "local", to: str | None = None, hosts: str | None = None, yes: bool = False,
+             path: str | None = None, known_hosts: str | None = None, identity: str | None = None,
+             restart: str | None = None, connect_timeout: float | None = None, command_timeout: float | None = None,
+             break_lock: bool = False) -> None:
+    """Switch every host back to its previous release, or to the one named with --to."""
+    overrides = dict(path=path, known_hosts=known_hosts, identity=identity, restart=restart,
+                     connect_timeout=connect_timeout, command_timeout=command_timeout)
+
+    def action() -> engine.Summary:
+        config, environment = _environment(env, overrides, hosts)
+        _confirm(environment, yes, "roll back")
+        return engine.rollback(config, environment, to=to, progress=_progress, break_lock=break_lock)
+
+    _entry(action)
+
+
+@task(help={"env": COMMON_HELP["env"], "hosts": COMMON_HELP["hosts"], "known_hosts": COMMON_HELP["known_hosts"],
+            "yes": "write the keys without asking (only after checking the fingerprints another way)",
+            "connect_timeout": COMMON_HELP["connect_timeout"]})
+def trust(c: Context, env: str, hosts: str | None = None, known_hosts: str | None = None, yes: bool = False,
+          connect_timeout: float | None = None) -> None:
+    """Show the hosts' key fingerprints and pin them in known-hosts once you confirm."""
+
+    def action() -> None:
+        config, environment = _environment(env, dict(known_hosts=known_hosts, connect_timeout=connect_timeout), hosts)
+        if environment.is_local:
+            raise DeployError("the local environment has no hosts to trust")
+        trust_module.trust(config.root, environment, ask=None if yes else input)
+
+    _entry(action)
+
+
+namespace = Collection(deploy, rollback, trust)

@@ -1,0 +1,42 @@
+"""`invoke trust`: pin the hosts' keys, deliberately, after a person has seen the fingerprints."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from deploy.config import Environment
+from deploy.errors import DeployError, HostError
+from deploy.targets import fingerprint, host_key, known_hosts_line
+
+
+def trust(root: Path, env: Environment, ask: Callable[[str], str] | None, say: Callable[[str], None] = print) -> int:
+    """Fetch each host's key, show it, and append new ones to the known-hosts file if confirmed."""
+    assert env.known_hosts is not None
+    path = root / env.known_hosts
+    existing = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    new_lines: list[str] = []
+    for host in env.hosts:
+        try:
+            key = host_key(host, env.connect_timeout)
+        except (OSError, EOFError) as exc:
+            raise HostError(str(host), f"could not read its host key: {exc}") from exc
+        line = known_hosts_line(host, key)
+        prefix = line.rsplit(" ", 2)[0] + " "
+        if line in existing:
+            say(f"{host}: {key.get_name()} {fingerprint(key)} (already trusted)")
+        elif any(old.startswith(prefix) for old in existing):
+            raise HostError(str(host), f"offers {fingerprint(key)}, which differs from the key pinned in {path}",
+                            fix=f"if the host was rebuilt, delete its line from {path} and run trust again")
+        else:
+            say(f"{host}: {key.get_name()} {fingerprint(key)} (new)")
+            new_lines.append(line)
+    if not new_lines:
+        return 0
+    if ask is not None and ask(f"pin {len(new_lines)} new key(s) in {path}? [y/N] ").strip().lower() not in ("y", "yes"):
+        raise DeployError("nothing written: the keys were not confirmed")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("".join(f"{line}\n" for line in new_lines))
+    say(f"wrote {len(new_lines)} key(s) to {path}")
+    return len(new_lines)
