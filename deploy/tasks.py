@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from invoke import Collection, Context, Exit, task
+from invoke.collection import Collection
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
 
 from deploy import config as config_module
-from deploy import engine, trust as trust_module
+from deploy import engine
+from deploy import trust as trust_module
 from deploy.config import Environment, Host
 from deploy.errors import DeployError, VerifyFailed
 
@@ -38,7 +41,9 @@ def _environment(name: str, overrides: dict[str, Any], hosts: str | None) -> tup
     env = config.environment(name).override(**overrides)
     if hosts:
         wanted = [Host.parse(spec, "--hosts") for spec in hosts.split(",") if spec.strip()]
-        chosen = tuple(h for h in env.hosts if any(w.hostname == h.hostname and (w.port in (22, h.port)) for w in wanted))
+        chosen = tuple(
+            h for h in env.hosts if any(w.hostname == h.hostname and (w.port in (22, h.port)) for w in wanted)
+        )
         if len(chosen) != len(wanted):
             known = ", ".join(str(h) for h in env.hosts) or "none (local)"
             raise Exit(f"--hosts {hosts}: not all of these are hosts of '{name}' (its hosts: {known})", code=2)
@@ -77,36 +82,93 @@ def _confirm(env: Environment, yes: bool, what: str) -> None:
         raise Exit("Aborting.", code=1)
 
 
-@task(help={**COMMON_HELP, "yes": "do not ask for confirmation", "max_failures": "hosts allowed to fail staging",
-            "healthcheck": "command run in the new release before the switch", "keep_releases": "releases kept per host"})
-def deploy(c: Context, env: str = "local", hosts: str | None = None, yes: bool = False, path: str | None = None,
-           known_hosts: str | None = None, identity: str | None = None, python: str | None = None,
-           parallel: int | None = None, max_failures: int | None = None, healthcheck: str | None = None,
-           restart: str | None = None, keep_releases: int | None = None, connect_timeout: float | None = None,
-           command_timeout: float | None = None, break_lock: bool = False) -> None:
+@task(
+    help={
+        **COMMON_HELP,
+        "yes": "do not ask for confirmation",
+        "max_failures": "hosts allowed to fail staging",
+        "healthcheck": "command run in the new release before the switch",
+        "keep_releases": "releases kept per host",
+        "dry_run": "print the plan (hosts, release, package changes, bytes to send) and change nothing",
+    }
+)
+def deploy(
+    c: Context,
+    env: str = "local",
+    hosts: str | None = None,
+    yes: bool = False,
+    path: str | None = None,
+    known_hosts: str | None = None,
+    identity: str | None = None,
+    python: str | None = None,
+    parallel: int | None = None,
+    max_failures: int | None = None,
+    healthcheck: str | None = None,
+    restart: str | None = None,
+    keep_releases: int | None = None,
+    connect_timeout: float | None = None,
+    command_timeout: float | None = None,
+    break_lock: bool = False,
+    dry_run: bool = False,
+) -> None:
     """Build the deploy layer's wheels once and ship them to every host of an environment."""
-    overrides = dict(path=path, known_hosts=known_hosts, identity=identity, python=python, parallel=parallel,
-                     max_failures=max_failures, healthcheck=healthcheck, restart=restart,
-                     keep_releases=keep_releases, connect_timeout=connect_timeout, command_timeout=command_timeout)
+    overrides = dict(
+        path=path,
+        known_hosts=known_hosts,
+        identity=identity,
+        python=python,
+        parallel=parallel,
+        max_failures=max_failures,
+        healthcheck=healthcheck,
+        restart=restart,
+        keep_releases=keep_releases,
+        connect_timeout=connect_timeout,
+        command_timeout=command_timeout,
+    )
 
-    def action() -> engine.Summary:
+    def action() -> engine.Summary | None:
         config, environment = _environment(env, overrides, hosts)
+        if dry_run:
+            from deploy import ops
+
+            print(ops.plan(config, environment, progress=_quiet))
+            return None
         _confirm(environment, yes, "deploy")
         return engine.deploy(config, environment, progress=_progress, break_lock=break_lock)
 
     _entry(action)
 
 
-@task(help={**{k: v for k, v in COMMON_HELP.items() if k not in ("python", "parallel")},
-            "to": "release id to switch to (default: each host's previous release)",
-            "yes": "do not ask for confirmation"})
-def rollback(c: Context, env: str = "local", to: str | None = None, hosts: str | None = None, yes: bool = False,
-             path: str | None = None, known_hosts: str | None = None, identity: str | None = None,
-             restart: str | None = None, connect_timeout: float | None = None, command_timeout: float | None = None,
-             break_lock: bool = False) -> None:
+@task(
+    help={
+        **{k: v for k, v in COMMON_HELP.items() if k not in ("python", "parallel")},
+        "to": "release id to switch to (default: each host's previous release)",
+        "yes": "do not ask for confirmation",
+    }
+)
+def rollback(
+    c: Context,
+    env: str = "local",
+    to: str | None = None,
+    hosts: str | None = None,
+    yes: bool = False,
+    path: str | None = None,
+    known_hosts: str | None = None,
+    identity: str | None = None,
+    restart: str | None = None,
+    connect_timeout: float | None = None,
+    command_timeout: float | None = None,
+    break_lock: bool = False,
+) -> None:
     """Switch every host back to its previous release, or to the one named with --to."""
-    overrides = dict(path=path, known_hosts=known_hosts, identity=identity, restart=restart,
-                     connect_timeout=connect_timeout, command_timeout=command_timeout)
+    overrides = dict(
+        path=path,
+        known_hosts=known_hosts,
+        identity=identity,
+        restart=restart,
+        connect_timeout=connect_timeout,
+        command_timeout=command_timeout,
+    )
 
     def action() -> engine.Summary:
         config, environment = _environment(env, overrides, hosts)
@@ -116,11 +178,23 @@ def rollback(c: Context, env: str = "local", to: str | None = None, hosts: str |
     _entry(action)
 
 
-@task(help={"env": COMMON_HELP["env"], "hosts": COMMON_HELP["hosts"], "known_hosts": COMMON_HELP["known_hosts"],
-            "yes": "write the keys without asking (only after checking the fingerprints another way)",
-            "connect_timeout": COMMON_HELP["connect_timeout"]})
-def trust(c: Context, env: str, hosts: str | None = None, known_hosts: str | None = None, yes: bool = False,
-          connect_timeout: float | None = None) -> None:
+@task(
+    help={
+        "env": COMMON_HELP["env"],
+        "hosts": COMMON_HELP["hosts"],
+        "known_hosts": COMMON_HELP["known_hosts"],
+        "yes": "write the keys without asking (only after checking the fingerprints another way)",
+        "connect_timeout": COMMON_HELP["connect_timeout"],
+    }
+)
+def trust(
+    c: Context,
+    env: str,
+    hosts: str | None = None,
+    known_hosts: str | None = None,
+    yes: bool = False,
+    connect_timeout: float | None = None,
+) -> None:
     """Show the hosts' key fingerprints and pin them in known-hosts once you confirm."""
 
     def action() -> None:
@@ -132,4 +206,66 @@ def trust(c: Context, env: str, hosts: str | None = None, known_hosts: str | Non
     _entry(action)
 
 
-namespace = Collection(deploy, rollback, trust)
+@task(
+    help={
+        "env": COMMON_HELP["env"],
+        "hosts": COMMON_HELP["hosts"],
+        "json": "print JSON for machines",
+        "connect_timeout": COMMON_HELP["connect_timeout"],
+    }
+)
+def status(
+    c: Context, env: str = "local", hosts: str | None = None, json: bool = False, connect_timeout: float | None = None
+) -> None:
+    """Show each host's live release and any drift; exit non-zero unless all are clean and agree."""
+    from deploy import ops
+
+    def action() -> None:
+        config, environment = _environment(env, dict(connect_timeout=connect_timeout), hosts)
+        statuses = ops.status(config, environment, progress=_quiet)
+        print(ops.render_status(statuses, json))
+        if any(s.problems for s in statuses):
+            raise Exit(code=1)
+
+    _entry(action)
+
+
+@task(help={"env": COMMON_HELP["env"], "hosts": COMMON_HELP["hosts"]})
+def releases(c: Context, env: str = "local", hosts: str | None = None) -> None:
+    """List each host's releases, newest first, marking the live and previous ones."""
+    from deploy import ops
+
+    def action() -> None:
+        config, environment = _environment(env, {}, hosts)
+        print(ops.render_releases(ops.status(config, environment, progress=_quiet)))
+
+    _entry(action)
+
+
+@task(
+    name="promote",
+    help={
+        "from_": "environment whose live release is promoted (e.g. staging)",
+        "to": "environment to deploy it to (e.g. production)",
+        "yes": "do not ask for confirmation",
+        "break_lock": COMMON_HELP["break_lock"],
+    },
+)
+def promote_(c: Context, from_: str, to: str, yes: bool = False, break_lock: bool = False) -> None:
+    """Deploy to one environment the exact release live on another: the same wheels, no rebuild."""
+    from deploy import ops
+
+    def action() -> engine.Summary:
+        config = config_module.load()
+        source, target = config.environment(from_), config.environment(to)
+        _confirm(target, yes, f"promote the release live on {from_}")
+        return ops.promote(config, source, target, progress=_progress, break_lock=break_lock)
+
+    _entry(action)
+
+
+def _quiet(host: str, message: str) -> None:
+    """Status and history print one table; per-step progress would only clutter it."""
+
+
+namespace = Collection(deploy, rollback, trust, status, releases, promote_)

@@ -26,14 +26,20 @@ def trust(root: Path, env: Environment, ask: Callable[[str], str] | None, say: C
         if line in existing:
             say(f"{host}: {key.get_name()} {fingerprint(key)} (already trusted)")
         elif any(old.startswith(prefix) for old in existing):
-            raise HostError(str(host), f"offers {fingerprint(key)}, which differs from the key pinned in {path}",
-                            fix=f"if the host was rebuilt, delete its line from {path} and run trust again")
+            raise HostError(
+                str(host),
+                f"offers {fingerprint(key)}, which differs from the key pinned in {path}",
+                fix=f"if the host was rebuilt, delete its line from {path} and run trust again",
+            )
         else:
             say(f"{host}: {key.get_name()} {fingerprint(key)} (new)")
             new_lines.append(line)
     if not new_lines:
         return 0
-    if ask is not None and ask(f"pin {len(new_lines)} new key(s) in {path}? [y/N] ").strip().lower() not in ("y", "yes"):
+    if ask is not None and ask(f"pin {len(new_lines)} new key(s) in {path}? [y/N] ").strip().lower() not in (
+        "y",
+        "yes",
+    ):
         raise DeployError("nothing written: the keys were not confirmed")
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as handle:
