@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +36,9 @@ COMPILE_OPTIONS = (
     "--no-emit-trusted-host",
     "--no-emit-options",
     "--resolver=backtracking",
+    # pip-compile would otherwise read [tool.pip-tools] from a pyproject.toml or .pip-tools.toml next
+    # to its inputs: settings that are not among the digested inputs, so verify could not see them.
+    "--no-config",
 )
 Log = Callable[[str], None]
 
@@ -67,7 +70,11 @@ def stale_layers(config: Config, graph: LayerGraph) -> dict[str, list[str]]:
 
 
 def _changed_inputs(recorded: Mapping[str, str], current: Mapping[str, str]) -> list[str]:
-    changed = [name for name, value in current.items() if recorded.get(name) != value]
+    changed = [
+        "the compile options (pip-compile flags, [tool.deploy] compile-options)" if name == "(options)" else name
+        for name, value in current.items()
+        if recorded.get(name) != value
+    ]
     changed += [f"{name} (no longer an input)" for name in recorded if name not in current]
     if not recorded:
         return ["its header (no input digests: not written by nox -s lock)"]
@@ -178,7 +185,8 @@ def solve(
             preferred = _union(existing.values())
             (work / "all.txt").write_text("\n".join(_pin_lines(preferred)) + "\n", encoding="utf-8")
         command = [sys.executable, "-m", "piptools", "compile", *COMPILE_OPTIONS, *config.compile_options]
-        command += ["--annotation-style=line", "--no-header", "--quiet", "-o", "all.txt", "all.in"]
+        # -v: pip explains a conflict ("The conflict is caused by: …") only at that verbosity.
+        command += ["--annotation-style=line", "--no-header", "-v", "-o", "all.txt", "all.in"]
         command += [arg for name in upgrade for arg in ("--upgrade-package", name)]
         if upgrade_all:
             command.append("--upgrade")
@@ -192,11 +200,25 @@ def solve(
         return _read_universe(work / "all.txt")
 
 
-def _union(locks: Sequence[LockFile] | object) -> list[Pin]:
+def _union(locks: Iterable[LockFile]) -> list[Pin]:
+    """Every existing pin once; only locks whose body is as `lock` wrote it lend their hashes.
+
+    pip-compile reuses a preferred pin's hashes as they are (pip only checks that one of them matches
+    the file), so a hash slipped into a lock by hand would come back out under a fresh header that
+    verifies, and a wrong one would make pip-compile die of a HashMismatch. A hand-edited lock's
+    versions are still a fine preference: its hashes are fetched afresh.
+    """
+    intact: list[LockFile] = []
+    edited: list[LockFile] = []
+    for lock in locks:
+        (intact if lock.body_is_intact() else edited).append(lock)
     merged: dict[str, Pin] = {}
-    for lock in locks:  # type: ignore[attr-defined]
+    for lock in intact:
         for name, pin in lock.pins.items():
             merged.setdefault(name, pin)
+    for lock in edited:
+        for name, pin in lock.pins.items():
+            merged.setdefault(name, Pin(pin.name, pin.version, ()))
     return list(merged.values())
 
 
@@ -271,9 +293,17 @@ def select(graph: LayerGraph, name: str, universe: Mapping[str, Pin]) -> list[Pi
 
 def describe_changes(before: LockFile | None, after: Sequence[Pin]) -> list[str]:
     """`django 4.2.1 → 4.2.7`, `+ sqlparse 0.4.4`, `- oldlib 1.0` for one layer."""
-    old = {name: pin.version for name, pin in (before.pins.items() if before else [])}
+    old_pins = dict(before.pins) if before else {}
+    old = {name: pin.version for name, pin in old_pins.items()}
     new = {canonical(pin.name): pin.version for pin in after}
-    lines = [f"{name} {old[name]} → {new[name]}" for name in sorted(old.keys() & new.keys()) if old[name] != new[name]]
+    hashes = {canonical(pin.name): set(pin.hashes) for pin in after}
+    lines = []
+    for name in sorted(old.keys() & new.keys()):
+        if old[name] != new[name]:
+            lines.append(f"{name} {old[name]} → {new[name]}")
+        elif set(old_pins[name].hashes) != hashes[name]:
+            # Same version, other files: the index changed them, which a reviewer should see.
+            lines.append(f"{name} {new[name]}: other hashes")
     lines += [f"+ {name} {new[name]}" for name in sorted(new.keys() - old.keys())]
     lines += [f"- {name} {old[name]}" for name in sorted(old.keys() - new.keys())]
     return lines

@@ -88,6 +88,13 @@ def _cross_layer(config: Config, graph: LayerGraph, locks: dict[str, LockFile]) 
             elif set(theirs.hashes) != set(pin.hashes):
                 problems.append(f"{where}: {pkg} has other hashes than in {other_layer}.txt; {FIX}")
     shipped = deploy_layer(config, graph)
+    if config.deploy_layer and shipped is None:
+        # Silently falling back would ship nothing (or the wrong layer) and skip the check below.
+        missing = display(graph.folder / f"{config.deploy_layer}.in", config.root)
+        problems.append(
+            f"pyproject.toml: [tool.deploy] deploy-layer = \"{config.deploy_layer}\" but {missing} does not "
+            f"exist; set deploy-layer to one of: {', '.join(graph.order)}"
+        )
     tested = config.test_layer
     if shipped and tested in locks and shipped in locks and shipped != tested:
         test_lock = locks[tested]

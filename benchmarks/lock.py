@@ -1,0 +1,193 @@
+"""How long verify and lock take, next to the recompile-and-diff check pip-tools users run today.
+
+    .venv/bin/python benchmarks/lock.py [--runs N]
+
+It builds a four-layer project (base, prod, test, dev; 17 tiny packages, one of them sdist-only)
+served by its own local index on 127.0.0.1, with pip isolated from this machine's configuration,
+then times each operation N times and prints the medians, and ratios taken from this one run.
+pip's and pip-tools' caches are shared by every contender and warm after the first run, so the
+resolver work, not the network, is what is compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+# Run as a script from anywhere: the test support package lives in the repository, not the venv.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from deploy import config as config_module
+from deploy.layers import load as load_layers
+from deploy.locking import COMPILE_OPTIONS
+from deploy.scaffold import NOXFILE
+from deploy.verify import check
+from tests.support.pipenv import isolated_pip_env
+from tests.support.pkgindex import PackageIndex
+
+# name -> (requirements, sdist only): a small web app's dependency tree.
+PACKAGES: dict[str, tuple[list[str], bool]] = {
+    "markup": ([], False),
+    "templating": (["markup>=1"], False),
+    "dbdriver": ([], True),
+    "orm": (["dbdriver>=1"], False),
+    "util": ([], False),
+    "web": (["templating>=1", "util"], False),
+    "server": (["web>=1"], False),
+    "metrics": (["util"], False),
+    "plugins": ([], False),
+    "iniconfig": ([], False),
+    "testrunner": (["plugins>=1", "iniconfig"], False),
+    "factory": (["orm", "util"], False),
+    "mocklib": ([], False),
+    "astlib": ([], False),
+    "linter": (["astlib>=1"], False),
+    "typechecker": (["astlib", "typing-ext"], False),
+    "typing-ext": ([], False),
+}
+LAYERS = {
+    "base.in": "web\norm\n",
+    "prod.in": "-r base.in\nserver\nmetrics\n",
+    "test.in": "-r prod.in\ntestrunner\nfactory\nmocklib\n",
+    "dev.in": "-r test.in\nlinter\ntypechecker\n",
+}
+PYPROJECT = '[project]\nname = "bench"\nversion = "1.0"\n\n[tool.deploy]\nrequirements = "requirements"\n'
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="repetitions per operation (default 5)")
+    runs = parser.parse_args().runs
+    with tempfile.TemporaryDirectory(prefix="pinship-bench-") as tmp, PackageIndex(Path(tmp) / "index") as index:
+        for name, (requires, sdist_only) in PACKAGES.items():
+            for version in ("1.0", "1.1"):
+                index.add(name, version, requires, sdist_only=sdist_only)
+        env = isolated_pip_env(index.url, Path(tmp) / "cache")
+        env["HOME"] = str(Path(tmp) / "home")
+        root = _project(Path(tmp) / "project")
+        bench = Bench(root, env, Path(tmp))
+        bench.prepare()
+        results = bench.measure(runs)
+    _print(results, runs)
+    return 0
+
+
+def _project(root: Path) -> Path:
+    (root / "requirements").mkdir(parents=True)
+    (root / "pyproject.toml").write_text(PYPROJECT, encoding="utf-8")
+    (root / "noxfile.py").write_text(NOXFILE, encoding="utf-8")
+    for name, text in LAYERS.items():
+        (root / "requirements" / name).write_text(text, encoding="utf-8")
+    return root
+
+
+class Bench:
+    def __init__(self, root: Path, env: dict[str, str], tmp: Path) -> None:
+        self.root = root
+        self.env = env
+        self.tmp = tmp
+        self.folder = root / "requirements"
+        self.order = load_layers(root, self.folder).order
+        self.nox = str(Path(sys.executable).parent / "nox")
+        self.baseline = tmp / "pip-compile-baseline"
+
+    def run(self, command: list[str], cwd: Path) -> None:
+        done = subprocess.run(command, cwd=cwd, env=self.env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}")
+
+    def prepare(self) -> None:
+        """Lock once (warming caches) and make the pip-compile baseline the anchor diffs against."""
+        self.run([sys.executable, "-m", "deploy", "lock"], self.root)
+        shutil.copytree(self.folder, self.baseline, ignore=shutil.ignore_patterns("*.txt"))
+        self.pip_compile_layers(self.baseline)
+        if check(config_module.load(self.root)):
+            raise SystemExit("the benchmark project does not verify after locking")
+
+    def pip_compile_layers(self, folder: Path) -> None:
+        # What a pip-tools user runs: one pip-compile per layer, bottom-up, with our options.
+        for layer in self.order:
+            self.run([sys.executable, "-m", "piptools", "compile", *COMPILE_OPTIONS, "--quiet",
+                      "-o", f"{layer}.txt", f"{layer}.in"], folder)
+
+    def verify_in_process(self) -> None:
+        if check(config_module.load(self.root)):
+            raise SystemExit("verify found problems")
+
+    def recompile_and_diff(self) -> None:
+        copy = self.tmp / "anchor"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(self.baseline, copy)
+        self.pip_compile_layers(copy)
+        # The diff is part of the workaround: it is how CI learns that a lock is stale.
+        stale = [name for name in (f"{n}.txt" for n in self.order)
+                 if not filecmp.cmp(copy / name, self.baseline / name, shallow=False)]
+        if stale:
+            raise SystemExit(f"recompile-and-diff found {stale} changed: the benchmark would not measure a no-op")
+
+    def full_lock(self) -> None:
+        for lock in self.folder.glob("*.txt"):
+            lock.unlink()
+        self.run([sys.executable, "-m", "deploy", "lock"], self.root)
+
+    def bare_pip_compile(self) -> None:
+        scratch = self.tmp / "bare"
+        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.copytree(self.baseline, scratch, ignore=shutil.ignore_patterns("*.txt"))
+        self.pip_compile_layers(scratch)
+
+    def measure(self, runs: int) -> list[tuple[str, float]]:
+        operations: list[tuple[str, Callable[[], None]]] = [
+            ("nox -s verify (subprocess)", lambda: self.run([self.nox, "-s", "verify"], self.root)),
+            ("deploy.verify.check (in process)", self.verify_in_process),
+            ("nox -s lock, nothing changed", lambda: self.run([self.nox, "-s", "lock"], self.root)),
+            ("python -m deploy lock, from scratch", self.full_lock),
+            ("anchor: pip-compile each layer into a copy + diff", self.recompile_and_diff),
+            ("bare pip-compile of each layer, from scratch", self.bare_pip_compile),
+        ]
+        results = []
+        for label, operation in operations:
+            times = []
+            for _ in range(runs):
+                started = time.perf_counter()
+                operation()
+                times.append(time.perf_counter() - started)
+            results.append((label, statistics.median(times)))
+            print(f"  {label}: {', '.join(f'{t:.3f}' for t in times)} s", file=sys.stderr)
+        return results
+
+
+def _print(results: list[tuple[str, float]], runs: int) -> None:
+    median = dict(results)
+    width = max(len(label) for label, _ in results)
+    print(f"\n{len(LAYERS)} layers, {len(PACKAGES)} packages; median of {runs} runs; Python {sys.version.split()[0]},"
+          f" {os.cpu_count()} CPUs\n")
+    print(f"{'operation'.ljust(width)}  median")
+    print(f"{'-' * width}  --------")
+    for label, seconds in results:
+        shown = f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
+        print(f"{label.ljust(width)}  {shown:>8}")
+    anchor = median["anchor: pip-compile each layer into a copy + diff"]
+    ratios = [
+        ("anchor / nox -s verify", anchor / median["nox -s verify (subprocess)"]),
+        ("anchor / verify in process", anchor / median["deploy.verify.check (in process)"]),
+        ("anchor / no-op nox -s lock", anchor / median["nox -s lock, nothing changed"]),
+        ("full lock / bare pip-compile", median["python -m deploy lock, from scratch"]
+         / median["bare pip-compile of each layer, from scratch"]),
+    ]
+    print("\nratios (this run)")
+    for label, value in ratios:
+        print(f"  {label.ljust(30)} {value:8.2f}x")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

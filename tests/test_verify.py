@@ -1,0 +1,219 @@
+"""`python -m deploy verify`: offline proof that the locks are fresh, untouched and consistent.
+
+Every failure is one line that names the file (and line, where there is one) and the fix.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deploy.scaffold import NOXFILE
+from deploy.verify import check
+from tests.lockproject import LockProject, Names, locked_copy, publish
+from tests.support.pkgindex import PackageIndex
+
+pytestmark = pytest.mark.index
+
+_PROBLEM = re.compile(r"^requirements/[\w-]+\.(txt|in)(:\d+)?[: ].* run: nox -s lock$")
+
+
+@pytest.fixture(scope="module")
+def template(package_index: PackageIndex, tmp_path_factory: pytest.TempPathFactory) -> tuple[LockProject, Names]:
+    return locked_copy(package_index, tmp_path_factory)
+
+
+@pytest.fixture
+def project(template: tuple[LockProject, Names], tmp_path: Path) -> LockProject:
+    """A freshly locked project of this test's own, to break."""
+    return template[0].copy(tmp_path / "project")
+
+
+@pytest.fixture
+def names(template: tuple[LockProject, Names]) -> Names:
+    return template[1]
+
+
+def failures(done: subprocess.CompletedProcess[str]) -> list[str]:
+    """The problems verify reported, checked to be one well-formed line each; exit code 1."""
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert all(line.startswith("verify: ") for line in lines), done.stderr
+    problems = [line.removeprefix("verify: ") for line in lines]
+    for problem in problems:
+        assert _PROBLEM.match(problem), f"not 'file[:line]: what; run: nox -s lock': {problem}"
+    return problems
+
+
+def _line_of(project: LockProject, lock: str, text: str) -> int:
+    return next(n for n, line in enumerate(project.read(lock).splitlines(), 1) if line.startswith(text))
+
+
+def test_verify_passes_on_a_fresh_lock_without_asking_the_index(
+    use_index: PackageIndex, project: LockProject
+) -> None:
+    use_index.requests.clear()
+
+    done = project.run("verify")
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("verify: 4 layers fresh and consistent")
+    assert check(project.config()) == []
+    assert use_index.requests == []
+
+
+def test_an_edited_in_file_makes_its_lock_stale(project: LockProject, names: Names) -> None:
+    project.write("dev.in", project.read("dev.in") + "# a comment counts too: the file is the input\n")
+
+    assert failures(project.run("verify")) == [
+        "requirements/dev.txt is out of date: requirements/dev.in changed since it was locked; run: nox -s lock",
+    ]
+
+
+def test_an_edited_lower_layer_makes_every_layer_above_it_stale(project: LockProject, names: Names) -> None:
+    project.write("prod.in", project.read("prod.in") + f"{names.linter}\n")
+
+    assert failures(project.run("verify")) == [
+        f"requirements/{layer}.txt is out of date: requirements/prod.in changed since it was locked; run: nox -s lock"
+        for layer in ("prod", "test", "dev")
+    ]
+
+
+def test_a_hand_edited_lock_fails_verify_and_names_the_fix(project: LockProject, names: Names) -> None:
+    text = project.read("test.txt")
+    project.write("test.txt", text.replace(f"{names.alpha}==1.0 ", f"{names.alpha}==1.1 "))
+    line = _line_of(project, "test.txt", f"{names.alpha}==1.1")
+
+    problems = failures(project.run("verify"))
+
+    assert "requirements/test.txt was edited by hand (its content no longer matches its header); run: nox -s lock" in (
+        problems
+    )
+    assert (
+        f"requirements/test.txt:{line}: {names.alpha}==1.1 but base.txt pins {names.alpha}==1.0; run: nox -s lock"
+    ) in problems
+
+
+def test_a_hand_edit_that_keeps_versions_is_caught_too(project: LockProject, names: Names) -> None:
+    # Swapping a hash is how a tampered lock would let other bytes in under the same version.
+    text = project.read("dev.txt")
+    start = text.index("--hash=sha256:", text.index(f"{names.linter}==1.0")) + len("--hash=sha256:")
+    project.write("dev.txt", text[:start] + "0" * 64 + text[start + 64:])
+
+    assert failures(project.run("verify")) == [
+        "requirements/dev.txt was edited by hand (its content no longer matches its header); run: nox -s lock",
+    ]
+
+
+def test_changed_compile_options_make_every_lock_stale(project: LockProject) -> None:
+    pyproject = project.root / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + 'compile-options = ["--pre"]\n', encoding="utf-8")
+
+    assert failures(project.run("verify")) == [
+        f"requirements/{layer}.txt is out of date: the compile options (pip-compile flags, "
+        "[tool.deploy] compile-options) changed since it was locked; run: nox -s lock"
+        for layer in ("base", "prod", "test", "dev")
+    ]
+
+
+def test_a_deleted_lock_fails_verify(project: LockProject) -> None:
+    project.path("prod.txt").unlink()
+
+    assert failures(project.run("verify")) == ["requirements/prod.txt is missing; run: nox -s lock"]
+
+
+def test_a_new_in_file_never_compiled_fails_verify(project: LockProject, names: Names) -> None:
+    project.write("docs.in", f"-r base.in\n{names.linter}\n")
+
+    assert failures(project.run("verify")) == ["requirements/docs.txt is missing; run: nox -s lock"]
+
+
+def test_a_pin_without_a_hash_fails_verify(project: LockProject, names: Names) -> None:
+    text = project.read("prod.txt")
+    pinned = re.compile(rf"^{re.escape(names.beta)}==1\.0 \\\n(    --hash=\S+ ?\\?\n)+", re.MULTILINE)
+    project.write("prod.txt", pinned.sub(f"{names.beta}==1.0\n", text))
+    line = _line_of(project, "prod.txt", f"{names.beta}==1.0")
+
+    problems = failures(project.run("verify"))
+
+    assert f"requirements/prod.txt:{line}: {names.beta}==1.0 has no --hash; run: nox -s lock" in problems
+
+
+@pytest.mark.parametrize(("added", "what"), [
+    ("--index-url http://mirror.internal/simple/", "an index option"),
+    ("--find-links /home/me/wheels", "an index option"),
+    ("{alpha} @ file:///home/me/wheels/alpha-1.0-py3-none-any.whl", "a file:// URL"),
+])
+def test_machine_specific_content_in_a_lock_fails_verify(
+    project: LockProject, names: Names, added: str, what: str
+) -> None:
+    text = project.read("base.txt")
+    body_start = text.index("\n" + names.alpha) + 1
+    project.write("base.txt", text[:body_start] + added.format(alpha=names.alpha) + "\n" + text[body_start:])
+    line = text[:body_start].count("\n") + 1
+
+    problems = failures(project.run("verify"))
+
+    assert (
+        f"requirements/base.txt:{line}: holds {what}, which is specific to one machine; run: nox -s lock"
+    ) in problems
+
+
+def test_every_problem_is_reported_in_one_run(project: LockProject, names: Names) -> None:
+    project.path("base.txt").unlink()
+    project.write("dev.in", project.read("dev.in") + "\n")
+    project.write("test.txt", project.read("test.txt") + "# note\n")
+
+    problems = failures(project.run("verify"))
+
+    assert [problem.split(" ", 1)[0] for problem in problems] == [
+        "requirements/base.txt", "requirements/test.txt", "requirements/dev.txt",
+    ]
+
+
+def test_a_deploy_layer_that_does_not_exist_fails_verify(project: LockProject) -> None:
+    pyproject = project.root / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('deploy-layer = "prod"', 'deploy-layer = "server"'))
+
+    done = project.run("verify")
+
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        'verify: pyproject.toml: [tool.deploy] deploy-layer = "server" but requirements/server.in does not exist; '
+        "set deploy-layer to one of: base, prod, test, dev",
+    ]
+
+
+def test_a_test_layer_that_leaves_out_what_ships_fails_verify(use_index: PackageIndex, tmp_path: Path) -> None:
+    names = Names()
+    layers = publish(use_index, names)
+    layers["test.in"] = f"# constrained by what ships, but not installing it\n-c prod.txt\n{names.checker}\n"
+    project = LockProject.create(tmp_path / "project", layers)
+    project.lock()
+
+    problems = failures(project.run("verify"))
+
+    assert problems == [
+        f"requirements/test.txt: {name}==1.0 ships in prod.txt but is not in the test layer, so CI does not test "
+        "it; add '-r prod.in' to test.in and run: nox -s lock"
+        for name in sorted([names.beta, names.delta])
+    ]
+
+
+def test_nox_s_verify_passes_on_fresh_locks_and_fails_with_the_same_lines(project: LockProject) -> None:
+    (project.root / "noxfile.py").write_text(NOXFILE, encoding="utf-8")
+    nox = [str(Path(sys.executable).parent / "nox"), "-s", "verify"]
+
+    fresh = subprocess.run(nox, cwd=project.root, capture_output=True, text=True, check=False)
+    project.path("test.txt").unlink()
+    stale = subprocess.run(nox, cwd=project.root, capture_output=True, text=True, check=False)
+
+    assert fresh.returncode == 0, fresh.stderr
+    assert "4 layers fresh and consistent" in fresh.stderr
+    assert stale.returncode == 1
+    assert "requirements/test.txt is missing; run: nox -s lock" in stale.stderr
