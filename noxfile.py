@@ -6,9 +6,9 @@ import sys
 
 import nox
 
-from deploy.sessions import lock, upgrade, verify
+from deploy.sessions import audit, lock, upgrade, verify
 
-__all__ = ["lint", "lock", "tests", "typecheck", "upgrade", "verify"]
+__all__ = ["audit", "lint", "lock", "tests", "typecheck", "upgrade", "verify"]
 
 nox.options.default_venv_backend = "none"
 nox.options.sessions = ["verify", "lint", "typecheck", "tests"]

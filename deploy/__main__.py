@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from deploy import audit
 from deploy import config as config_module
 from deploy.errors import DeployError, VerifyFailed
 from deploy.locking import lock
@@ -27,6 +28,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("lock", help="compile requirements/*.in into hash-pinned .txt locks")
     upgrade = commands.add_parser("upgrade", help="upgrade packages in every layer (all when none named)")
     upgrade.add_argument("packages", nargs="*", help="package names to upgrade")
+    audit_parser = commands.add_parser(
+        "audit", help="pip-audit the deploy layer (exit 1: vulnerabilities found, 2: the audit could not run)"
+    )
+    audit_parser.add_argument("--osv-url", help="OSV API to query instead of PyPI's vulnerability data")
     scaffold = commands.add_parser("init", help="adopt the tool in this project")
     scaffold.add_argument("--force", action="store_true", help="overwrite files that already exist")
     args = parser.parse_args(argv)
@@ -55,10 +60,22 @@ def _run(args: argparse.Namespace) -> int:
         print(f"verify: {count} layers fresh and consistent ({time.perf_counter() - started:.2f} s)")
     elif args.command == "lock":
         lock(config)
+    elif args.command == "audit":
+        return run_audit(config, args.osv_url)
     elif args.command == "upgrade":
         result = lock(config, upgrade=args.packages, upgrade_all=not args.packages)
         report_changes(config, result.changes)
     return 0
+
+
+def run_audit(config: config_module.Config, osv_url: str | None) -> int:
+    try:
+        findings = audit.audit(config, osv_url=osv_url)
+    except DeployError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return audit.COULD_NOT_RUN
+    print(audit.render(findings))
+    return audit.FOUND if findings else 0
 
 
 def report_changes(config: config_module.Config, changes: dict[str, list[str]]) -> None:

@@ -72,7 +72,7 @@ class Config:
     root: Path
     requirements: Path
     deploy_layer: str | None = None
-    test_layer: str = "test"
+    test_layer: str | None = None  # None: the layer named "test", when there is one
     compile_options: tuple[str, ...] = ()
     environments: dict[str, Environment] = field(default_factory=dict)
     app_name: str | None = None
@@ -126,8 +126,8 @@ def load(root: Path | None = None) -> Config:
     return Config(
         root=root,
         requirements=(root / _str(table.get("requirements", "requirements"), where, "requirements")),
-        deploy_layer=table.get("deploy-layer"),
-        test_layer=_str(table.get("test-layer", "test"), where, "test-layer"),
+        deploy_layer=_optional_str(table.get("deploy-layer"), where, "deploy-layer"),
+        test_layer=_optional_str(table.get("test-layer"), where, "test-layer"),
         compile_options=tuple(_list(table.get("compile-options", []), where, "compile-options")),
         environments=envs,
         app_name=project.get("name") if isinstance(project, dict) else None,
@@ -183,6 +183,10 @@ def _list(value: object, where: str, key: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{where}: {key} must be a list of strings")
     return value
+
+
+def _optional_str(value: object, where: str, key: str) -> str | None:
+    return None if value is None else _str(value, where, key)
 
 
 def _str(value: object, where: str, key: str) -> str:

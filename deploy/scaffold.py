@@ -10,12 +10,12 @@ from pathlib import Path
 
 from deploy.errors import ConfigError
 
-NOXFILE = '''"""Nox sessions: lock, verify and upgrade this project's layered requirements."""
+NOXFILE = '''"""Nox sessions: lock, verify, upgrade and audit this project's layered requirements."""
 
 # Importing the sessions registers them with nox; `nox -l` lists them.
-from deploy.sessions import lock, upgrade, verify
+from deploy.sessions import audit, lock, upgrade, verify
 
-__all__ = ["lock", "upgrade", "verify"]
+__all__ = ["audit", "lock", "upgrade", "verify"]
 '''
 
 TASKS = '''"""Invoke tasks: deploy, rollback, status, promote, releases and trust."""

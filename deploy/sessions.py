@@ -6,10 +6,12 @@ package and pip-tools, which the developer's pinned environment already has.
 
 from __future__ import annotations
 
+import sys
+
 import nox
 
 from deploy import config as config_module
-from deploy.__main__ import report_changes
+from deploy.__main__ import report_changes, run_audit
 from deploy.errors import DeployError, VerifyFailed
 from deploy.locking import lock as lock_layers
 from deploy.verify import verify as verify_layers
@@ -42,6 +44,24 @@ def upgrade(session: nox.Session) -> None:
         report_changes(config, result.changes)
 
     _guard(session, run)
+
+
+@nox.session(python=False)
+def audit(session: nox.Session) -> None:
+    """Check the deploy layer for known vulnerabilities with pip-audit (hash mode)."""
+    # Exit with the CLI's own code, so CI can tell "vulnerabilities found" (1) from "could not run" (2).
+    code = run_audit(config_module.load(), _option(session.posargs, "--osv-url"))
+    if code:
+        sys.exit(code)
+
+
+def _option(args: list[str], name: str) -> str | None:
+    for index, arg in enumerate(args):
+        if arg == name and index + 1 < len(args):
+            return args[index + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
 
 
 def _guard(session: nox.Session, action: object) -> None:

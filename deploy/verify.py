@@ -95,7 +95,13 @@ def _cross_layer(config: Config, graph: LayerGraph, locks: dict[str, LockFile]) 
             f"pyproject.toml: [tool.deploy] deploy-layer = \"{config.deploy_layer}\" but {missing} does not "
             f"exist; set deploy-layer to one of: {', '.join(graph.order)}"
         )
-    tested = config.test_layer
+    tested = config.test_layer or "test"
+    if config.test_layer and config.test_layer not in graph.layers:
+        missing = display(graph.folder / f"{config.test_layer}.in", config.root)
+        problems.append(
+            f"pyproject.toml: [tool.deploy] test-layer = \"{config.test_layer}\" but {missing} does not "
+            f"exist; set test-layer to one of: {', '.join(graph.order)}"
+        )
     if shipped and tested in locks and shipped in locks and shipped != tested:
         test_lock = locks[tested]
         for pkg, pin in locks[shipped].pins.items():

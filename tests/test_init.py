@@ -110,7 +110,7 @@ def test_init_without_a_pyproject_is_a_clear_error(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_written_noxfile_offers_lock_verify_and_upgrade(project: Path) -> None:
+def test_the_written_noxfile_offers_lock_verify_upgrade_and_audit(project: Path) -> None:
     init(project)
     nox = Path(sys.executable).parent / "nox"
 
@@ -119,7 +119,7 @@ def test_the_written_noxfile_offers_lock_verify_and_upgrade(project: Path) -> No
 
     assert done.returncode == 0, done.stdout + done.stderr
     listed = {line.split()[1] for line in done.stdout.splitlines() if line.startswith(("* ", "- "))}
-    assert listed == {"lock", "verify", "upgrade"}
+    assert listed == {"lock", "verify", "upgrade", "audit"}
 
 
 def test_the_written_tasks_file_imports(project: Path) -> None:

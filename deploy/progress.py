@@ -1,0 +1,34 @@
+"""Progress while hosts are worked on: one live line per host on a terminal, plain lines otherwise.
+
+On a terminal the block of host lines is redrawn in place (ANSI cursor-up), so thirty hosts stay
+thirty lines; in CI logs and pipes every step is its own line, which reads well afterwards.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from typing import TextIO
+
+
+class Board:
+    def __init__(self, stream: TextIO, live: bool | None = None) -> None:
+        self.stream = stream
+        self.live = stream.isatty() if live is None else live
+        self.lines: dict[str, str] = {}
+        self.drawn = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, host: str, message: str) -> None:
+        with self.lock:
+            if not self.live:
+                self.stream.write(f"{host}: {message}\n")
+                self.stream.flush()
+                return
+            self.lines[host] = message
+            width = shutil.get_terminal_size((100, 20)).columns - 1
+            out = [f"\x1b[{self.drawn}F"] if self.drawn else []
+            out += [f"\x1b[2K{f'{name}: {text}'[:width]}\n" for name, text in self.lines.items()]
+            self.drawn = len(self.lines)
+            self.stream.write("".join(out))
+            self.stream.flush()
