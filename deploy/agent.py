@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 
 MARK = "PINSHIP-RESULT:"
 
@@ -111,19 +112,31 @@ def op_lock(req):
     owner = read_owner(root)
     if owner is not None and req.get("break"):
         shutil.rmtree(lock, ignore_errors=True)
-    try:
-        os.mkdir(lock)  # atomic: exactly one deploy can create it
-    except FileExistsError:
-        raise Failure("locked", "locked", owner=read_owner(root)) from None
-    with open(os.path.join(lock, "owner.json"), "w") as handle:
+    # Made whole, owner and all, under a name of its own, then renamed into place: atomic like
+    # mkdir (exactly one deploy gets it), and whoever finds it taken can always say by whom.
+    claim = os.path.join(root, ".lock-" + req["owner"]["token"])
+    shutil.rmtree(claim, ignore_errors=True)
+    os.mkdir(claim)
+    with open(os.path.join(claim, "owner.json"), "w") as handle:
         json.dump(req["owner"], handle)
+    try:
+        if os.path.lexists(lock):
+            raise FileExistsError(lock)
+        os.rename(claim, lock)  # fails if another deploy's lock (never empty) got there first
+    except OSError:
+        shutil.rmtree(claim, ignore_errors=True)
+        raise Failure("locked", "locked", owner=read_owner(root)) from None
     return {"broke": owner if req.get("break") else None}
 
 
-def check_token(req):
+def owns_lock(req):
     owner = read_owner(req["path"])
-    if not owner or owner.get("token") != req["token"]:
-        raise Failure("lost-lock", "this deploy no longer holds the lock", owner=owner)
+    return bool(owner) and owner.get("token") == req["token"]
+
+
+def check_token(req):
+    if not owns_lock(req):
+        raise Failure("lost-lock", "this deploy no longer holds the lock", owner=read_owner(req["path"]))
 
 
 def op_unlock(req):
@@ -179,7 +192,15 @@ def op_stage(req):
     if bad:
         raise Failure("corrupt", "missing or corrupt in the store: " + ", ".join(bad), files=bad)
     release = release_dir(root, release_id)
+    timeout = req.get("timeout", 600)
     if os.path.isfile(os.path.join(release, ".complete")):
+        # Staged before (maybe never switched to): its files stand, but a health check is about
+        # now, so it runs again before the release may go live. A failure keeps the release: it
+        # may be the one to roll back to.
+        if req.get("healthcheck"):
+            code, out = run(req["healthcheck"], timeout, cwd=release, env=release_env(release), shell=True)
+            if code != 0:
+                stage_failed("health check", code, out)
         return {"reused": True}
     shutil.rmtree(release, ignore_errors=True)  # a half-made release from an interrupted deploy
     os.makedirs(os.path.join(release, "wheels"))
@@ -194,12 +215,11 @@ def op_stage(req):
         json.dump(manifest, handle, indent=2, sort_keys=True)
     with open(os.path.join(release, "requirements.lock"), "w") as handle:
         handle.write(req["lock"])
-    timeout = req.get("timeout", 600)
     steps = []
     code, out = run([req["python"], "-m", "venv", "--without-pip", os.path.join(release, "venv")], timeout)
     steps.append(("venv", code, out))
     python = os.path.join(release, "venv", "bin", "python")
-    pip = os.path.join(store_path(root, req["pip"]["sha256"], req["pip"]["filename"]), "pip")
+    pip = unpacked_pip(root, req["pip"])
     if code == 0:
         code, out = run([python, pip, "install", "--no-index", "--find-links", os.path.join(release, "wheels"),
                          "--require-hashes", "--no-deps", "--disable-pip-version-check", "--no-input",
@@ -215,12 +235,32 @@ def op_stage(req):
         steps.append(("health check", code, out))
     step, code, out = steps[-1]
     if code != 0:
-        shutil.rmtree(release, ignore_errors=True)
-        tail = "\n".join(out.strip().splitlines()[-8:])
-        raise Failure("stage", "%s failed (exit %d): %s" % (step, code, tail), step=step)
+        if owns_lock(req):  # else a deploy that took the lock over (--break-lock) may be staging it
+            shutil.rmtree(release, ignore_errors=True)
+        stage_failed(step, code, out)
+    check_token(req)  # a deploy whose lock was taken over must not mark the new owner's release complete
     with open(os.path.join(release, ".complete"), "w") as handle:
         handle.write(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     return {"reused": False}
+
+
+def unpacked_pip(root, wheel):
+    """pip from the (hash-checked) wheel in the store, unpacked once beside it: run from the zip,
+    Python would compile all of pip afresh for every call, as it cannot cache bytecode in a zip."""
+    archive = store_path(root, wheel["sha256"], wheel["filename"])
+    unpacked = os.path.join(os.path.dirname(archive), "unpacked")
+    if not os.path.isdir(unpacked):
+        partial = "%s.%d" % (unpacked, os.getpid())
+        shutil.rmtree(partial, ignore_errors=True)
+        with zipfile.ZipFile(archive) as opened:
+            opened.extractall(partial)
+        os.rename(partial, unpacked)
+    return os.path.join(unpacked, "pip")
+
+
+def stage_failed(step, code, out):
+    tail = "\n".join(out.strip().splitlines()[-8:]) or "(no output)"
+    raise Failure("stage", "%s failed (exit %d): %s" % (step, code, tail), step=step)
 
 
 def point_current(root, release_id):
@@ -274,18 +314,20 @@ def prune(root, keep):
 
 
 def finish(req, entry):
-    with open(os.path.join(req["path"], "deploy.log"), "a") as handle:
-        handle.write(json.dumps(entry, sort_keys=True) + "\n")
-    op_unlock(req)
+    try:
+        with open(os.path.join(req["path"], "deploy.log"), "a") as handle:
+            handle.write(json.dumps(entry, sort_keys=True) + "\n")
+    finally:
+        op_unlock(req)  # even on a full disk: a lock left behind would block every later deploy
 
 
 def op_abort(req):
-    release = release_dir(req["path"], req["release"])
-    if req.get("release") and not os.path.isfile(os.path.join(release, ".complete")):
+    if not owns_lock(req):
+        return {}  # another deploy's lock, and perhaps the release it is staging: not ours to touch
+    release = req.get("release") and release_dir(req["path"], req["release"])
+    if release and not os.path.isfile(os.path.join(release, ".complete")):
         shutil.rmtree(release, ignore_errors=True)
-    owner = read_owner(req["path"])
-    if owner and owner.get("token") == req["token"]:
-        finish(req, dict(req["log"], previous=live(req["path"]), result=req.get("reason", "aborted")))
+    finish(req, dict(req["log"], previous=live(req["path"]), result=req.get("reason", "aborted")))
     return {}
 
 
@@ -299,7 +341,69 @@ def op_read(req):
         return {"text": None}
 
 
-OPS = {"probe": op_probe, "lock": op_lock, "unlock": op_unlock, "stage": op_stage,
+# Run inside the live venv: what is installed, and which installed files no longer match the
+# hashes their wheel's RECORD gave them (someone edited site-packages on the host).
+INSPECT = r"""
+import base64, hashlib, json
+from importlib import metadata
+out = {"installed": {}, "modified": []}
+for dist in metadata.distributions():
+    name = dist.metadata["Name"]
+    out["installed"][name] = dist.version
+    for item in dist.files or []:
+        if item.hash is None or item.hash.mode != "sha256":
+            continue
+        try:
+            with open(item.locate(), "rb") as handle:
+                data = handle.read()
+        except OSError:
+            out["modified"].append([name, str(item), "missing"])
+            continue
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        if digest != item.hash.value:
+            out["modified"].append([name, str(item), "changed"])
+print(json.dumps(out))
+"""
+
+
+def read_log(root, limit=200):
+    try:
+        with open(os.path.join(root, "deploy.log")) as handle:
+            lines = handle.readlines()[-limit:]
+    except OSError:
+        return []
+    entries = []
+    for line in lines:
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            pass
+    return entries
+
+
+def read_manifest(root, release):
+    try:
+        with open(os.path.join(release_dir(root, release), "manifest.json")) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def op_status(req):
+    """Everything `status` and `releases` show, in one round trip; writes nothing."""
+    root = req["path"]
+    current = live(root)
+    result = {"current": current, "previous": previous_release(root), "log": read_log(root),
+              "releases": [{"release": name, "manifest": read_manifest(root, name)}
+                           for name in complete_releases(root)]}
+    if current and req.get("inspect", True):
+        python = os.path.join(root, "current", "venv", "bin", "python")
+        code, out = run([python, "-I", "-c", INSPECT], req.get("timeout", 600))
+        result["venv"] = json.loads(out.strip().splitlines()[-1]) if code == 0 else {"error": out[-2000:]}
+    return result
+
+
+OPS = {"status": op_status, "probe": op_probe, "lock": op_lock, "unlock": op_unlock, "stage": op_stage,
        "switch": op_switch, "abort": op_abort, "read": op_read}
 
 

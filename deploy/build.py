@@ -83,7 +83,9 @@ class Cache:
         target = self.folder / "wheels" / sha / source.name
         if not target.is_file():
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
+            partial = _partial(target)
+            shutil.copyfile(source, partial)
+            partial.replace(target)
         self.by_hash[sha] = target
         return self.wheel(sha)
 
@@ -94,7 +96,9 @@ class Cache:
 
     def remember(self, key: str, sha: str) -> None:
         self.built[key] = sha
-        self.index_file.write_text(json.dumps(self.built, indent=1, sort_keys=True))
+        partial = _partial(self.index_file)
+        partial.write_text(json.dumps(self.built, indent=1, sort_keys=True))
+        partial.replace(self.index_file)
 
     def find(self, pin: Pin) -> Wheel | None:
         for value in pin.hashes:
@@ -103,6 +107,12 @@ class Cache:
                 return self.wheel(sha)
         built = self.built.get(_sdist_key(pin))
         return self.wheel(built) if built in self.by_hash else None
+
+
+def _partial(path: Path) -> Path:
+    """Where to write `path` before renaming it into place: a second deploy from the same
+    checkout, running at the same time, must never read a half-written cache file."""
+    return path.with_name(f".{path.name}.{os.getpid()}")
 
 
 def _sdist_key(pin: Pin) -> str:
@@ -121,7 +131,8 @@ def build(config: Config, log: Log = print) -> Build:
     if app is not None:
         wheels = [w for w in wheels if w.name != app.name] + [app]
     pip = next((w for w in wheels if w.name == "pip"), None) or cache.add(_bundled_pip())
-    lock_text = "".join(f"{w.name}=={w.version} --hash=sha256:{w.sha256}\n" for w in sorted(wheels, key=lambda w: w.name))
+    ordered = sorted(wheels, key=lambda w: w.name)
+    lock_text = "".join(f"{w.name}=={w.version} --hash=sha256:{w.sha256}\n" for w in ordered)
     release = hashlib.sha256(lock_text.encode()).hexdigest()[:12]
     manifest: dict[str, object] = {
         "release": release,
@@ -133,6 +144,7 @@ def build(config: Config, log: Log = print) -> Build:
         "built_by": f"{getpass.getuser()}@{socket.gethostname()}",
         "python": f"{sys.implementation.name} {sys.version_info.major}.{sys.version_info.minor}",
         "wheels": [asdict(w) for w in sorted(wheels, key=lambda w: w.name)],
+        "pip": asdict(pip),  # the installer: not in the venv, but needed to stage the release again
     }
     return Build(release, wheels, pip, lock_text, manifest, cache.folder)
 
@@ -232,10 +244,13 @@ def _bundled_pip() -> Path:
 
 def _pip(args: list[str], cwd: Path, extra_env: dict[str, str] | None = None) -> None:
     command = [sys.executable, "-m", "pip", "--disable-pip-version-check", *args]
-    proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env={**os.environ, **(extra_env or {})}, check=False)
+    env = {**os.environ, **(extra_env or {})}
+    proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
         tail = "\n    ".join((proc.stdout + proc.stderr).strip().splitlines()[-12:])
-        raise DeployError(f"pip {args[0]} failed:\n    {tail}", fix="check the lock and the index, then run: nox -s verify")
+        raise DeployError(
+            f"pip {args[0]} failed:\n    {tail}", fix="check the lock and the index, then run: nox -s verify"
+        )
 
 
 def check_wheel(path: Path) -> None:

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,8 +96,9 @@ class Run:
                 result.bytes_sent = target.sent_bytes
 
         with ThreadPoolExecutor(max_workers=self.env.parallel) as pool:
-            futures = [pool.submit(guarded, t) for t in targets]
+            futures: list[Future[None]] = []
             try:
+                futures += [pool.submit(guarded, t) for t in targets]
                 # Short waits keep the main thread responsive to Ctrl-C.
                 while wait(futures, timeout=0.1).not_done:
                     pass
@@ -144,13 +145,27 @@ class Run:
                     break
             except DeployError as exc:
                 result.error = str(exc)
+            except KeyboardInterrupt:
+                # The host may have taken the lock before the interrupt: abort releases it by token.
+                self.cancelled.set()
+                result.locked = True
         for target in targets:
             if not self.results[target.name].locked and not self.results[target.name].error:
                 self.results[target.name].error = f"{target.name}: not locked: another deploy got there first"
 
     def release_locks(self, reason: str, release: str | None) -> None:
         def step(target: Target) -> None:
-            target.call("abort", token=self.token, release=release, reason=reason, log=self.log_entry(release))
+            result = self.results[target.name]
+            try:
+                target.call("abort", token=self.token, release=release, reason=reason, log=self.log_entry(release))
+            except DeployError as exc:
+                if result.error is None:
+                    raise
+                # Keep the first error, the cause; a host that hung cannot be unlocked either.
+                result.error += (f"\n  its lock could not be released ({exc.message.removeprefix(target.name + ': ')}):"
+                                 f" once the host answers, deploy again with --break-lock")
+                return
+            result.locked = False
 
         locked = [t for t in self.targets if self.results[t.name].locked]
         saved = self.cancelled.is_set()
@@ -173,14 +188,22 @@ class Run:
             result.locked = False
             result.release = release
             if reply["switched_back"]:
+                output = reply.get("restart_output") or "(no output)"
                 result.error = (f"{target.name}: restart failed (exit {reply['restart']}), switched back to "
-                                f"{reply['previous']}: {reply.get('restart_output', '')}")
+                                f"{reply['previous']}: {output}")
                 result.result = "switched back"
             else:
                 result.result = "switched" if reply["switched"] else "unchanged"
             self.progress(target.name, result.result)
 
         self.each(targets, step)
+
+    def interrupted(self) -> None:
+        """After Ctrl-C, every host that did not finish says so: the run must not look successful."""
+        for result in self.results.values():
+            if result.error is None and result.result not in ("switched", "switched back", "unchanged"):
+                result.error = f"{result.host}: interrupted before the switch; it still serves what it served before"
+                result.result = "not switched: interrupted"
 
     def summary(self, release: str | None) -> Summary:
         for target in self.targets:
@@ -193,20 +216,31 @@ class Run:
         return Summary(self.action, self.env.name, release, list(self.results.values()))
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def describe_owner(owner: dict[str, Any] | None) -> str:
     if not owner or not owner.get("user"):
         return "owner unknown"
     return f"{owner['user']}@{owner['machine']} pid {owner['pid']} since {owner['since']} ({owner.get('action')})"
 
 
-def deploy(config: Config, env: Environment, *, progress: Progress, break_lock: bool = False) -> Summary:
-    verify(config)
-    run = Run(config, env, "deploy", progress, break_lock)
+def deploy(config: Config, env: Environment, *, progress: Progress, break_lock: bool = False,
+           built: Build | None = None, action: str = "deploy") -> Summary:
+    """Ship a release to every host of `env`: a fresh build, or `built` (promote) as it is."""
+    if built is None:
+        verify(config)
+    run = Run(config, env, action, progress, break_lock)
     run.probe()
+    if run.cancelled.is_set():
+        run.interrupted()
+        return run.summary(None)
     if not run.healthy():
         return run.summary(None)
-    _check_interpreters(run)
-    built = build_release(config, log=lambda line: progress("build", line))
+    check_interpreters(run)
+    if built is None:
+        built = build_release(config, log=lambda line: progress("build", line))
     progress("build", f"release {built.release}: {len(built.wheels)} wheels")
     todo = []
     for target in run.healthy():
@@ -230,17 +264,20 @@ def deploy(config: Config, env: Environment, *, progress: Progress, break_lock: 
                 if result.locked and not result.failed:
                     result.result = f"not switched: {reason}"
             run.release_locks(reason, built.release)
+            if run.cancelled.is_set():
+                run.interrupted()
             return run.summary(built.release)
         run.switch([t for t in staged if not run.results[t.name].failed], lambda _t: built.release)
     except KeyboardInterrupt:
         run.cancelled.set()
     if run.cancelled.is_set():
         run.release_locks("interrupted", built.release)
+        run.interrupted()
     return run.summary(built.release)
 
 
-def _check_interpreters(run: Run) -> None:
-    here = {"implementation": sys.implementation.name, "version": "%d.%d" % sys.version_info[:2],
+def check_interpreters(run: Run) -> None:
+    here = {"implementation": sys.implementation.name, "version": f"{sys.version_info[0]}.{sys.version_info[1]}",
             "platform": sys.platform, "machine": os.uname().machine}
     for target in run.healthy():
         theirs = run.results[target.name].probe["python"]
@@ -260,7 +297,7 @@ def _stage(run: Run, target: Target, built: Build) -> None:
         missing = [w for w in dict.fromkeys(wanted) if w.sha256 not in store]
         if missing:
             size = sum(w.size for w in missing)
-            run.progress(target.name, f"sending {len(missing)} wheels ({size / 1e6:.1f} MB)")
+            run.progress(target.name, f"sending {plural(len(missing), 'wheel')} ({size / 1e6:.1f} MB)")
             _send(run, target, built, missing)
         run.progress(target.name, "installing")
         try:
@@ -309,17 +346,24 @@ def rollback(config: Config, env: Environment, *, to: str | None, progress: Prog
             result.error = f"{target.name}: release {wanted} is not on this host (it has: {have})"
         else:
             chosen[target.name] = wanted
+    if run.cancelled.is_set():
+        run.interrupted()
+        return run.summary(to)
     if any(r.failed for r in run.results.values()):
         return run.summary(to)
     try:
         run.lock(targets)
-        if any(r.failed for r in run.results.values()) or run.cancelled.is_set():
+        if run.cancelled.is_set():
+            pass  # released below
+        elif any(r.failed for r in run.results.values()):
             run.release_locks("refused", to)
-            return run.summary(to)
-        run.switch(targets, lambda target: chosen[target.name])
+        else:
+            run.switch(targets, lambda target: chosen[target.name])
     except KeyboardInterrupt:
         run.cancelled.set()
+    if run.cancelled.is_set():
         run.release_locks("interrupted", to)
+        run.interrupted()
     return run.summary(to)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from deploy.build import Build, Cache, Wheel, file_sha256
 from deploy.build import build as build_release
 from deploy.config import Config, Environment
-from deploy.engine import Progress, Run, Summary, _check_interpreters
+from deploy.engine import Progress, Run, Summary, check_interpreters, plural
 from deploy.engine import deploy as deploy_release
 from deploy.errors import DeployError
 from deploy.layers import load as load_layers
@@ -190,7 +190,7 @@ def plan(config: Config, env: Environment, progress: Progress) -> str:
     verify(config)
     run = Run(config, env, "plan", progress)
     run.probe()
-    _check_interpreters(run)
+    check_interpreters(run)
     if not run.healthy():
         return "\n".join(r.error or "" for r in run.results.values() if r.error)
     built = build_release(config, log=lambda line: progress("build", line))
@@ -212,7 +212,7 @@ def plan(config: Config, env: Environment, progress: Progress) -> str:
         store = set(result.probe["store"])
         send = [w for w in dict.fromkeys([*built.wheels, built.pip]) if w.sha256 not in store]
         lines.append(
-            f"{target.name}: {current or 'nothing'} → {built.release}; send {len(send)} wheels "
+            f"{target.name}: {current or 'nothing'} → {built.release}; send {plural(len(send), 'wheel')} "
             f"({sum(w.size for w in send) / 1e6:.1f} MB)"
         )
         lines += [f"  {change}" for change in _changes(before, after)]

@@ -7,18 +7,22 @@ RejectPolicy instead of Fabric's default AutoAddPolicy, and every step has a tim
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import logging
 import shlex
 import shutil
 import socket
+import threading
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import invoke
 import paramiko
 from fabric import Connection
+from invoke.context import Context
+from invoke.exceptions import CommandTimedOut
 
 from deploy.config import Environment, Host
 from deploy.errors import HostError
@@ -30,6 +34,9 @@ LOADER = (
     "exec(compile(d.pop('agent'),'pinship-agent','exec'),{'__name__':'__agent__','REQUEST':d})"
 )
 AGENT = resources.files("deploy").joinpath("agent.py").read_text(encoding="utf-8")
+# paramiko logs a failed handshake, traceback and all, from its own thread; the HostError raised
+# for it here says the same once, naming the host.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 class _Payload(io.StringIO):
@@ -58,7 +65,7 @@ class Target:
         self.env = env
         self.sent_bytes = 0
 
-    def context(self) -> invoke.Context:
+    def context(self) -> Context:
         raise NotImplementedError
 
     def put(self, local: Path, remote: str) -> None:
@@ -66,6 +73,9 @@ class Target:
 
     def python(self) -> str:
         return self.env.python
+
+    def get(self, remote: str, local: Path) -> None:
+        raise NotImplementedError
 
     def call(self, op: str, **request: Any) -> dict[str, Any]:
         payload = json.dumps({"agent": AGENT, "op": op, "path": self.env.path, **request})
@@ -75,11 +85,12 @@ class Target:
                 command, in_stream=_Payload(payload), hide=True, warn=True,
                 timeout=self.env.command_timeout, echo_stdin=False,
             )
-        except invoke.CommandTimedOut as exc:
+        except CommandTimedOut as exc:
             raise HostError(self.name, f"'{op}' did not finish within {exc.timeout:.0f} s: the host hangs",
                             fix="check the host, or raise --command-timeout") from exc
         except (OSError, paramiko.SSHException, EOFError) as exc:
             raise HostError(self.name, f"connection lost during '{op}': {exc}") from exc
+        assert result is not None  # run() returns None only with disown=True
         for line in reversed(result.stdout.splitlines()):
             if line.startswith(MARK):
                 reply: dict[str, Any] = json.loads(line[len(MARK):])
@@ -100,13 +111,16 @@ class LocalTarget(Target):
     def __init__(self, env: Environment, python: str) -> None:
         super().__init__(env)
         self._python = python
-        self._context = invoke.Context()
+        self._context = Context()
 
     def python(self) -> str:
         return self._python
 
-    def context(self) -> invoke.Context:
+    def context(self) -> Context:
         return self._context
+
+    def get(self, remote: str, local: Path) -> None:
+        shutil.copyfile(remote, local)
 
     def put(self, local: Path, remote: str) -> None:
         Path(remote).parent.mkdir(parents=True, exist_ok=True)
@@ -133,10 +147,47 @@ class SshTarget(Target):
                             fix=f"run: invoke trust --env {env.name}")
         client.load_host_keys(str(known))
         self.known_hosts = known
+        self.hung = False
 
-    def context(self) -> invoke.Context:
+    def call(self, op: str, **request: Any) -> dict[str, Any]:
+        watchdog = self._watchdog()
+        try:
+            return super().call(op, **request)
+        except HostError as exc:
+            if self.hung:
+                raise self._hangs(f"'{op}'", self._limit) from exc
+            if "Timeout opening channel" in str(exc.__cause__):
+                raise self._hangs(f"'{op}'", self.env.connect_timeout) from exc
+            raise
+        finally:
+            watchdog.cancel()
+
+    def _watchdog(self) -> threading.Timer:
+        """Hang up when one step outlasts its timeout. invoke's timeout only starts once a command
+        runs and SFTP has none, so a host that stops answering while a command is being started,
+        or a file sent, would otherwise block the deploy forever."""
+        self.hung = False
+        timer = threading.Timer(self._limit, self._hang_up)
+        timer.daemon = True
+        timer.start()
+        return timer
+
+    @property
+    def _limit(self) -> float:
+        return self.env.command_timeout + self.env.connect_timeout
+
+    def _hang_up(self) -> None:
+        self.hung = True
+        self.connection.close()
+
+    def _hangs(self, what: str, seconds: float) -> HostError:
+        return HostError(self.name, f"{what} got no answer within {seconds:.0f} s: the host hangs",
+                         fix="check the host, or raise --command-timeout")
+
+    def context(self) -> Context:
         self.open()
-        return self.connection
+        connection: Context = self.connection
+        return connection
 
     def open(self) -> None:
         if self.connection.is_connected:
@@ -152,7 +203,8 @@ class SshTarget(Target):
                 self.name,
                 f"HOST KEY CHANGED: it offered {exc.key.get_name()} {fingerprint(exc.key)}, which is not the key "
                 f"pinned in {self.known_hosts} — someone may be intercepting the connection; nothing was sent",
-                fix=f"if the host was rebuilt, delete its line from {self.known_hosts} and run: invoke trust --env {env}",
+                fix=f"if the host was rebuilt, delete its line from {self.known_hosts} and run: "
+                f"invoke trust --env {env}",
             ) from exc
         except paramiko.AuthenticationException as exc:
             raise HostError(self.name, f"authentication failed: {exc}",
@@ -161,9 +213,12 @@ class SshTarget(Target):
             if "not found in known_hosts" in str(exc):
                 raise HostError(self.name, f"unknown host key: the host is not in {self.known_hosts}; nothing was sent",
                                 fix=f"check its fingerprint and run: invoke trust --env {env}") from exc
+            if "No existing session" in str(exc) or "banner" in str(exc):  # the handshake got no answer
+                raise HostError(self.name, f"no SSH answer within {self.env.connect_timeout:.0f} s: the host hangs",
+                                fix="check the host, or raise --connect-timeout") from exc
             raise HostError(self.name, f"SSH failed: {exc} (no answer within {self.env.connect_timeout:.0f} s?)",
                             fix="check that the host is up and its sshd responds") from exc
-        except (TimeoutError, socket.timeout) as exc:
+        except TimeoutError as exc:
             raise HostError(self.name, f"timed out after {self.env.connect_timeout:.0f} s while connecting",
                             fix="check that the host is up, or raise --connect-timeout") from exc
         except OSError as exc:
@@ -172,22 +227,41 @@ class SshTarget(Target):
 
     def put(self, local: Path, remote: str) -> None:
         self.open()
+        watchdog = self._watchdog()
         try:
             self.connection.put(str(local), remote)
-        except OSError as exc:
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            if self.hung:
+                raise self._hangs(f"the upload of {local.name}", self._limit) from exc
+            self._remove_partial(remote)
             text = str(exc)
-            if "No space" in text or getattr(exc, "errno", None) == 28 or "Failure" in text:
+            # SFTP reports a full disk as a bare "Failure", or (with pipelined writes) as a short file.
+            if "No space" in text or getattr(exc, "errno", None) == 28 or "Failure" in text or "size mismatch" in text:
                 raise HostError(self.name, f"upload of {local.name} failed: no space left on the host? ({text})",
                                 fix="free disk space on the host, then deploy again") from exc
             raise HostError(self.name, f"upload of {local.name} failed: {text}") from exc
+        finally:
+            watchdog.cancel()
         self.sent_bytes += local.stat().st_size
+
+    def _remove_partial(self, remote: str) -> None:
+        # Left behind, a partial upload would keep the disk full for the clean-up that follows.
+        with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+            self.connection.sftp().remove(remote)
+
+    def get(self, remote: str, local: Path) -> None:
+        self.open()
+        try:
+            self.connection.get(remote, str(local))
+        except OSError as exc:
+            raise HostError(self.name, f"could not fetch {remote}: {exc}") from exc
 
     def close(self) -> None:
         self.connection.close()
 
 
 def fingerprint(key: paramiko.PKey) -> str:
-    return key.fingerprint if hasattr(key, "fingerprint") else key.get_base64()[:16]
+    return str(key.fingerprint) if hasattr(key, "fingerprint") else str(key.get_base64())[:16]
 
 
 def connect(env: Environment, root: Path, python: str) -> list[Target]:

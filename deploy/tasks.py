@@ -19,8 +19,11 @@ from deploy import config as config_module
 from deploy import engine
 from deploy import trust as trust_module
 from deploy.config import Environment, Host
-from deploy.errors import DeployError, VerifyFailed
+from deploy.errors import ConfigError, DeployError, VerifyFailed
+from deploy.progress import Board
 
+_BOARD = Board(sys.stdout)
+_DEFAULTS = Environment("defaults")
 COMMON_HELP = {
     "env": "environment from [tool.deploy.environments] ('local' needs no config)",
     "hosts": "comma-separated subset of the environment's hosts to work on",
@@ -36,9 +39,27 @@ COMMON_HELP = {
 }
 
 
+def _typed(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Invoke hands over flags whose default is None as strings: give them the setting's type."""
+    typed = dict(overrides)
+    for key, value in overrides.items():
+        kind = type(getattr(_DEFAULTS, key))
+        if not isinstance(value, str) or kind not in (int, float):
+            continue
+        least = 1 if key == "parallel" else 0
+        try:
+            typed[key] = number = kind(value)
+        except ValueError:
+            number = -1
+        if number < least or (kind is float and number <= 0):
+            expected = "a number of seconds above 0" if kind is float else f"a whole number of at least {least}"
+            raise ConfigError(f"--{key.replace('_', '-')} {value}: expected {expected}")
+    return typed
+
+
 def _environment(name: str, overrides: dict[str, Any], hosts: str | None) -> tuple[config_module.Config, Environment]:
     config = config_module.load()
-    env = config.environment(name).override(**overrides)
+    env = config.environment(name).override(**_typed(overrides))
     if hosts:
         wanted = [Host.parse(spec, "--hosts") for spec in hosts.split(",") if spec.strip()]
         chosen = tuple(
@@ -52,7 +73,7 @@ def _environment(name: str, overrides: dict[str, Any], hosts: str | None) -> tup
 
 
 def _progress(host: str, message: str) -> None:
-    print(f"{host}: {message}", flush=True)
+    _BOARD(host, message)
 
 
 def _entry(action: Callable[[], engine.Summary | None]) -> None:
@@ -72,6 +93,14 @@ def _entry(action: Callable[[], engine.Summary | None]) -> None:
         raise Exit(f"\n{summary.action} of '{summary.environment}' did not complete on every host", code=1)
 
 
+def _ask(prompt: str) -> str:
+    try:
+        return input(prompt)
+    except EOFError:  # no terminal to answer from: that is not a yes
+        print()
+        return ""
+
+
 def _confirm(env: Environment, yes: bool, what: str) -> None:
     if not env.confirm or yes:
         return
@@ -83,6 +112,7 @@ def _confirm(env: Environment, yes: bool, what: str) -> None:
 
 
 @task(
+    auto_shortflags=False,  # letters run out: keep-releases got '-' and hosts '-h' (help)
     help={
         **COMMON_HELP,
         "yes": "do not ask for confirmation",
@@ -140,6 +170,7 @@ def deploy(
 
 
 @task(
+    auto_shortflags=False,
     help={
         **{k: v for k, v in COMMON_HELP.items() if k not in ("python", "parallel")},
         "to": "release id to switch to (default: each host's previous release)",
@@ -179,6 +210,7 @@ def rollback(
 
 
 @task(
+    auto_shortflags=False,
     help={
         "env": COMMON_HELP["env"],
         "hosts": COMMON_HELP["hosts"],
@@ -189,7 +221,7 @@ def rollback(
 )
 def trust(
     c: Context,
-    env: str,
+    env: str = "local",  # a flag like the other tasks': as a positional, `invoke trust --help` was read as the env
     hosts: str | None = None,
     known_hosts: str | None = None,
     yes: bool = False,
@@ -200,13 +232,14 @@ def trust(
     def action() -> None:
         config, environment = _environment(env, dict(known_hosts=known_hosts, connect_timeout=connect_timeout), hosts)
         if environment.is_local:
-            raise DeployError("the local environment has no hosts to trust")
-        trust_module.trust(config.root, environment, ask=None if yes else input)
+            raise DeployError("the local environment has no hosts to trust", fix="run: invoke trust --env NAME")
+        trust_module.trust(config.root, environment, ask=None if yes else _ask)
 
     _entry(action)
 
 
 @task(
+    auto_shortflags=False,
     help={
         "env": COMMON_HELP["env"],
         "hosts": COMMON_HELP["hosts"],
@@ -230,7 +263,7 @@ def status(
     _entry(action)
 
 
-@task(help={"env": COMMON_HELP["env"], "hosts": COMMON_HELP["hosts"]})
+@task(auto_shortflags=False, help={"env": COMMON_HELP["env"], "hosts": COMMON_HELP["hosts"]})
 def releases(c: Context, env: str = "local", hosts: str | None = None) -> None:
     """List each host's releases, newest first, marking the live and previous ones."""
     from deploy import ops
@@ -244,6 +277,7 @@ def releases(c: Context, env: str = "local", hosts: str | None = None) -> None:
 
 @task(
     name="promote",
+    auto_shortflags=False,
     help={
         "from_": "environment whose live release is promoted (e.g. staging)",
         "to": "environment to deploy it to (e.g. production)",

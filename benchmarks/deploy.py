@@ -1,0 +1,226 @@
+"""How long deploys take on 1, 10 and 30 real sshd hosts, next to what teams do today.
+
+    .venv/bin/python benchmarks/deploy.py [--runs N] [--hosts 1,10,30]
+
+Needs root and OpenSSH's sshd (the same harness as the tests: one sshd per host on 127.0.0.x,
+each with its own view of the deploy path). It builds a small app whose deploy layer has 12
+packages (three of about 1 MB, one sdist-only) served by a local index on 127.0.0.1, then times:
+
+- first deploy: hosts empty, the local build cache empty (so it includes fetching and building);
+- the anchor, per host in turn: `python -m venv` + `pip install --require-hashes -r prod.txt` from
+  the index + the app's wheel, over the same SSH connections a person would use;
+- an unchanged redeploy, a new app version, and a rollback.
+
+It prints medians of N runs, ratios from this one run, bytes sent per host and the deploying
+process's peak memory (its max RSS, from wait4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import paramiko
+
+from tests.deployproject import INVOKE, DeployProject, environment_toml, make_project, wipe
+from tests.support.pkgindex import PackageIndex
+from tests.support.sshd import SshCluster, require_sshd, unique_deploy_path
+
+# name -> (requirements, sdist only, payload bytes)
+PACKAGES: dict[str, tuple[list[str], bool, int]] = {
+    "alpha": (["beta>=1"], False, 0), "beta": ([], False, 0), "gamma": ([], True, 0), "delta": ([], False, 0),
+    "framework": (["alpha", "routing", "templates"], False, 1_000_000), "routing": ([], False, 200_000),
+    "templates": (["markup"], False, 300_000), "markup": ([], False, 0), "dbdriver": ([], False, 1_000_000),
+    "orm": (["dbdriver"], False, 800_000), "server": (["framework"], False, 100_000), "metrics": ([], False, 50_000),
+}
+LAYERS = {
+    "base.in": "framework\norm\n",
+    "prod.in": "-r base.in\nserver\nmetrics\ngamma\n",
+    "test.in": "-r prod.in\ndelta\n",
+}
+
+
+@dataclass
+class Timing:
+    seconds: list[float] = field(default_factory=list)
+    peak_kb: int = 0
+    sent: str = ""
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="repetitions per case (default 3)")
+    parser.add_argument("--hosts", default="1,10,30", help="host counts (default 1,10,30)")
+    args = parser.parse_args()
+    counts = [int(n) for n in args.hosts.split(",")]
+    reason = require_sshd()
+    if reason:
+        raise SystemExit(f"cannot run: {reason}")
+    with tempfile.TemporaryDirectory(prefix="pinship-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        with PackageIndex(tmp / "index") as index, \
+                SshCluster(tmp / "sshd", max(counts), deploy_path=unique_deploy_path()) as cluster:
+            _publish(index)
+            project = make_project(tmp / "app", index.url)
+            for name, text in LAYERS.items():
+                (project.root / "requirements" / name).write_text(text, encoding="utf-8")
+            _run([sys.executable, "-m", "deploy", "lock"], project)
+            cluster.write_known_hosts(project.root / "known_hosts")
+            project.configure("".join(
+                environment_toml(f"h{n}", cluster, cluster.hosts[:n], parallel=10) for n in counts))
+            bench = Bench(project, cluster, index, tmp)
+            results = bench.measure(counts, args.runs)
+    _print(results, counts, args.runs)
+    return 0
+
+
+def _publish(index: PackageIndex) -> None:
+    for name, (requires, sdist_only, size) in PACKAGES.items():
+        # Hex of random bytes: it compresses only 2:1, like real code and data, not like zeros.
+        payload = {f"{name}/data.txt": secrets.token_hex(size // 2)} if size else None
+        index.add(name, "1.0", requires, sdist_only=sdist_only, files=payload)
+
+
+def _run(command: list[str], project: DeployProject) -> tuple[float, int, str]:
+    """Run a command in the project; return wall seconds, its peak RSS in kB, and its output."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=project.root, env=project.env, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{output}")
+    return seconds, usage.ru_maxrss, output
+
+
+class Bench:
+    def __init__(self, project: DeployProject, cluster: SshCluster, index: PackageIndex, tmp: Path) -> None:
+        self.project = project
+        self.cluster = cluster
+        self.index = index
+        self.tmp = tmp
+        self.version = 1
+
+    def deploy(self, count: int, *args: str) -> tuple[float, int, str]:
+        return _run([INVOKE, *args, "--env", f"h{count}"], self.project)
+
+    def first_deploy(self, count: int) -> tuple[float, int, str]:
+        for host in self.cluster.hosts[:count]:
+            wipe(host, self.cluster.deploy_path)
+        shutil.rmtree(self.project.root / ".deploy", ignore_errors=True)
+        return self.deploy(count, "deploy")
+
+    def new_version(self, count: int) -> tuple[float, int, str]:
+        self.version += 1
+        self.project.set_version(f"1.{self.version}")
+        return self.deploy(count, "deploy")
+
+    def anchor(self, count: int) -> float:
+        """What a team does without the tool: each host in turn makes a venv and installs from the index."""
+        app = self._app_wheel()
+        lock = self.project.root / "requirements" / "prod.txt"
+        started = time.perf_counter()
+        for host in self.cluster.hosts[:count]:
+            client = paramiko.SSHClient()
+            client.load_host_keys(str(self.cluster.known_hosts))
+            client.set_missing_host_key_policy(paramiko.RejectPolicy())
+            client.connect(host.address, host.port, username="root", key_filename=str(self.cluster.client_key),
+                           allow_agent=False, look_for_keys=False)
+            work = f"/tmp/anchor-{host.address}"
+            client.exec_command(f"rm -rf {work} && mkdir -p {work}")[1].channel.recv_exit_status()
+            with client.open_sftp() as sftp:
+                sftp.put(str(lock), f"{work}/prod.txt")
+                sftp.put(str(app), f"{work}/{app.name}")
+            script = (f"cd {work} && export PIP_CONFIG_FILE=/dev/null && python3 -m venv venv && "
+                      f"venv/bin/pip install -q --require-hashes -r prod.txt --index-url {shlex.quote(self.index.url)}"
+                      f" && venv/bin/pip install -q --no-deps {shlex.quote(app.name)}")
+            _, stdout, _ = client.exec_command(script)
+            if stdout.channel.recv_exit_status() != 0:
+                raise SystemExit(f"anchor failed on {host.address}: {stdout.read().decode()}")
+            client.close()
+        return time.perf_counter() - started
+
+    def _app_wheel(self) -> Path:
+        out = self.tmp / "app-wheel"
+        shutil.rmtree(out, ignore_errors=True)
+        command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(self.project.root)]
+        subprocess.run(command, env=self.project.env, check=True)
+        return next(out.glob("*.whl"))
+
+    def measure(self, counts: list[int], runs: int) -> dict[str, Timing]:
+        results: dict[str, Timing] = {}
+
+        def record(label: str, outcome: tuple[float, int, str]) -> None:
+            timing = results.setdefault(label, Timing())
+            timing.seconds.append(outcome[0])
+            timing.peak_kb = max(timing.peak_kb, outcome[1])
+            timing.sent = _sent_per_host(outcome[2]) or timing.sent
+            print(f"  {label}: {outcome[0]:.2f} s", file=sys.stderr)
+
+        for count in counts:
+            for _ in range(runs):
+                record(f"first deploy, {count} hosts", self.first_deploy(count))
+                if count <= 10:
+                    seconds = self.anchor(count)
+                    label = f"anchor: venv + pip install per host, {count} hosts"
+                    results.setdefault(label, Timing()).seconds.append(seconds)
+                    print(f"  anchor {count}: {seconds:.2f} s", file=sys.stderr)
+            if count == 10:
+                for _ in range(runs):
+                    record("unchanged redeploy, 10 hosts", self.deploy(10, "deploy"))
+                for _ in range(runs):
+                    record("new app version, 10 hosts", self.new_version(10))
+                for _ in range(runs):
+                    record("rollback, 10 hosts", self.deploy(10, "rollback"))
+        return results
+
+
+def _sent_per_host(output: str) -> str:
+    sizes = set(re.findall(r"(?m)^\S+\s+\S+\s+\S+(?: [^\d\s]\S*)*\s+[\d.]+\s+(0|[\d.]+ [kM]B)\s*$", output))
+    return "/".join(sorted(sizes))
+
+
+def _print(results: dict[str, Timing], counts: list[int], runs: int) -> None:
+    width = max(len(label) for label in results)
+    print(f"\n{len(PACKAGES) - 1} packages in the deploy layer + the app; median of {runs} runs; "
+          f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, sshd hosts on loopback\n")
+    print(f"{'case'.ljust(width)}  {'median':>8}  {'sent per host':>14}  {'peak RSS':>9}")
+    for label, timing in results.items():
+        memory = f"{timing.peak_kb / 1024:.0f} MB" if timing.peak_kb else "-"
+        print(f"{label.ljust(width)}  {timing.median:7.2f}s  {timing.sent or '-':>14}  {memory:>9}")
+    print("\nratios (this run)")
+    for count in counts:
+        anchor = results.get(f"anchor: venv + pip install per host, {count} hosts")
+        if anchor:
+            ours = results[f"first deploy, {count} hosts"].median
+            print(f"  anchor / first deploy, {count} hosts: {anchor.median / ours:6.2f}x")
+    if "new app version, 10 hosts" in results and "first deploy, 10 hosts" in results:
+        share = results["new app version, 10 hosts"].median / results["first deploy, 10 hosts"].median
+        print(f"  new app version / first deploy, 10 hosts: {share:6.0%}")
+    firsts = [(n, results[f"first deploy, {n} hosts"].median) for n in counts]
+    if len(firsts) > 1:
+        (n0, t0), (n1, t1) = firsts[0], firsts[-1]
+        print(f"  first deploy growth {n0} → {n1} hosts: {t1 / t0:.2f}x the time for {n1 / n0:.0f}x the hosts")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

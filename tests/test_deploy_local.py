@@ -1,0 +1,121 @@
+"""`invoke deploy --env local`: the same release mechanics as a server, under .deploy/local, no config."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.deployproject import APP, INSTALLED, SHIPPED, DeployProject, new_project
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> DeployProject:
+    """An adopter project with no [tool.deploy.environments] at all."""
+    made = new_project(tmp_path_factory, "local-project")
+    assert "environments" not in made.pyproject.read_text()
+    return made
+
+
+def local(project: DeployProject) -> Path:
+    return project.root / ".deploy" / "local"
+
+
+def live(project: DeployProject) -> str:
+    target = os.readlink(local(project) / "current")
+    assert target.startswith("releases/"), target
+    release = target.removeprefix("releases/")
+    assert (local(project) / "releases" / release / ".complete").is_file()
+    return release
+
+
+def installed(project: DeployProject) -> dict[str, str]:
+    python = local(project) / "current" / "venv" / "bin" / "python"
+    out = subprocess.run([str(python), "-I", "-c", INSTALLED], capture_output=True, text=True, check=True).stdout
+    found: dict[str, str] = json.loads(out)
+    return found
+
+
+def store(project: DeployProject) -> set[str]:
+    return {p.name for p in (local(project) / "wheels").iterdir() if len(p.name) == 64}
+
+
+def log_lines(project: DeployProject) -> list[dict[str, object]]:
+    return [json.loads(line) for line in (local(project) / "deploy.log").read_text().splitlines()]
+
+
+def test_a_first_local_deploy_installs_exactly_the_locked_set_and_the_app(project: DeployProject) -> None:
+    project.set_version("1.0")
+    outcome = project.deploy_ok(env="local")
+
+    release = live(project)
+    [(host, row)] = outcome.summary().items()
+    assert (host, row["release"], row["result"]) == ("local", release, "switched")
+    assert project.lock_pins() == SHIPPED
+    assert installed(project) == {**SHIPPED, APP: "1.0"}
+    lock = (local(project) / "current" / "requirements.lock").read_text().splitlines()
+    assert [line.split(" ")[0] for line in lock] == sorted(f"{n}=={v}" for n, v in {**SHIPPED, APP: "1.0"}.items())
+    assert all("--hash=sha256:" in line for line in lock)
+    manifest = json.loads((local(project) / "current" / "manifest.json").read_text())
+    assert manifest["release"] == release
+    assert {w["name"]: w["version"] for w in manifest["wheels"]} == {**SHIPPED, APP: "1.0"}
+    [entry] = log_lines(project)
+    assert (entry["action"], entry["release"], entry["result"]) == ("deploy", release, "ok")
+    assert not (local(project) / ".lock").exists()
+
+
+def test_deploying_the_same_thing_again_changes_nothing(project: DeployProject) -> None:
+    project.set_version("1.0")
+    project.deploy_ok(env="local")
+    before = (live(project), store(project), log_lines(project))
+
+    outcome = project.deploy_ok(env="local")
+
+    assert outcome.summary()["local"]["result"] == "unchanged"
+    assert outcome.summary()["local"]["sent"] == "0"
+    assert "sending" not in outcome.output
+    assert (live(project), store(project), log_lines(project)) == before
+
+
+def test_a_new_app_version_sends_only_the_app_wheel_and_rollback_returns(project: DeployProject) -> None:
+    project.set_version("1.0")
+    project.deploy_ok(env="local")
+    first, wheels_before = live(project), store(project)
+
+    project.set_version("1.1")
+    outcome = project.deploy_ok(env="local")
+
+    second = live(project)
+    assert second != first
+    assert "sending 1 wheel " in outcome.output
+    [new] = store(project) - wheels_before
+    manifest = json.loads((local(project) / "current" / "manifest.json").read_text())
+    app = next(w for w in manifest["wheels"] if w["name"] == APP)
+    assert (app["version"], app["sha256"]) == ("1.1", new)
+    assert installed(project) == {**SHIPPED, APP: "1.1"}
+
+    back = project.invoke("rollback", "--env", "local")
+    assert back.code == 0, back.output
+    assert live(project) == first
+    assert installed(project) == {**SHIPPED, APP: "1.0"}
+    assert log_lines(project)[-1]["action"] == "rollback"
+    assert not (local(project) / ".lock").exists()
+    project.set_version("1.0")
+
+
+def test_invoke_explains_every_task_and_flag(project: DeployProject) -> None:
+    listing = project.invoke("--list")
+    assert listing.code == 0, listing.output
+    for task in ("deploy", "rollback", "trust"):
+        assert re.search(rf"^  {task}\s+\w", listing.output, re.MULTILINE), listing.output
+        shown = project.invoke(task, "--help")
+        assert shown.code == 0, shown.output
+        options = [line for line in shown.output.splitlines() if line.lstrip().startswith("-")]
+        assert len(options) >= 5, shown.output
+        for line in options:
+            # A long flag and what it does; no clashing one-letter flags (-h would shadow --help).
+            assert re.match(r"^  --[a-z][a-z-]+(=STRING)?\s{2,}\w", line), line

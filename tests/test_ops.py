@@ -1,0 +1,171 @@
+"""status, releases, deploy --dry-run and promote against real sshd hosts."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from tests.deployproject import (
+    APP,
+    HEALTHCHECK,
+    DeployProject,
+    assert_serving_complete_release,
+    environment_toml,
+    live,
+    new_cluster,
+    new_project,
+    read,
+    sh,
+    store,
+    tree,
+    wipe,
+)
+from tests.support.sshd import SshCluster
+
+pytestmark = pytest.mark.ssh
+SITE = "current/venv/lib/python3*/site-packages"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshCluster]:
+    with new_cluster(tmp_path_factory, 3) as started:
+        yield started
+
+
+@pytest.fixture
+def project(tmp_path_factory: pytest.TempPathFactory, cluster: SshCluster) -> DeployProject:
+    """staging = the first two hosts, production = the third; every host starts empty."""
+    for host in cluster.hosts:
+        wipe(host, cluster.deploy_path)
+    made = new_project(tmp_path_factory, "ops")
+    cluster.write_known_hosts(made.root / "known_hosts")
+    made.configure(
+        environment_toml("staging", cluster, cluster.hosts[:2], healthcheck=HEALTHCHECK)
+        + environment_toml("production", cluster, cluster.hosts[2:], confirm=True, healthcheck=HEALTHCHECK)
+    )
+    return made
+
+
+def _on_every_staging_host(project: DeployProject, cluster: SshCluster) -> str:
+    project.deploy_ok()
+    ids = {assert_serving_complete_release(h, cluster.deploy_path) for h in cluster.hosts[:2]}
+    assert len(ids) == 1
+    return ids.pop()
+
+
+def test_status_is_clean_and_exits_0_when_every_host_runs_its_release_untouched(
+    project: DeployProject, cluster: SshCluster
+) -> None:
+    release = _on_every_staging_host(project, cluster)
+    outcome = project.invoke("status", "--env", "staging")
+    assert outcome.code == 0, outcome.output
+    for host in cluster.hosts[:2]:
+        row = next(line for line in outcome.output.splitlines() if line.startswith(host.spec().split(":")[0]))
+        assert release in row and row.rstrip().endswith("clean")
+    as_json = json.loads(project.invoke("status", "--env", "staging", "--json").output)
+    assert {entry["release"] for entry in as_json} == {release}
+    assert all(entry["problems"] == [] and entry["deployed_by"] for entry in as_json)
+
+
+def test_status_names_the_host_whose_venv_lost_a_package_or_had_a_file_edited(
+    project: DeployProject, cluster: SshCluster
+) -> None:
+    _on_every_staging_host(project, cluster)
+    first, second = cluster.hosts[:2]
+    path = shlex.quote(cluster.deploy_path)
+    sh(first, f"cd {path} && rm -rf {SITE}/beta {SITE}/beta-1.0.dist-info")
+    sh(second, f"cd {path} && echo 'tampered = True' >> $(echo {SITE}/alpha/__init__.py)")
+
+    outcome = project.invoke("status", "--env", "staging")
+
+    assert outcome.code == 1
+    assert f"{first.spec()}: missing from the live venv: beta 1.0" in outcome.output
+    assert f"{second.spec()}: file changed after install: alpha/__init__.py (alpha, changed)" in outcome.output
+
+
+def test_status_flags_a_host_left_on_an_older_release_and_a_lock_that_moved_on(
+    project: DeployProject, cluster: SshCluster
+) -> None:
+    old = _on_every_staging_host(project, cluster)
+    project.set_version("2.0")
+    first, second = cluster.hosts[:2]
+    assert project.deploy("--hosts", second.spec()).code == 0
+    new = live(second, cluster.deploy_path)
+
+    outcome = project.invoke("status", "--env", "staging")
+
+    assert outcome.code == 1
+    assert f"{first.spec()}: on release {old} while other hosts run {new}" in outcome.output
+    assert f"{second.spec()}: on release {new} while other hosts run {old}" in outcome.output
+
+
+def test_releases_lists_newest_first_and_marks_live_and_previous(project: DeployProject, cluster: SshCluster) -> None:
+    first = _on_every_staging_host(project, cluster)
+    project.set_version("2.0")
+    second = _on_every_staging_host(project, cluster)
+
+    outcome = project.invoke("releases", "--env", "staging")
+
+    assert outcome.code == 0, outcome.output
+    host_block = outcome.output.split(f"{cluster.hosts[0].spec()}:")[1].split(f"{cluster.hosts[1].spec()}:")[0]
+    lines = [line.split() for line in host_block.strip().splitlines()]
+    assert [line[0] for line in lines] == [second, first]
+    assert lines[0][-1] == "live" and lines[1][-1] == "previous"
+    assert lines[0][2] == "2.0" and lines[1][2] == "1.0"
+
+
+def test_a_dry_run_shows_the_plan_and_leaves_every_host_byte_identical(
+    project: DeployProject, cluster: SshCluster
+) -> None:
+    _on_every_staging_host(project, cluster)
+    project.set_version("2.0")
+    before = {h.address: tree(h, cluster.deploy_path) for h in cluster.hosts}
+
+    outcome = project.deploy("--dry-run")
+
+    assert outcome.code == 0, outcome.output
+    for host in cluster.hosts[:2]:
+        assert f"{host.spec()}: " in outcome.output
+    assert outcome.output.count("send 1 wheel ") == 2
+    assert f"~ {APP} 1.0 → 2.0" in outcome.output
+    assert {h.address: tree(h, cluster.deploy_path) for h in cluster.hosts} == before
+
+
+def test_promote_ships_the_staging_release_as_is_fetching_its_wheels_from_a_staging_host(
+    project: DeployProject, cluster: SshCluster
+) -> None:
+    release = _on_every_staging_host(project, cluster)
+    manifest = json.loads(read(cluster.hosts[0], f"{cluster.deploy_path}/current/manifest.json"))
+    # A fresh clone: no local build cache, and the source has moved on since staging was deployed.
+    shutil.rmtree(project.root / ".deploy")
+    project.set_version("9.9")
+    production = cluster.hosts[2]
+
+    outcome = project.invoke("promote", "--from", "staging", "--to", "production", "--yes")
+
+    assert outcome.code == 0, outcome.output
+    assert "fetching" in outcome.output
+    assert assert_serving_complete_release(production, cluster.deploy_path) == release
+    promoted = json.loads(read(production, f"{cluster.deploy_path}/current/manifest.json"))
+    assert [(w["name"], w["sha256"]) for w in promoted["wheels"]] == [
+        (w["name"], w["sha256"]) for w in manifest["wheels"]
+    ]
+    assert store(production, cluster.deploy_path) == {w["sha256"] for w in manifest["wheels"]} | {
+        manifest["pip"]["sha256"]
+    }
+
+
+def test_promote_refuses_a_source_whose_hosts_disagree(project: DeployProject, cluster: SshCluster) -> None:
+    _on_every_staging_host(project, cluster)
+    project.set_version("2.0")
+    assert project.deploy("--hosts", cluster.hosts[1].spec()).code == 0
+
+    outcome = project.invoke("promote", "--from", "staging", "--to", "production", "--yes")
+
+    assert outcome.code == 1
+    assert "do not agree on one live release" in outcome.output
+    assert live(cluster.hosts[2], cluster.deploy_path) is None
