@@ -248,12 +248,14 @@ def unpacked_pip(root, wheel):
     """pip from the (hash-checked) wheel in the store, unpacked once beside it: run from the zip,
     Python would compile all of pip afresh for every call, as it cannot cache bytecode in a zip."""
     archive = store_path(root, wheel["sha256"], wheel["filename"])
-    unpacked = os.path.join(os.path.dirname(archive), "unpacked")
+    unpacked = os.path.join(os.path.dirname(archive), "pip-code")
     if not os.path.isdir(unpacked):
         partial = "%s.%d" % (unpacked, os.getpid())
         shutil.rmtree(partial, ignore_errors=True)
         with zipfile.ZipFile(archive) as opened:
-            opened.extractall(partial)
+            # The code only, not its .dist-info: pip would see that metadata on its own sys.path,
+            # take "pip" as installed, and skip installing the pip a lock pins into the venv.
+            opened.extractall(partial, [n for n in opened.namelist() if n.startswith("pip/")])
         os.rename(partial, unpacked)
     return os.path.join(unpacked, "pip")
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import ensurepip
 import json
 import os
 import re
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.deployproject import APP, INSTALLED, SHIPPED, DeployProject, new_project
+from tests.deployproject import APP, INSTALLED, SHIPPED, DeployProject, make_project, new_project
+from tests.support.pkgindex import PackageIndex
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +123,22 @@ def test_invoke_explains_every_task_and_flag(project: DeployProject) -> None:
         for line in options:
             # A long flag and what it does; no clashing one-letter flags (-h would shadow --help).
             assert re.match(r"^  --[a-z][a-z-]+(=STRING)?\s{2,}\w", line), line
+
+
+def test_a_deploy_layer_that_pins_pip_gets_that_pip_in_the_release_venv(tmp_path: Path) -> None:
+    # pip installs the release with its own code; it must not mistake itself for the pinned pip.
+    [bundled] = sorted((Path(ensurepip.__file__).parent / "_bundled").glob("pip-*.whl"))
+    with PackageIndex(tmp_path / "index") as index:
+        index.add("alpha", "1.0", ["beta>=1"])
+        index.add("beta", "1.0")
+        index.add("gamma", "1.0", sdist_only=True)
+        index.add("delta", "1.0")
+        shutil.copy(bundled, index.root / bundled.name)
+        project = make_project(tmp_path / "app", index.url)
+        (project.root / "requirements" / "prod.in").write_text("-r base.in\ngamma\npip\n")
+        relock = subprocess.run([sys.executable, "-m", "deploy", "lock"], cwd=project.root, env=project.env,
+                                capture_output=True, text=True, check=False)
+        assert relock.returncode == 0, relock.stdout + relock.stderr
+        project.deploy_ok(env="local")
+    pip_version = bundled.name.split("-")[1]
+    assert installed(project) == {**SHIPPED, "pip": pip_version, APP: "1.0"}
