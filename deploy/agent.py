@@ -220,12 +220,18 @@ def op_stage(req):
     steps.append(("venv", code, out))
     python = os.path.join(release, "venv", "bin", "python")
     pip = unpacked_pip(root, req["pip"])
+    linked = set()
     if code == 0:
-        code, out = run([python, pip, "install", "--no-index", "--find-links", os.path.join(release, "wheels"),
-                         "--require-hashes", "--no-deps", "--disable-pip-version-check", "--no-input",
-                         "-r", os.path.join(release, "requirements.lock")], timeout,
-                        env=dict(release_env(release), PIP_CONFIG_FILE=os.devnull))
-        steps.append(("install", code, out))
+        linked = reuse_live(root, release, manifest["wheels"], live(root))  # noqa: F821 (agent_venv.py)
+        todo = [line for line in req["lock"].splitlines() if line.rsplit(":", 1)[-1] not in linked]
+        if todo:
+            with open(os.path.join(release, "install.lock"), "w") as handle:
+                handle.write("\n".join(todo) + "\n")
+            code, out = run([python, pip, "install", "--no-index", "--find-links", os.path.join(release, "wheels"),
+                             "--require-hashes", "--no-deps", "--disable-pip-version-check", "--no-input",
+                             "-r", os.path.join(release, "install.lock")], timeout,
+                            env=dict(release_env(release), PIP_CONFIG_FILE=os.devnull))
+            steps.append(("install", code, out))
     if code == 0:
         code, out = run([python, pip, "check", "--disable-pip-version-check"], timeout,
                         env=dict(release_env(release), PIP_CONFIG_FILE=os.devnull))
@@ -241,7 +247,7 @@ def op_stage(req):
     check_token(req)  # a deploy whose lock was taken over must not mark the new owner's release complete
     with open(os.path.join(release, ".complete"), "w") as handle:
         handle.write(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    return {"reused": False}
+    return {"reused": False, "linked": len(linked)}
 
 
 def unpacked_pip(root, wheel):

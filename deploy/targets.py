@@ -33,7 +33,10 @@ LOADER = (
     "import sys,json;d=json.load(sys.stdin);"
     "exec(compile(d.pop('agent'),'pinship-agent','exec'),{'__name__':'__agent__','REQUEST':d})"
 )
-AGENT = resources.files("deploy").joinpath("agent.py").read_text(encoding="utf-8")
+# Sent as one script: the venv helpers first, then the agent whose last lines run the request.
+AGENT = "\n".join(
+    resources.files("deploy").joinpath(name).read_text(encoding="utf-8") for name in ("agent_venv.py", "agent.py")
+)
 # paramiko logs a failed handshake, traceback and all, from its own thread; the HostError raised
 # for it here says the same once, naming the host.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())

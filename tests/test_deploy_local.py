@@ -142,3 +142,31 @@ def test_a_deploy_layer_that_pins_pip_gets_that_pip_in_the_release_venv(tmp_path
         project.deploy_ok(env="local")
     pip_version = bundled.name.split("-")[1]
     assert installed(project) == {**SHIPPED, "pip": pip_version, APP: "1.0"}
+
+
+def site(project: DeployProject, release: str) -> Path:
+    [found] = (local(project) / "releases" / release / "venv" / "lib").glob("python*/site-packages")
+    return found
+
+
+def test_a_new_release_links_unchanged_packages_from_the_live_one_but_never_an_edited_file(
+    project: DeployProject,
+) -> None:
+    project.set_version("2.0")
+    project.deploy_ok(env="local")
+    first = live(project)
+    # Someone edits a file of beta in the live venv: that package must be installed afresh.
+    tampered = site(project, first) / "beta" / "__init__.py"
+    tampered.write_text(tampered.read_text() + "tampered = True\n")
+
+    project.set_version("2.1")
+    project.deploy_ok(env="local")
+
+    second = live(project)
+    old, new = site(project, first), site(project, second)
+    assert (new / "alpha" / "__init__.py").stat().st_ino == (old / "alpha" / "__init__.py").stat().st_ino
+    assert (new / "beta" / "__init__.py").stat().st_ino != tampered.stat().st_ino
+    assert "tampered" not in (new / "beta" / "__init__.py").read_text()
+    assert installed(project) == {**SHIPPED, APP: "2.1"}
+    clean = project.invoke("status", "--env", "local")
+    assert clean.code == 0, clean.output

@@ -1,0 +1,135 @@
+"""Host side, part one: making a release's venv. Sent to hosts ahead of agent.py (same rules:
+stdlib only, any Python 3.8+, no annotations old interpreters would trip on).
+
+A new release reuses what the live release installed from the very same wheel (same sha256):
+those files are hard-linked after each is checked against its RECORD hash, so only changed wheels
+go through pip. A new app version then installs one wheel instead of all of them, and a file
+someone edited in the live venv is never carried over (that package is installed afresh).
+"""
+
+import base64
+import csv
+import glob
+import hashlib
+import json
+import os
+import shutil
+
+
+def site_packages(venv):
+    found = glob.glob(os.path.join(venv, "lib", "python*", "site-packages"))
+    return found[0] if len(found) == 1 else None
+
+
+def venv_identity(venv):
+    """The interpreter a venv runs on: venvs of different interpreters cannot share files."""
+    try:
+        with open(os.path.join(venv, "pyvenv.cfg")) as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return None
+    keep = ("home", "version", "version_info", "implementation")
+    return sorted(line.replace(" ", "") for line in lines if line.split("=")[0].strip() in keep)
+
+
+def record_hash(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return "sha256=" + base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+
+
+def dist_info(site, filename):
+    name, version = filename.split("-")[:2]
+    path = os.path.join(site, "%s-%s.dist-info" % (name, version))
+    return path if os.path.isdir(path) else None
+
+
+def plan_copy(donor_site, site, info):
+    """(source, target, rewrite) for every file of one installed wheel, or None if any is off."""
+    donor_venv = os.path.dirname(os.path.dirname(os.path.dirname(donor_site)))
+    try:
+        with open(os.path.join(info, "RECORD"), newline="") as handle:
+            rows = list(csv.reader(handle))
+    except OSError:
+        return None
+    plan = []
+    for row in rows:
+        if not row:
+            continue
+        source = os.path.normpath(os.path.join(donor_site, row[0]))
+        if not source.startswith(donor_venv + os.sep) or not os.path.isfile(source):
+            return None
+        if len(row) > 1 and row[1] and not row[0].endswith("RECORD") and record_hash(source) != row[1]:
+            return None  # edited in the live venv: install this wheel afresh instead
+        target = os.path.normpath(os.path.join(site, row[0]))
+        plan.append((source, target, source.startswith(os.path.join(donor_venv, "bin") + os.sep)))
+    return plan
+
+
+def copy_installed(plan, donor_venv, venv):
+    """Hard-link the files; scripts get their own copy naming the new venv's python."""
+    old, new = os.path.join(donor_venv, "bin", "python").encode(), os.path.join(venv, "bin", "python").encode()
+    changed = {}
+    for source, target, script in plan:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(source, "rb") as handle:
+            head = handle.read(len(old) + 2) if script else b""
+        if script and head == b"#!" + old:
+            with open(source, "rb") as handle:
+                data = b"#!" + new + handle.read()[len(old) + 2:]
+            with open(target, "wb") as handle:
+                handle.write(data)
+            shutil.copymode(source, target)
+            changed[target] = (record_hash(target), str(len(data)))
+            continue
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copy2(source, target)
+    return changed
+
+
+def rewrite_record(site, info, changed):
+    """RECORD is a hard link too: give the new venv its own, with the rewritten scripts' hashes."""
+    record = os.path.join(site, os.path.basename(info), "RECORD")
+    with open(record, newline="") as handle:
+        rows = list(csv.reader(handle))
+    for row in rows:
+        target = os.path.normpath(os.path.join(site, row[0])) if row else None
+        if target in changed:
+            row[1], row[2] = changed[target]
+    os.remove(record)
+    with open(record, "w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+
+
+def reuse_live(root, release, wheels, live_release):
+    """Link into `release` every wheel the live release installed from identical bytes."""
+    if not live_release or live_release == os.path.basename(release):
+        return set()
+    donor_venv = os.path.join(root, "releases", live_release, "venv")
+    venv = os.path.join(release, "venv")
+    if venv_identity(donor_venv) is None or venv_identity(donor_venv) != venv_identity(venv):
+        return set()
+    donor_site, site = site_packages(donor_venv), site_packages(venv)
+    donor_manifest = os.path.join(root, "releases", live_release, "manifest.json")
+    try:
+        with open(donor_manifest) as handle:
+            donor_hashes = {w["sha256"] for w in json.load(handle)["wheels"]}
+    except (OSError, ValueError, KeyError):
+        return set()
+    reused = set()
+    for wheel in wheels:
+        if wheel["sha256"] not in donor_hashes or not donor_site or not site:
+            continue
+        info = dist_info(donor_site, wheel["filename"])
+        plan = info and plan_copy(donor_site, site, info)
+        if not plan:
+            continue
+        changed = copy_installed(plan, donor_venv, venv)
+        rewrite_record(site, info, changed)
+        reused.add(wheel["sha256"])
+    return reused
+
