@@ -123,35 +123,39 @@ class Run:
         self.each(self.targets, step)
 
     def lock(self, targets: list[Target]) -> None:
-        # In host order, one at a time: the second of two racing deploys stops at the first host.
-        for target in sorted(targets, key=lambda t: t.name):
-            result = self.results[target.name]
-            if self.cancelled.is_set():
-                result.error = "interrupted before this host was locked"
-                continue
-            try:
-                reply = target.call("lock", owner=self.owner, **{"break": self.break_lock})
-                result.locked = True
-                if reply.get("broke"):
-                    self.progress(target.name, f"took over a stale lock held by {describe_owner(reply['broke'])}")
-            except AgentFailure as exc:
-                if exc.kind == "locked":
-                    owner = describe_owner(exc.extra.get("owner"))
-                    result.error = (f"{target.name}: another {self.action} holds the lock ({owner}); "
-                                    f"wait for it, or if it is dead, run again with --break-lock")
-                else:
-                    result.error = str(exc)
-                if exc.kind == "locked":
-                    break
-            except DeployError as exc:
-                result.error = str(exc)
-            except KeyboardInterrupt:
-                # The host may have taken the lock before the interrupt: abort releases it by token.
-                self.cancelled.set()
-                result.locked = True
+        # The first host in name order is taken alone, as a gate: every deploy of the environment
+        # takes it first, so the second of two racing deploys stops there holding nothing. The
+        # other hosts are then locked all at once.
+        ordered = sorted(targets, key=lambda t: t.name)
+        if ordered:
+            self._lock_one(ordered[0])
+        if ordered and self.results[ordered[0].name].locked:
+            self.each(ordered[1:], self._lock_one)
         for target in targets:
             if not self.results[target.name].locked and not self.results[target.name].error:
                 self.results[target.name].error = f"{target.name}: not locked: another deploy got there first"
+
+    def _lock_one(self, target: Target) -> None:
+        result = self.results[target.name]
+        if self.cancelled.is_set():
+            result.error = "interrupted before this host was locked"
+            return
+        try:
+            reply = target.call("lock", owner=self.owner, **{"break": self.break_lock})
+            result.locked = True
+            if reply.get("broke"):
+                self.progress(target.name, f"took over a stale lock held by {describe_owner(reply['broke'])}")
+        except AgentFailure as exc:
+            if exc.kind == "locked":
+                owner = describe_owner(exc.extra.get("owner"))
+                result.error = (f"{target.name}: another {self.action} holds the lock ({owner}); "
+                                f"wait for it, or if it is dead, run again with --break-lock")
+            else:
+                result.error = str(exc)
+        except KeyboardInterrupt:
+            # The host may have taken the lock before the interrupt: abort releases it by token.
+            self.cancelled.set()
+            result.locked = True
 
     def release_locks(self, reason: str, release: str | None) -> None:
         def step(target: Target) -> None:
