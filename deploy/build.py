@@ -42,9 +42,6 @@ class Wheel:
     sha256: str
     size: int
 
-    def path(self, cache: Path) -> Path:
-        return cache / "wheels" / self.sha256 / self.filename
-
 
 @dataclass
 class Build:
@@ -53,7 +50,10 @@ class Build:
     pip: Wheel
     lock_text: str
     manifest: dict[str, object]
-    cache: Path
+    files: dict[str, Path]  # sha256 -> the wheel's file in the local cache
+
+    def file(self, wheel: Wheel) -> Path:
+        return self.files[wheel.sha256]
 
 
 def file_sha256(path: Path) -> str:
@@ -72,14 +72,18 @@ def wheel_identity(filename: str) -> tuple[str, str]:
 class Cache:
     """`.deploy/cache`: wheels by sha256, plus what we built from which sdist."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.index_file = folder / "built.json"
-        self.built: dict[str, str] = json.loads(self.index_file.read_text()) if self.index_file.is_file() else {}
+    def __init__(self, folder: Path, scratch: Path | None = None) -> None:
+        # With `scratch` (a dry run) the cache is read as it is and anything new goes there.
+        self.folder = scratch or folder
+        built = folder / "built.json"
+        self.index_file = self.folder / "built.json"
+        self.built: dict[str, str] = json.loads(built.read_text()) if built.is_file() else {}
         self.by_hash = {p.parent.name: p for p in (folder / "wheels").glob("*/*.whl")}
 
     def add(self, source: Path) -> Wheel:
         sha = file_sha256(source)
+        if sha in self.by_hash:
+            return self.wheel(sha)
         target = self.folder / "wheels" / sha / source.name
         if not target.is_file():
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -119,13 +123,14 @@ def _sdist_key(pin: Pin) -> str:
     return f"{canonical(pin.name)}=={pin.version} " + ",".join(sorted(pin.hashes))
 
 
-def build(config: Config, log: Log = print) -> Build:
+def build(config: Config, log: Log = print, scratch: Path | None = None) -> Build:
+    """Build (or find cached) every wheel of a release; with `scratch`, write only there."""
     graph = load_layers(config.root, config.requirements)
     layer = deploy_layer(config, graph)
     if layer is None or not graph.layers[layer].lock.is_file():
         raise DeployError("there is no deploy layer lock to ship", fix="create requirements/prod.in, run: nox -s lock")
     pins = list(parse(graph.layers[layer].lock).pins.values())
-    cache = Cache(config.root / ".deploy" / "cache")
+    cache = Cache(config.root / ".deploy" / "cache", scratch)
     wheels = _dependency_wheels(config, pins, cache, log)
     app = _app_wheel(config, cache, log)
     if app is not None:
@@ -146,7 +151,7 @@ def build(config: Config, log: Log = print) -> Build:
         "wheels": [asdict(w) for w in sorted(wheels, key=lambda w: w.name)],
         "pip": asdict(pip),  # the installer: not in the venv, but needed to stage the release again
     }
-    return Build(release, wheels, pip, lock_text, manifest, cache.folder)
+    return Build(release, wheels, pip, lock_text, manifest, dict(cache.by_hash))
 
 
 def _dependency_wheels(config: Config, pins: list[Pin], cache: Cache, log: Log) -> list[Wheel]:

@@ -325,7 +325,7 @@ def _stage(run: Run, target: Target, built: Build) -> None:
 
 def _send(run: Run, target: Target, built: Build, wheels: list[Wheel]) -> None:
     for wheel in wheels:
-        local = wheel.path(built.cache)
+        local = built.file(wheel)
         check_wheel(local)
         target.put(local, f"{run.env.path}/wheels/.incoming/{wheel.sha256}")
 

@@ -184,7 +184,8 @@ def render_releases(statuses: list[HostStatus]) -> str:
 
 
 def plan(config: Config, env: Environment, progress: Progress) -> str:
-    """The dry run: what a deploy would change on each host. Nothing is written on any host."""
+    """The dry run: what a deploy would change on each host. Nothing is written, here or there:
+    wheels the local cache lacks are built into a scratch folder that is thrown away."""
     from deploy.verify import verify  # the same gate a deploy has
 
     verify(config)
@@ -193,7 +194,8 @@ def plan(config: Config, env: Environment, progress: Progress) -> str:
     check_interpreters(run)
     if not run.healthy():
         return "\n".join(r.error or "" for r in run.results.values() if r.error)
-    built = build_release(config, log=lambda line: progress("build", line))
+    with tempfile.TemporaryDirectory(prefix="pinship-plan-") as scratch:
+        built = build_release(config, log=lambda line: progress("build", line), scratch=Path(scratch))
     lines = [f"release {built.release} ({len(built.wheels)} wheels) to '{env.name}':"]
     for target in run.targets:
         result = run.results[target.name]
@@ -276,4 +278,4 @@ def fetch_release(config: Config, source: Environment, progress: Progress) -> Bu
             cache.add(local)
     for target_ in run.targets:
         target_.close()
-    return Build(release, wheels, pip, lock_text, manifest, cache.folder)
+    return Build(release, wheels, pip, lock_text, manifest, dict(cache.by_hash))

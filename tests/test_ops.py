@@ -6,6 +6,7 @@ import json
 import shlex
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -103,6 +104,22 @@ def test_status_flags_a_host_left_on_an_older_release_and_a_lock_that_moved_on(
     assert f"{second.spec()}: on release {new} while other hosts run {old}" in outcome.output
 
 
+def test_status_says_when_the_local_lock_no_longer_matches_what_is_live(
+    project: DeployProject, cluster: SshCluster
+) -> None:
+    _on_every_staging_host(project, cluster)
+    lock = project.root / "requirements" / "prod.txt"
+    # As if gamma had been dropped from the deploy layer and relocked since the deploy.
+    kept = lock.read_text().split("gamma==")[0]
+    lock.write_text(kept)
+
+    outcome = project.invoke("status", "--env", "staging")
+
+    assert outcome.code == 1
+    for host in cluster.hosts[:2]:
+        assert f"{host.spec()}: live release differs from the local lock: - gamma 1.0" in outcome.output
+
+
 def test_releases_lists_newest_first_and_marks_live_and_previous(project: DeployProject, cluster: SshCluster) -> None:
     first = _on_every_staging_host(project, cluster)
     project.set_version("2.0")
@@ -124,6 +141,7 @@ def test_a_dry_run_shows_the_plan_and_leaves_every_host_byte_identical(
     _on_every_staging_host(project, cluster)
     project.set_version("2.0")
     before = {h.address: tree(h, cluster.deploy_path) for h in cluster.hosts}
+    local_before = _files(project.root / ".deploy")
 
     outcome = project.deploy("--dry-run")
 
@@ -133,6 +151,12 @@ def test_a_dry_run_shows_the_plan_and_leaves_every_host_byte_identical(
     assert outcome.output.count("send 1 wheel ") == 2
     assert f"~ {APP} 1.0 → 2.0" in outcome.output
     assert {h.address: tree(h, cluster.deploy_path) for h in cluster.hosts} == before
+    # The new app wheel was built for the plan, but into a scratch folder: the cache is as it was.
+    assert _files(project.root / ".deploy") == local_before
+
+
+def _files(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_size for p in folder.rglob("*") if p.is_file()}
 
 
 def test_promote_ships_the_staging_release_as_is_fetching_its_wheels_from_a_staging_host(
