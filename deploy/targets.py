@@ -34,9 +34,8 @@ LOADER = (
     "exec(compile(d.pop('agent'),'pinship-agent','exec'),{'__name__':'__agent__','REQUEST':d})"
 )
 # Sent as one script: the venv helpers first, then the agent whose last lines run the request.
-AGENT = "\n".join(
-    resources.files("deploy").joinpath(name).read_text(encoding="utf-8") for name in ("agent_venv.py", "agent.py")
-)
+AGENT_PARTS = ("agent_venv.py", "agent_status.py", "agent.py")
+AGENT = "\n".join(resources.files("deploy").joinpath(name).read_text(encoding="utf-8") for name in AGENT_PARTS)
 # paramiko logs a failed handshake, traceback and all, from its own thread; the HostError raised
 # for it here says the same once, naming the host.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
