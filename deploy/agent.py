@@ -126,7 +126,8 @@ def op_lock(req):
     except OSError:
         shutil.rmtree(claim, ignore_errors=True)
         raise Failure("locked", "locked", owner=read_owner(root)) from None
-    return {"broke": owner if req.get("break") else None}
+    # What probe says, as seen under the lock: rollback needs no separate probe round trip.
+    return {"broke": owner if req.get("break") else None, "probe": op_probe(req)}
 
 
 def owns_lock(req):

@@ -133,7 +133,10 @@ class Run:
             self.each(ordered[1:], self._lock_one)
         for target in targets:
             if not self.results[target.name].locked and not self.results[target.name].error:
-                self.results[target.name].error = f"{target.name}: not locked: another deploy got there first"
+                self.results[target.name].error = (
+                    f"{target.name}: not locked, because {ordered[0].name} (taken first, so that two deploys "
+                    "cannot interleave) could not be"
+                )
 
     def _lock_one(self, target: Target) -> None:
         result = self.results[target.name]
@@ -143,6 +146,7 @@ class Run:
         try:
             reply = target.call("lock", owner=self.owner, **{"break": self.break_lock})
             result.locked = True
+            result.probe = reply["probe"]
             if reply.get("broke"):
                 self.progress(target.name, f"took over a stale lock held by {describe_owner(reply['broke'])}")
         except AgentFailure as exc:
@@ -337,26 +341,22 @@ def _wheel_dict(wheel: Wheel) -> dict[str, Any]:
 def rollback(config: Config, env: Environment, *, to: str | None, progress: Progress,
              break_lock: bool = False) -> Summary:
     run = Run(config, env, "rollback", progress, break_lock)
-    run.probe()
-    targets = run.healthy()
+    targets = run.targets
     chosen: dict[str, str] = {}
-    for target in targets:
-        result = run.results[target.name]
-        wanted = to or result.probe["previous"]
-        if not wanted:
-            result.error = f"{target.name}: no previous release to roll back to"
-        elif wanted not in result.probe["releases"]:
-            have = ", ".join(result.probe["releases"]) or "none"
-            result.error = f"{target.name}: release {wanted} is not on this host (it has: {have})"
-        else:
-            chosen[target.name] = wanted
-    if run.cancelled.is_set():
-        run.interrupted()
-        return run.summary(to)
-    if any(r.failed for r in run.results.values()):
-        return run.summary(to)
     try:
-        run.lock(targets)
+        run.lock(targets)  # the lock's reply carries what probe would say: one round trip fewer
+        for target in targets:
+            result = run.results[target.name]
+            if result.failed or run.cancelled.is_set():
+                continue
+            wanted = to or result.probe["previous"]
+            if not wanted:
+                result.error = f"{target.name}: no previous release to roll back to"
+            elif wanted not in result.probe["releases"]:
+                have = ", ".join(result.probe["releases"]) or "none"
+                result.error = f"{target.name}: release {wanted} is not on this host (it has: {have})"
+            else:
+                chosen[target.name] = wanted
         if run.cancelled.is_set():
             pass  # released below
         elif any(r.failed for r in run.results.values()):
