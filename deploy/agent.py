@@ -67,6 +67,26 @@ def store_path(root, digest, filename):
     return os.path.join(root, "wheels", digest, filename)
 
 
+def platform_tags():
+    """The platform tags this host's Python installs wheels for (as pip would compute them)."""
+    machine = os.uname().machine
+    if not sys.platform.startswith("linux"):
+        import sysconfig
+
+        return [sysconfig.get_platform().replace("-", "_").replace(".", "_")]
+    found = []
+    try:
+        libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (ValueError, OSError, AttributeError):
+        libc = ""
+    if libc.startswith("glibc "):
+        major, minor = [int(part) for part in libc.split()[1].split(".")[:2]]
+        found += ["manylinux_%d_%d_%s" % (major, m, machine) for m in range(minor, 4, -1)]
+        legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
+        found += ["%s_%s" % (name, machine) for floor, name in sorted(legacy.items(), reverse=True) if minor >= floor]
+    return [*found, "linux_%s" % machine]
+
+
 def op_probe(req):
     root = req["path"]
     store = os.path.join(root, "wheels")
@@ -81,6 +101,7 @@ def op_probe(req):
         existing = os.path.dirname(existing) or "/"
     usage = shutil.disk_usage(existing)
     return {
+        "tags": platform_tags(),
         "python": {
             "implementation": sys.implementation.name,
             "version": "%d.%d" % sys.version_info[:2],

@@ -28,6 +28,7 @@ from deploy.config import Config
 from deploy.errors import DeployError
 from deploy.layers import load as load_layers
 from deploy.lockfile import Pin, parse
+from deploy.platforms import Interpreter
 from deploy.reqfile import canonical, display
 from deploy.verify import deploy_layer
 
@@ -104,13 +105,16 @@ class Cache:
         partial.write_text(json.dumps(self.built, indent=1, sort_keys=True))
         partial.replace(self.index_file)
 
-    def find(self, pin: Pin) -> Wheel | None:
+    def find(self, pin: Pin, target: Interpreter) -> Wheel | None:
+        """A cached wheel for `pin` that installs on `target` (a lock lists every platform's files)."""
         for value in pin.hashes:
             sha = value.removeprefix("sha256:")
-            if sha in self.by_hash:
+            if sha in self.by_hash and target.fits(self.by_hash[sha].name):
                 return self.wheel(sha)
         built = self.built.get(_sdist_key(pin))
-        return self.wheel(built) if built in self.by_hash else None
+        if built in self.by_hash and target.fits(self.by_hash[built].name):
+            return self.wheel(built)
+        return None
 
 
 def _partial(path: Path) -> Path:
@@ -123,16 +127,21 @@ def _sdist_key(pin: Pin) -> str:
     return f"{canonical(pin.name)}=={pin.version} " + ",".join(sorted(pin.hashes))
 
 
-def build(config: Config, log: Log = print, scratch: Path | None = None) -> Build:
-    """Build (or find cached) every wheel of a release; with `scratch`, write only there."""
+def build(config: Config, log: Log = print, scratch: Path | None = None, target: Interpreter | None = None) -> Build:
+    """Build (or find cached) every wheel of a release for `target` (default: this interpreter);
+    with `scratch`, write only there."""
+    target = target or Interpreter.here()
     graph = load_layers(config.root, config.requirements)
     layer = deploy_layer(config, graph)
     if layer is None or not graph.layers[layer].lock.is_file():
         raise DeployError("there is no deploy layer lock to ship", fix="create requirements/prod.in, run: nox -s lock")
     pins = list(parse(graph.layers[layer].lock).pins.values())
     cache = Cache(config.root / ".deploy" / "cache", scratch)
-    wheels = _dependency_wheels(config, pins, cache, log)
+    wheels = _dependency_wheels(config, pins, cache, log, target)
     app = _app_wheel(config, cache, log)
+    if app is not None and not target.fits(app.filename):
+        raise DeployError(f"the app's wheel {app.filename} does not install on {target.describe()}",
+                          fix="deploy from a machine (e.g. CI) that runs the hosts' interpreter")
     if app is not None:
         wheels = [w for w in wheels if w.name != app.name] + [app]
     pip = next((w for w in wheels if w.name == "pip"), None) or cache.add(_bundled_pip())
@@ -147,15 +156,15 @@ def build(config: Config, log: Log = print, scratch: Path | None = None) -> Buil
         "git": _git_revision(config.root),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "built_by": f"{getpass.getuser()}@{socket.gethostname()}",
-        "python": f"{sys.implementation.name} {sys.version_info.major}.{sys.version_info.minor}",
+        "python": target.describe(),
         "wheels": [asdict(w) for w in sorted(wheels, key=lambda w: w.name)],
         "pip": asdict(pip),  # the installer: not in the venv, but needed to stage the release again
     }
     return Build(release, wheels, pip, lock_text, manifest, dict(cache.by_hash))
 
 
-def _dependency_wheels(config: Config, pins: list[Pin], cache: Cache, log: Log) -> list[Wheel]:
-    wheels = {canonical(pin.name): cache.find(pin) for pin in pins}
+def _dependency_wheels(config: Config, pins: list[Pin], cache: Cache, log: Log, target: Interpreter) -> list[Wheel]:
+    wheels = {canonical(pin.name): cache.find(pin, target) for pin in pins}
     missing = [pin for pin in pins if wheels[canonical(pin.name)] is None]
     if missing:
         log(f"fetching {len(missing)} wheels for the deploy layer (hash-checked)")
@@ -165,7 +174,14 @@ def _dependency_wheels(config: Config, pins: list[Pin], cache: Cache, log: Log) 
                 "".join(f"{pin.requirement()} " + " ".join(f"--hash={h}" for h in pin.hashes) + "\n" for pin in missing)
             )
             out = Path(tmp) / "out"
-            _pip(["wheel", "--no-deps", "--require-hashes", "-r", str(requirements), "-w", str(out)], config.root)
+            if target.same_as(Interpreter.here()):
+                _pip(["wheel", "--no-deps", "--require-hashes", "-r", str(requirements), "-w", str(out)], config.root)
+            else:
+                log(f"fetching wheels for the hosts' {target.describe()}")
+                _pip(["download", "--no-deps", "--require-hashes", "-r", str(requirements), "-d", str(out),
+                      *target.download_options()], config.root,
+                     fix=f"a package with no wheel for {target.describe()} cannot be built here: deploy from a "
+                     "machine (e.g. CI) that runs the hosts' interpreter")
             by_name = {pin_name: pin for pin in missing if (pin_name := canonical(pin.name))}
             for path in sorted(out.glob("*.whl")):
                 wheel = cache.add(path)
@@ -247,15 +263,14 @@ def _bundled_pip() -> Path:
     raise DeployError("no pip wheel to install with: add pip to requirements/prod.in and run: nox -s lock")
 
 
-def _pip(args: list[str], cwd: Path, extra_env: dict[str, str] | None = None) -> None:
+def _pip(args: list[str], cwd: Path, extra_env: dict[str, str] | None = None,
+         fix: str = "check the lock and the index, then run: nox -s verify") -> None:
     command = [sys.executable, "-m", "pip", "--disable-pip-version-check", *args]
     env = {**os.environ, **(extra_env or {})}
     proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
         tail = "\n    ".join((proc.stdout + proc.stderr).strip().splitlines()[-12:])
-        raise DeployError(
-            f"pip {args[0]} failed:\n    {tail}", fix="check the lock and the index, then run: nox -s verify"
-        )
+        raise DeployError(f"pip {args[0]} failed:\n    {tail}", fix=fix)
 
 
 def check_wheel(path: Path) -> None:

@@ -25,6 +25,7 @@ from deploy.build import Build, Wheel, check_wheel
 from deploy.build import build as build_release
 from deploy.config import Config, Environment
 from deploy.errors import DeployError, HostError
+from deploy.platforms import Interpreter, agree
 from deploy.targets import AgentFailure, Target, connect
 from deploy.verify import verify
 
@@ -246,9 +247,16 @@ def deploy(config: Config, env: Environment, *, progress: Progress, break_lock: 
         return run.summary(None)
     if not run.healthy():
         return run.summary(None)
-    check_interpreters(run)
+    interpreter = check_interpreters(run)
+    if built is not None and built.manifest.get("python") != interpreter.describe():
+        for result in run.results.values():
+            result.error = result.error or (
+                f"{result.host}: runs {interpreter.describe()}, but release {built.release} was built for "
+                f"{built.manifest.get('python')}: it cannot be promoted there"
+            )
+        return run.summary(built.release)
     if built is None:
-        built = build_release(config, log=lambda line: progress("build", line))
+        built = build_release(config, log=lambda line: progress("build", line), target=interpreter)
     progress("build", f"release {built.release}: {len(built.wheels)} wheels")
     todo = []
     for target in run.healthy():
@@ -284,17 +292,19 @@ def deploy(config: Config, env: Environment, *, progress: Progress, break_lock: 
     return run.summary(built.release)
 
 
-def check_interpreters(run: Run) -> None:
-    here = {"implementation": sys.implementation.name, "version": f"{sys.version_info[0]}.{sys.version_info[1]}",
-            "platform": sys.platform, "machine": os.uname().machine}
-    for target in run.healthy():
-        theirs = run.results[target.name].probe["python"]
-        if theirs != here:
-            run.results[target.name].error = (
-                f"{target.name}: runs {theirs['implementation']} {theirs['version']} on {theirs['platform']}-"
-                f"{theirs['machine']}, but wheels are built here for {here['implementation']} {here['version']} on "
-                f"{here['platform']}-{here['machine']}; deploy from a machine (e.g. CI) with the hosts' interpreter"
+def check_interpreters(run: Run) -> Interpreter:
+    """The interpreter the release is built for: the hosts'. A host unlike the rest fails."""
+    groups = agree((t.name, Interpreter.from_probe(run.results[t.name].probe)) for t in run.healthy())
+    if not groups:
+        return Interpreter.here()
+    chosen = max(groups, key=lambda found: len(groups[found]))
+    for other, hosts in groups.items():
+        for host in hosts if other != chosen else []:
+            run.results[host].error = (
+                f"{host}: runs {other.describe()}, but the other hosts run {chosen.describe()}: one release "
+                "cannot serve both; put them in separate environments"
             )
+    return chosen
 
 
 def _stage(run: Run, target: Target, built: Build) -> None:

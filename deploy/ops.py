@@ -191,11 +191,12 @@ def plan(config: Config, env: Environment, progress: Progress) -> str:
     verify(config)
     run = Run(config, env, "plan", progress)
     run.probe()
-    check_interpreters(run)
+    interpreter = check_interpreters(run)
     if not run.healthy():
         return "\n".join(r.error or "" for r in run.results.values() if r.error)
     with tempfile.TemporaryDirectory(prefix="pinship-plan-") as scratch:
-        built = build_release(config, log=lambda line: progress("build", line), scratch=Path(scratch))
+        built = build_release(config, log=lambda line: progress("build", line), scratch=Path(scratch),
+                              target=interpreter)
     lines = [f"release {built.release} ({len(built.wheels)} wheels) to '{env.name}':"]
     for target in run.targets:
         result = run.results[target.name]
