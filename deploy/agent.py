@@ -5,15 +5,11 @@ costs a handful of round trips and the script never has to be installed or kept 
 the deploying machine's version. It must run on any Python 3.8+ with nothing installed.
 """
 
-import hashlib
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import time
-import zipfile
 
 MARK = "PINSHIP-RESULT:"
 
@@ -26,6 +22,7 @@ class Failure(Exception):
 
 
 def sha256(path):
+    import hashlib
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -87,6 +84,29 @@ def platform_tags():
     return [*found, "linux_%s" % machine]
 
 
+def marker_environment():
+    """The values PEP 508 markers test, as this interpreter sees them (what pip check uses)."""
+    import platform
+
+    info = sys.implementation.version
+    implementation_version = "%d.%d.%d" % info[:3]
+    if info.releaselevel != "final":
+        implementation_version += info.releaselevel[0] + str(info.serial)
+    return {
+        "implementation_name": sys.implementation.name,
+        "implementation_version": implementation_version,
+        "os_name": os.name,
+        "platform_machine": platform.machine(),
+        "platform_release": platform.release(),
+        "platform_system": platform.system(),
+        "platform_version": platform.version(),
+        "python_full_version": platform.python_version(),
+        "platform_python_implementation": platform.python_implementation(),
+        "python_version": ".".join(platform.python_version_tuple()[:2]),
+        "sys_platform": sys.platform,
+    }
+
+
 def op_probe(req):
     root = req["path"]
     store = os.path.join(root, "wheels")
@@ -102,6 +122,7 @@ def op_probe(req):
     usage = shutil.disk_usage(existing)
     return {
         "tags": platform_tags(),
+        "markers": marker_environment(),
         "python": {
             "implementation": sys.implementation.name,
             "version": "%d.%d" % sys.version_info[:2],
@@ -189,6 +210,7 @@ def accept_incoming(root, wheels):
 
 
 def run(argv, timeout, cwd=None, env=None, shell=False):
+    import subprocess
     try:
         proc = subprocess.run(argv, cwd=cwd, env=env, shell=shell, timeout=timeout,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -210,7 +232,7 @@ def op_stage(req):
     root, release_id = req["path"], req["release"]
     check_token(req)
     manifest = req["manifest"]
-    bad = accept_incoming(root, manifest["wheels"] + [req["pip"]])
+    bad = accept_incoming(root, manifest["wheels"])
     if bad:
         raise Failure("corrupt", "missing or corrupt in the store: " + ", ".join(bad), files=bad)
     release = release_dir(root, release_id)
@@ -237,55 +259,35 @@ def op_stage(req):
         json.dump(manifest, handle, indent=2, sort_keys=True)
     with open(os.path.join(release, "requirements.lock"), "w") as handle:
         handle.write(req["lock"])
-    steps = []
-    code, out = run([req["python"], "-m", "venv", "--without-pip", os.path.join(release, "venv")], timeout)
-    steps.append(("venv", code, out))
-    python = os.path.join(release, "venv", "bin", "python")
-    pip = unpacked_pip(root, req["pip"])
-    linked = set()
-    if code == 0:
+    venv = os.path.join(release, "venv")
+    try:
+        make_venv(venv)  # noqa: F821 (agent_install.py, sent ahead of this file)
         linked = reuse_live(root, release, manifest["wheels"], live(root))  # noqa: F821 (agent_venv.py)
-        todo = [line for line in req["lock"].splitlines() if line.rsplit(":", 1)[-1] not in linked]
-        if todo:
-            with open(os.path.join(release, "install.lock"), "w") as handle:
-                handle.write("\n".join(todo) + "\n")
-            code, out = run([python, pip, "install", "--no-index", "--find-links", os.path.join(release, "wheels"),
-                             "--require-hashes", "--no-deps", "--disable-pip-version-check", "--no-input",
-                             "-r", os.path.join(release, "install.lock")], timeout,
-                            env=dict(release_env(release), PIP_CONFIG_FILE=os.devnull))
-            steps.append(("install", code, out))
-    if code == 0:
-        code, out = run([python, pip, "check", "--disable-pip-version-check"], timeout,
-                        env=dict(release_env(release), PIP_CONFIG_FILE=os.devnull))
-        steps.append(("pip check", code, out))
-    if code == 0 and req.get("healthcheck"):
+        # From the release's own wheels/ (links into the store): it can be reinstalled by hand
+        # with pip --no-index --find-links wheels --require-hashes -r requirements.lock.
+        todo = [dict(w, path=os.path.join(release, "wheels", w["filename"]))
+                for w in manifest["wheels"] if w["sha256"] not in linked]
+        install_wheels(venv, todo)  # noqa: F821 (agent_install.py)
+    except Refused as exc:  # noqa: F821 (agent_install.py)
+        discard(req, release)
+        raise Failure("stage", "install failed: %s" % exc, step="install") from None
+    except BaseException:
+        discard(req, release)
+        raise
+    if req.get("healthcheck"):
         code, out = run(req["healthcheck"], timeout, cwd=release, env=release_env(release), shell=True)
-        steps.append(("health check", code, out))
-    step, code, out = steps[-1]
-    if code != 0:
-        if owns_lock(req):  # else a deploy that took the lock over (--break-lock) may be staging it
-            shutil.rmtree(release, ignore_errors=True)
-        stage_failed(step, code, out)
+        if code != 0:
+            discard(req, release)
+            stage_failed("health check", code, out)
     check_token(req)  # a deploy whose lock was taken over must not mark the new owner's release complete
     with open(os.path.join(release, ".complete"), "w") as handle:
         handle.write(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     return {"reused": False, "linked": len(linked)}
 
 
-def unpacked_pip(root, wheel):
-    """pip from the (hash-checked) wheel in the store, unpacked once beside it: run from the zip,
-    Python would compile all of pip afresh for every call, as it cannot cache bytecode in a zip."""
-    archive = store_path(root, wheel["sha256"], wheel["filename"])
-    unpacked = os.path.join(os.path.dirname(archive), "pip-code")
-    if not os.path.isdir(unpacked):
-        partial = "%s.%d" % (unpacked, os.getpid())
-        shutil.rmtree(partial, ignore_errors=True)
-        with zipfile.ZipFile(archive) as opened:
-            # The code only, not its .dist-info: pip would see that metadata on its own sys.path,
-            # take "pip" as installed, and skip installing the pip a lock pins into the venv.
-            opened.extractall(partial, [n for n in opened.namelist() if n.startswith("pip/")])
-        os.rename(partial, unpacked)
-    return os.path.join(unpacked, "pip")
+def discard(req, release):
+    if owns_lock(req):  # else a deploy that took the lock over (--break-lock) may be staging it
+        shutil.rmtree(release, ignore_errors=True)
 
 
 def stage_failed(step, code, out):
@@ -384,7 +386,7 @@ def main(req):
     except OSError as exc:
         kind = "disk-full" if exc.errno == 28 else "os"
         result = {"ok": False, "kind": kind, "error": "%s: %s" % (exc.strerror, exc.filename or "")}
-    result["host"] = socket.gethostname()
+    result["host"] = os.uname()[1]
     sys.stdout.write("\n" + MARK + json.dumps(result) + "\n")
 
 

@@ -7,16 +7,16 @@ go through pip. A new app version then installs one wheel instead of all of them
 someone edited in the live venv is never carried over (that package is installed afresh).
 """
 
-import base64
-import csv
-import glob
-import hashlib
 import json
 import os
 import shutil
 
+# Other modules are imported where they are used: every call of the agent runs this file, and
+# most calls (probe, lock, switch) need none of them; importing them costs more than the call.
+
 
 def site_packages(venv):
+    import glob
     found = glob.glob(os.path.join(venv, "lib", "python*", "site-packages"))
     return found[0] if len(found) == 1 else None
 
@@ -33,6 +33,8 @@ def venv_identity(venv):
 
 
 def record_hash(path):
+    import base64
+    import hashlib
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -48,6 +50,7 @@ def dist_info(site, filename):
 
 def plan_copy(donor_site, site, info):
     """(source, target, rewrite) for every file of one installed wheel, or None if any is off."""
+    import csv
     donor_venv = os.path.dirname(os.path.dirname(os.path.dirname(donor_site)))
     try:
         with open(os.path.join(info, "RECORD"), newline="") as handle:
@@ -93,6 +96,7 @@ def copy_installed(plan, donor_venv, venv):
 
 def rewrite_record(site, info, changed):
     """RECORD is a hard link too: give the new venv its own, with the rewritten scripts' hashes."""
+    import csv
     record = os.path.join(site, os.path.basename(info), "RECORD")
     with open(record, newline="") as handle:
         rows = list(csv.reader(handle))

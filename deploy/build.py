@@ -6,9 +6,9 @@ same lock builds and downloads nothing, and the release id is a function of cont
 
 from __future__ import annotations
 
-import ensurepip
 import getpass
 import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -20,9 +20,12 @@ import tempfile
 import time
 import tomllib
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+from pyproject_hooks import BuildBackendHookCaller
 
 from deploy.config import Config
 from deploy.errors import DeployError
@@ -48,7 +51,6 @@ class Wheel:
 class Build:
     release: str
     wheels: list[Wheel]
-    pip: Wheel
     lock_text: str
     manifest: dict[str, object]
     files: dict[str, Path]  # sha256 -> the wheel's file in the local cache
@@ -144,7 +146,6 @@ def build(config: Config, log: Log = print, scratch: Path | None = None, target:
                           fix="deploy from a machine (e.g. CI) that runs the hosts' interpreter")
     if app is not None:
         wheels = [w for w in wheels if w.name != app.name] + [app]
-    pip = next((w for w in wheels if w.name == "pip"), None) or cache.add(_bundled_pip())
     ordered = sorted(wheels, key=lambda w: w.name)
     lock_text = "".join(f"{w.name}=={w.version} --hash=sha256:{w.sha256}\n" for w in ordered)
     release = hashlib.sha256(lock_text.encode()).hexdigest()[:12]
@@ -158,9 +159,8 @@ def build(config: Config, log: Log = print, scratch: Path | None = None, target:
         "built_by": f"{getpass.getuser()}@{socket.gethostname()}",
         "python": target.describe(),
         "wheels": [asdict(w) for w in sorted(wheels, key=lambda w: w.name)],
-        "pip": asdict(pip),  # the installer: not in the venv, but needed to stage the release again
     }
-    return Build(release, wheels, pip, lock_text, manifest, dict(cache.by_hash))
+    return Build(release, wheels, lock_text, manifest, dict(cache.by_hash))
 
 
 def _dependency_wheels(config: Config, pins: list[Pin], cache: Cache, log: Log, target: Interpreter) -> list[Wheel]:
@@ -195,6 +195,12 @@ def _dependency_wheels(config: Config, pins: list[Pin], cache: Cache, log: Log, 
     return [w for w in wheels.values() if w is not None]
 
 
+def prebuild_app(config: Config, log: Log = print) -> None:
+    """Build the app's wheel into the cache (if it is not there yet), for `build` to find: the
+    engine runs this while it probes the hosts, as the app's wheel does not depend on them."""
+    _app_wheel(config, Cache(config.root / ".deploy" / "cache"), log)
+
+
 def _app_wheel(config: Config, cache: Cache, log: Log) -> Wheel | None:
     if not config.app_name:
         return None
@@ -204,10 +210,9 @@ def _app_wheel(config: Config, cache: Cache, log: Log) -> Wheel | None:
         return cache.wheel(known)
     log(f"building the wheel of {config.app_name}")
     with tempfile.TemporaryDirectory(prefix="pinship-app-") as tmp:
-        command = ["wheel", "--no-deps", "-w", tmp, str(config.root)]
-        if _backend_importable(config.root):
-            command.insert(1, "--no-build-isolation")  # the pinned local build tools, no download
-        _pip(command, config.root, extra_env={"SOURCE_DATE_EPOCH": "315532800"})
+        if not _build_with_local_tools(config, Path(tmp)):
+            # Build requirements this environment lacks: pip fetches them into an isolated one.
+            _pip(["wheel", "--no-deps", "-w", tmp, str(config.root)], config.root, extra_env=_REPRODUCIBLE)
         built = sorted(Path(tmp).glob("*.whl"))
         if not built:
             raise DeployError(f"pip wheel produced no wheel for {config.app_name}")
@@ -216,13 +221,47 @@ def _app_wheel(config: Config, cache: Cache, log: Log) -> Wheel | None:
     return wheel
 
 
-def _backend_importable(root: Path) -> bool:
-    data = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+_REPRODUCIBLE = {"SOURCE_DATE_EPOCH": "315532800"}  # the same source gives the same wheel, byte for byte
+
+
+def _build_with_local_tools(config: Config, out: Path) -> bool:
+    """Build the app's wheel by calling its PEP 517 backend directly, as `pip wheel
+    --no-build-isolation` would, when this environment already has every build requirement at a
+    version they allow (the dev layer pins them): one backend process instead of pip's start-up
+    and an isolated environment. Returns False when something is missing."""
+    data = tomllib.loads((config.root / "pyproject.toml").read_text(encoding="utf-8"))
     system = data.get("build-system", {})
-    backend = str(system.get("build-backend", "setuptools.build_meta:__legacy__")).split(":")[0]
-    if system.get("backend-path"):
+    # PEP 517/518 defaults for a project that names no backend.
+    backend = str(system.get("build-backend", "setuptools.build_meta:__legacy__"))
+    requires = system.get("requires", ["setuptools>=40.8.0"])
+    if not all(_installed(line) for line in requires):
         return False
-    return importlib.util.find_spec(backend.split(".")[0]) is not None
+    if not system.get("backend-path") and importlib.util.find_spec(backend.split(":")[0].split(".")[0]) is None:
+        return False
+
+    def runner(cmd: Sequence[str], cwd: str | None = None, extra_environ: Mapping[str, str] | None = None) -> None:
+        env = {**os.environ, **(extra_environ or {}), **_REPRODUCIBLE}
+        proc = subprocess.run(list(cmd), cwd=cwd, env=env, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            tail = "\n    ".join((proc.stdout + proc.stderr).strip().splitlines()[-12:])
+            raise DeployError(f"building the wheel of {config.app_name} failed:\n    {tail}",
+                              fix="fix the build (try: pip wheel --no-deps .), then deploy again")
+
+    hooks = BuildBackendHookCaller(str(config.root), backend, backend_path=system.get("backend-path"),
+                                   runner=runner, python_executable=sys.executable)
+    hooks.build_wheel(str(out))
+    return True
+
+
+def _installed(line: str) -> bool:
+    try:
+        requirement = Requirement(line)
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            return True
+        version = importlib.metadata.version(requirement.name)
+    except (InvalidRequirement, importlib.metadata.PackageNotFoundError):
+        return False
+    return requirement.specifier.contains(version, prereleases=True)
 
 
 def _source_digest(root: Path) -> str:
@@ -251,16 +290,6 @@ def _git_revision(root: Path) -> str | None:
         return None
     dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=False)
     return proc.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-
-
-def _bundled_pip() -> Path:
-    """The pip wheel that ships inside CPython: runs pip on hosts without ensurepip per venv."""
-    places = [Path(ensurepip.__file__).parent / "_bundled", Path("/usr/share/python-wheels")]
-    for folder in places:
-        found = sorted(folder.glob("pip-*.whl"))
-        if found:
-            return found[-1]
-    raise DeployError("no pip wheel to install with: add pip to requirements/prod.in and run: nox -s lock")
 
 
 def _pip(args: list[str], cwd: Path, extra_env: dict[str, str] | None = None,

@@ -2,14 +2,17 @@
 
 Per host the steps are: probe (one round trip), lock (taken in a fixed host order so two racing
 deploys cannot each hold half the hosts), send missing wheels, stage (one round trip: store
-check, venv, offline hash-checked install, pip check, health check), switch (one round trip:
+check, venv, offline hash-checked install, health check; dependencies were checked once,
+locally, before any host was touched), switch (one round trip:
 rename, restart or switch back, prune, log, unlock). Results are gathered per host, as Fabric's
 GroupResult does, instead of dying at the first failure.
 """
 
 from __future__ import annotations
 
+import contextlib
 import getpass
+import json
 import os
 import secrets
 import socket
@@ -21,7 +24,8 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from deploy.build import Build, Wheel, check_wheel
+from deploy import depcheck
+from deploy.build import Build, Wheel, check_wheel, prebuild_app
 from deploy.build import build as build_release
 from deploy.config import Config, Environment
 from deploy.errors import DeployError, HostError
@@ -129,7 +133,12 @@ class Run:
         # other hosts are then locked all at once.
         ordered = sorted(targets, key=lambda t: t.name)
         if ordered:
+            # While the gate is taken, the other hosts connect, so they are ready to lock.
+            warm = ThreadPoolExecutor(max_workers=self.env.parallel)
+            for target in ordered[1:]:
+                warm.submit(_connect_quietly, target)
             self._lock_one(ordered[0])
+            warm.shutdown(wait=False, cancel_futures=True)
         if ordered and self.results[ordered[0].name].locked:
             self.each(ordered[1:], self._lock_one)
         for target in targets:
@@ -225,6 +234,11 @@ class Run:
         return Summary(self.action, self.env.name, release, list(self.results.values()))
 
 
+def _connect_quietly(target: Target) -> None:
+    with contextlib.suppress(DeployError):  # the step that needs the connection reports it
+        target.open()
+
+
 def plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
@@ -238,8 +252,20 @@ def describe_owner(owner: dict[str, Any] | None) -> str:
 def deploy(config: Config, env: Environment, *, progress: Progress, break_lock: bool = False,
            built: Build | None = None, action: str = "deploy") -> Summary:
     """Ship a release to every host of `env`: a fresh build, or `built` (promote) as it is."""
-    if built is None:
-        verify(config)
+    app: Future[None] | None = None
+    with ThreadPoolExecutor(max_workers=1) as background:
+        if built is None:
+            verify(config)
+            app = background.submit(prebuild_app, config, lambda line: progress("build", line))
+        try:
+            return _deploy(config, env, progress, break_lock, built, action, app)
+        finally:
+            if app is not None:
+                app.cancel()  # and the pool waits for a build under way: no pip left running
+
+
+def _deploy(config: Config, env: Environment, progress: Progress, break_lock: bool, built: Build | None,
+            action: str, app: Future[None] | None) -> Summary:
     run = Run(config, env, action, progress, break_lock)
     run.probe()
     if run.cancelled.is_set():
@@ -256,8 +282,11 @@ def deploy(config: Config, env: Environment, *, progress: Progress, break_lock: 
             )
         return run.summary(built.release)
     if built is None:
+        if app is not None:
+            app.result()  # the app's wheel, built while the hosts were probed (or its error)
         built = build_release(config, log=lambda line: progress("build", line), target=interpreter)
     progress("build", f"release {built.release}: {len(built.wheels)} wheels")
+    check_dependencies(run, built)
     todo = []
     for target in run.healthy():
         result = run.results[target.name]
@@ -292,6 +321,23 @@ def deploy(config: Config, env: Environment, *, progress: Progress, break_lock: 
     return run.summary(built.release)
 
 
+def check_dependencies(run: Run, built: Build) -> None:
+    """`pip check` for the release, once, here, for every marker environment the hosts report:
+    a missing dependency stops the deploy before any host is locked."""
+    environments = {json.dumps(run.results[t.name].probe["markers"], sort_keys=True) for t in run.healthy()}
+    files = [built.file(w) for w in built.wheels]
+    found = sorted({problem for text in environments for problem in depcheck.problems(files, json.loads(text))})
+    if found:
+        for target in run.targets:
+            target.close()
+        raise DeployError(
+            f"release {built.release} does not meet its own packages' requirements (as pip check would say):\n  "
+            + "\n  ".join(found),
+            fix=f"add them to {str(built.manifest['layer']).removesuffix('.txt')}.in (for the app: to its "
+                "dependencies, too), then run: nox -s lock",
+        )
+
+
 def check_interpreters(run: Run) -> Interpreter:
     """The interpreter the release is built for: the hosts'. A host unlike the rest fails."""
     groups = agree((t.name, Interpreter.from_probe(run.results[t.name].probe)) for t in run.healthy())
@@ -310,7 +356,7 @@ def check_interpreters(run: Run) -> Interpreter:
 def _stage(run: Run, target: Target, built: Build) -> None:
     result = run.results[target.name]
     store = set(result.probe["store"])
-    wanted = [*built.wheels, built.pip]
+    wanted = built.wheels
     for attempt in range(2):
         missing = [w for w in dict.fromkeys(wanted) if w.sha256 not in store]
         if missing:
@@ -320,9 +366,7 @@ def _stage(run: Run, target: Target, built: Build) -> None:
         run.progress(target.name, "installing")
         try:
             target.call("stage", token=run.token, release=built.release, manifest=built.manifest,
-                        lock=built.lock_text, pip=_wheel_dict(built.pip), python=target.python() if
-                        run.env.is_local else run.env.python, healthcheck=run.env.healthcheck,
-                        timeout=run.env.command_timeout)
+                        lock=built.lock_text, healthcheck=run.env.healthcheck, timeout=run.env.command_timeout)
             result.result = "staged"
             return
         except AgentFailure as exc:
@@ -342,10 +386,6 @@ def _send(run: Run, target: Target, built: Build, wheels: list[Wheel]) -> None:
         local = built.file(wheel)
         check_wheel(local)
         target.put(local, f"{run.env.path}/wheels/.incoming/{wheel.sha256}")
-
-
-def _wheel_dict(wheel: Wheel) -> dict[str, Any]:
-    return {"filename": wheel.filename, "sha256": wheel.sha256}
 
 
 def rollback(config: Config, env: Environment, *, to: str | None, progress: Progress,

@@ -213,7 +213,7 @@ def plan(config: Config, env: Environment, progress: Progress) -> str:
         before = {canonical(w["name"]): w["version"] for w in live_manifest.get("wheels", [])}
         after = {w.name: w.version for w in built.wheels}
         store = set(result.probe["store"])
-        send = [w for w in dict.fromkeys([*built.wheels, built.pip]) if w.sha256 not in store]
+        send = [w for w in dict.fromkeys(built.wheels) if w.sha256 not in store]
         lines.append(
             f"{target.name}: {current or 'nothing'} → {built.release}; send {plural(len(send), 'wheel')} "
             f"({sum(w.size for w in send) / 1e6:.1f} MB)"
@@ -257,14 +257,13 @@ def fetch_release(config: Config, source: Environment, progress: Progress) -> Bu
     assert release is not None
     manifest = json.loads(origin.call("read", file=f"releases/{release}/manifest.json")["text"] or "null")
     lock_text = origin.call("read", file=f"releases/{release}/requirements.lock")["text"]
-    if not manifest or lock_text is None or "pip" not in manifest:
+    if not manifest or lock_text is None or "wheels" not in manifest:
         raise DeployError(f"{origin.name}: release {release} has no complete manifest to promote from")
     if hashlib.sha256(lock_text.encode()).hexdigest()[:12] != release:
         raise DeployError(f"{origin.name}: release {release}'s requirements.lock does not match its id: refusing")
     cache = Cache(config.root / ".deploy" / "cache")
     wheels = [Wheel(**w) for w in manifest["wheels"]]
-    pip = Wheel(**manifest["pip"])
-    for wheel in dict.fromkeys([*wheels, pip]):
+    for wheel in dict.fromkeys(wheels):
         if wheel.sha256 in cache.by_hash:
             continue
         progress(origin.name, f"fetching {wheel.filename} from the source release")
@@ -279,4 +278,4 @@ def fetch_release(config: Config, source: Environment, progress: Progress) -> Bu
             cache.add(local)
     for target_ in run.targets:
         target_.close()
-    return Build(release, wheels, pip, lock_text, manifest, dict(cache.by_hash))
+    return Build(release, wheels, lock_text, manifest, dict(cache.by_hash))

@@ -34,7 +34,7 @@ LOADER = (
     "exec(compile(d.pop('agent'),'pinship-agent','exec'),{'__name__':'__agent__','REQUEST':d})"
 )
 # Sent as one script: the venv helpers first, then the agent whose last lines run the request.
-AGENT_PARTS = ("agent_venv.py", "agent_status.py", "agent.py")
+AGENT_PARTS = ("agent_venv.py", "agent_install.py", "agent_status.py", "agent.py")
 AGENT = "\n".join(resources.files("deploy").joinpath(name).read_text(encoding="utf-8") for name in AGENT_PARTS)
 # paramiko logs a failed handshake, traceback and all, from its own thread; the HostError raised
 # for it here says the same once, naming the host.
@@ -76,12 +76,17 @@ class Target:
     def python(self) -> str:
         return self.env.python
 
+    def open(self) -> None:
+        """Connect ahead of the first step, where there is anything to connect to."""
+
     def get(self, remote: str, local: Path) -> None:
         raise NotImplementedError
 
     def call(self, op: str, **request: Any) -> dict[str, Any]:
         payload = json.dumps({"agent": AGENT, "op": op, "path": self.env.path, **request})
-        command = shlex.join([self.python(), "-c", LOADER])
+        # -I -S: the agent needs the standard library only, and starts without the host's
+        # site-packages (.pth files run code at every start-up) or PYTHON* variables.
+        command = shlex.join([self.python(), "-I", "-S", "-c", LOADER])
         try:
             result = self.context().run(
                 command, in_stream=_Payload(payload), hide=True, warn=True,
@@ -150,6 +155,8 @@ class SshTarget(Target):
         client.load_host_keys(str(known))
         self.known_hosts = known
         self.hung = False
+        self._opening = threading.Lock()
+        self._open_failed: HostError | None = None
 
     def call(self, op: str, **request: Any) -> dict[str, Any]:
         watchdog = self._watchdog()
@@ -192,8 +199,20 @@ class SshTarget(Target):
         return connection
 
     def open(self) -> None:
-        if self.connection.is_connected:
-            return
+        """Connect, once: a second thread asking meanwhile (the engine connects ahead of need)
+        waits for the first, and a host that failed to connect fails every later step the same way."""
+        with self._opening:
+            if self._open_failed is not None:
+                raise self._open_failed
+            if self.connection.is_connected:
+                return
+            try:
+                self._connect()
+            except HostError as exc:
+                self._open_failed = exc
+                raise
+
+    def _connect(self) -> None:
         env = self.env.name
         try:
             self.connection.open()

@@ -53,7 +53,7 @@ _BACKEND_HOOKS = '''
 def _project():
     with open("pyproject.toml", "rb") as handle:
         project = tomllib.load(handle)["project"]
-    return project["name"], project["version"]
+    return project["name"], project["version"], project.get("dependencies", [])
 
 
 def _files(name):
@@ -72,8 +72,9 @@ def get_requires_for_build_wheel(config_settings=None):
 
 
 def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
-    name, version = _project()
+    name, version, dependencies = _project()
     metadata = "Metadata-Version: 2.1\\nName: %s\\nVersion: %s\\n" % (name, version)
+    metadata += "".join("Requires-Dist: %s\\n" % line for line in dependencies)
     filename, data = _wheel_archive(name, version, metadata, _files(name))
     with open(os.path.join(wheel_directory, filename), "wb") as handle:
         handle.write(data)

@@ -126,7 +126,7 @@ def test_invoke_explains_every_task_and_flag(project: DeployProject) -> None:
 
 
 def test_a_deploy_layer_that_pins_pip_gets_that_pip_in_the_release_venv(tmp_path: Path) -> None:
-    # pip installs the release with its own code; it must not mistake itself for the pinned pip.
+    # A real-world wheel with console scripts (pip, pip3, pip3.x), installed by the agent.
     [bundled] = sorted((Path(ensurepip.__file__).parent / "_bundled").glob("pip-*.whl"))
     with PackageIndex(tmp_path / "index") as index:
         index.add("alpha", "1.0", ["beta>=1"])
@@ -142,6 +142,9 @@ def test_a_deploy_layer_that_pins_pip_gets_that_pip_in_the_release_venv(tmp_path
         project.deploy_ok(env="local")
     pip_version = bundled.name.split("-")[1]
     assert installed(project) == {**SHIPPED, "pip": pip_version, APP: "1.0"}
+    launcher = local(project) / "current" / "venv" / "bin" / "pip"
+    shown = subprocess.run([str(launcher), "--version"], capture_output=True, text=True, check=False)
+    assert shown.returncode == 0 and shown.stdout.startswith(f"pip {pip_version} from "), shown.stdout + shown.stderr
 
 
 def site(project: DeployProject, release: str) -> Path:
@@ -170,3 +173,27 @@ def test_a_new_release_links_unchanged_packages_from_the_live_one_but_never_an_e
     assert installed(project) == {**SHIPPED, APP: "2.1"}
     clean = project.invoke("status", "--env", "local")
     assert clean.code == 0, clean.output
+
+
+def test_a_dependency_the_release_lacks_stops_the_deploy_before_any_host_is_touched(
+    project: DeployProject,
+) -> None:
+    before = live(project)
+    entries = len(log_lines(project))
+    text = project.pyproject.read_text()
+    # The app now needs delta, which only the test layer has: `pip check` on a host would fail.
+    project.pyproject.write_text(text.replace('version = "', 'dependencies = ["delta>=1", "alpha>=1"]\nversion = "', 1))
+    try:
+        project.set_version("3.0")
+        refused = project.deploy(env="local")
+    finally:
+        project.pyproject.write_text(text)
+    refused.assert_clean()
+    assert refused.code != 0, refused.output
+    assert f"{APP} 3.0 requires delta>=1, which is not in the release" in refused.output
+    assert "alpha" not in refused.output.split("requires", 1)[1].split("\n")[0]  # alpha is there: no complaint
+    assert "requirements/prod.in" in refused.output and "nox -s lock" in refused.output
+    assert live(project) == before
+    assert len(log_lines(project)) == entries
+    assert not (local(project) / ".lock").exists()
+    assert sorted(p.name for p in (local(project) / "releases").iterdir() if not (p / ".complete").exists()) == []

@@ -57,8 +57,8 @@ def test_a_first_deploy_switches_every_host_to_exactly_the_locked_set(
         assert {name: w["version"] for name, w in shipped.items()} == {**SHIPPED, APP: "1.0"}
         lock = read(host, f"{path}/current/requirements.lock").splitlines()
         assert lock == [f"{n}=={w['version']} --hash=sha256:{w['sha256']}" for n, w in sorted(shipped.items())]
-        # The store holds exactly the shipped wheels and the pip that installed them, by hash.
-        assert store(host, path) == {w["sha256"] for w in shipped.values()} | {manifest["pip"]["sha256"]}
+        # The store holds exactly the shipped wheels, by hash: no installer is shipped with them.
+        assert store(host, path) == {w["sha256"] for w in shipped.values()}
         for wheel in shipped.values():
             size = host.run(f"stat -c %s {path}/wheels/{wheel['sha256']}/{shlex.quote(wheel['filename'])}")
             assert int(size.stdout) == wheel["size"]

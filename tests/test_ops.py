@@ -178,9 +178,7 @@ def test_promote_ships_the_staging_release_as_is_fetching_its_wheels_from_a_stag
     assert [(w["name"], w["sha256"]) for w in promoted["wheels"]] == [
         (w["name"], w["sha256"]) for w in manifest["wheels"]
     ]
-    assert store(production, cluster.deploy_path) == {w["sha256"] for w in manifest["wheels"]} | {
-        manifest["pip"]["sha256"]
-    }
+    assert store(production, cluster.deploy_path) == {w["sha256"] for w in manifest["wheels"]}
 
 
 def test_promote_refuses_a_source_whose_hosts_disagree(project: DeployProject, cluster: SshCluster) -> None:

@@ -1,0 +1,288 @@
+"""Host side, part two: making a release's venv and installing its wheels, in the agent's own
+process (the agent runs on the interpreter the venv is made from, so files are compiled for it).
+Sent to hosts ahead of agent.py (stdlib only, any Python 3.8+).
+
+Like `python -m venv --without-pip` then `pip install --no-index --no-deps --require-hashes`,
+without starting either: pip's start-up alone is about half a second of CPU, and a host paid it
+twice per release (install, then `pip check`, which is now done once before any host is touched).
+
+What it checks, and refuses with a message naming the wheel:
+- the archive's sha256 is the one the manifest (and so the lock) gives, read from the same open
+  file it installs from;
+- every file in the archive is listed in its RECORD with the hash and size it has there (pip does
+  not check this);
+- no path escapes its destination, and no two wheels install the same file.
+
+It follows the wheel format (PEP 427 and the binary distribution format spec): the root goes to
+purelib or platlib as WHEEL says, `<name>.data/<scheme>/` to that scheme's folder, `#!python`
+scripts get the venv's interpreter, console and GUI entry points get launchers, and the
+.dist-info gains INSTALLER, REQUESTED and a RECORD of what was really written (scripts, launchers
+and .pyc files included), which `invoke status` later checks for drift.
+"""
+
+import os
+import sys
+
+# Other modules are imported where they are used: every call of the agent runs this file, and
+# most calls (probe, lock, switch) need none of them; importing them costs more than the call.
+
+INSTALLER = "pinship"
+SCHEMES = ("purelib", "platlib", "scripts", "headers", "data")
+
+
+class Refused(Exception):
+    pass
+
+
+def urlsafe_hash(data):
+    import base64
+    import hashlib
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def make_venv(venv):
+    """`python -m venv --without-pip VENV`, without starting another interpreter."""
+    import venv as venv_module
+
+    venv_module.EnvBuilder(symlinks=os.name != "nt", with_pip=False).create(venv)
+
+
+def venv_scheme(venv):
+    """The venv's install folders, as its own interpreter (this one) would compute them."""
+    import sysconfig
+    scheme = "venv" if "venv" in sysconfig.get_scheme_names() else ("nt" if os.name == "nt" else "posix_prefix")
+    base = {"base": venv, "platbase": venv, "installed_base": venv, "installed_platbase": venv}
+    paths = sysconfig.get_paths(scheme, vars=base)
+    return {key: paths[key] for key in ("purelib", "platlib", "scripts", "data")}
+
+
+def scheme_paths(venv, dist_name):
+    paths = venv_scheme(venv)
+    # Where pip puts a venv's headers: sysconfig has no per-distribution folder for them.
+    paths["headers"] = os.path.join(venv, "include", "site", "python%d.%d" % sys.version_info[:2], dist_name)
+    return paths
+
+
+def venv_python(venv):
+    return os.path.join(venv, "Scripts" if os.name == "nt" else "bin", "python")
+
+
+def verify_open_file(handle, sha256):
+    """Hash the very file object the wheel will be read from, then rewind it."""
+    import hashlib
+    digest = hashlib.sha256()
+    for block in iter(lambda: handle.read(1 << 20), b""):
+        digest.update(block)
+    if digest.hexdigest() != sha256:
+        raise Refused("hash mismatch: expected sha256 %s, got %s" % (sha256, digest.hexdigest()))
+    handle.seek(0)
+
+
+def dist_info_dir(archive, filename):
+    name, version = filename.split("-")[:2]
+    wanted = ("%s-%s.dist-info" % (name, version)).lower()
+    found = {n.split("/")[0] for n in archive.namelist() if n.split("/")[0].lower().endswith(".dist-info")}
+    for folder in found:
+        # The filename's name is escaped (- and . to _); the folder's may not be.
+        if folder.lower().replace("-", "_").replace(".", "_") == wanted.replace("-", "_").replace(".", "_"):
+            return folder
+    raise Refused("no %s folder in the wheel" % wanted)
+
+
+def read_wheel_file(archive, info):
+    fields = {}
+    for line in archive.read(info + "/WHEEL").decode("utf-8").splitlines():
+        if ":" in line:
+            key, value = line.split(":", 1)
+            fields[key.strip().lower()] = value.strip()
+    major = fields.get("wheel-version", "").split(".")[0]
+    if major != "1":
+        raise Refused("unsupported Wheel-Version %r" % fields.get("wheel-version"))
+    return fields.get("root-is-purelib", "true").lower() == "true"
+
+
+def checked_members(archive, info):
+    """Every file in the archive with its bytes, each matching its RECORD line."""
+    import csv
+    import io
+    record_name = info + "/RECORD"
+    rows = {}
+    for row in csv.reader(io.StringIO(archive.read(record_name).decode("utf-8"))):
+        if row:
+            rows[row[0]] = row
+    members = []
+    for item in archive.infolist():
+        name = item.filename
+        if name.endswith("/"):
+            continue
+        data = archive.read(item)
+        if name in (record_name, info + "/RECORD.jws", info + "/RECORD.p7s"):
+            continue
+        row = rows.get(name)
+        if row is None or len(row) < 3 or not row[1]:
+            raise Refused("%s is not in the wheel's RECORD with a hash" % name)
+        if not row[1].startswith("sha256=") or urlsafe_hash(data) != row[1]:
+            raise Refused("%s does not match the hash in the wheel's RECORD" % name)
+        if row[2] and int(row[2]) != len(data):
+            raise Refused("%s does not match the size in the wheel's RECORD" % name)
+        members.append((name, data, item))
+    return members
+
+
+def inside(folder, relative):
+    target = os.path.normpath(os.path.join(folder, relative))
+    if os.path.isabs(relative) or not (target + os.sep).startswith(os.path.normpath(folder) + os.sep):
+        raise Refused("%s would be written outside %s" % (relative, folder))
+    return target
+
+
+def destination(name, root_is_purelib, data_dir, paths):
+    """Where one archive member goes, and whether it is a script from .data/scripts."""
+    if name.startswith(data_dir + "/"):
+        parts = name[len(data_dir) + 1:].split("/", 1)
+        if len(parts) != 2 or parts[0] not in SCHEMES:
+            raise Refused("%s is in no known scheme folder" % name)
+        return inside(paths[parts[0]], parts[1]), parts[0] == "scripts"
+    root = paths["purelib"] if root_is_purelib else paths["platlib"]
+    return inside(root, name), False
+
+
+def fresh_write(target, data, mode, written):
+    """Write to a new inode: the venv may hold hard links shared with the live release."""
+    if target in written:
+        raise Refused("%s is installed by two wheels" % target)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    if os.path.lexists(target):
+        os.remove(target)
+    descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
+    written[target] = (urlsafe_hash(data), str(len(data)))
+
+
+def script_bytes(data, python):
+    """A `#!python` (or `#!pythonw`) first line names the venv's interpreter."""
+    first, newline, rest = data.partition(b"\n")
+    if first.rstrip(b"\r") in (b"#!python", b"#!pythonw"):
+        return b"#!" + python.encode() + newline + rest
+    return data
+
+
+def entry_points(text):
+    """console_scripts and gui_scripts from entry_points.txt, as (name, module, attribute)."""
+    found, section = [], None
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            section = line.strip("[]").strip()
+            continue
+        if section in ("console_scripts", "gui_scripts") and "=" in line:
+            name, target = [part.strip() for part in line.split("=", 1)]
+            target = target.split("[")[0].strip()  # extras do not change the launcher
+            module, _, attribute = target.partition(":")
+            found.append((name, module.strip(), attribute.strip()))
+    return found
+
+
+def launcher(module, attribute, python):
+    head = attribute.split(".")[0] if attribute else None
+    call = attribute if attribute else None
+    lines = ["#!" + python, "import sys"]
+    if head:
+        lines.append("from %s import %s" % (module, head))
+    else:
+        lines.append("import %s" % module)
+        call = module
+    lines += ["if __name__ == '__main__':",
+              "    if sys.argv[0].endswith('-script.py'):",
+              "        sys.argv[0] = sys.argv[0][:-len('-script.py')]",
+              "    sys.exit(%s())" % call, ""]
+    return "\n".join(lines).encode()
+
+
+def compile_sources(targets, written):
+    import py_compile
+    for target in sorted(targets):
+        try:
+            compiled = py_compile.compile(target, doraise=True)
+        except (py_compile.PyCompileError, SyntaxError, UnicodeDecodeError):
+            continue  # as pip: a module that does not compile is installed, just not compiled
+        if compiled:
+            written[compiled] = ("", "")
+
+
+def write_record(site, info_path, written):
+    import csv
+    import io
+    record = os.path.join(info_path, "RECORD")
+    rows = []
+    for target, (digest, size) in sorted(written.items()):
+        rows.append([os.path.relpath(target, site).replace(os.sep, "/"), digest, size])
+    rows.append([os.path.relpath(record, site).replace(os.sep, "/"), "", ""])
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    if os.path.lexists(record):
+        os.remove(record)
+    with open(record, "w") as handle:
+        handle.write(buffer.getvalue())
+
+
+def install_wheels(venv, wheels):
+    """Install wheels ({"path", "sha256", "filename"}) into a venv; return how many files that wrote."""
+    import zipfile
+    claimed, files = {}, 0
+    for wheel in wheels:
+        try:
+            files += install(venv, wheel, claimed)
+        except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+            raise Refused("%s: %s: %s" % (wheel["filename"], type(exc).__name__, exc)) from None
+        except Refused as exc:
+            raise Refused("%s: %s" % (wheel["filename"], exc)) from None
+    return files
+
+
+def install(venv, wheel, claimed):
+    """Install one wheel; return how many files it wrote."""
+    import zipfile
+    with open(wheel["path"], "rb") as handle:
+        verify_open_file(handle, wheel["sha256"])
+        with zipfile.ZipFile(handle) as archive:
+            written, sources, site, info_path = unpack(venv, archive, wheel, claimed)
+    compile_sources(sources, written)
+    write_record(site, info_path, written)
+    return len(written)
+
+
+def unpack(venv, archive, wheel, claimed):
+    info = dist_info_dir(archive, wheel["filename"])
+    root_is_purelib = read_wheel_file(archive, info)
+    members = checked_members(archive, info)
+    data_dir = info[: -len(".dist-info")] + ".data"
+    paths = scheme_paths(venv, info.split("-")[0])
+    python = venv_python(venv)
+    site = paths["purelib"] if root_is_purelib else paths["platlib"]
+    libraries = tuple(os.path.normpath(paths[key]) + os.sep for key in ("purelib", "platlib"))
+    written, sources = {}, []
+    for name, data, item in members:
+        target, is_script = destination(name, root_is_purelib, data_dir, paths)
+        if target in claimed:
+            raise Refused("%s is also installed by %s" % (name, claimed[target]))
+        mode = 0o644
+        if is_script:
+            data, mode = script_bytes(data, python), 0o755
+        elif (item.external_attr >> 16) & 0o111:
+            mode = 0o755
+        fresh_write(target, data, mode, written)
+        claimed[target] = wheel["filename"]
+        if target.endswith(".py") and target.startswith(libraries):
+            sources.append(target)
+    points = info + "/entry_points.txt"
+    if points in archive.namelist():
+        for name, module, attribute in entry_points(archive.read(points).decode("utf-8")):
+            fresh_write(inside(paths["scripts"], name), launcher(module, attribute, python), 0o755, written)
+    info_path = os.path.join(site, info)
+    fresh_write(os.path.join(info_path, "INSTALLER"), (INSTALLER + "\n").encode(), 0o644, written)
+    fresh_write(os.path.join(info_path, "REQUESTED"), b"", 0o644, written)  # named in the lock, as pip marks -r
+    return written, sources, site, info_path
