@@ -1,9 +1,11 @@
 """How long verify and lock take, next to the recompile-and-diff check pip-tools users run today.
 
-    .venv/bin/python benchmarks/lock.py [--runs N]
+    .venv/bin/python benchmarks/lock.py [--runs N] [--sizes small,typical]
 
-It builds a four-layer project (base, prod, test, dev; 17 tiny packages, one of them sdist-only)
-served by its own local index on 127.0.0.1, with pip isolated from this machine's configuration,
+It builds four-layer projects (base, prod, test, dev) of two sizes, a small one (17 tiny packages,
+one sdist-only) and one the size of a real web app's (54 packages locked in prod, 66 in dev, a few
+sdist-only), each served
+by its own local index on 127.0.0.1, with pip isolated from this machine's configuration,
 then times each operation N times and prints the medians, and ratios taken from this one run.
 pip's and pip-tools' caches are shared by every contender and warm after the first run, so the
 resolver work, not the network, is what is compared.
@@ -28,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deploy import config as config_module
 from deploy.layers import load as load_layers
+from deploy.lockfile import parse
 from deploy.locking import COMPILE_OPTIONS
 from deploy.scaffold import NOXFILE
 from deploy.verify import check
@@ -63,29 +66,53 @@ LAYERS = {
 PYPROJECT = '[project]\nname = "bench"\nversion = "1.0"\n\n[tool.deploy]\nrequirements = "requirements"\n'
 
 
+def typical_project(count: int = 80) -> tuple[dict[str, tuple[list[str], bool]], dict[str, str]]:
+    """A project the size of a real web app's: `count` packages on the index, each needing up to
+    three others, made up deterministically; prod locks 54 of them, dev 66."""
+    names = [f"pkg{i:02d}" for i in range(count)]
+    packages: dict[str, tuple[list[str], bool]] = {}
+    for i, name in enumerate(names):
+        # Each package needs 0-3 packages further down the list: a tree with shared leaves.
+        later = names[i + 1:]
+        step = 7 + i % 5
+        needs = [later[(j * step + i) % len(later)] for j in range(i % 4)] if later else []
+        packages[name] = (sorted(set(needs)), i % 23 == 5)  # a few sdist-only, as in real projects
+    direct = {"base.in": names[0:6], "prod.in": names[6:10], "test.in": names[10:18], "dev.in": names[18:28]}
+    parents = {"base.in": "", "prod.in": "-r base.in\n", "test.in": "-r prod.in\n", "dev.in": "-r test.in\n"}
+    layers = {layer: parents[layer] + "".join(f"{n}\n" for n in direct[layer]) for layer in direct}
+    return packages, layers
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="repetitions per operation (default 5)")
-    runs = parser.parse_args().runs
-    with tempfile.TemporaryDirectory(prefix="pinship-bench-") as tmp, PackageIndex(Path(tmp) / "index") as index:
-        for name, (requires, sdist_only) in PACKAGES.items():
-            for version in ("1.0", "1.1"):
-                index.add(name, version, requires, sdist_only=sdist_only)
-        env = isolated_pip_env(index.url, Path(tmp) / "cache")
-        env["HOME"] = str(Path(tmp) / "home")
-        root = _project(Path(tmp) / "project")
-        bench = Bench(root, env, Path(tmp))
-        bench.prepare()
-        results = bench.measure(runs)
-    _print(results, runs)
+    parser.add_argument("--sizes", default="small,typical",
+                        help="projects to measure: small (17 packages), typical (66) (default both)")
+    args = parser.parse_args()
+    projects = {"small": (PACKAGES, LAYERS), "typical": typical_project()}
+    for size in args.sizes.split(","):
+        packages, layers = projects[size]
+        with tempfile.TemporaryDirectory(prefix="pinship-bench-") as tmp, \
+                PackageIndex(Path(tmp) / "index") as index:
+            for name, (requires, sdist_only) in packages.items():
+                for version in ("1.0", "1.1"):
+                    index.add(name, version, requires, sdist_only=sdist_only)
+            env = isolated_pip_env(index.url, Path(tmp) / "cache")
+            env["HOME"] = str(Path(tmp) / "home")
+            root = _project(Path(tmp) / "project", layers)
+            bench = Bench(root, env, Path(tmp))
+            bench.prepare()
+            pinned = len(parse(root / "requirements" / "dev.txt").pins)
+            results = bench.measure(args.runs)
+        _print(results, args.runs, f"{size} project: {len(layers)} layers, {pinned} packages in the top layer")
     return 0
 
 
-def _project(root: Path) -> Path:
+def _project(root: Path, layers: dict[str, str]) -> Path:
     (root / "requirements").mkdir(parents=True)
     (root / "pyproject.toml").write_text(PYPROJECT, encoding="utf-8")
     (root / "noxfile.py").write_text(NOXFILE, encoding="utf-8")
-    for name, text in LAYERS.items():
+    for name, text in layers.items():
         (root / "requirements" / name).write_text(text, encoding="utf-8")
     return root
 
@@ -166,11 +193,10 @@ class Bench:
         return results
 
 
-def _print(results: list[tuple[str, float]], runs: int) -> None:
+def _print(results: list[tuple[str, float]], runs: int, title: str) -> None:
     median = dict(results)
     width = max(len(label) for label, _ in results)
-    print(f"\n{len(LAYERS)} layers, {len(PACKAGES)} packages; median of {runs} runs; Python {sys.version.split()[0]},"
-          f" {os.cpu_count()} CPUs\n")
+    print(f"\n{title}; median of {runs} runs; Python {sys.version.split()[0]}, {os.cpu_count()} CPUs\n")
     print(f"{'operation'.ljust(width)}  median")
     print(f"{'-' * width}  --------")
     for label, seconds in results:
