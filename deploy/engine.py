@@ -321,12 +321,16 @@ def _deploy(config: Config, env: Environment, progress: Progress, break_lock: bo
     return run.summary(built.release)
 
 
-def check_dependencies(run: Run, built: Build) -> None:
-    """`pip check` for the release, once, here, for every marker environment the hosts report:
-    a missing dependency stops the deploy before any host is locked."""
+def dependency_problems(run: Run, built: Build) -> list[str]:
+    """`pip check` for the release, once, here, for every marker environment the hosts report."""
     environments = {json.dumps(run.results[t.name].probe["markers"], sort_keys=True) for t in run.healthy()}
     files = [built.file(w) for w in built.wheels]
-    found = sorted({problem for text in environments for problem in depcheck.problems(files, json.loads(text))})
+    return sorted({problem for text in environments for problem in depcheck.problems(files, json.loads(text))})
+
+
+def check_dependencies(run: Run, built: Build) -> None:
+    """A dependency the release lacks stops the deploy before any host is locked."""
+    found = dependency_problems(run, built)
     if found:
         for target in run.targets:
             target.close()

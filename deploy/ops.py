@@ -17,7 +17,7 @@ from typing import Any
 from deploy.build import Build, Cache, Wheel, file_sha256
 from deploy.build import build as build_release
 from deploy.config import Config, Environment
-from deploy.engine import Progress, Run, Summary, check_interpreters, plural
+from deploy.engine import Progress, Run, Summary, check_interpreters, dependency_problems, plural
 from deploy.engine import deploy as deploy_release
 from deploy.errors import DeployError
 from deploy.layers import load as load_layers
@@ -183,9 +183,10 @@ def render_releases(statuses: list[HostStatus]) -> str:
     return "\n".join(lines)
 
 
-def plan(config: Config, env: Environment, progress: Progress) -> str:
-    """The dry run: what a deploy would change on each host. Nothing is written, here or there:
-    wheels the local cache lacks are built into a scratch folder that is thrown away."""
+def plan(config: Config, env: Environment, progress: Progress) -> tuple[str, bool]:
+    """The dry run: what a deploy would change on each host, and whether it would go ahead.
+    Nothing is written, here or there: wheels the local cache lacks are built into a scratch
+    folder that is thrown away."""
     from deploy.verify import verify  # the same gate a deploy has
 
     verify(config)
@@ -193,11 +194,15 @@ def plan(config: Config, env: Environment, progress: Progress) -> str:
     run.probe()
     interpreter = check_interpreters(run)
     if not run.healthy():
-        return "\n".join(r.error or "" for r in run.results.values() if r.error)
+        return "\n".join(r.error or "" for r in run.results.values() if r.error), False
     with tempfile.TemporaryDirectory(prefix="pinship-plan-") as scratch:
         built = build_release(config, log=lambda line: progress("build", line), scratch=Path(scratch),
                               target=interpreter)
+        problems = dependency_problems(run, built)
     lines = [f"release {built.release} ({len(built.wheels)} wheels) to '{env.name}':"]
+    if problems:
+        lines += ["the deploy would stop here: the release does not meet its own packages' requirements",
+                  *(f"  {problem}" for problem in problems)]
     for target in run.targets:
         result = run.results[target.name]
         if result.error:
@@ -221,7 +226,7 @@ def plan(config: Config, env: Environment, progress: Progress) -> str:
         lines += [f"  {change}" for change in _changes(before, after)]
     for target in run.targets:
         target.close()
-    return "\n".join(lines)
+    return "\n".join(lines), not problems and not any(r.error for r in run.results.values())
 
 
 def _changes(before: dict[str, str], after: dict[str, str]) -> list[str]:

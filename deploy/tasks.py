@@ -161,7 +161,10 @@ def deploy(
         if dry_run:
             from deploy import ops
 
-            print(ops.plan(config, environment, progress=_quiet))
+            text, goes_ahead = ops.plan(config, environment, progress=_quiet)
+            print(text)
+            if not goes_ahead:
+                raise Exit("\nthe deploy would not go ahead as planned", code=1)
             return None
         _confirm(environment, yes, "deploy")
         return engine.deploy(config, environment, progress=_progress, break_lock=break_lock)

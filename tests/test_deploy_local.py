@@ -185,9 +185,12 @@ def test_a_dependency_the_release_lacks_stops_the_deploy_before_any_host_is_touc
     project.pyproject.write_text(text.replace('version = "', 'dependencies = ["delta>=1", "alpha>=1"]\nversion = "', 1))
     try:
         project.set_version("3.0")
+        planned = project.deploy("--dry-run", env="local")
         refused = project.deploy(env="local")
     finally:
         project.pyproject.write_text(text)
+    assert planned.code == 1, planned.output
+    assert "the deploy would stop here" in planned.output and "requires delta>=1" in planned.output
     refused.assert_clean()
     assert refused.code != 0, refused.output
     assert f"{APP} 3.0 requires delta>=1, which is not in the release" in refused.output
