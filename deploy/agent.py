@@ -212,7 +212,8 @@ def accept_incoming(root, wheels):
 def run(argv, timeout, cwd=None, env=None, shell=False):
     import subprocess
     try:
-        proc = subprocess.run(argv, cwd=cwd, env=env, shell=shell, timeout=timeout,
+        # stdin is the deployer's request stream: a command must never read the next request.
+        proc = subprocess.run(argv, cwd=cwd, env=env, shell=shell, timeout=timeout, stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     except subprocess.TimeoutExpired:
         return 124, "timed out after %ss" % timeout
@@ -388,7 +389,18 @@ def main(req):
         result = {"ok": False, "kind": kind, "error": "%s: %s" % (exc.strerror, exc.filename or "")}
     result["host"] = os.uname()[1]
     sys.stdout.write("\n" + MARK + json.dumps(result) + "\n")
+    sys.stdout.flush()
+
+
+def serve(req):
+    """Answer requests, one JSON line each, until stdin closes: over SSH one agent process serves
+    a whole deploy of its host, so each step costs a line each way, not a new session, a Python
+    start-up and a compile of this script."""
+    while req is not None:
+        main(req)
+        line = sys.stdin.readline()
+        req = json.loads(line) if line.strip() else None
 
 
 if __name__ == "__agent__":
-    main(REQUEST)  # noqa: F821  (REQUEST is injected by the loader)
+    serve(REQUEST)  # noqa: F821  (REQUEST, the first request, is injected by the loader)

@@ -1,8 +1,10 @@
 """Where a deploy runs: this machine (invoke Context) or a host over SSH (Fabric Connection).
 
-Fabric's Connection is an invoke Context, so both run the same agent call; only how files
-travel differs. SSH connections check host keys against the pinned known_hosts file only, with
-RejectPolicy instead of Fabric's default AutoAddPolicy, and every step has a timeout.
+Both run the same agent (deploy/agent*.py, sent as source). Here, one agent process answers one
+request; over SSH, one agent process per host serves every request of a run, a JSON line each
+way on one channel of the Fabric connection, so a step costs no new session, Python start-up or
+compile of the agent. SSH connections check host keys against the pinned known_hosts file only,
+with RejectPolicy instead of Fabric's default AutoAddPolicy, and every step has a timeout.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import shlex
 import shutil
 import socket
 import threading
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -29,8 +32,9 @@ from deploy.errors import HostError
 
 MARK = "PINSHIP-RESULT:"
 # Runs the agent from stdin, so nothing has to be installed on a host first.
+# The first request line carries the agent's source; the agent then serves further lines.
 LOADER = (
-    "import sys,json;d=json.load(sys.stdin);"
+    "import sys,json;d=json.loads(sys.stdin.readline());"
     "exec(compile(d.pop('agent'),'pinship-agent','exec'),{'__name__':'__agent__','REQUEST':d})"
 )
 # Sent as one script: the venv helpers first, then the agent whose last lines run the request.
@@ -82,11 +86,15 @@ class Target:
     def get(self, remote: str, local: Path) -> None:
         raise NotImplementedError
 
-    def call(self, op: str, **request: Any) -> dict[str, Any]:
-        payload = json.dumps({"agent": AGENT, "op": op, "path": self.env.path, **request})
+    def agent_command(self) -> str:
         # -I -S: the agent needs the standard library only, and starts without the host's
         # site-packages (.pth files run code at every start-up) or PYTHON* variables.
-        command = shlex.join([self.python(), "-I", "-S", "-c", LOADER])
+        return shlex.join([self.python(), "-I", "-S", "-c", LOADER])
+
+    def call(self, op: str, **request: Any) -> dict[str, Any]:
+        """One agent process for one request (this machine: nothing to save by keeping it)."""
+        payload = json.dumps({"agent": AGENT, "op": op, "path": self.env.path, **request}) + "\n"
+        command = self.agent_command()
         try:
             result = self.context().run(
                 command, in_stream=_Payload(payload), hide=True, warn=True,
@@ -100,13 +108,19 @@ class Target:
         assert result is not None  # run() returns None only with disown=True
         for line in reversed(result.stdout.splitlines()):
             if line.startswith(MARK):
-                reply: dict[str, Any] = json.loads(line[len(MARK):])
-                if not reply["ok"]:
-                    raise AgentFailure(self.name, reply["kind"], reply["error"], reply.get("extra") or {})
-                return dict(reply["result"])
-        detail = (result.stderr or result.stdout).strip().splitlines()[-3:]
-        raise HostError(self.name, f"'{op}' failed on the host (exit {result.exited}): {' / '.join(detail)}",
-                        fix=f"check that '{self.python()}' is Python 3 on the host (setting: python)")
+                return self._reply(line)
+        raise self._no_reply(op, result.exited, result.stderr or result.stdout)
+
+    def _reply(self, line: str) -> dict[str, Any]:
+        reply: dict[str, Any] = json.loads(line[len(MARK):])
+        if not reply["ok"]:
+            raise AgentFailure(self.name, reply["kind"], reply["error"], reply.get("extra") or {})
+        return dict(reply["result"])
+
+    def _no_reply(self, op: str, exited: int | None, output: str) -> HostError:
+        detail = output.strip().splitlines()[-3:]
+        return HostError(self.name, f"'{op}' failed on the host (exit {exited}): {' / '.join(detail)}",
+                         fix=f"check that '{self.python()}' is Python 3 on the host (setting: python)")
 
     def close(self) -> None:
         """Nothing to close for this machine."""
@@ -157,11 +171,13 @@ class SshTarget(Target):
         self.hung = False
         self._opening = threading.Lock()
         self._open_failed: HostError | None = None
+        self._agent: paramiko.Channel | None = None  # the agent serving this host's requests
+        self._output = b""
 
     def call(self, op: str, **request: Any) -> dict[str, Any]:
         watchdog = self._watchdog()
         try:
-            return super().call(op, **request)
+            return self._session_call(op, request)
         except HostError as exc:
             if self.hung:
                 raise self._hangs(f"'{op}'", self._limit) from exc
@@ -170,6 +186,54 @@ class SshTarget(Target):
             raise
         finally:
             watchdog.cancel()
+
+    def _session_call(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
+        """Send one request line to this host's agent (started with the first one) and read its
+        reply line. A step that fails to answer ends the session; the next step starts another."""
+        self.open()
+        message = {"op": op, "path": self.env.path, **request}
+        try:
+            if self._agent is None:
+                transport = self.connection.transport
+                assert transport is not None
+                channel = transport.open_session(timeout=self.env.connect_timeout)
+                channel.set_combine_stderr(True)  # a traceback must not fill an unread stderr window
+                channel.exec_command(self.agent_command())
+                self._agent, self._output = channel, b""
+                message["agent"] = AGENT
+            self._agent.sendall((json.dumps(message) + "\n").encode())
+            return self._read_reply(op)
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            self._end_session()
+            if isinstance(exc, TimeoutError | socket.timeout) and not self.hung:
+                raise HostError(self.name, f"'{op}' did not finish within {self.env.command_timeout:.0f} s: "
+                                "the host hangs", fix="check the host, or raise --command-timeout") from exc
+            raise HostError(self.name, f"connection lost during '{op}': {exc}") from exc
+
+    def _read_reply(self, op: str) -> dict[str, Any]:
+        channel = self._agent
+        assert channel is not None
+        deadline = time.monotonic() + self.env.command_timeout
+        while True:
+            lines = self._output.split(b"\n")
+            for index, line in enumerate(lines[:-1]):  # complete lines only
+                if line.startswith(MARK.encode()):
+                    self._output = b"\n".join(lines[index + 1:])
+                    return self._reply(line.decode())
+            channel.settimeout(max(0.05, deadline - time.monotonic()))
+            data = channel.recv(1 << 16)
+            if not data:  # the agent ended without answering: a crash, or no Python 3 there
+                exited = channel.recv_exit_status() if channel.exit_status_ready() else None
+                output = self._output.decode("utf-8", "replace")
+                self._end_session()
+                raise self._no_reply(op, exited, output)
+            self._output += data
+
+    def _end_session(self) -> None:
+        if self._agent is not None:
+            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                self._agent.close()
+        self._agent, self._output = None, b""
 
     def _watchdog(self) -> threading.Timer:
         """Hang up when one step outlasts its timeout. invoke's timeout only starts once a command
@@ -278,6 +342,7 @@ class SshTarget(Target):
             raise HostError(self.name, f"could not fetch {remote}: {exc}") from exc
 
     def close(self) -> None:
+        self._end_session()  # stdin closes: the agent's loop ends
         self.connection.close()
 
 
