@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/deploy.py [--runs N] [--hosts 1,10,30]
 
 Needs root and OpenSSH's sshd (the same harness as the tests: one sshd per host on 127.0.0.x,
-each with its own view of the deploy path). It builds a small app whose deploy layer has 12
+each with its own view of the deploy path). It builds a small app whose deploy layer has 11
 packages (three of about 1 MB, one sdist-only) served by a local index on 127.0.0.1, then times:
 
 - first deploy: hosts empty, the local build cache empty (so it includes fetching and building);

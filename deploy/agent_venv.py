@@ -1,9 +1,9 @@
-"""Host side, part one: making a release's venv. Sent to hosts ahead of agent.py (same rules:
-stdlib only, any Python 3.8+, no annotations old interpreters would trip on).
+"""Host side, part one: reusing the live release's packages. Sent to hosts ahead of agent.py
+(same rules: stdlib only, any Python 3.8+, no annotations old interpreters would trip on).
 
 A new release reuses what the live release installed from the very same wheel (same sha256):
 those files are hard-linked after each is checked against its RECORD hash, so only changed wheels
-go through pip. A new app version then installs one wheel instead of all of them, and a file
+are installed (agent_install.py). A new app version then installs one wheel instead of all of them, and a file
 someone edited in the live venv is never carried over (that package is installed afresh).
 """
 

@@ -1,11 +1,12 @@
 """Deploy and rollback across hosts: stage everywhere, switch only when enough hosts staged.
 
-Per host the steps are: probe (one round trip), lock (taken in a fixed host order so two racing
-deploys cannot each hold half the hosts), send missing wheels, stage (one round trip: store
-check, venv, offline hash-checked install, health check; dependencies were checked once,
-locally, before any host was touched), switch (one round trip:
-rename, restart or switch back, prune, log, unlock). Results are gathered per host, as Fabric's
-GroupResult does, instead of dying at the first failure.
+Per host the steps are: probe (one round trip), lock (the first host alone as a gate, so two
+racing deploys cannot each hold half the hosts; then the rest at once), send missing wheels,
+stage (one round trip: store check, venv, offline hash-checked install, health check; the
+dependencies were checked once, locally, before any lock), switch (one round trip: rename,
+restart or switch back, prune, log, unlock). Results are gathered per host, as Fabric's
+GroupResult does, instead of dying at the first failure. The app's wheel is built while the
+hosts are probed.
 """
 
 from __future__ import annotations
