@@ -21,13 +21,18 @@ class Failure(Exception):
         self.extra = extra
 
 
-def sha256(path):
+def file_digest(handle):
+    """sha256 of an open binary file, read in blocks (wheels can be large)."""
     import hashlib
     digest = hashlib.sha256()
+    for block in iter(lambda: handle.read(1 << 20), b""):
+        digest.update(block)
+    return digest
+
+
+def sha256(path):
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return file_digest(handle).hexdigest()
 
 
 def release_dir(root, release):

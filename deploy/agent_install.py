@@ -34,10 +34,15 @@ class Refused(Exception):
     pass
 
 
-def urlsafe_hash(data):
+def record_form(digest):
+    """A sha256 digest as RECORD writes it: sha256=<urlsafe base64, unpadded>."""
     import base64
+    return "sha256=" + base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+
+
+def urlsafe_hash(data):
     import hashlib
-    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return record_form(hashlib.sha256(data))
 
 
 def make_venv(venv):
@@ -56,11 +61,10 @@ def venv_scheme(venv):
     return {key: paths[key] for key in ("purelib", "platlib", "scripts", "data")}
 
 
-def scheme_paths(venv, dist_name):
-    paths = venv_scheme(venv)
+def scheme_paths(venv, scheme, dist_name):
     # Where pip puts a venv's headers: sysconfig has no per-distribution folder for them.
-    paths["headers"] = os.path.join(venv, "include", "site", "python%d.%d" % sys.version_info[:2], dist_name)
-    return paths
+    headers = os.path.join(venv, "include", "site", "python%d.%d" % sys.version_info[:2], dist_name)
+    return dict(scheme, headers=headers)
 
 
 def venv_python(venv):
@@ -69,12 +73,9 @@ def venv_python(venv):
 
 def verify_open_file(handle, sha256):
     """Hash the very file object the wheel will be read from, then rewind it."""
-    import hashlib
-    digest = hashlib.sha256()
-    for block in iter(lambda: handle.read(1 << 20), b""):
-        digest.update(block)
-    if digest.hexdigest() != sha256:
-        raise Refused("hash mismatch: expected sha256 %s, got %s" % (sha256, digest.hexdigest()))
+    found = file_digest(handle).hexdigest()  # noqa: F821 (agent.py)
+    if found != sha256:
+        raise Refused("hash mismatch: expected sha256 %s, got %s" % (sha256, found))
     handle.seek(0)
 
 
@@ -215,27 +216,22 @@ def compile_sources(targets, written):
 
 def write_record(site, info_path, written):
     import csv
-    import io
-    record = os.path.join(info_path, "RECORD")
-    rows = []
-    for target, (digest, size) in sorted(written.items()):
-        rows.append([os.path.relpath(target, site).replace(os.sep, "/"), digest, size])
+    record = os.path.join(info_path, "RECORD")  # never in `written`: the wheel's own is not copied
+    rows = [[os.path.relpath(target, site).replace(os.sep, "/"), digest, size]
+            for target, (digest, size) in sorted(written.items())]
     rows.append([os.path.relpath(record, site).replace(os.sep, "/"), "", ""])
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
-    if os.path.lexists(record):
-        os.remove(record)
-    with open(record, "w") as handle:
-        handle.write(buffer.getvalue())
+    with open(record, "w", newline="") as handle:
+        csv.writer(handle, lineterminator="\n").writerows(rows)
 
 
 def install_wheels(venv, wheels):
     """Install wheels ({"path", "sha256", "filename"}) into a venv; return how many files that wrote."""
     import zipfile
     claimed, files = {}, 0
+    scheme = venv_scheme(venv)
     for wheel in wheels:
         try:
-            files += install(venv, wheel, claimed)
+            files += install(venv, scheme, wheel, claimed)
         except (zipfile.BadZipFile, KeyError, ValueError) as exc:
             raise Refused("%s: %s: %s" % (wheel["filename"], type(exc).__name__, exc)) from None
         except Refused as exc:
@@ -243,24 +239,24 @@ def install_wheels(venv, wheels):
     return files
 
 
-def install(venv, wheel, claimed):
+def install(venv, scheme, wheel, claimed):
     """Install one wheel; return how many files it wrote."""
     import zipfile
     with open(wheel["path"], "rb") as handle:
         verify_open_file(handle, wheel["sha256"])
         with zipfile.ZipFile(handle) as archive:
-            written, sources, site, info_path = unpack(venv, archive, wheel, claimed)
+            written, sources, site, info_path = unpack(venv, scheme, archive, wheel, claimed)
     compile_sources(sources, written)
     write_record(site, info_path, written)
     return len(written)
 
 
-def unpack(venv, archive, wheel, claimed):
+def unpack(venv, scheme, archive, wheel, claimed):
     info = dist_info_dir(archive, wheel["filename"])
     root_is_purelib = read_wheel_file(archive, info)
     members = checked_members(archive, info)
     data_dir = info[: -len(".dist-info")] + ".data"
-    paths = scheme_paths(venv, info.split("-")[0])
+    paths = scheme_paths(venv, scheme, info.split("-")[0])
     python = venv_python(venv)
     site = paths["purelib"] if root_is_purelib else paths["platlib"]
     libraries = tuple(os.path.normpath(paths[key]) + os.sep for key in ("purelib", "platlib"))

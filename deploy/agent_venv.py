@@ -33,13 +33,8 @@ def venv_identity(venv):
 
 
 def record_hash(path):
-    import base64
-    import hashlib
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return "sha256=" + base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+        return record_form(file_digest(handle))  # noqa: F821 (agent_install.py, agent.py)
 
 
 def dist_info(site, filename):

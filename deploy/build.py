@@ -240,12 +240,9 @@ def _build_with_local_tools(config: Config, out: Path) -> bool:
         return False
 
     def runner(cmd: Sequence[str], cwd: str | None = None, extra_environ: Mapping[str, str] | None = None) -> None:
-        env = {**os.environ, **(extra_environ or {}), **_REPRODUCIBLE}
-        proc = subprocess.run(list(cmd), cwd=cwd, env=env, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            tail = "\n    ".join((proc.stdout + proc.stderr).strip().splitlines()[-12:])
-            raise DeployError(f"building the wheel of {config.app_name} failed:\n    {tail}",
-                              fix="fix the build (try: pip wheel --no-deps .), then deploy again")
+        _run_checked(list(cmd), cwd, {**(extra_environ or {}), **_REPRODUCIBLE},
+                     f"building the wheel of {config.app_name}", "fix the build (try: pip wheel --no-deps .), "
+                     "then deploy again")
 
     hooks = BuildBackendHookCaller(str(config.root), backend, backend_path=system.get("backend-path"),
                                    runner=runner, python_executable=sys.executable)
@@ -295,11 +292,17 @@ def _git_revision(root: Path) -> str | None:
 def _pip(args: list[str], cwd: Path, extra_env: dict[str, str] | None = None,
          fix: str = "check the lock and the index, then run: nox -s verify") -> None:
     command = [sys.executable, "-m", "pip", "--disable-pip-version-check", *args]
-    env = {**os.environ, **(extra_env or {})}
-    proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env, check=False)
+    _run_checked(command, cwd, extra_env or {}, f"pip {args[0]}", fix)
+
+
+def _run_checked(command: list[str], cwd: Path | str | None, extra_env: Mapping[str, str], what: str,
+                 fix: str) -> None:
+    """Run a build command; on failure, a DeployError with the tail of its output."""
+    proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env={**os.environ, **extra_env},
+                          check=False)
     if proc.returncode != 0:
         tail = "\n    ".join((proc.stdout + proc.stderr).strip().splitlines()[-12:])
-        raise DeployError(f"pip {args[0]} failed:\n    {tail}", fix=fix)
+        raise DeployError(f"{what} failed:\n    {tail}", fix=fix)
 
 
 def check_wheel(path: Path) -> None:

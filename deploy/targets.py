@@ -205,7 +205,7 @@ class SshTarget(Target):
             return self._read_reply(op)
         except (OSError, paramiko.SSHException, EOFError) as exc:
             self._end_session()
-            if isinstance(exc, TimeoutError | socket.timeout) and not self.hung:
+            if isinstance(exc, TimeoutError) and not self.hung:  # socket.timeout is TimeoutError
                 raise HostError(self.name, f"'{op}' did not finish within {self.env.command_timeout:.0f} s: "
                                 "the host hangs", fix="check the host, or raise --command-timeout") from exc
             raise HostError(self.name, f"connection lost during '{op}': {exc}") from exc

@@ -23,9 +23,11 @@ from pathlib import Path
 import pytest
 
 from deploy import depcheck
+from deploy.targets import AGENT
 from tests.support.pipenv import isolated_pip_env
 
-SOURCE = (Path(__file__).resolve().parents[1] / "deploy" / "agent_install.py").read_text(encoding="utf-8")
+# The agent exactly as hosts get it (all its parts); run as __main__, it defines and does not serve.
+SOURCE = AGENT
 TOOL_FILES = {
     "tool/__init__.py": b"def main():\n    print('tool main')\n\nclass App:\n    @staticmethod\n    def run():\n"
                         b"        print('app run')\n",
