@@ -208,6 +208,42 @@ def test_a_failing_health_check_switches_nobody(project: DeployProject, cluster:
     assert_every_host_serves(cluster, everywhere(cluster, first))
 
 
+def test_a_python_setting_that_is_not_python_fails_each_host_by_name_and_changes_nothing(
+    project: DeployProject, cluster: SshCluster
+) -> None:
+    first = reset(project, cluster)
+    before = {host.address: tree(host, cluster.deploy_path) for host in cluster.hosts}
+    project.new_version()
+
+    outcome = project.deploy("--python", "/nonexistent/python3")
+
+    outcome.assert_clean()
+    assert outcome.code != 0
+    for host in cluster.hosts:
+        assert f"{host.spec()}: 'probe' failed on the host (exit 127)" in outcome.output, outcome.output
+    assert "check that '/nonexistent/python3' is Python 3 on the host (setting: python)" in outcome.output
+    assert {host.address: tree(host, cluster.deploy_path) for host in cluster.hosts} == before
+    assert_every_host_serves(cluster, everywhere(cluster, first))
+
+
+def test_an_agent_that_dies_mid_stage_fails_that_step_and_a_new_session_releases_the_lock(
+    project: DeployProject, cluster: SshCluster
+) -> None:
+    first = reset(project, cluster)
+    project.new_version()
+
+    # The health check's shell kills its parent, the agent serving the deploy's steps on that host.
+    outcome = project.deploy("--healthcheck", "kill -9 $PPID")
+
+    outcome.assert_clean()
+    assert outcome.code != 0
+    for host in cluster.hosts:
+        assert f"{host.spec()}: 'stage' failed on the host" in outcome.output, outcome.output
+    # Releasing the locks needed a fresh agent on each host: none is left locked or serving anything new.
+    assert_every_host_serves(cluster, everywhere(cluster, first))
+    wait_until_agents_finish(cluster)
+
+
 def test_a_failing_restart_switches_that_host_back_and_the_others_stay(
     project: DeployProject, cluster: SshCluster
 ) -> None:
