@@ -267,7 +267,7 @@ def op_stage(req):
         handle.write(req["lock"])
     venv = os.path.join(release, "venv")
     try:
-        make_venv(venv)  # noqa: F821 (agent_install.py, sent ahead of this file)
+        make_venv(venv, os.path.join(root, ".agent"))  # noqa: F821 (agent_install.py, sent ahead of this file)
         linked = reuse_live(root, release, manifest["wheels"], live(root))  # noqa: F821 (agent_venv.py)
         # From the release's own wheels/ (links into the store): it can be reinstalled by hand
         # with pip --no-index --find-links wheels --require-hashes -r requirements.lock.

@@ -10,6 +10,7 @@ with RejectPolicy instead of Fabric's default AutoAddPolicy, and every step has 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import logging
@@ -40,9 +41,17 @@ LOADER = (
 # Sent as one script: the venv helpers first, then the agent whose last lines run the request.
 AGENT_PARTS = ("agent_venv.py", "agent_install.py", "agent_status.py", "agent.py")
 AGENT = "\n".join(resources.files("deploy").joinpath(name).read_text(encoding="utf-8") for name in AGENT_PARTS)
+AGENT_DIGEST = hashlib.sha256(AGENT.encode()).hexdigest()
+# What the loader runs: it compiles AGENT, or loads the code an earlier run compiled on that host.
+BOOT = resources.files("deploy").joinpath("agent_boot.py").read_text(encoding="utf-8")
 # paramiko logs a failed handshake, traceback and all, from its own thread; the HostError raised
 # for it here says the same once, naming the host.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
+
+def first_request() -> dict[str, str]:
+    """What a session's first request carries besides the request: the agent and its loader."""
+    return {"agent": BOOT, "source": AGENT, "digest": AGENT_DIGEST}
 
 
 class _Payload(io.StringIO):
@@ -93,7 +102,7 @@ class Target:
 
     def call(self, op: str, **request: Any) -> dict[str, Any]:
         """One agent process for one request (this machine: nothing to save by keeping it)."""
-        payload = json.dumps({"agent": AGENT, "op": op, "path": self.env.path, **request}) + "\n"
+        payload = json.dumps({**first_request(), "op": op, "path": self.env.path, **request}) + "\n"
         command = self.agent_command()
         try:
             result = self.context().run(
@@ -200,8 +209,13 @@ class SshTarget(Target):
                 channel.set_combine_stderr(True)  # a traceback must not fill an unread stderr window
                 channel.exec_command(self.agent_command())
                 self._agent, self._output = channel, b""
-                message["agent"] = AGENT
-            self._agent.sendall((json.dumps(message) + "\n").encode())
+                message.update(first_request())
+            try:
+                self._agent.sendall((json.dumps(message) + "\n").encode())
+            except OSError:
+                if not self._agent.exit_status_ready():
+                    raise
+                # The agent ended before reading (no Python there?): its output says why.
             return self._read_reply(op)
         except (OSError, paramiko.SSHException, EOFError) as exc:
             self._end_session()
@@ -223,7 +237,8 @@ class SshTarget(Target):
             channel.settimeout(max(0.05, deadline - time.monotonic()))
             data = channel.recv(1 << 16)
             if not data:  # the agent ended without answering: a crash, or no Python 3 there
-                exited = channel.recv_exit_status() if channel.exit_status_ready() else None
+                channel.status_event.wait(2)  # the exit status may follow the end of the output
+                exited = channel.exit_status if channel.exit_status_ready() and channel.exit_status >= 0 else None
                 output = self._output.decode("utf-8", "replace")
                 self._end_session()
                 raise self._no_reply(op, exited, output)

@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -124,6 +125,43 @@ def test_the_agent_installs_a_wheel_exactly_where_and_as_pip_does(tmp_path: Path
     site = next((by_agent / "lib").glob("python*/site-packages"))
     assert os.access(site / "tool" / "table.bin", os.X_OK)  # file modes kept, as pip keeps them
     assert (site / "tool" / "__pycache__").is_dir()  # byte-compiled, as pip does by default
+
+
+def venv_files(venv: Path) -> dict[str, tuple[object, ...]]:
+    """Every entry of a venv: links with their targets, files with bytes and mode, folders with mode."""
+    found: dict[str, tuple[object, ...]] = {}
+    for folder, dirs, files in os.walk(venv):
+        for name in dirs + files:
+            path = Path(folder, name)
+            mode = path.lstat().st_mode & 0o7777
+            key = path.relative_to(venv).as_posix()
+            if path.is_symlink():
+                found[key] = ("link", os.readlink(path))
+            elif path.is_dir():
+                found[key] = ("dir", mode)
+            else:
+                found[key] = ("file", path.read_bytes(), mode)
+    return found
+
+
+def test_a_venv_copied_from_the_template_is_the_venv_modules_own(tmp_path: Path) -> None:
+    """make_venv makes the venv module's output once, then copies it: the copies must be exactly
+    what `python -m venv --without-pip` makes at their path, and work."""
+    venv = tmp_path / "releases" / "r1" / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    expected = venv_files(venv)
+    assert any(kind == "link" for kind, *_ in expected.values())  # the comparison covers links
+    shutil.rmtree(venv)
+    templates = tmp_path / ".agent"
+    driver = f"{SOURCE}\nmake_venv({str(venv)!r}, {str(templates)!r})\n"
+    for _ in ("template made, then copied", "copied from the template made before"):
+        subprocess.run([sys.executable, "-I", "-S", "-c", driver], check=True)
+        assert venv_files(venv) == expected
+        prefix = subprocess.run([str(venv / "bin" / "python"), "-c", "import sys; print(sys.prefix)"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+        assert prefix == str(venv)
+        shutil.rmtree(venv)
+    assert [p.name.startswith("venv-") for p in templates.iterdir()] == [True]
 
 
 def test_the_agents_record_describes_exactly_what_is_on_disk(tmp_path: Path) -> None:
