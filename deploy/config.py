@@ -56,6 +56,7 @@ class Environment:
     confirm: bool = False
     connect_timeout: float = 15.0
     command_timeout: float = 600.0
+    keep_alive: float = 60.0  # seconds a keeper holds the connections after a run (0: none)
 
     @property
     def is_local(self) -> bool:
@@ -170,6 +171,8 @@ def _environment(name: str, body: object, root: Path) -> Environment:
         env = Environment(name, **values)
     if env.parallel < 1:
         raise ConfigError(f"{where}: parallel must be at least 1")
+    if env.keep_alive < 0:
+        raise ConfigError(f"{where}: keep-alive must be a number of seconds >= 0 (0: do not keep connections)")
     return env
 
 

@@ -31,7 +31,7 @@ from deploy.build import build as build_release
 from deploy.config import Config, Environment
 from deploy.errors import DeployError, HostError
 from deploy.platforms import Interpreter, agree
-from deploy.targets import AgentFailure, Target, connect
+from deploy.targets import AgentFailure, Target, connect, start_keeper
 from deploy.verify import verify
 
 Progress = Callable[[str, str], None]
@@ -254,6 +254,7 @@ def deploy(config: Config, env: Environment, *, progress: Progress, break_lock: 
            built: Build | None = None, action: str = "deploy") -> Summary:
     """Ship a release to every host of `env`: a fresh build, or `built` (promote) as it is."""
     app: Future[None] | None = None
+    start_keeper(env, config.root)  # before any thread: the keeper is then forked, not started afresh
     with ThreadPoolExecutor(max_workers=1) as background:
         if built is None:
             verify(config)

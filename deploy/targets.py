@@ -291,6 +291,14 @@ class SshTarget(Target):
                 self._open_failed = exc
                 raise
 
+    def refresh(self) -> None:
+        """Before a new run's first step on a kept connection: forget a failed connect (it is
+        tried again) and an agent session that ended since (a new one starts)."""
+        with self._opening:
+            self._open_failed = None
+        if self._agent is not None and self._agent.exit_status_ready():
+            self._end_session()
+
     def _connect(self) -> None:
         env = self.env.name
         try:
@@ -365,9 +373,23 @@ def fingerprint(key: paramiko.PKey) -> str:
     return str(key.fingerprint) if hasattr(key, "fingerprint") else str(key.get_base64())[:16]
 
 
+def start_keeper(env: Environment, root: Path) -> None:
+    """Start the process that keeps this environment's connections between runs (see keeper.py),
+    if it keeps them and none runs yet."""
+    if not env.is_local and env.keep_alive > 0:
+        from deploy import keeper
+
+        keeper.start(env, root)
+
+
 def connect(env: Environment, root: Path, python: str) -> list[Target]:
     if env.is_local:
         return [LocalTarget(env, python)]
+    if env.keep_alive > 0:
+        from deploy.keeper import KeptTarget  # the keeper runs this module's SshTarget
+
+        start_keeper(env, root)  # here, on the run's only thread so far, rather than in a step
+        return [KeptTarget(env, host, root) for host in env.hosts]
     return [SshTarget(env, host, root) for host in env.hosts]
 
 

@@ -34,6 +34,7 @@ COMMON_HELP = {
     "parallel": "hosts worked on at once",
     "connect_timeout": "seconds to wait for a host to answer when connecting",
     "command_timeout": "seconds one remote step may take before the host counts as hung",
+    "keep_alive": "seconds the hosts' connections are kept for the next run (0: close them at the end)",
     "restart": "command run after the switch; a failure switches that host back",
     "break_lock": "take over a lock left by a deploy that died (check it is dead first)",
 }
@@ -51,7 +52,7 @@ def _typed(overrides: dict[str, Any]) -> dict[str, Any]:
             typed[key] = number = kind(value)
         except ValueError:
             number = -1
-        if number < least or (kind is float and number <= 0):
+        if number < least or (kind is float and number <= 0 and key != "keep_alive"):
             expected = "a number of seconds above 0" if kind is float else f"a whole number of at least {least}"
             raise ConfigError(f"--{key.replace('_', '-')} {value}: expected {expected}")
     return typed
@@ -138,6 +139,7 @@ def deploy(
     keep_releases: int | None = None,
     connect_timeout: float | None = None,
     command_timeout: float | None = None,
+    keep_alive: float | None = None,
     break_lock: bool = False,
     dry_run: bool = False,
 ) -> None:
@@ -154,6 +156,7 @@ def deploy(
         keep_releases=keep_releases,
         connect_timeout=connect_timeout,
         command_timeout=command_timeout,
+        keep_alive=keep_alive,
     )
 
     def action() -> engine.Summary | None:
@@ -192,6 +195,7 @@ def rollback(
     restart: str | None = None,
     connect_timeout: float | None = None,
     command_timeout: float | None = None,
+    keep_alive: float | None = None,
     break_lock: bool = False,
 ) -> None:
     """Switch every host back to its previous release, or to the one named with --to."""
@@ -202,6 +206,7 @@ def rollback(
         restart=restart,
         connect_timeout=connect_timeout,
         command_timeout=command_timeout,
+        keep_alive=keep_alive,
     )
 
     def action() -> engine.Summary:
@@ -266,6 +271,23 @@ def status(
     _entry(action)
 
 
+@task(auto_shortflags=False, help={"env": COMMON_HELP["env"]})
+def disconnect(c: Context, env: str = "local") -> None:
+    """Close the connections kept for an environment's next run now (see keep-alive)."""
+
+    def action() -> None:
+        config, environment = _environment(env, {}, None)
+        if environment.is_local:
+            print("the local environment has no connections")
+            return
+        from deploy import keeper
+
+        closed = keeper.disconnect(environment, config.root)
+        print(f"closed the connections kept for {env}" if closed else f"no connections are kept for {env}")
+
+    _entry(action)
+
+
 @task(auto_shortflags=False, help={"env": COMMON_HELP["env"], "hosts": COMMON_HELP["hosts"]})
 def releases(c: Context, env: str = "local", hosts: str | None = None) -> None:
     """List each host's releases, newest first, marking the live and previous ones."""
@@ -305,4 +327,4 @@ def _quiet(host: str, message: str) -> None:
     """Status and history print one table; per-step progress would only clutter it."""
 
 
-namespace = Collection(deploy, rollback, trust, status, releases, promote_)
+namespace = Collection(deploy, rollback, trust, status, releases, promote_, disconnect)

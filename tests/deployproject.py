@@ -224,13 +224,19 @@ def wait_for_output(process: subprocess.Popen[str], needle: str, timeout: float 
 
 
 def environment_toml(name: str, cluster: SshCluster, hosts: list[SshHost] | None = None, **settings: object) -> str:
-    """A [tool.deploy.environments.NAME] table for the cluster's hosts (or some of them)."""
+    """A [tool.deploy.environments.NAME] table for the cluster's hosts (or some of them).
+
+    Connections are not kept between runs (keep-alive = 0) unless a test asks: most tests change
+    hosts between runs and check what a fresh connection finds. A setting given as None is left
+    out, so the default applies.
+    """
+    settings = {"keep_alive": 0, **settings}
     values: dict[str, object] = {
         "hosts": [h.spec() for h in (cluster.hosts if hosts is None else hosts)],
         "path": cluster.deploy_path,
         "known-hosts": "known_hosts",
         "identity": str(cluster.client_key),
-        **{key.replace("_", "-"): value for key, value in settings.items()},
+        **{key.replace("_", "-"): value for key, value in settings.items() if value is not None},
     }
     lines = [f"\n[tool.deploy.environments.{name}]"]
     lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
