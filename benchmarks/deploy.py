@@ -9,10 +9,14 @@ packages (three of about 1 MB, one sdist-only) served by a local index on 127.0.
 - first deploy: hosts empty, the local build cache empty (so it includes fetching and building);
 - the anchor, per host in turn: `python -m venv` + `pip install --require-hashes -r prod.txt` from
   the index + the app's wheel, over the same SSH connections a person would use;
-- an unchanged redeploy, a new app version, and a rollback.
+- an unchanged redeploy, a new app version, and a rollback, each run right after the one before:
+  with the connections and agents a keeper kept from it (keep-alive, on by default), and the new
+  version once more with keep-alive 0, which is what a run pays when the last was long ago.
 
-It prints medians of N runs, ratios from this one run, bytes sent per host and the deploying
-process's peak memory (its max RSS, from wait4).
+A first deploy is measured with no keeper running (it forks one, and pays for that).
+
+It prints medians of N runs, ratios from this one run, bytes sent per host and peak memory: the
+deploying process's (its max RSS, from wait4) and the keeper's (VmHWM, read before it is stopped).
 """
 
 from __future__ import annotations
@@ -84,11 +88,30 @@ def main() -> int:
             _run([sys.executable, "-m", "deploy", "lock"], project)
             cluster.write_known_hosts(project.root / "known_hosts")
             project.configure("".join(
-                environment_toml(f"h{n}", cluster, cluster.hosts[:n], parallel=10) for n in counts))
-            bench = Bench(project, cluster, index, tmp)
-            results = bench.measure(counts, args.runs)
+                environment_toml(f"h{n}", cluster, cluster.hosts[:n], parallel=10, keep_alive=None) for n in counts))
+            bench = Bench(project, cluster, index, tmp, counts)
+            try:
+                results = bench.measure(counts, args.runs)
+                keeper_kb = _keeper_peak_kb()
+            finally:
+                bench.disconnect()
     _print(results, counts, args.runs)
+    if keeper_kb:
+        print(f"  keeper process peak RSS: {keeper_kb / 1024:.0f} MB (forked from a run: most pages shared with it)")
     return 0
+
+
+def _keeper_peak_kb() -> int:
+    """The largest VmHWM of the keeper processes running now (they name themselves pinship-keeper)."""
+    peak = 0
+    for proc in Path("/proc").iterdir():
+        try:
+            if (proc / "comm").read_text().strip() == "pinship-keeper":
+                status = (proc / "status").read_text()
+                peak = max(peak, int(re.search(r"VmHWM:\s+(\d+)", status).group(1)))  # type: ignore[union-attr]
+        except (OSError, ValueError):
+            continue
+    return peak
 
 
 def _publish(index: PackageIndex) -> None:
@@ -113,26 +136,34 @@ def _run(command: list[str], project: DeployProject) -> tuple[float, int, str]:
 
 
 class Bench:
-    def __init__(self, project: DeployProject, cluster: SshCluster, index: PackageIndex, tmp: Path) -> None:
+    def __init__(self, project: DeployProject, cluster: SshCluster, index: PackageIndex, tmp: Path,
+                 counts: list[int]) -> None:
         self.project = project
+        self.counts = counts
         self.cluster = cluster
         self.index = index
         self.tmp = tmp
         self.version = 1
 
-    def deploy(self, count: int, *args: str) -> tuple[float, int, str]:
-        return _run([INVOKE, *args, "--env", f"h{count}"], self.project)
+    def deploy(self, count: int, action: str, *args: str) -> tuple[float, int, str]:
+        return _run([INVOKE, action, "--env", f"h{count}", *args], self.project)
 
     def first_deploy(self, count: int) -> tuple[float, int, str]:
+        """Cold in every way: empty hosts, no local build cache, no connections kept by a run before."""
+        self.disconnect()
         for host in self.cluster.hosts[:count]:
             wipe(host, self.cluster.deploy_path)
         shutil.rmtree(self.project.root / ".deploy", ignore_errors=True)
         return self.deploy(count, "deploy")
 
-    def new_version(self, count: int) -> tuple[float, int, str]:
+    def new_version(self, count: int, *args: str) -> tuple[float, int, str]:
         self.version += 1
         self.project.set_version(f"1.{self.version}")
-        return self.deploy(count, "deploy")
+        return self.deploy(count, "deploy", *args)
+
+    def disconnect(self) -> None:
+        for count in self.counts:
+            _run([INVOKE, "disconnect", "--env", f"h{count}"], self.project)
 
     def anchor(self, count: int) -> float:
         """What a team does without the tool: each host in turn makes a venv and installs from the index."""
@@ -189,6 +220,8 @@ class Bench:
                     record("unchanged redeploy, 10 hosts", self.deploy(10, "deploy"))
                 for _ in range(runs):
                     record("new app version, 10 hosts", self.new_version(10))
+                for _ in range(runs):  # what a run more than keep-alive seconds after the last one pays
+                    record("new app version, 10 hosts, keep-alive 0", self.new_version(10, "--keep-alive", "0"))
                 for _ in range(runs):
                     record("rollback, 10 hosts", self.deploy(10, "rollback"))
         return results
@@ -213,9 +246,10 @@ def _print(results: dict[str, Timing], counts: list[int], runs: int) -> None:
         if anchor:
             ours = results[f"first deploy, {count} hosts"].median
             print(f"  anchor / first deploy, {count} hosts: {anchor.median / ours:6.2f}x")
-    if "new app version, 10 hosts" in results and "first deploy, 10 hosts" in results:
-        share = results["new app version, 10 hosts"].median / results["first deploy, 10 hosts"].median
-        print(f"  new app version / first deploy, 10 hosts: {share:6.0%}")
+    for label in ("new app version, 10 hosts", "new app version, 10 hosts, keep-alive 0"):
+        if label in results and "first deploy, 10 hosts" in results:
+            share = results[label].median / results["first deploy, 10 hosts"].median
+            print(f"  {label} / first deploy: {share:6.0%}")
     firsts = [(n, results[f"first deploy, {n} hosts"].median) for n in counts]
     if len(firsts) > 1:
         (n0, t0), (n1, t1) = firsts[0], firsts[-1]

@@ -224,12 +224,19 @@ def start(env: Environment, root: Path) -> None:
             if found:
                 found.close()
                 return
-            if ended is not None and ended() is not None and not path.exists():
-                break
+            if not path.exists() and (ended() is not None if ended else _has_output(log)):
+                break  # it ended, or (forked) wrote why it could not start
             time.sleep(0.005)
         tail = log.read_text(errors="replace").strip().splitlines()[-3:]
         raise HostError("keeper", f"the connection keeper did not start: {' / '.join(tail) or 'no output'}",
                         fix="set keep-alive = 0 for this environment to connect directly")
+
+
+def _has_output(log: Path) -> bool:
+    try:
+        return log.stat().st_size > 0
+    except OSError:  # not made yet
+        return False
 
 
 def _fork(path: Path, idle: float, log: Path) -> None:

@@ -46,6 +46,7 @@ deploy-layer = "prod"           # the layer installed on servers
 # healthcheck = "python -c 'import myapp'"   # run in the new release before the switch
 # restart = "sudo systemctl restart myapp"   # after the switch; a failure switches back
 # confirm = false                      # ask before deploying; --yes skips
+# keep-alive = 60                      # seconds connections stay open for the next run (0: off)
 '''
 
 
