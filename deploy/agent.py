@@ -381,7 +381,8 @@ def op_read(req):
 
 OPS = {"status": op_status,  # noqa: F821 (agent_status.py, sent ahead of this file)
        "probe": op_probe, "lock": op_lock, "unlock": op_unlock, "stage": op_stage,
-       "switch": op_switch, "abort": op_abort, "read": op_read}
+       "switch": op_switch, "abort": op_abort, "read": op_read,
+       "ping": lambda req: {}}  # a kept session still answers (keeper.py)
 
 
 def main(req):

@@ -196,7 +196,7 @@ class SshTarget(Target):
         finally:
             watchdog.cancel()
 
-    def _session_call(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
+    def _session_call(self, op: str, request: dict[str, Any], limit: float | None = None) -> dict[str, Any]:
         """Send one request line to this host's agent (started with the first one) and read its
         reply line. A step that fails to answer ends the session; the next step starts another."""
         self.open()
@@ -216,7 +216,7 @@ class SshTarget(Target):
                 if not self._agent.exit_status_ready():
                     raise
                 # The agent ended before reading (no Python there?): its output says why.
-            return self._read_reply(op)
+            return self._read_reply(op, limit or self.env.command_timeout)
         except (OSError, paramiko.SSHException, EOFError) as exc:
             self._end_session()
             if isinstance(exc, TimeoutError) and not self.hung:  # socket.timeout is TimeoutError
@@ -224,10 +224,10 @@ class SshTarget(Target):
                                 "the host hangs", fix="check the host, or raise --command-timeout") from exc
             raise HostError(self.name, f"connection lost during '{op}': {exc}") from exc
 
-    def _read_reply(self, op: str) -> dict[str, Any]:
+    def _read_reply(self, op: str, limit: float) -> dict[str, Any]:
         channel = self._agent
         assert channel is not None
-        deadline = time.monotonic() + self.env.command_timeout
+        deadline = time.monotonic() + limit
         while True:
             lines = self._output.split(b"\n")
             for index, line in enumerate(lines[:-1]):  # complete lines only
@@ -293,11 +293,21 @@ class SshTarget(Target):
 
     def refresh(self) -> None:
         """Before a new run's first step on a kept connection: forget a failed connect (it is
-        tried again) and an agent session that ended since (a new one starts)."""
+        tried again), and make sure the kept agent still answers. A connection that died since
+        (the host rebooted, a network dropped it) is closed, so the step connects afresh rather
+        than failing on it; a host that is up but hung fails the ping, then the connect."""
         with self._opening:
             self._open_failed = None
-        if self._agent is not None and self._agent.exit_status_ready():
+        if self._agent is None:
+            return
+        if not self.connection.is_connected or self._agent.exit_status_ready():
+            self._end_session()  # open() connects afresh where needed; the first step starts an agent
+            return
+        try:
+            self._session_call("ping", {}, limit=self.env.connect_timeout)
+        except (HostError, OSError, EOFError, paramiko.SSHException):
             self._end_session()
+            self.connection.close()
 
     def _connect(self) -> None:
         env = self.env.name

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import tempfile
 import time
@@ -109,6 +110,24 @@ def test_a_host_restarted_between_runs_is_reconnected(project: DeployProject, cl
     for host in cluster.hosts:
         assert installed(host, cluster.deploy_path)[APP] == version
     assert agents(restarted) and agents(restarted) != before
+
+
+def test_a_kept_agent_that_died_or_hangs_is_replaced_before_the_first_step(
+    project: DeployProject, cluster: SshCluster
+) -> None:
+    project.configure(environment_toml("staging", cluster, keep_alive=30, connect_timeout=3, healthcheck=HEALTHCHECK))
+    project.deploy_ok()
+    (dead,), (hung,) = (agents(host) for host in cluster.hosts)
+    os.kill(dead, signal.SIGKILL)
+    os.kill(hung, signal.SIGSTOP)  # its connection is up, but it will not answer the keeper's ping
+    try:
+        version = project.new_version()
+        project.deploy_ok()
+        for host in cluster.hosts:
+            assert installed(host, cluster.deploy_path)[APP] == version
+        assert agents(cluster.hosts[0]) - {dead} and agents(cluster.hosts[1]) - {hung}
+    finally:
+        os.kill(hung, signal.SIGKILL)
 
 
 def test_new_pins_never_reuse_a_kept_connection(project: DeployProject, cluster: SshCluster) -> None:
