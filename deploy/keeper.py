@@ -37,16 +37,19 @@ import threading
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deploy.config import Environment, Host
 from deploy.errors import HostError
-from deploy.targets import AGENT_DIGEST, AgentFailure, SshTarget, Target
+from deploy.targets import AGENT_DIGEST, AgentFailure, Target
+
+if TYPE_CHECKING:
+    from deploy.ssh import SshTarget
 
 _SPAWNING = threading.Lock()  # one thread of a deploy starts the keeper; the others wait for it
 _OWN_CODE = hashlib.sha256(
     "".join(resources.files("deploy").joinpath(name).read_text(encoding="utf-8")
-            for name in ("keeper.py", "targets.py")).encode()
+            for name in ("keeper.py", "targets.py", "ssh.py")).encode()
 ).hexdigest()
 
 
@@ -365,6 +368,8 @@ class Keeper:
         key = json.dumps(message["host"], sort_keys=True)
         with self.state:
             if key not in self.entries:
+                from deploy.ssh import SshTarget  # the keeper, not the runs, needs paramiko
+
                 env = message["env"]
                 env = Environment(**{**env, "hosts": tuple(Host(**h) for h in env["hosts"])})
                 self.entries[key] = _Entry(SshTarget(env, Host(**message["host"]), Path(message["root"])))

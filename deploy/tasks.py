@@ -17,7 +17,6 @@ from invoke.tasks import task
 
 from deploy import config as config_module
 from deploy import engine
-from deploy import trust as trust_module
 from deploy.config import Environment, Host
 from deploy.errors import ConfigError, DeployError, VerifyFailed
 from deploy.progress import Board
@@ -241,6 +240,8 @@ def trust(
         config, environment = _environment(env, dict(known_hosts=known_hosts, connect_timeout=connect_timeout), hosts)
         if environment.is_local:
             raise DeployError("the local environment has no hosts to trust", fix="run: invoke trust --env NAME")
+        from deploy import trust as trust_module  # paramiko: only tasks that connect import it
+
         trust_module.trust(config.root, environment, ask=None if yes else _ask)
 
     _entry(action)

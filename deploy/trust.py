@@ -7,7 +7,7 @@ from pathlib import Path
 
 from deploy.config import Environment
 from deploy.errors import DeployError, HostError
-from deploy.targets import fingerprint, host_key, known_hosts_line
+from deploy.ssh import fingerprint, host_key, known_hosts_line
 
 
 def trust(root: Path, env: Environment, ask: Callable[[str], str] | None, say: Callable[[str], None] = print) -> int:
