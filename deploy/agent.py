@@ -30,9 +30,28 @@ def file_digest(handle):
     return digest
 
 
+# A kept agent (keeper.py) serves run after run. It reads a file it hashed before again only if
+# the file's inode, size or modification time changed since: what git's index trusts too. Every
+# stage still checks every wheel in the store and every file it reuses; unchanged ones cost a stat.
+HASHED = {}
+
+
+def digest_of(path):
+    """sha256 of a file (a hashlib object), read once per version of the file."""
+    info = os.stat(path)
+    key = (path, info.st_ino, info.st_size, info.st_mtime_ns)
+    digest = HASHED.get(key)
+    if digest is None:
+        with open(path, "rb") as handle:
+            digest = file_digest(handle)
+        if len(HASHED) > 100000:
+            HASHED.clear()
+        HASHED[key] = digest
+    return digest
+
+
 def sha256(path):
-    with open(path, "rb") as handle:
-        return file_digest(handle).hexdigest()
+    return digest_of(path).hexdigest()
 
 
 def release_dir(root, release):

@@ -33,8 +33,7 @@ def venv_identity(venv):
 
 
 def record_hash(path):
-    with open(path, "rb") as handle:
-        return record_form(file_digest(handle))  # noqa: F821 (agent_install.py, agent.py)
+    return record_form(digest_of(path))  # noqa: F821 (agent_install.py, agent.py)
 
 
 def dist_info(site, filename):

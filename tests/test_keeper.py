@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -26,11 +27,13 @@ from deploy.targets import LOADER
 from tests.deployproject import (
     APP,
     HEALTHCHECK,
+    SHIPPED,
     DeployProject,
     assert_serving_complete_release,
     environment_toml,
     installed,
     new_cluster,
+    sh,
     ssh_project,
 )
 from tests.support.sshd import SshCluster, SshHost
@@ -128,6 +131,27 @@ def test_a_kept_agent_that_died_or_hangs_is_replaced_before_the_first_step(
         assert agents(cluster.hosts[0]) - {dead} and agents(cluster.hosts[1]) - {hung}
     finally:
         os.kill(hung, signal.SIGKILL)
+
+
+def test_a_kept_agent_still_finds_a_wheel_corrupted_in_its_store_between_runs(
+    project: DeployProject, cluster: SshCluster
+) -> None:
+    """The kept agent hashes a file again when its inode, size or mtime changed: an overwrite
+    that keeps the size is still caught, and the wheel is sent again."""
+    path = cluster.deploy_path
+    project.deploy_ok()
+    victim = cluster.hosts[1]
+    beta = sh(victim, f"ls {path}/wheels/*/beta-1.0-py3-none-any.whl").strip()
+    good = sh(victim, f"sha256sum {beta}").split()[0]
+    sh(victim, f"dd if=/dev/zero of={beta} bs=1 count=8 seek=40 conv=notrunc status=none")
+    assert sh(victim, f"sha256sum {beta}").split()[0] != good
+
+    version = project.new_version()
+    outcome = project.deploy_ok()
+    assert re.search(rf"{re.escape(victim.spec())}: store had corrupt or missing wheels \(.*beta", outcome.output)
+    assert sh(victim, f"sha256sum {beta}").split()[0] == good
+    for host in cluster.hosts:
+        assert installed(host, path) == {**SHIPPED, APP: version}
 
 
 def test_new_pins_never_reuse_a_kept_connection(project: DeployProject, cluster: SshCluster) -> None:
