@@ -47,12 +47,14 @@ def _typed(overrides: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(value, str) or kind not in (int, float):
             continue
         least = 1 if key == "parallel" else 0
+        zero_ok = kind is int or key == "keep_alive"  # keep-alive 0: keep nothing
         try:
             typed[key] = number = kind(value)
         except ValueError:
             number = -1
-        if number < least or (kind is float and number <= 0 and key != "keep_alive"):
-            expected = "a number of seconds above 0" if kind is float else f"a whole number of at least {least}"
+        if number < least or (number == 0 and not zero_ok):
+            expected = (f"a whole number of at least {least}" if kind is int else
+                        "a number of seconds, 0 or more" if zero_ok else "a number of seconds above 0")
             raise ConfigError(f"--{key.replace('_', '-')} {value}: expected {expected}")
     return typed
 
