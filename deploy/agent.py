@@ -33,13 +33,15 @@ def file_digest(handle):
 # A kept agent (keeper.py) serves run after run. It reads a file it hashed before again only if
 # the file's inode, size or modification time changed since: what git's index trusts too. Every
 # stage still checks every wheel in the store and every file it reuses; unchanged ones cost a stat.
+# Keyed by the inode, not the path: a wheel renamed into the store, or hard-linked into a release,
+# is the same file and is not read twice.
 HASHED = {}
 
 
 def digest_of(path):
     """sha256 of a file (a hashlib object), read once per version of the file."""
     info = os.stat(path)
-    key = (path, info.st_ino, info.st_size, info.st_mtime_ns)
+    key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
     digest = HASHED.get(key)
     if digest is None:
         with open(path, "rb") as handle:

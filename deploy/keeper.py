@@ -97,11 +97,12 @@ def socket_path(env: Environment, root: Path) -> Path:
 class KeptTarget(Target):
     """A host reached through the keeper, which holds its connection and agent between runs."""
 
-    def __init__(self, env: Environment, host: Host, root: Path) -> None:
+    def __init__(self, env: Environment, host: Host, root: Path, path: Path) -> None:
         super().__init__(env)
         self.host = host
         self.name = str(host)
         self.root = root
+        self.path = path  # the keeper's socket: start() worked it out once for the run
         self._socket: socket.socket | None = None
         self._reader: Any = None
         self._lock = threading.RLock()
@@ -114,7 +115,7 @@ class KeptTarget(Target):
             if self._socket is not None:
                 return
             try:
-                self._socket = _connect_keeper(socket_path(self.env, self.root), self.env, self.root)
+                self._socket = _connect_keeper(self.path, self.env.keep_alive)
                 self._reader = self._socket.makefile("rb")
                 self._rpc({"do": "open", "env": dataclasses.asdict(self.env), "root": str(self.root),
                            "host": dataclasses.asdict(self.host)})
@@ -194,38 +195,38 @@ def disconnect(env: Environment, root: Path) -> bool:
     return True
 
 
-def start(env: Environment, root: Path) -> None:
-    """Make sure a keeper serves this environment's connections, starting one if none does.
+def start(env: Environment, root: Path) -> Path:
+    """Make sure a keeper serves this environment's connections, starting one if none does;
+    return its socket.
 
     Called before a run starts any thread, the keeper is forked from the deploying process: it
     then costs no interpreter start-up and no imports. Otherwise it is started as a new process.
     """
     path = socket_path(env, root)
-    found = _try_connect(path)
-    if found:
-        found.close()
+    _start_at(path, env.keep_alive)
+    return path
+
+
+def _start_at(path: Path, idle: float) -> None:
+    if _alive(path):
         return
     with _SPAWNING:
-        found = _try_connect(path)
-        if found:
-            found.close()
+        if _alive(path):
             return
         log = path.with_suffix(".log")
         if hasattr(os, "fork") and threading.active_count() == 1:
-            _fork(path, env.keep_alive, log)
+            _fork(path, idle, log)
             ended = None
         else:
             with open(log, "wb") as errors:
                 process = subprocess.Popen(  # this interpreter, this package, fixed arguments
-                    [sys.executable, "-m", "deploy.keeper", str(path), str(env.keep_alive)],
+                    [sys.executable, "-m", "deploy.keeper", str(path), str(idle)],
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True,
                 )
             ended = process.poll
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            found = _try_connect(path)
-            if found:
-                found.close()
+            if _alive(path):
                 return
             if not path.exists() and (ended() is not None if ended else _has_output(log)):
                 break  # it ended, or (forked) wrote why it could not start
@@ -233,6 +234,13 @@ def start(env: Environment, root: Path) -> None:
         tail = log.read_text(errors="replace").strip().splitlines()[-3:]
         raise HostError("keeper", f"the connection keeper did not start: {' / '.join(tail) or 'no output'}",
                         fix="set keep-alive = 0 for this environment to connect directly")
+
+
+def _alive(path: Path) -> bool:
+    found = _try_connect(path)
+    if found is not None:
+        found.close()
+    return found is not None
 
 
 def _has_output(log: Path) -> bool:
@@ -270,12 +278,13 @@ def _fork(path: Path, idle: float, log: Path) -> None:
         os._exit(code)
 
 
-def _connect_keeper(path: Path, env: Environment, root: Path) -> socket.socket:
-    """A connection to the keeper listening at `path`, started first if none is."""
+def _connect_keeper(path: Path, idle: float) -> socket.socket:
+    """A connection to the keeper listening at `path`, started first if none is (it ended
+    between the run's start and this host's first step)."""
     found = _try_connect(path)
     if found:
         return found
-    start(env, root)
+    _start_at(path, idle)
     found = _try_connect(path)
     if found is None:
         raise HostError("keeper", "the connection keeper stopped at once",
@@ -353,10 +362,11 @@ class Keeper:
                     break
                 if message["do"] == "open":
                     entry = self.entry(message)
-                assert entry is not None, "the first request names the host"
+                if entry is None:
+                    raise ValueError(f"{message['do']!r} before 'open', which names the host")
                 reply = self.answer(entry, message)
                 conn.sendall((json.dumps(reply) + "\n").encode())
-        except (OSError, ValueError, AssertionError) as exc:
+        except (OSError, ValueError) as exc:
             print(f"keeper: a client went away: {exc}", file=sys.stderr, flush=True)
         finally:
             conn.close()

@@ -147,23 +147,24 @@ class LocalTarget(Target):
         self.sent_bytes += local.stat().st_size
 
 
-def start_keeper(env: Environment, root: Path) -> None:
+def start_keeper(env: Environment, root: Path) -> Path | None:
     """Start the process that keeps this environment's connections between runs (see keeper.py),
-    if it keeps them and none runs yet."""
-    if not env.is_local and env.keep_alive > 0:
-        from deploy import keeper
+    if it keeps them and none runs yet; return its socket (None: connections are not kept)."""
+    if env.is_local or env.keep_alive <= 0:
+        return None
+    from deploy import keeper
 
-        keeper.start(env, root)
+    return keeper.start(env, root)
 
 
 def connect(env: Environment, root: Path, python: str) -> list[Target]:
     if env.is_local:
         return [LocalTarget(env, python)]
-    if env.keep_alive > 0:
+    path = start_keeper(env, root)  # here, on the run's only thread so far, not in a step
+    if path is not None:
         from deploy.keeper import KeptTarget  # the keeper process holds deploy.ssh's SshTargets
 
-        start_keeper(env, root)  # here, on the run's only thread so far, rather than in a step
-        return [KeptTarget(env, host, root) for host in env.hosts]
+        return [KeptTarget(env, host, root, path) for host in env.hosts]
     from deploy.ssh import SshTarget  # paramiko and Fabric: imported only by runs that connect
 
     return [SshTarget(env, host, root) for host in env.hosts]
