@@ -47,8 +47,13 @@ def options_key(config: Config) -> str:
     return " ".join((*COMPILE_OPTIONS, *config.compile_options))
 
 
-def stale_layers(config: Config, graph: LayerGraph) -> dict[str, list[str]]:
-    """Why each layer needs compiling; a layer missing from the result is fresh."""
+def stale_layers(
+    config: Config, graph: LayerGraph, locks: Mapping[str, LockFile] | None = None
+) -> dict[str, list[str]]:
+    """Why each layer needs compiling; a layer missing from the result is fresh.
+
+    `locks` are the layers' lock files already parsed by the caller, so none is read twice.
+    """
     stale: dict[str, list[str]] = {}
     options = options_key(config)
     for name in graph.order:
@@ -57,7 +62,7 @@ def stale_layers(config: Config, graph: LayerGraph) -> dict[str, list[str]]:
         if not layer.lock.is_file():
             stale[name] = [f"{lock_name} is missing"]
             continue
-        recorded = parse(layer.lock)
+        recorded = locks[name] if locks is not None and name in locks else parse(layer.lock)
         reasons = [
             f"{lock_name} is out of date: {changed} changed since it was locked"
             for changed in _changed_inputs(recorded.inputs, graph.input_digests(name, options))
@@ -101,7 +106,7 @@ def lock(
     graph = load_layers(config.root, config.requirements)
     existing = {name: parse(graph.layers[name].lock) for name in graph.order if graph.layers[name].lock.is_file()}
     wanted = _check_upgrade_names(upgrade, existing, graph)
-    stale = stale_layers(config, graph)
+    stale = stale_layers(config, graph, existing)
     result = LockResult()
     if not stale and not wanted and not upgrade_all:
         log(f"all {len(graph.order)} layers are up to date: {', '.join(graph.order)}")

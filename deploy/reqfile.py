@@ -34,6 +34,12 @@ class Line:
 
 def display(path: Path, root: Path) -> str:
     """A path as a user should see it: relative to the project when it is inside it."""
+    # Paths here are usually already absolute and plain, so try without touching the disk first.
+    if path.is_absolute() and root.is_absolute() and ".." not in path.parts and ".." not in root.parts:
+        try:
+            return path.relative_to(root).as_posix()
+        except ValueError:
+            pass
     try:
         return path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:

@@ -1,7 +1,9 @@
 """Nox sessions an adopting project imports into its noxfile.py.
 
 They run in the current environment (python=False): locking and verifying need only this
-package and pip-tools, which the developer's pinned environment already has.
+package and pip-tools, which the developer's pinned environment already has. Each session imports
+what it needs when it runs: the noxfile imports this module for every session, and `nox -s verify`
+should not pay for loading the lock, upgrade and audit machinery.
 """
 
 from __future__ import annotations
@@ -11,21 +13,22 @@ import sys
 import nox
 
 from deploy import config as config_module
-from deploy.__main__ import report_changes, run_audit
 from deploy.errors import DeployError, VerifyFailed
-from deploy.locking import lock as lock_layers
-from deploy.verify import verify as verify_layers
 
 
 @nox.session(python=False)
 def lock(session: nox.Session) -> None:
     """Compile requirements/*.in into hash-pinned .txt locks."""
+    from deploy.locking import lock as lock_layers
+
     _guard(session, lambda: lock_layers(config_module.load(), log=session.log))
 
 
 @nox.session(python=False)
 def verify(session: nox.Session) -> None:
     """Check offline that every lock is fresh and consistent."""
+
+    from deploy.verify import verify as verify_layers
 
     def run() -> None:
         count = verify_layers(config_module.load())
@@ -38,6 +41,9 @@ def verify(session: nox.Session) -> None:
 def upgrade(session: nox.Session) -> None:
     """Upgrade the named packages (or all) in every layer: nox -s upgrade -- PKG."""
 
+    from deploy.__main__ import report_changes
+    from deploy.locking import lock as lock_layers
+
     def run() -> None:
         config = config_module.load()
         result = lock_layers(config, upgrade=session.posargs, upgrade_all=not session.posargs, log=session.log)
@@ -49,6 +55,8 @@ def upgrade(session: nox.Session) -> None:
 @nox.session(python=False)
 def audit(session: nox.Session) -> None:
     """Check the deploy layer for known vulnerabilities with pip-audit (hash mode)."""
+    from deploy.__main__ import run_audit
+
     # Exit with the CLI's own code, so CI can tell "vulnerabilities found" (1) from "could not run" (2).
     code = run_audit(config_module.load(), _option(session.posargs, "--osv-url"))
     if code:

@@ -42,9 +42,9 @@ def check(config: Config) -> list[str]:
     except DeployError as exc:
         return [str(exc)]
     problems: list[str] = []
-    for reasons in stale_layers(config, graph).values():
-        problems += [f"{reason}; {FIX}" for reason in reasons]
     locks = {name: parse(graph.layers[name].lock) for name in graph.order if graph.layers[name].lock.is_file()}
+    for reasons in stale_layers(config, graph, locks).values():
+        problems += [f"{reason}; {FIX}" for reason in reasons]
     for lock in locks.values():
         problems += _line_problems(config.root, lock)
     problems += _cross_layer(config, graph, locks)

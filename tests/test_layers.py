@@ -8,6 +8,7 @@ import pytest
 
 from deploy.errors import LayerError
 from deploy.layers import load
+from deploy.reqfile import display
 from tests.lockproject import LockProject, Names
 from tests.support.pkgindex import PackageIndex
 
@@ -127,3 +128,22 @@ def test_a_constraints_file_outside_the_folder_constrains_the_lock_and_is_an_inp
         "run: nox -s lock"
     ) in done.stderr.splitlines()
     assert "requirements/prod.txt is out of date: constraints.txt changed" in done.stderr
+
+
+def test_paths_in_messages_are_relative_to_the_project_however_they_are_spelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # display() skips resolve() for plain absolute paths; the other spellings must still agree.
+    root = tmp_path / "project"
+    (root / "requirements").mkdir(parents=True)
+    lock = root / "requirements" / "base.txt"
+    link = tmp_path / "link"
+    link.symlink_to(root)
+    monkeypatch.chdir(tmp_path)
+    assert display(lock, root) == "requirements/base.txt"
+    assert display(root / "requirements" / ".." / "requirements" / "base.txt", root) == "requirements/base.txt"
+    assert display(link / "requirements" / "base.txt", root) == "requirements/base.txt"
+    assert display(lock, link) == "requirements/base.txt"
+    assert display(Path("project/requirements/base.txt"), Path("project")) == "requirements/base.txt"
+    outside = tmp_path / "elsewhere.txt"
+    assert display(outside, root) == str(outside)
