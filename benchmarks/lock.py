@@ -6,7 +6,8 @@ It builds four-layer projects (base, prod, test, dev) of two sizes, a small one 
 one sdist-only) and one the size of a real web app's (54 packages locked in prod, 66 in dev, a few
 sdist-only), each served
 by its own local index on 127.0.0.1, with pip isolated from this machine's configuration,
-then times each operation N times and prints the medians, and ratios taken from this one run.
+then times each operation N times, round by round, and prints the medians, and ratios taken from
+this one run.
 pip's and pip-tools' caches are shared by every contender and warm after the first run, so the
 resolver work, not the network, is what is compared.
 """
@@ -63,6 +64,17 @@ LAYERS = {
     "test.in": "-r prod.in\ntestrunner\nfactory\nmocklib\n",
     "dev.in": "-r test.in\nlinter\ntypechecker\n",
 }
+# Nox's own floor: a session that does nothing, loaded from the same noxfile. No nox session can be
+# faster, so `anchor / this` is the most any `nox -s ...` could achieve on this machine.
+FLOOR_SESSION = '''
+
+import nox
+
+
+@nox.session(python=False)
+def empty(session: nox.Session) -> None:
+    """Does nothing: the benchmark's measure of nox's own start-up."""
+'''
 PYPROJECT = '[project]\nname = "bench"\nversion = "1.0"\n\n[tool.deploy]\nrequirements = "requirements"\n'
 
 
@@ -111,7 +123,7 @@ def main() -> int:
 def _project(root: Path, layers: dict[str, str]) -> Path:
     (root / "requirements").mkdir(parents=True)
     (root / "pyproject.toml").write_text(PYPROJECT, encoding="utf-8")
-    (root / "noxfile.py").write_text(NOXFILE, encoding="utf-8")
+    (root / "noxfile.py").write_text(NOXFILE + FLOOR_SESSION, encoding="utf-8")
     for name, text in layers.items():
         (root / "requirements" / name).write_text(text, encoding="utf-8")
     return root
@@ -176,21 +188,23 @@ class Bench:
         operations: list[tuple[str, Callable[[], None]]] = [
             ("nox -s verify (subprocess)", lambda: self.run([self.nox, "-s", "verify"], self.root)),
             ("deploy.verify.check (in process)", self.verify_in_process),
+            ("nox -s empty (nox's own start-up, the floor)", lambda: self.run([self.nox, "-s", "empty"], self.root)),
             ("nox -s lock, nothing changed", lambda: self.run([self.nox, "-s", "lock"], self.root)),
             ("python -m deploy lock, from scratch", self.full_lock),
             ("anchor: pip-compile each layer into a copy + diff", self.recompile_and_diff),
             ("bare pip-compile of each layer, from scratch", self.bare_pip_compile),
         ]
-        results = []
-        for label, operation in operations:
-            times = []
-            for _ in range(runs):
+        # Round by round, every operation once per round: a busy spell on a shared machine then
+        # slows every contender alike instead of all the runs of one of them.
+        times: dict[str, list[float]] = {label: [] for label, _ in operations}
+        for _ in range(runs):
+            for label, operation in operations:
                 started = time.perf_counter()
                 operation()
-                times.append(time.perf_counter() - started)
-            results.append((label, statistics.median(times)))
-            print(f"  {label}: {', '.join(f'{t:.3f}' for t in times)} s", file=sys.stderr)
-        return results
+                times[label].append(time.perf_counter() - started)
+        for label, taken in times.items():
+            print(f"  {label}: {', '.join(f'{t:.3f}' for t in taken)} s", file=sys.stderr)
+        return [(label, statistics.median(taken)) for label, taken in times.items()]
 
 
 def _print(results: list[tuple[str, float]], runs: int, title: str) -> None:
@@ -206,6 +220,7 @@ def _print(results: list[tuple[str, float]], runs: int, title: str) -> None:
     ratios = [
         ("anchor / nox -s verify", anchor / median["nox -s verify (subprocess)"]),
         ("anchor / verify in process", anchor / median["deploy.verify.check (in process)"]),
+        ("anchor / nox -s empty (ceiling)", anchor / median["nox -s empty (nox's own start-up, the floor)"]),
         ("anchor / no-op nox -s lock", anchor / median["nox -s lock, nothing changed"]),
         ("full lock / bare pip-compile", median["python -m deploy lock, from scratch"]
          / median["bare pip-compile of each layer, from scratch"]),
