@@ -47,22 +47,22 @@ def options_key(config: Config) -> str:
     return " ".join((*COMPILE_OPTIONS, *config.compile_options))
 
 
-def stale_layers(
-    config: Config, graph: LayerGraph, locks: Mapping[str, LockFile] | None = None
-) -> dict[str, list[str]]:
-    """Why each layer needs compiling; a layer missing from the result is fresh.
+def read_locks(graph: LayerGraph) -> dict[str, LockFile]:
+    """Every layer's lock file that exists, parsed once for all the checks that need it."""
+    return {name: parse(graph.layers[name].lock) for name in graph.order if graph.layers[name].lock.is_file()}
 
-    `locks` are the layers' lock files already parsed by the caller, so none is read twice.
-    """
+
+def stale_layers(config: Config, graph: LayerGraph, locks: Mapping[str, LockFile]) -> dict[str, list[str]]:
+    """Why each layer needs compiling, given `read_locks(graph)`; a layer missing from the result is fresh."""
     stale: dict[str, list[str]] = {}
     options = options_key(config)
     for name in graph.order:
         layer = graph.layers[name]
         lock_name = display(layer.lock, config.root)
-        if not layer.lock.is_file():
+        recorded = locks.get(name)
+        if recorded is None:
             stale[name] = [f"{lock_name} is missing"]
             continue
-        recorded = locks[name] if locks is not None and name in locks else parse(layer.lock)
         reasons = [
             f"{lock_name} is out of date: {changed} changed since it was locked"
             for changed in _changed_inputs(recorded.inputs, graph.input_digests(name, options))
@@ -104,7 +104,7 @@ def lock(
 ) -> LockResult:
     """Bring every layer's lock up to date; resolve only when something is stale or asked for."""
     graph = load_layers(config.root, config.requirements)
-    existing = {name: parse(graph.layers[name].lock) for name in graph.order if graph.layers[name].lock.is_file()}
+    existing = read_locks(graph)
     wanted = _check_upgrade_names(upgrade, existing, graph)
     stale = stale_layers(config, graph, existing)
     result = LockResult()

@@ -27,7 +27,6 @@ def lock(session: nox.Session) -> None:
 @nox.session(python=False)
 def verify(session: nox.Session) -> None:
     """Check offline that every lock is fresh and consistent."""
-
     from deploy.verify import verify as verify_layers
 
     def run() -> None:
@@ -40,7 +39,6 @@ def verify(session: nox.Session) -> None:
 @nox.session(python=False)
 def upgrade(session: nox.Session) -> None:
     """Upgrade the named packages (or all) in every layer: nox -s upgrade -- PKG."""
-
     from deploy.__main__ import report_changes
     from deploy.locking import lock as lock_layers
 

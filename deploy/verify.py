@@ -13,8 +13,8 @@ from deploy.config import Config
 from deploy.errors import DeployError, VerifyFailed
 from deploy.layers import LayerGraph
 from deploy.layers import load as load_layers
-from deploy.lockfile import REGENERATE, LockFile, parse
-from deploy.locking import stale_layers
+from deploy.lockfile import REGENERATE, LockFile
+from deploy.locking import read_locks, stale_layers
 from deploy.reqfile import display
 
 FIX = f"run: {REGENERATE}"
@@ -42,7 +42,7 @@ def check(config: Config) -> list[str]:
     except DeployError as exc:
         return [str(exc)]
     problems: list[str] = []
-    locks = {name: parse(graph.layers[name].lock) for name in graph.order if graph.layers[name].lock.is_file()}
+    locks = read_locks(graph)
     for reasons in stale_layers(config, graph, locks).values():
         problems += [f"{reason}; {FIX}" for reason in reasons]
     for lock in locks.values():
