@@ -124,7 +124,7 @@ class KeptTarget(Target):
                 self._drop()
                 raise
 
-    def call(self, op: str, **request: Any) -> dict[str, Any]:
+    def _exchange(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = self._step({"do": "call", "op": op, "request": request})
         return result
 

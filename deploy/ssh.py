@@ -55,7 +55,7 @@ class SshTarget(Target):
         self._agent: paramiko.Channel | None = None  # the agent serving this host's requests
         self._output = b""
 
-    def call(self, op: str, **request: Any) -> dict[str, Any]:
+    def _exchange(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
         watchdog = self._watchdog()
         try:
             return self._session_call(op, request)

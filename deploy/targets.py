@@ -90,6 +90,11 @@ class Target:
         return shlex.join([self.python(), "-I", "-S", "-c", LOADER])
 
     def call(self, op: str, **request: Any) -> dict[str, Any]:
+        """Ask this place's agent to do `op`; its reply, once checked (everything a host says is
+        untrusted). Subclasses differ only in how a request reaches the agent (`_exchange`)."""
+        return self._exchange(op, request)
+
+    def _exchange(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
         """One agent process for one request (this machine: nothing to save by keeping it)."""
         payload = json.dumps({**first_request(), "op": op, "path": self.env.path, **request}) + "\n"
         command = self.agent_command()
