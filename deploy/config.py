@@ -77,6 +77,9 @@ class Config:
     compile_options: tuple[str, ...] = ()
     environments: dict[str, Environment] = field(default_factory=dict)
     app_name: str | None = None
+    # Folders outside the root that -r/-c may still read (resolved, absolute): lock inputs stay
+    # inside the project unless the project says otherwise.
+    inputs_outside: tuple[Path, ...] = ()
 
     def environment(self, name: str) -> Environment:
         if name in self.environments:
@@ -116,7 +119,8 @@ def load(root: Path | None = None) -> Config:
     if not isinstance(table, dict):
         raise ConfigError("pyproject.toml: [tool.deploy] must be a table")
     where = "pyproject.toml [tool.deploy]"
-    unknown = set(table) - {"requirements", "deploy-layer", "test-layer", "compile-options", "environments"}
+    unknown = set(table) - {
+        "requirements", "deploy-layer", "test-layer", "compile-options", "environments", "allow-inputs-outside"}
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     envs = {
@@ -132,6 +136,10 @@ def load(root: Path | None = None) -> Config:
         compile_options=tuple(_list(table.get("compile-options", []), where, "compile-options")),
         environments=envs,
         app_name=project.get("name") if isinstance(project, dict) else None,
+        inputs_outside=tuple(
+            (root / Path(folder).expanduser()).resolve()
+            for folder in _list(table.get("allow-inputs-outside", []), where, "allow-inputs-outside")
+        ),
     )
 
 
