@@ -6,9 +6,11 @@ defaults below.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,23 +42,138 @@ class Host:
         return f"{user}{self.hostname}{port}"
 
 
+WEEK = 7 * 24 * 3600  # the longest wait any setting may ask for: every timer and socket can hold it
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment setting, declared once: pyproject.toml, the flags and their help read it.
+
+    `kind` is bool, int, float (seconds), str, or tuple (the hosts). Numbers run from `least`
+    (excluded when `above`, as for a timeout, where 0 would mean nothing) to `most`.
+    """
+
+    key: str
+    kind: type
+    default: Any
+    help: str
+    least: float = 0
+    above: bool = False
+    most: float | None = None
+    zero: str = ""  # what 0 means, where it means something
+
+    @property
+    def attr(self) -> str:
+        return self.key.replace("-", "_")
+
+    @property
+    def expected(self) -> str:
+        if self.kind is bool:
+            return "true or false"
+        if self.kind is int:
+            return f"a whole number of at least {self.least:g}" if self.least else "a whole number, 0 or more"
+        if self.kind is float:
+            low = f"above {self.least:g}" if self.above else f"from {self.least:g}"
+            high = f" {'and at most' if self.above else 'to'} {self.most:g}" if self.most is not None else ""
+            week = " (a week)" if self.most == WEEK else ""
+            return f"a number of seconds {low}{high}{week}" + (f"; 0: {self.zero}" if self.zero else "")
+        return "a list of strings" if self.kind is tuple else "a string"
+
+    @property
+    def described(self) -> str:
+        """The help text, with the default when there is one worth showing."""
+        if self.kind is int:
+            return f"{self.help} (default {self.default}; at least {self.least:g})"
+        if self.kind is float:
+            low = f"above {self.least:g}" if self.above else f"{self.least:g} or more"
+            zero = f"; 0: {self.zero}" if self.zero else ""
+            return f"{self.help} (default {self.default:g}; {low}, at most {self.most:g}{zero})"
+        return f"{self.help} (default {str(self.default).lower()})" if self.kind is bool else self.help
+
+    def check(self, value: object) -> Any:
+        """The value with this setting's type, or ValueError: bool is no number, nan no time."""
+        if self.kind is tuple:
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                return value
+        elif isinstance(value, bool) or self.kind is bool:
+            if isinstance(value, bool) and self.kind is bool:
+                return value
+        elif self.kind is str:
+            if isinstance(value, str):
+                return value
+        elif isinstance(value, int) or (self.kind is float and isinstance(value, float)):
+            try:
+                number = self.kind(value)
+            except OverflowError:  # an int too large for a float: no timer holds it either
+                raise ValueError(self.expected) from None
+            if (math.isfinite(number) and (number > self.least if self.above else number >= self.least)
+                    and (self.most is None or number <= self.most)):
+                return number
+        raise ValueError(self.expected)
+
+    def parse(self, text: str) -> Any:
+        """A flag's value: invoke hands over the text of a flag whose default is None."""
+        if self.kind not in (int, float):
+            return self.check(text)
+        try:
+            number = self.kind(text.strip())
+        except ValueError:
+            raise ValueError(self.expected) from None
+        return self.check(number)
+
+
+SETTINGS = {s.attr: s for s in (
+    Setting("hosts", tuple, (), "hosts as user@host[:port]; none: deploy on this machine"),
+    Setting("path", str, ".deploy/local", "where releases live on each host"),
+    Setting("known-hosts", str, None, "pinned host keys file"),
+    Setting("identity", str, None, "SSH private key file"),
+    Setting("python", str, "python3", "interpreter on the hosts used to make release venvs"),
+    Setting("keep-releases", int, 5, "releases kept per host; the live and the previous one are never pruned",
+            least=1),
+    Setting("parallel", int, 10, "hosts worked on at once", least=1),
+    Setting("max-failures", int, 0, "hosts that may fail staging while the others still switch"),
+    Setting("healthcheck", str, None, "command run in the new release before the switch"),
+    Setting("restart", str, None, "command run after the switch; a failure switches that host back"),
+    Setting("confirm", bool, False, "ask before deploying; --yes skips the question"),
+    Setting("connect-timeout", float, 15.0, "seconds to wait for a host to answer when connecting",
+            above=True, most=WEEK),
+    Setting("command-timeout", float, 600.0, "seconds one remote step may take before the host counts as hung",
+            above=True, most=WEEK),
+    Setting("keep-alive", float, 60.0, "seconds the hosts' connections are kept for the next run",
+            most=WEEK, zero="close them at the end"),
+)}
+
+
+def flag_value(attr: str, value: object) -> Any:
+    """A command-line value for setting `attr`, checked by the same rules as pyproject.toml."""
+    setting = SETTINGS[attr]
+    try:
+        return setting.parse(value) if isinstance(value, str) else setting.check(value)
+    except ValueError:
+        raise ConfigError(f"--{setting.key} {_shown(value)}: expected {setting.expected}") from None
+
+
+def _default(attr: str) -> Any:
+    return SETTINGS[attr].default
+
+
 @dataclass(frozen=True)
 class Environment:
     name: str
-    hosts: tuple[Host, ...] = ()
-    path: str = ".deploy/local"
-    known_hosts: str | None = None
-    identity: str | None = None
-    python: str = "python3"
-    keep_releases: int = 5
-    parallel: int = 10
-    max_failures: int = 0
-    healthcheck: str | None = None
-    restart: str | None = None
-    confirm: bool = False
-    connect_timeout: float = 15.0
-    command_timeout: float = 600.0
-    keep_alive: float = 60.0  # seconds a keeper holds the connections after a run (0: none)
+    hosts: tuple[Host, ...] = _default("hosts")
+    path: str = _default("path")
+    known_hosts: str | None = _default("known_hosts")
+    identity: str | None = _default("identity")
+    python: str = _default("python")
+    keep_releases: int = _default("keep_releases")
+    parallel: int = _default("parallel")
+    max_failures: int = _default("max_failures")
+    healthcheck: str | None = _default("healthcheck")
+    restart: str | None = _default("restart")
+    confirm: bool = _default("confirm")
+    connect_timeout: float = _default("connect_timeout")
+    command_timeout: float = _default("command_timeout")
+    keep_alive: float = _default("keep_alive")
 
     @property
     def is_local(self) -> bool:
@@ -81,11 +198,12 @@ class Config:
     # inside the project unless the project says otherwise.
     inputs_outside: tuple[Path, ...] = ()
 
-    def environment(self, name: str) -> Environment:
+    def environment(self, name: str, where: str = "environment") -> Environment:
+        check_name(name, where)
         if name in self.environments:
             return self.environments[name]
         if name == LOCAL:
-            return Environment(LOCAL, path=str(self.root / ".deploy" / "local"))
+            return Environment(LOCAL, path=local_path(None, LOCAL, self.root, self.root, where))
         known = ", ".join(sorted({LOCAL, *self.environments}))
         raise ConfigError(
             f"unknown environment '{name}' (known: {known})",
@@ -93,7 +211,39 @@ class Config:
         )
 
 
-_KEYS = {f.name.replace("_", "-"): f.name for f in fields(Environment) if f.name != "name"}
+_KEYS = {setting.key: setting for setting in SETTINGS.values()}
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+NAME_RULE = "letters, digits, '-' and '_', starting with a letter, at most 64 characters"
+
+
+def check_name(name: str, where: str) -> str:
+    """An environment name becomes a folder (.deploy/<name>) and part of commands: an identifier only."""
+    if not _NAME.fullmatch(name):
+        raise ConfigError(f"{where} {_shown(name, quote=True)}: not an environment name (use {NAME_RULE})")
+    return name
+
+
+def local_path(path: str | None, name: str, root: Path, base: Path, where: str) -> str:
+    """Where a host-less environment deploys on this machine: `.deploy/<name>` unless set.
+
+    A relative path is taken from `base` (the root for pyproject.toml, the working folder for a
+    flag), never from wherever the command happens to run. The project root or a folder above
+    it is refused: releases/, wheels/ and current would land among the project's own files, and
+    the agent prunes releases/.
+    """
+    if path is None:
+        return str(root / ".deploy" / name)
+    if not path.strip():
+        raise ConfigError(f"{where}: path is empty (it names the folder releases go to)")
+    folder = (base / Path(path).expanduser()).resolve()
+    if folder == root or folder in root.parents:
+        what = "the project root" if folder == root else "above the project root"
+        raise ConfigError(
+            f"{where}: path {_shown(path, quote=True)} is {what} ({folder}): releases, wheels and current would "
+            "land among the project's files",
+            fix=f'deploy to a folder of its own, e.g. path = ".deploy/{name}"',
+        )
+    return str(folder)
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -108,13 +258,25 @@ def find_root(start: Path | None = None) -> Path:
     )
 
 
-def load(root: Path | None = None) -> Config:
-    root = find_root(root)
-    path = root / "pyproject.toml"
+def _read(path: Path) -> dict[str, Any]:
+    raw = path.read_bytes()
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
+            fix=f"save {path.name} as UTF-8 (TOML files are UTF-8)",
+        ) from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"pyproject.toml: {exc}") from exc
+
+
+def load(root: Path | None = None) -> Config:
+    root = find_root(root)
+    data = _read(root / "pyproject.toml")
     table = data.get("tool", {}).get("deploy", {})
     if not isinstance(table, dict):
         raise ConfigError("pyproject.toml: [tool.deploy] must be a table")
@@ -144,44 +306,46 @@ def load(root: Path | None = None) -> Config:
 
 
 def _environment(name: str, body: object, root: Path) -> Environment:
+    check_name(name, "pyproject.toml [tool.deploy.environments]")
     where = f"pyproject.toml [tool.deploy.environments.{name}]"
     table = _table(body, where)
     unknown = set(table) - set(_KEYS)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(_KEYS))})")
     values: dict[str, Any] = {}
-    defaults = Environment(name)
-    for key, attr in _KEYS.items():
-        if key not in table:
-            continue
-        value = table[key]
-        expected = type(getattr(defaults, attr))
-        if attr == "hosts":
-            values[attr] = tuple(Host.parse(spec, where) for spec in _list(value, where, key))
-        elif expected is bool and not isinstance(value, bool):
-            raise ConfigError(f"{where}: {key} must be true or false")
-        elif expected is int and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-            raise ConfigError(f"{where}: {key} must be a whole number >= 0")
-        elif expected is float and not isinstance(value, int | float):
-            raise ConfigError(f"{where}: {key} must be a number of seconds")
-        elif expected in (str, type(None)) and not isinstance(value, str):
-            raise ConfigError(f"{where}: {key} must be a string")
-        else:
-            values[attr] = value
+    for key, value in table.items():
+        setting = _KEYS[key]
+        try:
+            values[setting.attr] = setting.check(value)
+        except ValueError:
+            raise ConfigError(f"{where}: {key} = {_toml(value)}: expected {setting.expected}") from None
+    values["hosts"] = tuple(Host.parse(spec, where) for spec in values.get("hosts", ()))
+    if not values["hosts"]:
+        values["path"] = local_path(values.get("path"), name, root, root, where)
     env = Environment(name, **values)
     if env.hosts and not env.known_hosts:
         raise ConfigError(
             f"{where}: known-hosts is required for an SSH environment (host keys are pinned)",
             fix=f'add known-hosts = "deploy/known_hosts" there, then run: invoke trust --env {name}',
         )
-    if not env.hosts and name != LOCAL and "path" not in table:
-        values["path"] = str(root / ".deploy" / name)
-        env = Environment(name, **values)
-    if env.parallel < 1:
-        raise ConfigError(f"{where}: parallel must be at least 1")
-    if env.keep_alive < 0:
-        raise ConfigError(f"{where}: keep-alive must be a number of seconds >= 0 (0: do not keep connections)")
     return env
+
+
+def _shown(value: object, quote: bool = False) -> str:
+    """A value as an error shows it: inert (no escape codes, no newlines) and at most a line."""
+    text = str(value)
+    shown = ascii(text) if quote or not text.isprintable() or not text.isascii() else text
+    return shown if len(shown) <= 80 else shown[:77] + "..."
+
+
+def _toml(value: object) -> str:
+    """A pyproject value written back as TOML would have it, so the message quotes the file."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # nan, inf, -inf: TOML spells them the same
+    text = json.dumps(value, ensure_ascii=True, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _table(value: object, where: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from invoke.collection import Collection
@@ -18,50 +19,33 @@ from invoke.tasks import task
 from deploy import config as config_module
 from deploy import engine
 from deploy.config import Environment, Host
-from deploy.errors import ConfigError, DeployError, VerifyFailed
+from deploy.errors import DeployError, VerifyFailed
 from deploy.progress import Board
 
 _BOARD = Board(sys.stdout)
-_DEFAULTS = Environment("defaults")
+_SETTINGS = config_module.SETTINGS
 COMMON_HELP = {
-    "env": "environment from [tool.deploy.environments] ('local' needs no config)",
+    "env": f"environment from [tool.deploy.environments] ('local' needs no config; names: {config_module.NAME_RULE})",
     "hosts": "comma-separated subset of the environment's hosts to work on",
-    "path": "where releases live on each host",
-    "known_hosts": "pinned host keys file",
-    "identity": "SSH private key file",
-    "python": "interpreter on the hosts used to make release venvs",
-    "parallel": "hosts worked on at once",
-    "connect_timeout": "seconds to wait for a host to answer when connecting",
-    "command_timeout": "seconds one remote step may take before the host counts as hung",
-    "keep_alive": "seconds the hosts' connections are kept for the next run (0: close them at the end)",
-    "restart": "command run after the switch; a failure switches that host back",
+    **{attr: _SETTINGS[attr].described for attr in (
+        "path", "known_hosts", "identity", "python", "parallel", "connect_timeout", "command_timeout", "keep_alive",
+        "restart")},
     "break_lock": "take over a lock left by a deploy that died (check it is dead first)",
 }
 
 
 def _typed(overrides: dict[str, Any]) -> dict[str, Any]:
-    """Invoke hands over flags whose default is None as strings: give them the setting's type."""
-    typed = dict(overrides)
-    for key, value in overrides.items():
-        kind = type(getattr(_DEFAULTS, key))
-        if not isinstance(value, str) or kind not in (int, float):
-            continue
-        least = 1 if key == "parallel" else 0
-        zero_ok = kind is int or key == "keep_alive"  # keep-alive 0: keep nothing
-        try:
-            typed[key] = number = kind(value)
-        except ValueError:
-            number = -1
-        if number < least or (number == 0 and not zero_ok):
-            expected = (f"a whole number of at least {least}" if kind is int else
-                        "a number of seconds, 0 or more" if zero_ok else "a number of seconds above 0")
-            raise ConfigError(f"--{key.replace('_', '-')} {value}: expected {expected}")
-    return typed
+    """Invoke hands over flags whose default is None as text: check each by its setting's rules."""
+    return {key: None if value is None else config_module.flag_value(key, value) for key, value in overrides.items()}
 
 
 def _environment(name: str, overrides: dict[str, Any], hosts: str | None) -> tuple[config_module.Config, Environment]:
+    config_module.check_name(name, "--env")  # before anything is read or created
+    typed = _typed(overrides)
     config = config_module.load()
-    env = config.environment(name).override(**_typed(overrides))
+    env = config.environment(name, "--env").override(**typed)
+    if env.is_local and typed.get("path") is not None:
+        env = env.override(path=config_module.local_path(typed["path"], name, config.root, Path.cwd(), "--path"))
     if hosts:
         wanted = [Host.parse(spec, "--hosts") for spec in hosts.split(",") if spec.strip()]
         chosen = tuple(
@@ -118,9 +102,7 @@ def _confirm(env: Environment, yes: bool, what: str) -> None:
     help={
         **COMMON_HELP,
         "yes": "do not ask for confirmation",
-        "max_failures": "hosts allowed to fail staging",
-        "healthcheck": "command run in the new release before the switch",
-        "keep_releases": "releases kept per host",
+        **{attr: _SETTINGS[attr].described for attr in ("max_failures", "healthcheck", "keep_releases")},
         "dry_run": "print the plan (hosts, release, package changes, bytes to send) and change nothing",
     }
 )
@@ -318,8 +300,10 @@ def promote_(c: Context, from_: str, to: str, yes: bool = False, break_lock: boo
     from deploy import ops
 
     def action() -> engine.Summary:
+        config_module.check_name(from_, "--from")
+        config_module.check_name(to, "--to")
         config = config_module.load()
-        source, target = config.environment(from_), config.environment(to)
+        source, target = config.environment(from_, "--from"), config.environment(to, "--to")
         _confirm(target, yes, f"promote the release live on {from_}")
         return ops.promote(config, source, target, progress=_progress, break_lock=break_lock)
 

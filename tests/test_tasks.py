@@ -1,27 +1,38 @@
-"""Numbers in settings: from the command line (invoke hands them over as strings) and from
-pyproject.toml, each gets its type and range, and a bad one is named with where it came from."""
+"""The invoke tasks' flags: each gets its setting's type and rules (invoke hands them over as
+text), and a bad one is one line naming the flag, through the real `invoke` command line too."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from deploy import config
 from deploy.errors import ConfigError
-from deploy.tasks import _typed
+from deploy.tasks import _environment, _typed
+from tests.deployproject import INVOKE, Outcome
 
 
 def test_numbers_get_the_settings_type_and_zero_where_it_means_something() -> None:
     typed = _typed({"keep_alive": "0", "connect_timeout": "2.5", "parallel": "3", "max_failures": "0", "path": "/x"})
     assert typed == {"keep_alive": 0.0, "connect_timeout": 2.5, "parallel": 3, "max_failures": 0, "path": "/x"}
+    assert _typed({"parallel": None, "keep_releases": "1"}) == {"parallel": None, "keep_releases": 1}
 
 
 @pytest.mark.parametrize(("key", "value", "message"), [
-    ("keep_alive", "-1", "--keep-alive -1: expected a number of seconds, 0 or more"),
-    ("keep_alive", "soon", "--keep-alive soon: expected a number of seconds, 0 or more"),
-    ("connect_timeout", "0", "--connect-timeout 0: expected a number of seconds above 0"),
+    ("keep_alive", "-1", "--keep-alive -1: expected a number of seconds from 0 to 604800 (a week); "
+                         "0: close them at the end"),
+    ("keep_alive", "nan", "--keep-alive nan: expected a number of seconds from 0 to 604800 (a week); "
+                          "0: close them at the end"),
+    ("connect_timeout", "0", "--connect-timeout 0: expected a number of seconds above 0 and at most 604800 (a week)"),
+    ("connect_timeout", "nan", "--connect-timeout nan: expected a number of seconds above 0 and at most 604800 "
+                               "(a week)"),
+    ("command_timeout", "inf", "--command-timeout inf: expected a number of seconds above 0 and at most 604800 "
+                               "(a week)"),
     ("parallel", "0", "--parallel 0: expected a whole number of at least 1"),
+    ("keep_releases", "0", "--keep-releases 0: expected a whole number of at least 1"),
+    ("max_failures", "-2", "--max-failures -2: expected a whole number, 0 or more"),
 ])
 def test_a_number_out_of_range_names_the_flag_and_what_it_takes(key: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -29,21 +40,65 @@ def test_a_number_out_of_range_names_the_flag_and_what_it_takes(key: str, value:
     assert str(caught.value) == message
 
 
-@pytest.mark.parametrize(("value", "message"), [
-    ("-1", "keep-alive must be a number of seconds >= 0 (0: do not keep connections)"),
-    ('"soon"', "keep-alive must be a number of seconds"),
-])
-def test_a_bad_keep_alive_in_pyproject_names_the_table(tmp_path: Path, value: str, message: str) -> None:
-    (tmp_path / "pyproject.toml").write_text(
-        f'[tool.deploy.environments.staging]\nhosts = ["deploy@app1"]\nknown-hosts = "kh"\nkeep-alive = {value}\n')
+@pytest.fixture
+def adopter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project that adopted the tool: pyproject.toml with one host-less environment, a tasks.py."""
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "demo"\n\n[tool.deploy.environments.review]\n')
+    (tmp_path / "tasks.py").write_text("from deploy.tasks import namespace\n\nns = namespace\n")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_an_environment_name_that_is_not_an_identifier_is_refused_before_the_config_is_read(adopter: Path) -> None:
+    (adopter / "pyproject.toml").write_text("not toml at all [")
     with pytest.raises(ConfigError) as caught:
-        config.load(tmp_path)
-    assert str(caught.value) == f"pyproject.toml [tool.deploy.environments.staging]: {message}"
+        _environment("../x", {}, None)
+    assert str(caught.value) == (
+        "--env '../x': not an environment name "
+        "(use letters, digits, '-' and '_', starting with a letter, at most 64 characters)")
 
 
-def test_keep_alive_defaults_to_a_minute_and_zero_turns_it_off(tmp_path: Path) -> None:
-    pyproject = tmp_path / "pyproject.toml"
-    pyproject.write_text('[tool.deploy.environments.staging]\nhosts = ["deploy@app1"]\nknown-hosts = "kh"\n')
-    assert config.load(tmp_path).environment("staging").keep_alive == 60
-    pyproject.write_text(pyproject.read_text() + "keep-alive = 0\n")
-    assert config.load(tmp_path).environment("staging").keep_alive == 0
+def test_a_path_flag_for_a_hostless_environment_is_taken_from_the_working_folder(adopter: Path) -> None:
+    (adopter / "sub").mkdir()
+    os.chdir(adopter / "sub")
+    _, env = _environment("review", {"path": "out"}, None)
+    assert env.path == str(adopter.resolve() / "sub" / "out")
+    with pytest.raises(ConfigError) as caught:
+        _environment("local", {"path": ".."}, None)
+    assert str(caught.value).startswith(f"--path: path '..' is the project root ({adopter.resolve()})")
+
+
+def run_invoke(root: Path, *args: str) -> Outcome:
+    done = subprocess.run([INVOKE, *args], cwd=root, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    return Outcome(done.returncode, done.stdout + done.stderr, 0.0)
+
+
+def test_invoke_with_a_nan_timeout_prints_one_line_and_exits_1(adopter: Path) -> None:
+    outcome = run_invoke(adopter, "deploy", "--env", "review", "--command-timeout", "nan")
+    outcome.assert_clean()
+    assert outcome.code == 1
+    assert outcome.output.strip() == (
+        "error: --command-timeout nan: expected a number of seconds above 0 and at most 604800 (a week)")
+    assert not (adopter / ".deploy").exists()
+
+
+def test_invoke_with_an_environment_name_that_climbs_out_prints_one_line_and_creates_nothing(adopter: Path) -> None:
+    (adopter / "pyproject.toml").write_text('[project]\nname = "demo"\n\n[tool.deploy.environments."../x"]\n')
+    for args in (["deploy", "--env", "../x"], ["status", "--env", "../x"], ["promote", "--from", "../x", "--to", "y"]):
+        outcome = run_invoke(adopter, *args)
+        outcome.assert_clean()
+        assert outcome.code == 1, outcome.output
+        flag = "--from" if "--from" in args else "--env"
+        assert outcome.output.strip() == (
+            f"error: {flag} '../x': not an environment name "
+            "(use letters, digits, '-' and '_', starting with a letter, at most 64 characters)")
+    assert sorted(p.name for p in adopter.iterdir()) == ["pyproject.toml", "tasks.py"]
+
+
+def test_invoke_help_shows_each_settings_default_and_range(adopter: Path) -> None:
+    outcome = run_invoke(adopter, "deploy", "--help")
+    assert outcome.code == 0
+    flat = " ".join(outcome.output.split())
+    assert "(default 600; above 0, at most 604800)" in flat
+    assert "(default 5; at least 1)" in flat
