@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from deploy.config import Config
 from deploy.errors import DeployError
 from deploy.layers import load as load_layers
-from deploy.reqfile import display
+from deploy.reqfile import clip, display
 from deploy.verify import deploy_layer
 
 FOUND = 1
@@ -31,7 +31,7 @@ class Finding:
 
 def audit(config: Config, *, osv_url: str | None = None) -> list[Finding]:
     """Findings for the deploy layer; raise DeployError when the audit itself could not run."""
-    graph = load_layers(config.root, config.requirements)
+    graph = load_layers(config.root, config.requirements, config.inputs_outside)
     layer = deploy_layer(config, graph)
     if layer is None or not graph.layers[layer].lock.is_file():
         raise DeployError("there is no deploy layer lock to audit", fix="run: nox -s lock")
@@ -44,7 +44,7 @@ def audit(config: Config, *, osv_url: str | None = None) -> list[Finding]:
         report = json.loads(proc.stdout)
     except json.JSONDecodeError:
         detail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise DeployError(f"pip-audit could not audit {display(lock, config.root)}: {detail}",
+        raise DeployError(f"pip-audit could not audit {display(lock, config.root)}: {clip(detail)}",
                           fix="check the network to the vulnerability service, then run: nox -s audit") from None
     return [
         Finding(dep["name"], dep["version"], vuln["id"], list(vuln.get("fix_versions", [])))

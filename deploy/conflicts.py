@@ -10,14 +10,25 @@ What pip prints (pip-compile must run with -v, or pip keeps the explanation to i
         The user requested alpha==1.0                  <- an .in line asked for it directly
         y 1.0 depends on alpha<2                       <- a dependency asked for it
     ERROR: Could not find a version that satisfies the requirement nosuch (from versions: none)
+
+An index that cannot be reached looks like a missing package to pip ("from versions: none"), so
+that is told apart first: from pip's retry warnings, or (when retries are off) by trying to connect.
+Everything quoted from pip's output is cut to one short inert line: pip quotes the lines it read.
 """
 
 from __future__ import annotations
 
 import re
+import socket
+from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from deploy.layers import LayerGraph
-from deploy.reqfile import Line, canonical, logical_lines, requirement_name
+from deploy.reqfile import Line, canonical, clip, logical_lines, requirement_name
+
+# What pip printed and the message quote: the first lines, each clipped (see reqfile.clip).
+MAX_LINES = 10
+Probe = Callable[[str, int], str | None]
 
 _CAUSED_BY = re.compile(r"^\s*The conflict is caused by:\s*$")
 _USER = re.compile(r"^\s*The user requested (?P<constraint>\(constraint\) )?(?P<spec>\S+)")
@@ -32,30 +43,123 @@ _TRACE = ("Traceback", "The above exception", "During handling")
 _HASHES_DIFFER = "DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE"
 _MISMATCHED = re.compile(r"^\s+(?P<name>[A-Za-z0-9][\w.-]*)==(?P<version>\S+) from \S+")
 _GOT = re.compile(r"^\s+Got\s+(?P<sha>[0-9a-f]{64})\s*$")
+_INDEXES = re.compile(r"^\s*Looking in indexes: (?P<urls>.+)$")
+# WARNING: Retrying (Retry(total=4, …)) after connection broken by 'NewConnectionError("HTTPConnection(
+#   host='127.0.0.1', port=9): Failed to establish a new connection: [Errno 111] Connection refused")': /simple/x/
+_BROKEN = re.compile(
+    r"connection broken by '(?P<error>\w+)\(.*?(?P<scheme>HTTPS?)Connection(?:Pool)?\(host='(?P<host>[^']*)', "
+    r"port=(?P<port>\d+)\)(?P<detail>.*)$"
+)
+_ERRNO = re.compile(r"\[Errno -?\d+\] (?P<text>[^)\]\"']+)")
+_NONE_FOUND = "(from versions: none)"
 
 
-def explain(output: str, graph: LayerGraph) -> str:
-    """A message naming each package in conflict and which layer asked for what, without a trace."""
+def explain(output: str, graph: LayerGraph, *, probe: Probe | None = None) -> str:
+    """A message naming each package in conflict and which layer asked for what, without a trace.
+
+    `probe(host, port)` says why a connection to an index fails (None: it does not); it is asked
+    only when pip found no version at all and printed nothing about the network.
+    """
     if lines := _conflicts(output, graph):
-        return "the layers cannot be locked together:\n  " + "\n  ".join(dict.fromkeys(lines)) + (
+        return "the layers cannot be locked together:\n  " + _bounded(lines) + (
             "\n  fix: change one of those requirements so they agree, then run: nox -s lock"
-        )
-    if lines := _missing(output, graph):
-        return "the layers cannot be locked:\n  " + "\n  ".join(dict.fromkeys(lines)) + (
-            "\n  fix: check the name and version against the index, then run: nox -s lock"
         )
     if lines := _hash_mismatch(output):
         names = " ".join(dict.fromkeys(line.split()[1] for line in lines))
-        return "the index serves other files than were locked:\n  " + "\n  ".join(lines) + (
+        return "the index serves other files than were locked:\n  " + _bounded(lines) + (
             "\n  fix: find out why the file changed on the index; if you trust it, take it with: "
             f"nox -s upgrade -- {names}"
+        )
+    if lines := unreachable(output, probe):
+        return _bounded(lines, "\n") + (
+            "\n  fix: check that URL (--index-url/-i in requirements/*.in or [tool.deploy] compile-options, "
+            "else PIP_INDEX_URL or pip.conf) and the network or proxy, then run the command again"
+        )
+    if lines := _missing(output, graph):
+        return "the layers cannot be locked:\n  " + _bounded(lines) + (
+            "\n  fix: check the name and version against the index, then run: nox -s lock"
         )
     # Otherwise show pip's ERROR lines, else the exception pip-compile died of: the trace above it
     # shows pip-tools' internals, not the user's files.
     summary = [raw.strip() for raw in output.splitlines() if _ERROR.match(raw)] or _exception(output)
-    return "pip-compile could not lock the layers:\n    " + "\n    ".join(summary) + (
+    return "pip-compile could not lock the layers:\n    " + _bounded(summary, "\n    ") + (
         "\n  fix: correct the requirement it names, then run: nox -s lock"
     )
+
+
+def _bounded(lines: list[str], separator: str = "\n  ") -> str:
+    """At most MAX_LINES distinct lines, each clipped: pip's output can quote whole input files."""
+    unique = list(dict.fromkeys(lines))
+    shown = [clip(line, 400) for line in unique[:MAX_LINES]]
+    if len(unique) > MAX_LINES:
+        shown.append(f"… and {len(unique) - MAX_LINES} more")
+    return separator.join(shown)
+
+
+def unreachable(output: str, probe: Probe | None = None) -> list[str]:
+    """`the package index URL could not be reached (reason)`, one line per index pip could not reach."""
+    indexes = [url.strip() for raw in output.splitlines() if (m := _INDEXES.match(raw))
+               for url in m.group("urls").split(",") if url.strip()]
+    found: dict[str, str] = {}
+    for raw in output.splitlines():
+        if match := _BROKEN.search(raw):
+            host, port = match.group("host"), int(match.group("port"))
+            url = _index_for(indexes, host, port) or f"{match.group('scheme').lower()}://{host}:{port}"
+            found.setdefault(url, _reason(match.group("error"), match.group("detail")))
+    # With retries off pip says nothing of the network: all that shows is that nothing was found.
+    for url in dict.fromkeys(indexes) if not found and _NONE_FOUND in output and probe else ():
+        parts = urlsplit(url)
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            continue
+        if parts.hostname and probe and (reason := probe(parts.hostname, port)) is not None:
+            found[url] = reason
+    return [f"the package index {_redact(url)} could not be reached ({clip(reason)})" for url, reason in found.items()]
+
+
+def _index_for(indexes: list[str], host: str, port: int) -> str | None:
+    for url in indexes:
+        parts = urlsplit(url)
+        try:
+            default = 443 if parts.scheme == "https" else 80
+            if parts.hostname == host.lower() and (parts.port or default) == port:
+                return url
+        except ValueError:
+            continue
+    return None
+
+
+def _reason(error: str, detail: str) -> str:
+    if "refused" in detail.lower():
+        return "connection refused"
+    if error == "NameResolutionError" or "resolve" in detail.lower():
+        errno = _ERRNO.search(detail)
+        return "DNS lookup failed" + (f": {errno.group('text').strip()}" if errno else "")
+    if "Timeout" in error or "timed out" in detail:
+        return "timed out"
+    errno = _ERRNO.search(detail)
+    return errno.group("text").strip().lower() if errno else error
+
+
+def _redact(url: str) -> str:
+    """pip already hides passwords in what it prints; hide them again in case of a URL built here."""
+    return re.sub(r"://([^/@:\s]*):[^/@\s]*@", r"://\1:****@", url)
+
+
+def probe(host: str, port: int, timeout: float = 5.0) -> str | None:
+    """Why a TCP connection to host:port fails, in a few words; None when it succeeds."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except socket.gaierror as exc:
+        return f"DNS lookup failed: {exc.strerror}"
+    except ConnectionRefusedError:
+        return "connection refused"
+    except TimeoutError:
+        return "timed out"
+    except OSError as exc:
+        return (exc.strerror or type(exc).__name__).lower()
 
 
 def _exception(output: str) -> list[str]:
@@ -98,15 +202,16 @@ def _conflicts(output: str, graph: LayerGraph) -> list[str]:
         elif match := _USER.match(raw):
             spec = match.group("spec")
             declared = _constrained(graph, spec) if match.group("constraint") else _declared(graph, spec)
-            reasons = [f"layer {layer} needs {spec} ({line.where(graph.root)})" for layer, line in declared]
-            _add(needs, spec, reasons or [f"a constraint needs {spec}"])
+            reasons = [f"layer {layer} needs {clip(spec)} ({line.where(graph.root)})" for layer, line in declared]
+            _add(needs, spec, reasons or [f"a constraint needs {clip(spec)}"])
         elif match := _DEPENDS.match(raw):
             parent, version, spec = match.group("parent", "version", "spec")
             holders = _declared(graph, parent) or pulled_in.get(requirement_name(parent) or parent, [])
-            reasons = [f"layer {layer} needs {spec} (via {parent} {version}, {line.where(graph.root)})"
+            via = f"{clip(parent)} {clip(version)}"
+            reasons = [f"layer {layer} needs {clip(spec)} (via {via}, {line.where(graph.root)})"
                        for layer, line in holders]
-            _add(needs, spec, reasons or [f"{parent} {version} needs {spec}"])
-    return [f"package {name}: {', '.join(dict.fromkeys(reasons))}" for name, reasons in needs.items()]
+            _add(needs, spec, reasons or [f"{via} needs {clip(spec)}"])
+    return [f"package {clip(name)}: {', '.join(dict.fromkeys(reasons))}" for name, reasons in needs.items()]
 
 
 def _missing(output: str, graph: LayerGraph) -> list[str]:
@@ -118,7 +223,8 @@ def _missing(output: str, graph: LayerGraph) -> list[str]:
             name = requirement_name(spec) or spec
             holders = _declared(graph, spec) or pulled_in.get(name, [])
             where = ", ".join(f"layer {layer} ({line.where(graph.root)})" for layer, line in holders)
-            lines.append(f"package {name}: no version on the index matches {spec}, asked by {where or 'a dependency'}")
+            lines.append(f"package {clip(name)}: no version on the index matches {clip(spec)}, "
+                         f"asked by {where or 'a dependency'}")
     return lines
 
 
@@ -164,6 +270,6 @@ def _constrained(graph: LayerGraph, spec: str) -> list[tuple[str, Line]]:
     found: list[tuple[str, Line]] = []
     for name in graph.order:
         for path in graph.layers[name].external_constraints:
-            lines = [line for line in logical_lines(path) if requirement_name(line.text) == wanted]
+            lines = [line for line in logical_lines(path, root=graph.root) if requirement_name(line.text) == wanted]
             found.extend((name, line) for line in lines[:1])
     return found

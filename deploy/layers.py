@@ -7,12 +7,27 @@ from the files themselves (and `[tool.deploy]`).
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
 from deploy.errors import LayerError
-from deploy.reqfile import Line, Reference, display, logical_lines, parse_reference, requirement_name
+from deploy.reqfile import (
+    Line,
+    Reference,
+    clip,
+    display,
+    hides_reference,
+    is_inside,
+    logical_lines,
+    parse_reference,
+    read_text,
+    requirement_name,
+)
+
+ALLOW = "add its folder to [tool.deploy] allow-inputs-outside in pyproject.toml"
 
 
 @dataclass
@@ -80,7 +95,7 @@ class LayerGraph:
 
     def input_digests(self, name: str, options: str) -> dict[str, str]:
         """A short digest per input file, plus one for the compile options."""
-        digests = {display(path, self.root): digest(path.read_bytes()) for path in self.input_files(name)}
+        digests = {input_key(path, self.root): digest(path.read_bytes()) for path in self.input_files(name)}
         digests["(options)"] = digest(options.encode())
         return digests
 
@@ -89,8 +104,57 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def load(root: Path, folder: Path) -> LayerGraph:
-    """Read every `*.in` in `folder` and sort them; raise LayerError on a broken graph."""
+def input_key(path: Path, root: Path) -> str:
+    """How a lock's header names an input: relative to the project, even one allowed outside it.
+
+    An absolute path would tie the lock to one machine's layout; `../shared/constraints.txt` holds
+    wherever the checkouts sit side by side.
+    """
+    shown = display(path, root)
+    if not Path(shown).is_absolute():
+        return shown
+    try:
+        return Path(os.path.relpath(path, root.resolve())).as_posix()
+    except ValueError:  # another drive on Windows: no relative form exists
+        return shown
+
+
+class _Scope:
+    """Where lock inputs may be read from: the project, and the folders the project allows."""
+
+    def __init__(self, root: Path, allowed: Sequence[Path] | None) -> None:
+        self.root = root
+        self.resolved_root = root.resolve()
+        self._allowed = None if allowed is None else tuple(allowed)
+
+    def check(self, path: Path, where: str, what: str) -> None:
+        """Refuse a resolved `path` outside the project unless its folder is allowed."""
+        if is_inside(path, (self.resolved_root,)) or is_inside(path, self.allowed()):
+            return
+        raise LayerError(
+            f"{where}: {what} resolves to {clip(str(path))}, outside the project ({self.root}); lock inputs "
+            "are read only from inside it",
+            fix=f"move that file into the project, or {ALLOW}",
+        )
+
+    def allowed(self) -> tuple[Path, ...]:
+        if self._allowed is None:
+            # A caller that did not pass the allowed folders gets the project's own setting, read
+            # only when an input does lie outside the project (config imports nothing from here).
+            from deploy.config import load as load_config
+
+            self._allowed = load_config(self.root).inputs_outside
+        return self._allowed
+
+
+def load(root: Path, folder: Path, allowed: Sequence[Path] | None = None) -> LayerGraph:
+    """Read every `*.in` in `folder` and sort them; raise LayerError on a broken graph.
+
+    Every file read (layers, and whatever they `-r`/`-c`, symlinks resolved) must lie inside `root` or
+    one of the `allowed` folders (default: `[tool.deploy] allow-inputs-outside`): a lock's inputs
+    are part of the project, and a line like `-c /proc/self/environ` must not feed a secret to
+    pip-compile, whose errors quote what it read.
+    """
     if not folder.is_dir():
         raise LayerError(
             f"{display(folder, root)}/ does not exist: there are no layers to lock",
@@ -102,48 +166,63 @@ def load(root: Path, folder: Path) -> LayerGraph:
             f"{display(folder, root)}/ has no *.in files",
             fix="create requirements/base.in, or run: python -m deploy init",
         )
+    scope = _Scope(root, allowed)
     layers = {path.stem: Layer(path.stem, path.resolve()) for path in sources}
+    for path in sources:
+        scope.check(layers[path.stem].source, display(path, root), "this layer file")
     by_path = {layer.source: layer.name for layer in layers.values()}
     for layer in layers.values():
-        _read(layer, layer.source, by_path, root, set())
+        _read(layer, layer.source, by_path, scope, set())
     order = _sort(layers, root)
     _check_connected(layers, root, folder)
     return LayerGraph(root, folder, layers, order)
 
 
-def _read(layer: Layer, path: Path, by_path: dict[Path, str], root: Path, stack: set[Path]) -> None:
+def _read(layer: Layer, path: Path, by_path: dict[Path, str], scope: _Scope, stack: set[Path]) -> None:
     stack = stack | {path}
-    for line in logical_lines(path):
+    root = scope.root
+    for line in logical_lines(path, read_text(path, root)):
         ref = parse_reference(line)
         if ref is None:
+            if hides_reference(line):
+                raise LayerError(
+                    f"{line.where(root)}: '{clip(line.text)}' makes pip read another file in a form pinship does "
+                    "not follow",
+                    fix="write it as '-r FILE' or '-c FILE' alone on its line",
+                )
             if requirement_name(line.text) is None and line.text.startswith("-"):
                 layer.options.append(line)
             else:
                 layer.requirements.append(line)
             continue
-        _follow(layer, ref, by_path, root, stack)
+        _follow(layer, ref, by_path, scope, stack)
 
 
-def _follow(layer: Layer, ref: Reference, by_path: dict[Path, str], root: Path, stack: set[Path]) -> None:
+def _follow(layer: Layer, ref: Reference, by_path: dict[Path, str], scope: _Scope, stack: set[Path]) -> None:
+    root = scope.root
     target = ref.target
+    where = ref.line.where(root)
+    scope.check(target, where, f"-{ref.kind} {clip(ref.written)}")
+    shown = clip(display(target, root))
+    written = f"-{ref.kind} {shown}"
     other = by_path.get(target) or by_path.get(target.with_suffix(".in"))
     if other is not None and target.suffix in (".in", ".txt"):
         if other == layer.name and target == layer.source:
-            raise LayerError(f"{ref.line.where(root)}: {layer.name}.in references itself")
+            raise LayerError(f"{where}: {layer.name}.in references itself")
         (layer.includes if ref.kind == "r" else layer.constrained_by).add(other)
         return
     if not target.is_file():
-        raise LayerError(
-            f"{ref.line.where(root)}: -{ref.kind} {display(target, root)}: no such file",
-            fix=f"create {display(target, root)} or remove that line",
-        )
+        raise LayerError(f"{where}: {written}: no such file", fix=f"create {shown} or remove that line")
     if target in stack:
-        raise LayerError(f"{ref.line.where(root)}: -{ref.kind} {display(target, root)} forms a cycle")
+        raise LayerError(f"{where}: {written} forms a cycle")
     layer.extra_inputs.add(target)
     if ref.kind == "c":
+        # pip-compile reads it, not us: check here that it is text pip can read, and that the
+        # conflict report can quote.
+        read_text(target, root)
         layer.external_constraints.append(target)
     else:
-        _read(layer, target, by_path, root, stack)
+        _read(layer, target, by_path, scope, stack)
 
 
 def _sort(layers: dict[str, Layer], root: Path) -> list[str]:

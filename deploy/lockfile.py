@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy.reqfile import canonical, logical_lines, requirement_name
+from deploy.reqfile import canonical, clip, display, logical_lines, read_text, requirement_name
 
 REGENERATE = "nox -s lock"
 _INPUT = re.compile(r"^#\s{3}(\S.*?)\s+([0-9a-f]{16})$")
@@ -43,6 +43,7 @@ class LockFile:
     body_start: int = 1
     pins: dict[str, Pin] = field(default_factory=dict)
     problems: list[tuple[int, str]] = field(default_factory=list)
+    text: str = ""
 
     def body_is_intact(self) -> bool:
         return self.content_digest == content_digest(self.body)
@@ -78,10 +79,14 @@ def render_body(pins: list[Pin]) -> str:
     return "\n".join(out) + "\n"
 
 
-def parse(path: Path) -> LockFile:
-    """Read a lock file; what is wrong with its lines goes to `.problems` with line numbers."""
-    text = path.read_text(encoding="utf-8")
-    lock = LockFile(path)
+def parse(path: Path, root: Path | None = None) -> LockFile:
+    """Read a lock file; what is wrong with its lines goes to `.problems` with line numbers.
+
+    `root` is the project, for naming the file in an error (default: the lock's own folder).
+    """
+    where = root or path.parent
+    text = read_text(path, where, fix=f"it is generated: delete {display(path, where)} and run: {REGENERATE}")
+    lock = LockFile(path, text=text)
     raw_lines = text.splitlines(keepends=True)
     header_end = 0
     for index, raw in enumerate(raw_lines):
@@ -104,16 +109,16 @@ def parse(path: Path) -> LockFile:
 def _parse_pins(lock: LockFile, text: str) -> None:
     for line in logical_lines(lock.path, text):
         if line.text.startswith("-"):
-            lock.problems.append((line.number, f"option line '{line.text.split()[0]}' in a lock"))
+            lock.problems.append((line.number, f"option line '{clip(line.text.split()[0])}' in a lock"))
             continue
         name = requirement_name(line.text)
         match = _PIN.match(line.text)
         if match is None or name is None:
-            lock.problems.append((line.number, f"'{line.text}' is not pinned with =="))
+            lock.problems.append((line.number, f"'{clip(line.text)}' is not pinned with =="))
             continue
         hashes = tuple(re.findall(r"--hash[= ](\S+)", line.text))
         if not hashes:
-            lock.problems.append((line.number, f"{match.group(1)}=={match.group(2)} has no --hash"))
+            lock.problems.append((line.number, f"{clip(match.group(0))} has no --hash"))
         if name in lock.pins:
-            lock.problems.append((line.number, f"{name} is pinned twice"))
+            lock.problems.append((line.number, f"{clip(name)} is pinned twice"))
         lock.pins[name] = Pin(match.group(1), match.group(2), hashes, line=line.number)

@@ -25,7 +25,7 @@ from deploy.errors import LockError
 from deploy.layers import LayerGraph
 from deploy.layers import load as load_layers
 from deploy.lockfile import REGENERATE, LockFile, Pin, parse, render
-from deploy.reqfile import canonical, display, requirement_name
+from deploy.reqfile import canonical, clip, display, requirement_name
 
 COMPILE_OPTIONS = (
     "--generate-hashes",
@@ -41,6 +41,7 @@ COMPILE_OPTIONS = (
     "--no-config",
 )
 Log = Callable[[str], None]
+_PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
 
 def options_key(config: Config) -> str:
@@ -49,7 +50,9 @@ def options_key(config: Config) -> str:
 
 def read_locks(graph: LayerGraph) -> dict[str, LockFile]:
     """Every layer's lock file that exists, parsed once for all the checks that need it."""
-    return {name: parse(graph.layers[name].lock) for name in graph.order if graph.layers[name].lock.is_file()}
+    return {
+        name: parse(graph.layers[name].lock, graph.root) for name in graph.order if graph.layers[name].lock.is_file()
+    }
 
 
 def stale_layers(config: Config, graph: LayerGraph, locks: Mapping[str, LockFile]) -> dict[str, list[str]]:
@@ -80,7 +83,8 @@ def _changed_inputs(recorded: Mapping[str, str], current: Mapping[str, str]) -> 
         for name, value in current.items()
         if recorded.get(name) != value
     ]
-    changed += [f"{name} (no longer an input)" for name in recorded if name not in current]
+    # Names read from a lock's header are the lock's text: shown clipped like any quoted line.
+    changed += [f"{clip(name)} (no longer an input)" for name in recorded if name not in current]
     if not recorded:
         return ["its header (no input digests: not written by nox -s lock)"]
     return changed
@@ -103,7 +107,7 @@ def lock(
     log: Log = print,
 ) -> LockResult:
     """Bring every layer's lock up to date; resolve only when something is stale or asked for."""
-    graph = load_layers(config.root, config.requirements)
+    graph = load_layers(config.root, config.requirements, config.inputs_outside)
     existing = read_locks(graph)
     wanted = _check_upgrade_names(upgrade, existing, graph)
     stale = stale_layers(config, graph, existing)
@@ -158,7 +162,7 @@ def _check_upgrade_names(names: Sequence[str], existing: Mapping[str, LockFile],
     unknown = [name for name in names if canonical(name) not in known]
     if unknown:
         raise LockError(
-            f"unknown package(s) to upgrade: {', '.join(unknown)} — not required or pinned by any layer "
+            f"unknown package(s) to upgrade: {clip(', '.join(unknown))} — not required or pinned by any layer "
             f"in {display(graph.folder, graph.root)}/",
             fix="check the spelling, or add the package to an .in file and run: nox -s lock",
         )
@@ -201,7 +205,11 @@ def solve(
             capture_output=True, text=True, check=False,
         )
         if proc.returncode != 0:
-            raise LockError(conflicts.explain(proc.stderr + proc.stdout, graph), fix=None)
+            run_env = env if env is not None else os.environ
+            # Through a proxy, a direct connection says nothing about whether pip reached the index.
+            proxied = any(run_env.get(key) for key in _PROXIES)
+            probe = None if proxied else conflicts.probe
+            raise LockError(conflicts.explain(proc.stderr + proc.stdout, graph, probe=probe), fix=None)
         return _read_universe(work / "all.txt")
 
 

@@ -7,12 +7,59 @@ message can point at `file:line`.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy.errors import DeployError
+
+# No message quotes more of a file (or of a tool's output) than this many characters of one line:
+# an input may be /proc/self/environ or a 10 MB line, and messages end up in CI logs.
+SHOWN = 200
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 _REFERENCE = re.compile(r"^(-r|--requirement|-c|--constraint)(?:\s*=\s*|\s+)(\S+)$")
+# pip's requirement-file parser takes every option on a line, attached values (`-r/etc/x`) and
+# unambiguous long prefixes (`--requirem x`): any of these also makes pip read another file.
+_PREFIXES = "|".join(word[:i] for word in ("requirement", "constraint") for i in range(1, len(word) + 1))
+_HIDDEN_REFERENCE = re.compile(rf"^(?:-[rc]|--(?:{_PREFIXES})(?:=|$))")
+
+
+class UnreadableInput(DeployError):
+    """A requirement or lock file that cannot be read as text (not UTF-8)."""
+
+
+def clip(text: str, limit: int = SHOWN) -> str:
+    """Text from a file or a tool as a message may show it: one inert line, at most `limit` characters.
+
+    Control characters (newlines, NULs, escape sequences) are shown escaped, so quoted text can
+    neither forge a line of output nor drive the terminal.
+    """
+    shown = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text[:limit])
+    return shown + "…" if len(text) > limit else shown
+
+
+def read_text(path: Path, root: Path, *, fix: str | None = None) -> str:
+    """A requirement or lock file's text; one line naming file:line and byte offset if it is not UTF-8."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UnreadableInput(f"{display(path, root)}: cannot be read ({exc.strerror or exc})",
+                              fix=fix or f"make {display(path, root)} a readable file") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        name = display(path, root)
+        raise UnreadableInput(
+            f"{name}:{line}: is not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); pip and pinship "
+            "read requirement files as UTF-8",
+            fix=fix or f"save it as UTF-8, e.g.: iconv -f latin1 -t utf-8 {name} > {name}.new && mv {name}.new {name}",
+        ) from None
+
+
+def is_inside(path: Path, folders: Sequence[Path]) -> bool:
+    """Whether an already resolved path lies in one of `folders` (resolved by the caller)."""
+    return any(path == folder or path.is_relative_to(folder) for folder in folders)
 
 
 def canonical(name: str) -> str:
@@ -46,10 +93,10 @@ def display(path: Path, root: Path) -> str:
         return str(path)
 
 
-def logical_lines(path: Path, text: str | None = None) -> Iterator[Line]:
+def logical_lines(path: Path, text: str | None = None, *, root: Path | None = None) -> Iterator[Line]:
     """Yield the logical lines of a requirements file, skipping blanks and comments."""
     if text is None:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, root or path.parent)
     pending: list[str] = []
     start = 0
     for number, raw in enumerate(text.splitlines(), start=1):
@@ -84,6 +131,7 @@ class Reference:
     line: Line
     kind: str  # "r" or "c"
     target: Path
+    written: str  # the path as the line spells it
 
 
 def parse_reference(line: Line) -> Reference | None:
@@ -91,7 +139,12 @@ def parse_reference(line: Line) -> Reference | None:
     if match is None:
         return None
     kind = "c" if match.group(1) in ("-c", "--constraint") else "r"
-    return Reference(line, kind, (line.path.parent / match.group(2)).resolve())
+    return Reference(line, kind, (line.path.parent / match.group(2)).resolve(), match.group(2))
+
+
+def hides_reference(line: Line) -> bool:
+    """An option line that makes pip read another file in a form other than `-r FILE` alone on its line."""
+    return line.text.startswith("-") and any(_HIDDEN_REFERENCE.match(token) for token in line.text.split())
 
 
 def requirement_name(text: str) -> str | None:

@@ -15,7 +15,7 @@ from deploy.layers import LayerGraph
 from deploy.layers import load as load_layers
 from deploy.lockfile import REGENERATE, LockFile
 from deploy.locking import read_locks, stale_layers
-from deploy.reqfile import display
+from deploy.reqfile import clip, display
 
 FIX = f"run: {REGENERATE}"
 _MACHINE_SPECIFIC = [
@@ -38,11 +38,12 @@ def deploy_layer(config: Config, graph: LayerGraph) -> str | None:
 def check(config: Config) -> list[str]:
     """Every problem with the locks, one line each naming the file (and line) and the fix."""
     try:
-        graph = load_layers(config.root, config.requirements)
+        graph = load_layers(config.root, config.requirements, config.inputs_outside)
+        locks = read_locks(graph)
     except DeployError as exc:
+        # An unreadable input or lock stops the check there: what follows would be about a guess.
         return [str(exc)]
     problems: list[str] = []
-    locks = read_locks(graph)
     for reasons in stale_layers(config, graph, locks).values():
         problems += [f"{reason}; {FIX}" for reason in reasons]
     for lock in locks.values():
@@ -62,7 +63,7 @@ def verify(config: Config) -> int:
 def _line_problems(root: Path, lock: LockFile) -> list[str]:
     name = display(lock.path, root)
     problems = [f"{name}:{number}: {what}; {FIX}" for number, what in lock.problems]
-    for number, raw in enumerate(lock.path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, raw in enumerate(lock.text.splitlines(), start=1):
         for pattern, what in _MACHINE_SPECIFIC:
             if pattern.search(raw):
                 problems.append(f"{name}:{number}: holds {what}, which is specific to one machine; {FIX}")
@@ -81,12 +82,14 @@ def _cross_layer(config: Config, graph: LayerGraph, locks: dict[str, LockFile]) 
             other_layer, other = first[pkg]
             theirs = other.pins[pkg]
             where = f"{display(lock.path, config.root)}:{pin.line}"
+            name = clip(pkg)
             if theirs.version != pin.version:
                 problems.append(
-                    f"{where}: {pkg}=={pin.version} but {other_layer}.txt pins {pkg}=={theirs.version}; {FIX}"
+                    f"{where}: {name}=={clip(pin.version)} but {other_layer}.txt pins {name}=={clip(theirs.version)}; "
+                    f"{FIX}"
                 )
             elif set(theirs.hashes) != set(pin.hashes):
-                problems.append(f"{where}: {pkg} has other hashes than in {other_layer}.txt; {FIX}")
+                problems.append(f"{where}: {name} has other hashes than in {other_layer}.txt; {FIX}")
     shipped = deploy_layer(config, graph)
     if config.deploy_layer and shipped is None:
         # Silently falling back would ship nothing (or the wrong layer) and skip the check below.
@@ -107,7 +110,7 @@ def _cross_layer(config: Config, graph: LayerGraph, locks: dict[str, LockFile]) 
         for pkg, pin in locks[shipped].pins.items():
             if pkg not in test_lock.pins:
                 problems.append(
-                    f"{display(test_lock.path, config.root)}: {pkg}=={pin.version} ships in {shipped}.txt "
+                    f"{display(test_lock.path, config.root)}: {clip(pkg)}=={clip(pin.version)} ships in {shipped}.txt "
                     f"but is not in the test layer, so CI does not test it; add '-r {shipped}.in' to "
                     f"{tested}.in and {FIX}"
                 )
