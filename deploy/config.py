@@ -30,10 +30,10 @@ class Host:
     def parse(cls, spec: str, where: str) -> Host:
         match = _HOST.match(spec.strip())
         if match is None:
-            raise ConfigError(f"{where}: host '{spec}' is not of the form user@host[:port]")
+            raise ConfigError(f"{where}: host {_shown(spec, quote=True)} is not of the form user@host[:port]")
         port = int(match.group("port") or 22)
         if not 0 < port < 65536:
-            raise ConfigError(f"{where}: host '{spec}' has an invalid port")
+            raise ConfigError(f"{where}: host {_shown(spec, quote=True)} has an invalid port")
         return cls(match.group("user"), match.group("host").strip("[]"), port)
 
     def __str__(self) -> str:
@@ -61,6 +61,7 @@ class Setting:
     above: bool = False
     most: float | None = None
     zero: str = ""  # what 0 means, where it means something
+    blank: bool = True  # whether an empty string (or list) means something
 
     @property
     def attr(self) -> str:
@@ -77,7 +78,9 @@ class Setting:
             high = f" {'and at most' if self.above else 'to'} {self.most:g}" if self.most is not None else ""
             week = " (a week)" if self.most == WEEK else ""
             return f"a number of seconds {low}{high}{week}" + (f"; 0: {self.zero}" if self.zero else "")
-        return "a list of strings" if self.kind is tuple else "a string"
+        if self.kind is tuple:
+            return "a list of strings" if self.blank else "a list of at least one string"
+        return "a string" if self.blank else "a non-empty string"
 
     @property
     def described(self) -> str:
@@ -87,19 +90,20 @@ class Setting:
         if self.kind is float:
             low = f"above {self.least:g}" if self.above else f"{self.least:g} or more"
             zero = f"; 0: {self.zero}" if self.zero else ""
-            return f"{self.help} (default {self.default:g}; {low}, at most {self.most:g}{zero})"
+            high = f", at most {self.most:g}" if self.most is not None else ""
+            return f"{self.help} (default {self.default:g}; {low}{high}{zero})"
         return f"{self.help} (default {str(self.default).lower()})" if self.kind is bool else self.help
 
     def check(self, value: object) -> Any:
         """The value with this setting's type, or ValueError: bool is no number, nan no time."""
         if self.kind is tuple:
-            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            if isinstance(value, list) and all(isinstance(v, str) for v in value) and (value or self.blank):
                 return value
         elif isinstance(value, bool) or self.kind is bool:
             if isinstance(value, bool) and self.kind is bool:
                 return value
         elif self.kind is str:
-            if isinstance(value, str):
+            if isinstance(value, str) and (value.strip() or self.blank):
                 return value
         elif isinstance(value, int) or (self.kind is float and isinstance(value, float)):
             try:
@@ -123,11 +127,12 @@ class Setting:
 
 
 SETTINGS = {s.attr: s for s in (
-    Setting("hosts", tuple, (), "hosts as user@host[:port]; none: deploy on this machine"),
-    Setting("path", str, ".deploy/local", "where releases live on each host"),
-    Setting("known-hosts", str, None, "pinned host keys file"),
-    Setting("identity", str, None, "SSH private key file"),
-    Setting("python", str, "python3", "interpreter on the hosts used to make release venvs"),
+    # An empty list would quietly turn a fleet into a deploy on this machine: leave hosts out for that.
+    Setting("hosts", tuple, (), "hosts as user@host[:port]; none: deploy on this machine", blank=False),
+    Setting("path", str, ".deploy/local", "where releases live on each host", blank=False),
+    Setting("known-hosts", str, None, "pinned host keys file", blank=False),
+    Setting("identity", str, None, "SSH private key file", blank=False),
+    Setting("python", str, "python3", "interpreter on the hosts used to make release venvs", blank=False),
     Setting("keep-releases", int, 5, "releases kept per host; the live and the previous one are never pruned",
             least=1),
     Setting("parallel", int, 10, "hosts worked on at once", least=1),
@@ -233,8 +238,6 @@ def local_path(path: str | None, name: str, root: Path, base: Path, where: str) 
     """
     if path is None:
         return str(root / ".deploy" / name)
-    if not path.strip():
-        raise ConfigError(f"{where}: path is empty (it names the folder releases go to)")
     folder = (base / Path(path).expanduser()).resolve()
     if folder == root or folder in root.parents:
         what = "the project root" if folder == root else "above the project root"
@@ -284,7 +287,7 @@ def load(root: Path | None = None) -> Config:
     unknown = set(table) - {
         "requirements", "deploy-layer", "test-layer", "compile-options", "environments", "allow-inputs-outside"}
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+        raise ConfigError(f"{where}: unknown key(s) {_names(unknown)}")
     envs = {
         name: _environment(name, body, root)
         for name, body in _table(table.get("environments", {}), f"{where}.environments").items()
@@ -311,7 +314,7 @@ def _environment(name: str, body: object, root: Path) -> Environment:
     table = _table(body, where)
     unknown = set(table) - set(_KEYS)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(_KEYS))})")
+        raise ConfigError(f"{where}: unknown key(s) {_names(unknown)} (known: {', '.join(sorted(_KEYS))})")
     values: dict[str, Any] = {}
     for key, value in table.items():
         setting = _KEYS[key]
@@ -334,8 +337,14 @@ def _environment(name: str, body: object, root: Path) -> Environment:
 def _shown(value: object, quote: bool = False) -> str:
     """A value as an error shows it: inert (no escape codes, no newlines) and at most a line."""
     text = str(value)
-    shown = ascii(text) if quote or not text.isprintable() or not text.isascii() else text
+    plain = text.isprintable() and text.isascii() and text.strip() == text and text
+    shown = text if plain and not quote else ascii(text)
     return shown if len(shown) <= 80 else shown[:77] + "..."
+
+
+def _names(keys: set[str]) -> str:
+    more = f" and {len(keys) - 10} more" if len(keys) > 10 else ""
+    return ", ".join(_shown(key) for key in sorted(keys)[:10]) + more
 
 
 def _toml(value: object) -> str:

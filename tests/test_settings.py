@@ -194,11 +194,23 @@ def test_a_hostless_environment_may_not_deploy_into_the_project_root_or_above(
     assert caught.value.fix == 'deploy to a folder of its own, e.g. path = ".deploy/review"'
 
 
-def test_an_empty_path_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("key", "toml", "expected"), [
+    ("path", '""', "a non-empty string"),
+    ("python", '" "', "a non-empty string"),
+    ("known-hosts", '""', "a non-empty string"),
+    ("hosts", "[]", "a list of at least one string"),
+    ("hosts", '"deploy@app1"', "a list of at least one string"),
+])
+def test_an_empty_value_that_would_mean_nothing_is_refused_on_both_paths(
+    tmp_path: Path, key: str, toml: str, expected: str
+) -> None:
     with pytest.raises(ConfigError) as caught:
-        config.load(project(tmp_path, '[tool.deploy.environments.review]\npath = ""\n'))
-    assert message(caught) == (
-        "pyproject.toml [tool.deploy.environments.review]: path is empty (it names the folder releases go to)")
+        config.load(project(tmp_path, f'[tool.deploy.environments.review]\n{key} = {toml}\n'))
+    assert message(caught) == f"pyproject.toml [tool.deploy.environments.review]: {key} = {toml}: expected {expected}"
+    if key != "hosts":
+        with pytest.raises(ConfigError) as caught:
+            config.flag_value(key.replace("-", "_"), toml.strip('"'))
+        assert message(caught) == f"--{key} {toml.strip(chr(34))!a}: expected {expected}"
 
 
 # pyproject.toml itself -----------------------------------------------------------------------
@@ -237,3 +249,15 @@ def test_allowed_input_folders_must_be_a_list_of_strings(tmp_path: Path) -> None
     with pytest.raises(ConfigError) as caught:
         config.load(project(tmp_path, '[tool.deploy]\nallow-inputs-outside = "../shared"\n'))
     assert message(caught) == "pyproject.toml [tool.deploy]: allow-inputs-outside must be a list of strings"
+
+
+def test_unknown_keys_and_bad_hosts_are_named_inert(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config.load(project(tmp_path, '[tool.deploy]\n"x\\u001b[2J\\nhost: switched" = 1\n'))
+    assert message(caught) == "pyproject.toml [tool.deploy]: unknown key(s) 'x\\x1b[2J\\nhost: switched'"
+    with pytest.raises(ConfigError) as caught:
+        config.load(project(tmp_path, f'{STAGING}keep-alives = 1\n'))
+    assert message(caught).startswith(f"{TABLE}: unknown key(s) keep-alives (known: command-timeout, confirm,")
+    with pytest.raises(ConfigError) as caught:
+        config.Host.parse("deploy@app1\n:22", "--hosts")
+    assert message(caught) == "--hosts: host 'deploy@app1\\n:22' is not of the form user@host[:port]"
