@@ -17,7 +17,11 @@ from typing import Any
 from deploy.errors import ConfigError
 
 LOCAL = "local"
-_HOST = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>\[[0-9a-fA-F:.]+\]|[^:@\s\[\]]+)(?::(?P<port>\d+))?$")
+# A user or host name starting with '-' would read as an option to whatever takes it; names hold
+# only what DNS names and login names hold, so a spec cannot smuggle in text either.
+_NAME_PART = r"[A-Za-z0-9_][A-Za-z0-9._-]*"
+_HOST = re.compile(
+    rf"(?:(?P<user>{_NAME_PART})@)?(?P<host>\[[0-9a-fA-F:.]+\]|{_NAME_PART})(?::(?P<port>[0-9]{{1,5}}))?")
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,7 @@ class Host:
 
     @classmethod
     def parse(cls, spec: str, where: str) -> Host:
-        match = _HOST.match(spec.strip())
+        match = _HOST.fullmatch(spec.strip())
         if match is None:
             raise ConfigError(f"{where}: host {_shown(spec, quote=True)} is not of the form user@host[:port]")
         port = int(match.group("port") or 22)

@@ -261,3 +261,22 @@ def test_unknown_keys_and_bad_hosts_are_named_inert(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         config.Host.parse("deploy@app1\n:22", "--hosts")
     assert message(caught) == "--hosts: host 'deploy@app1\\n:22' is not of the form user@host[:port]"
+
+
+@pytest.mark.parametrize("spec", ["-oProxyCommand=x", "deploy@-oProxyCommand=x", "-l@app1", "de ploy@app1",
+                                  "deploy@app1:99999999999", "deploy@app1:", "dep\u00e9@app1"])
+def test_a_host_spec_is_a_user_a_host_name_and_a_port_and_nothing_else(spec: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config.Host.parse(spec, "--hosts")
+    assert "is not of the form user@host[:port]" in message(caught) or "invalid port" in message(caught)
+
+
+@pytest.mark.parametrize(("spec", "parsed"), [
+    ("deploy@app1.example.com", ("deploy", "app1.example.com", 22)),
+    ("app_2:2222", (None, "app_2", 2222)),
+    ("root@127.0.0.2:22022", ("root", "127.0.0.2", 22022)),
+    ("deploy@[::1]:2200", ("deploy", "::1", 2200)),
+])
+def test_ordinary_host_specs_parse(spec: str, parsed: tuple[str | None, str, int]) -> None:
+    host = config.Host.parse(spec, "--hosts")
+    assert (host.user, host.hostname, host.port) == parsed
