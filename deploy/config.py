@@ -266,7 +266,10 @@ def find_root(start: Path | None = None) -> Path:
 
 
 def _read(path: Path) -> dict[str, Any]:
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it: {exc.strerror}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -275,6 +278,8 @@ def _read(path: Path) -> dict[str, Any]:
             f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
             fix=f"save {path.name} as UTF-8 (TOML files are UTF-8)",
         ) from None
+    if text.startswith("\ufeff"):  # tomllib, and so pip building this project, refuses it too
+        raise ConfigError(f"{path}:1: starts with a byte order mark", fix=f"save {path.name} as UTF-8 without a BOM")
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -284,7 +289,8 @@ def _read(path: Path) -> dict[str, Any]:
 def load(root: Path | None = None) -> Config:
     root = find_root(root)
     data = _read(root / "pyproject.toml")
-    table = data.get("tool", {}).get("deploy", {})
+    tool = data.get("tool", {})
+    table = tool.get("deploy", {}) if isinstance(tool, dict) else None
     if not isinstance(table, dict):
         raise ConfigError("pyproject.toml: [tool.deploy] must be a table")
     where = "pyproject.toml [tool.deploy]"

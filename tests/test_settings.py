@@ -224,6 +224,22 @@ def test_a_pyproject_that_is_not_utf8_names_the_file_line_and_byte(tmp_path: Pat
     assert caught.value.fix == "save pyproject.toml as UTF-8 (TOML files are UTF-8)"
 
 
+def test_a_pyproject_with_a_byte_order_mark_is_named_with_the_fix(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_bytes(b'\xef\xbb\xbf[project]\nname = "demo"\n')
+    with pytest.raises(ConfigError) as caught:
+        config.load(tmp_path)
+    assert str(caught.value) == (
+        f"{tmp_path.resolve() / 'pyproject.toml'}:1: starts with a byte order mark\n"
+        "  fix: save pyproject.toml as UTF-8 without a BOM")
+
+
+@pytest.mark.parametrize("text", ['tool = "deploy"\n', "[tool]\ndeploy = 1\n"])
+def test_a_tool_or_tool_deploy_that_is_not_a_table_is_one_line(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config.load(project(tmp_path, text))
+    assert message(caught) == "pyproject.toml: [tool.deploy] must be a table"
+
+
 def test_a_toml_syntax_error_is_one_line_naming_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         config.load(project(tmp_path, "[tool.deploy\n"))
