@@ -10,14 +10,17 @@ What it checks, and refuses with a message naming the wheel:
 - the archive's sha256 is the one the manifest (and so the lock) gives, read from the same open
   file it installs from;
 - every file in the archive is listed in its RECORD with the hash and size it has there (pip does
-  not check this);
-- no path escapes its destination, and no two wheels install the same file.
+  not check this), by a hash the spec allows (sha256 or stronger, one hashlib guarantees);
+- no path escapes its destination; no two wheels install the same file (launchers and files
+  linked from the live release included); no wheel writes one file twice with different bytes;
+- every console or GUI entry point names a function (`module:attr`), as pip requires.
 
 It follows the wheel format (PEP 427 and the binary distribution format spec): the root goes to
 purelib or platlib as WHEEL says, `<name>.data/<scheme>/` to that scheme's folder, `#!python`
 scripts get the venv's interpreter, console and GUI entry points get launchers, and the
-.dist-info gains INSTALLER, REQUESTED and a RECORD of what was really written (scripts, launchers
-and .pyc files included), which `invoke status` later checks for drift.
+.dist-info gains INSTALLER, REQUESTED and a RECORD of what was really written, every file with its
+sha256 (scripts, launchers and .pyc files included, where pip leaves .pyc rows without one): what
+`invoke status` checks for drift, and what the next release checks before it links a file.
 """
 
 import os
@@ -36,14 +39,32 @@ class Refused(Exception):
 
 
 def record_form(digest):
-    """A sha256 digest as RECORD writes it: sha256=<urlsafe base64, unpadded>."""
+    """A digest as RECORD writes it: <algorithm>=<urlsafe base64, unpadded>."""
     import base64
-    return "sha256=" + base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+    return digest.name + "=" + base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
 
 
 def urlsafe_hash(data):
     import hashlib
     return record_form(hashlib.sha256(data))
+
+
+# What a wheel's RECORD may hash with: the spec allows any algorithm hashlib guarantees that is at
+# least as strong as sha256 (so not md5, sha1 or sha224, nor the variable-length shake ones).
+RECORD_ALGORITHMS = ("sha256", "sha384", "sha512", "sha3_256", "sha3_384", "sha3_512", "blake2b", "blake2s")
+
+
+def record_matches(name, recorded, data):
+    """Whether `data` has the hash RECORD gives it; a hash the spec does not allow is refused."""
+    import hashlib
+    algorithm, _, value = recorded.partition("=")
+    if algorithm not in RECORD_ALGORITHMS:
+        weak = algorithm in ("md5", "sha1", "sha224") or algorithm.startswith("shake_")
+        raise Refused("%s is hashed with %s in the wheel's RECORD, which the wheel spec does not allow (%s); "
+                      "rebuild the wheel with a current build tool" % (
+                          name, ascii(algorithm)[1:-1] or "nothing",
+                          "weaker than sha256" if weak else "use one of " + ", ".join(RECORD_ALGORITHMS)))
+    return record_form(hashlib.new(algorithm, data)) == algorithm + "=" + value.rstrip("=")
 
 
 def make_venv(venv, templates=None):
@@ -166,31 +187,42 @@ def read_wheel_file(archive, info):
     return fields.get("root-is-purelib", "true").lower() == "true"
 
 
-def checked_members(archive, info):
-    """Every file in the archive with its bytes, each matching its RECORD line."""
+def record_rows(archive, record_name):
+    """RECORD's rows by path. A path listed twice with the same hash and size is one file (pip and
+    pypa/installer accept that too); listed with two different ones, RECORD contradicts itself."""
     import csv
     import io
-    record_name = info + "/RECORD"
     rows = {}
     for row in csv.reader(io.StringIO(archive.read(record_name).decode("utf-8"))):
-        if row:
-            rows[row[0]] = row
-    members = []
+        if not row:
+            continue
+        row = [*row, "", ""][:3]
+        if rows.get(row[0], row) != row:
+            raise Refused("%s is listed twice in the wheel's RECORD, with different hashes or sizes" % row[0])
+        rows[row[0]] = row
+    return rows
+
+
+def checked_members(archive, info):
+    """Every file in the archive with its bytes, each matching its RECORD line, each once."""
+    record_name = info + "/RECORD"
+    rows = record_rows(archive, record_name)
+    members, seen = [], set()
     for item in archive.infolist():
         name = item.filename
-        if name.endswith("/"):
+        if name.endswith("/") or name in (record_name, info + "/RECORD.jws", info + "/RECORD.p7s"):
             continue
         data = archive.read(item)
-        if name in (record_name, info + "/RECORD.jws", info + "/RECORD.p7s"):
-            continue
         row = rows.get(name)
-        if row is None or len(row) < 3 or not row[1]:
+        if row is None or not row[1]:
             raise Refused("%s is not in the wheel's RECORD with a hash" % name)
-        if not row[1].startswith("sha256=") or urlsafe_hash(data) != row[1]:
+        if not record_matches(name, row[1], data):
             raise Refused("%s does not match the hash in the wheel's RECORD" % name)
-        if row[2] and int(row[2]) != len(data):
+        if row[2] and (not row[2].isdigit() or int(row[2]) != len(data)):
             raise Refused("%s does not match the size in the wheel's RECORD" % name)
-        members.append((name, data, item))
+        if name not in seen:  # a second entry of one name matched the same row: the same bytes
+            seen.add(name)
+            members.append((name, data, item))
     return members
 
 
@@ -215,7 +247,9 @@ def destination(name, root_is_purelib, data_dir, paths):
 def fresh_write(target, data, mode, written):
     """Write to a new inode: the venv may hold hard links shared with the live release."""
     if target in written:
-        raise Refused("%s is installed by two wheels" % target)
+        if written[target] == (urlsafe_hash(data), str(len(data))):
+            return  # the same bytes again: a file in the root and in .data/purelib, as pip allows
+        raise Refused("%s is written twice by this wheel, with different contents" % target)
     os.makedirs(os.path.dirname(target), exist_ok=True)
     if os.path.lexists(target):
         os.remove(target)
@@ -225,12 +259,79 @@ def fresh_write(target, data, mode, written):
     written[target] = (urlsafe_hash(data), str(len(data)))
 
 
+def quoted(text):
+    """Bytes as one sh word in single quotes: never three quotes in a row, so Python's string holds."""
+    return b"'" + text.replace(b"'", b"'\"'\"'") + b"'"
+
+
+# Linux reads only the first 127 bytes of a shebang line before 5.1 (255 since), and no kernel
+# takes an interpreter path with a space in it.
+SHEBANG_MAX = 127
+TRAMPOLINE = b"#!/bin/sh\n'''exec' %s \"$0\" \"$@\"\n' '''\n"
+
+
+def script_head(python, args=b""):
+    """The first line(s) of a script run by `python` with `args` (bytes, passed as one word, as the
+    kernel passes a shebang's arguments). Where the path has whitespace or the line would be too
+    long: a /bin/sh trampoline, as pip (distlib) and pypa/installer write. sh runs its `exec` line;
+    to Python the same lines are a string."""
+    python = os.fsencode(python)
+    line = b"#!" + python + (b" " + args if args else b"") + b"\n"
+    if not any(space in python for space in (b" ", b"\t", b"\n")) and len(line) <= SHEBANG_MAX:
+        return line
+    if b"\\" in python + args:
+        raise Refused("cannot write a launcher naming %s: a backslash in the path (or in a script's #!python "
+                      "arguments) cannot be quoted for both sh and Python; deploy to a path without one"
+                      % ascii(os.fsdecode(python)))
+    try:
+        (python + args).decode("utf-8")
+    except UnicodeDecodeError:
+        raise Refused("cannot write a launcher naming %s: the path is not UTF-8; deploy to a path that is"
+                      % ascii(os.fsdecode(python))) from None
+    return TRAMPOLINE % b" ".join([quoted(python)] + ([quoted(args)] if args else []))
+
+
+def split_head(data, python):
+    """(args, rest) if `data` starts with script_head(python, args) for some args, else None: how a
+    reused script is told from one that names another interpreter."""
+    for args in candidate_args(data, os.fsencode(python)):
+        try:
+            head = script_head(python, args)
+        except Refused:
+            continue
+        if data.startswith(head):
+            return args, data[len(head):]
+    return None
+
+
+def candidate_args(data, python):
+    """The arguments `data`'s head would carry if it named `python`, in either form."""
+    import shlex
+    if data.startswith(b"#!" + python):
+        line = data.partition(b"\n")[0][len(python) + 2:]
+        return [line[1:]] if line[:1] == b" " else [b""]
+    lines = data.split(b"\n", 2)
+    prefix = b"'''exec' " + quoted(python)
+    if len(lines) == 3 and lines[0] == b"#!/bin/sh" and lines[1].startswith(prefix):
+        try:
+            words = shlex.split(lines[1][len(prefix):].decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            return []
+        if words[-2:] == ["$0", "$@"] and len(words) <= 3:
+            return [words[0].encode("utf-8") if len(words) == 3 else b""]
+    return []
+
+
 def script_bytes(data, python):
-    """A `#!python` (or `#!pythonw`) first line names the venv's interpreter."""
-    first, newline, rest = data.partition(b"\n")
-    if first.rstrip(b"\r") in (b"#!python", b"#!pythonw"):
-        return b"#!" + python.encode() + newline + rest
-    return data
+    """A first line starting with `#!python` names the venv's interpreter. The wheel spec says just
+    that: a line *starting* with b"#!python", so `#!pythonw`, `#!python3`, `#!python3.12` too (pip
+    and pypa/installer rewrite any such line). What follows the first word (`-u` in `#!python -u`)
+    stays the interpreter's argument, as distlib keeps it (pip and installer drop it)."""
+    if not data.startswith(b"#!python"):
+        return data
+    first, _, rest = data.partition(b"\n")
+    words = first[2:].rstrip(b"\r").split(None, 1)
+    return script_head(python, words[1].strip() if len(words) > 1 else b"") + rest
 
 
 def entry_points(text):
@@ -245,37 +346,43 @@ def entry_points(text):
             continue
         if section in ("console_scripts", "gui_scripts") and "=" in line:
             name, target = [part.strip() for part in line.split("=", 1)]
-            target = target.split("[")[0].strip()  # extras do not change the launcher
-            module, _, attribute = target.partition(":")
-            found.append((name, module.strip(), attribute.strip()))
+            module, _, attribute = [part.strip() for part in target.split("[")[0].partition(":")]  # extras: no matter
+            shown = ascii("%s = %s" % (name, target))
+            if not attribute:
+                # A launcher would have nothing to call and crash when run; pip refuses it too.
+                raise Refused("%s entry point %s names no function to call (the form is name = module:function)"
+                              % (section, shown))
+            if not (dotted(module) and dotted(attribute)) or name in ("", ".", "..") or "/" in name or "\0" in name:
+                raise Refused("%s entry point %s is not of the form name = module:function" % (section, shown))
+            found.append((name, module, attribute))
     return found
 
 
+def dotted(text):
+    return all(part.isidentifier() for part in text.split("."))
+
+
 def launcher(module, attribute, python):
-    head = attribute.split(".")[0] if attribute else None
-    call = attribute if attribute else None
-    lines = ["#!" + python, "import sys"]
-    if head:
-        lines.append("from %s import %s" % (module, head))
-    else:
-        lines.append("import %s" % module)
-        call = module
-    lines += ["if __name__ == '__main__':",
-              "    if sys.argv[0].endswith('-script.py'):",
-              "        sys.argv[0] = sys.argv[0][:-len('-script.py')]",
-              "    sys.exit(%s())" % call, ""]
-    return "\n".join(lines).encode()
+    lines = ["import sys", "from %s import %s" % (module, attribute.split(".")[0]),
+             "if __name__ == '__main__':",
+             "    if sys.argv[0].endswith('-script.py'):",
+             "        sys.argv[0] = sys.argv[0][:-len('-script.py')]",
+             "    sys.exit(%s())" % attribute, ""]
+    return script_head(python) + "\n".join(lines).encode()
 
 
 def compile_sources(targets, written):
     import py_compile
-    for target in sorted(targets):
+    for target in sorted(set(targets)):
         try:
             compiled = py_compile.compile(target, doraise=True)
         except (py_compile.PyCompileError, SyntaxError, UnicodeDecodeError):
             continue  # as pip: a module that does not compile is installed, just not compiled
         if compiled:
-            written[compiled] = ("", "")
+            # Hashed like every other file (pip leaves .pyc rows without one): the next release
+            # links it only if unchanged, and `status` reports an edited one, which runs as surely
+            # as an edited .py.
+            written[compiled] = (record_form(digest_of(compiled)), str(os.path.getsize(compiled)))  # noqa: F821 (agent.py)
 
 
 def write_record(site, info_path, written):
@@ -291,16 +398,33 @@ def write_record(site, info_path, written):
 def install_wheels(venv, wheels):
     """Install wheels ({"path", "sha256", "filename"}) into a venv; return how many files that wrote."""
     import zipfile
-    claimed, files = {}, 0
+    files = 0
     scheme = venv_scheme(venv)
+    claimed = installed_files(scheme)
     for wheel in wheels:
         try:
             files += install(venv, scheme, wheel, claimed)
-        except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        except (zipfile.BadZipFile, KeyError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
             raise Refused("%s: %s: %s" % (wheel["filename"], type(exc).__name__, exc)) from None
         except Refused as exc:
             raise Refused("%s: %s" % (wheel["filename"], exc)) from None
     return files
+
+
+def installed_files(scheme):
+    """Every file the venv's installed distributions hold (those linked from the live release), by
+    each one's RECORD: a wheel installed beside them may not write over one of them."""
+    import csv
+    import glob
+    claimed = {}
+    for site in sorted({scheme["purelib"], scheme["platlib"]}):
+        for record in sorted(glob.glob(os.path.join(glob.escape(site), "*.dist-info", "RECORD"))):
+            owner = "%s (linked from the live release)" % os.path.basename(os.path.dirname(record))
+            with open(record, newline="", encoding="utf-8") as handle:
+                for row in csv.reader(handle):
+                    if row:
+                        claimed[os.path.normpath(os.path.join(site, row[0]))] = owner
+    return claimed
 
 
 def install(venv, scheme, wheel, claimed):
@@ -335,14 +459,18 @@ def unpack(venv, scheme, archive, wheel, claimed):
         elif (item.external_attr >> 16) & 0o111:
             mode = 0o755
         fresh_write(target, data, mode, written)
-        claimed[target] = wheel["filename"]
         if target.endswith(".py") and target.startswith(libraries):
             sources.append(target)
     points = info + "/entry_points.txt"
     if points in archive.namelist():
         for name, module, attribute in entry_points(archive.read(points).decode("utf-8")):
-            fresh_write(inside(paths["scripts"], name), launcher(module, attribute, python), 0o755, written)
+            target = inside(paths["scripts"], name)
+            if target in claimed:
+                raise Refused("its launcher %s is also installed by %s" % (name, claimed[target]))
+            fresh_write(target, launcher(module, attribute, python), 0o755, written)
     info_path = os.path.join(site, info)
     fresh_write(os.path.join(info_path, "INSTALLER"), (INSTALLER + "\n").encode(), 0o644, written)
     fresh_write(os.path.join(info_path, "REQUESTED"), b"", 0o644, written)  # named in the lock, as pip marks -r
+    for target in written:
+        claimed[target] = wheel["filename"]
     return written, sources, site, info_path

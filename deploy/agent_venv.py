@@ -5,6 +5,11 @@ A new release reuses what the live release installed from the very same wheel (s
 those files are hard-linked after each is checked against its RECORD hash, so only changed wheels
 are installed (agent_install.py). A new app version then installs one wheel instead of all of them, and a file
 someone edited in the live venv is never carried over (that package is installed afresh).
+
+Every file linked is proven unchanged: our RECORDs give each file a sha256 (.pyc files and
+launchers too), a package whose RECORD has a row without one is installed afresh, and the hashes
+are cached by inode, size and mtime (digest_of in agent.py), so a kept agent pays a stat per file.
+Only regular files inside the live venv are linked, and no two packages may hold one file.
 """
 
 import json
@@ -43,44 +48,53 @@ def dist_info(site, filename):
 
 
 def plan_copy(donor_site, site, info):
-    """(source, target, rewrite) for every file of one installed wheel, or None if any is off."""
+    """(source, target, script) for every file of one installed wheel, or None if any is off:
+    missing, not a regular file, outside the venv, without a hash, or not matching it."""
     import csv
+    import stat
     donor_venv = os.path.dirname(os.path.dirname(os.path.dirname(donor_site)))
+    record = os.path.join(info, "RECORD")
     try:
-        with open(os.path.join(info, "RECORD"), newline="") as handle:
+        with open(record, newline="", encoding="utf-8") as handle:
             rows = list(csv.reader(handle))
-    except OSError:
+    except (OSError, ValueError):
         return None
     plan = []
     for row in rows:
         if not row:
             continue
         source = os.path.normpath(os.path.join(donor_site, row[0]))
-        if not source.startswith(donor_venv + os.sep) or not os.path.isfile(source):
+        try:
+            regular = stat.S_ISREG(os.lstat(source).st_mode)
+        except OSError:
             return None
-        if len(row) > 1 and row[1] and not row[0].endswith("RECORD") and record_hash(source) != row[1]:
-            return None  # edited in the live venv: install this wheel afresh instead
+        if not source.startswith(donor_venv + os.sep) or not regular:
+            return None
+        if source != record and (len(row) < 2 or record_hash(source) != row[1]):
+            return None  # edited in the live venv, or never hashed: install this wheel afresh instead
         target = os.path.normpath(os.path.join(site, row[0]))
         plan.append((source, target, source.startswith(os.path.join(donor_venv, "bin") + os.sep)))
     return plan
 
 
 def copy_installed(plan, donor_venv, venv):
-    """Hard-link the files; scripts get their own copy naming the new venv's python."""
-    old, new = os.path.join(donor_venv, "bin", "python").encode(), os.path.join(venv, "bin", "python").encode()
+    """Hard-link the files; scripts naming the live venv's python get their own copy naming the
+    new venv's (in whichever form script_head writes for it: a path with a space, or a long one,
+    needs the /bin/sh trampoline)."""
+    old, new = os.path.join(donor_venv, "bin", "python"), os.path.join(venv, "bin", "python")
     changed = {}
     for source, target, script in plan:
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        with open(source, "rb") as handle:
-            head = handle.read(len(old) + 2) if script else b""
-        if script and head == b"#!" + old:
+        if script:
             with open(source, "rb") as handle:
-                data = b"#!" + new + handle.read()[len(old) + 2:]
-            with open(target, "wb") as handle:
-                handle.write(data)
-            shutil.copymode(source, target)
-            changed[target] = (record_hash(target), str(len(data)))
-            continue
+                found = split_head(handle.read(), old)  # noqa: F821 (agent_install.py)
+            if found is not None:
+                data = script_head(new, found[0]) + found[1]  # noqa: F821 (agent_install.py)
+                with open(target, "wb") as handle:
+                    handle.write(data)
+                shutil.copymode(source, target)
+                changed[target] = (record_hash(target), str(len(data)))
+                continue
         try:
             os.link(source, target)
         except OSError:
@@ -89,18 +103,19 @@ def copy_installed(plan, donor_venv, venv):
 
 
 def rewrite_record(site, info, changed):
-    """RECORD is a hard link too: give the new venv its own, with the rewritten scripts' hashes."""
+    """RECORD is a hard link too: give the new venv its own, with the rewritten scripts' hashes,
+    in the line endings RECORD is written with (LF; the csv module's default is CRLF)."""
     import csv
     record = os.path.join(site, os.path.basename(info), "RECORD")
-    with open(record, newline="") as handle:
+    with open(record, newline="", encoding="utf-8") as handle:
         rows = list(csv.reader(handle))
     for row in rows:
         target = os.path.normpath(os.path.join(site, row[0])) if row else None
         if target in changed:
             row[1], row[2] = changed[target]
     os.remove(record)
-    with open(record, "w", newline="") as handle:
-        csv.writer(handle).writerows(rows)
+    with open(record, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle, lineterminator="\n").writerows(rows)
 
 
 def reuse_live(root, release, wheels, live_release):
@@ -118,7 +133,7 @@ def reuse_live(root, release, wheels, live_release):
             donor_hashes = {w["sha256"] for w in json.load(handle)["wheels"]}
     except (OSError, ValueError, KeyError):
         return set()
-    reused = set()
+    reused, claimed = set(), {}
     for wheel in wheels:
         if wheel["sha256"] not in donor_hashes or not donor_site or not site:
             continue
@@ -126,6 +141,11 @@ def reuse_live(root, release, wheels, live_release):
         plan = info and plan_copy(donor_site, site, info)
         if not plan:
             continue
+        for _, target, _ in plan:
+            if target in claimed:  # the live venv was not made by this agent's rules
+                raise Refused("%s: %s is also installed by %s" % (  # noqa: F821 (agent_install.py)
+                    wheel["filename"], os.path.relpath(target, site), claimed[target]))
+            claimed[target] = wheel["filename"]
         changed = copy_installed(plan, donor_venv, venv)
         rewrite_record(site, info, changed)
         reused.add(wheel["sha256"])

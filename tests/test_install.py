@@ -190,6 +190,8 @@ def test_the_agents_record_describes_exactly_what_is_on_disk(tmp_path: Path) -> 
     listed = {row[0] for row in found["rows"]}
     assert all(row[1] for row in found["rows"]), found  # nothing listed is missing
     assert all(row[2] in (True, None) for row in found["rows"]), found  # every hash matches
+    # and every file has one, .pyc files and launchers too: the next release links only proven files
+    assert [row[0] for row in found["rows"] if row[2] is None] == ["tool-1.0.dist-info/RECORD"], found
     empty = tmp_path / "empty"
     assert agent_install(empty, []).returncode == 0  # what the venv holds before any wheel
     site = next((venv / "lib").glob("python*/site-packages"))
