@@ -10,6 +10,8 @@ import shutil
 import threading
 from typing import TextIO
 
+from deploy.replies import inert
+
 
 class Board:
     def __init__(self, stream: TextIO, live: bool | None = None) -> None:
@@ -20,6 +22,9 @@ class Board:
         self.lock = threading.Lock()
 
     def __call__(self, host: str, message: str) -> None:
+        # One line per call, whatever a message quotes from a host: a newline or an escape code in
+        # it must not move the cursor or draw a line of its own.
+        message = inert(message, 1000)
         with self.lock:
             if not self.live:
                 self.stream.write(f"{host}: {message}\n")

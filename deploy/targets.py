@@ -15,13 +15,14 @@ import shlex
 import shutil
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from invoke.context import Context
 from invoke.exceptions import CommandTimedOut
 
 from deploy.config import Environment
 from deploy.errors import HostError
+from deploy.replies import FIX, check, failure, inert, inert_lines
 
 MARK = "PINSHIP-RESULT:"
 # Runs the agent from stdin, so nothing has to be installed on a host first.
@@ -41,6 +42,13 @@ BOOT = resources.files("deploy").joinpath("agent_boot.py").read_text(encoding="u
 def first_request() -> dict[str, str]:
     """What a session's first request carries besides the request: the agent and its loader."""
     return {"agent": BOOT, "source": AGENT, "digest": AGENT_DIGEST}
+
+
+def host_output(text: str, max_lines: int = 8) -> str:
+    """A host's message, with any output it quotes, as inert lines: the first as it is, the rest
+    behind a gutter, so that nothing a host prints can pass for a line of ours."""
+    first, _, rest = text.partition("\n")
+    return "\n".join([inert(first, 500), *(f"    | {line}" for line in inert_lines(rest, max_lines, 300))])
 
 
 class _Payload(io.StringIO):
@@ -92,7 +100,7 @@ class Target:
     def call(self, op: str, **request: Any) -> dict[str, Any]:
         """Ask this place's agent to do `op`; its reply, once checked (everything a host says is
         untrusted). Subclasses differ only in how a request reaches the agent (`_exchange`)."""
-        return self._exchange(op, request)
+        return check(self.name, op, self._exchange(op, request))
 
     def _exchange(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
         """One agent process for one request (this machine: nothing to save by keeping it)."""
@@ -115,15 +123,31 @@ class Target:
         raise self._no_reply(op, result.exited, result.stderr or result.stdout)
 
     def _reply(self, line: str) -> dict[str, Any]:
-        reply: dict[str, Any] = json.loads(line[len(MARK):])
-        if not reply["ok"]:
-            raise AgentFailure(self.name, reply["kind"], reply["error"], reply.get("extra") or {})
-        return dict(reply["result"])
+        """The result in an agent's reply line (its shape is checked by `call`), or the failure
+        it reports as an AgentFailure whose text is the host's, made inert."""
+        try:
+            reply = json.loads(line[len(MARK):])
+        except (ValueError, RecursionError):
+            raise HostError(self.name, f"the agent's reply is not JSON: {inert(line[len(MARK):], 80)}",
+                            fix=FIX) from None
+        if isinstance(reply, dict) and reply.get("ok") is True:
+            return cast(dict[str, Any], reply.get("result"))  # not yet: `call` checks its shape
+        failed = failure(self.name, reply)
+        raise AgentFailure(self.name, failed["kind"], host_output(failed["error"]), failed["extra"])
 
     def _no_reply(self, op: str, exited: int | None, output: str) -> HostError:
-        detail = output.strip().splitlines()[-3:]
-        return HostError(self.name, f"'{op}' failed on the host (exit {exited}): {' / '.join(detail)}",
-                         fix=f"check that '{self.python()}' is Python 3 on the host (setting: python)")
+        """The agent ended without a reply: say why, as far as its exit and output tell."""
+        detail = " / ".join(inert_lines(output, 3, 200)) or "no output"
+        if exited in (126, 127) or "SyntaxError" in output:
+            return HostError(self.name, f"'{op}': the host could not run the agent (exit {exited}): {detail}",
+                             fix=f"check that '{self.python()}' is Python 3.8 or later on the host (setting: python)")
+        if exited is None or exited < 0 or exited >= 128:
+            signal = (f"signal {exited - 128}" if exited is not None and exited > 128
+                      else "a signal, or the session dropped")
+            return HostError(self.name, f"'{op}': the agent ended without answering ({signal}; killed, or out of "
+                             f"memory?): {detail}", fix="run again; if it happens again, see the host's logs")
+        return HostError(self.name, f"'{op}' failed on the host (exit {exited}): {detail}",
+                         fix="check the host (disk, permissions on the deploy path), then run again")
 
     def close(self) -> None:
         """Nothing to close for this machine."""
