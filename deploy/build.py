@@ -12,6 +12,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -36,6 +37,18 @@ from deploy.reqfile import canonical, display
 from deploy.verify import deploy_layer
 
 Log = Callable[[str], None]
+
+# A release id is the first 12 hex digits of the sha256 of the release's requirements.lock: it
+# names a folder on every host, so nothing of any other form may ever be used as one.
+RELEASE_ID = re.compile(r"[0-9a-f]{12}")
+
+
+def release_id(lock_text: str) -> str:
+    return hashlib.sha256(lock_text.encode()).hexdigest()[:12]
+
+
+def is_release_id(value: object) -> bool:
+    return isinstance(value, str) and RELEASE_ID.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)
@@ -113,7 +126,7 @@ class Cache:
             sha = value.removeprefix("sha256:")
             if sha in self.by_hash and target.fits(self.by_hash[sha].name):
                 return self.wheel(sha)
-        built = self.built.get(_sdist_key(pin))
+        built = self.built.get(sdist_key(pin))
         if built in self.by_hash and target.fits(self.by_hash[built].name):
             return self.wheel(built)
         return None
@@ -125,7 +138,7 @@ def _partial(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}")
 
 
-def _sdist_key(pin: Pin) -> str:
+def sdist_key(pin: Pin) -> str:
     return f"{canonical(pin.name)}=={pin.version} " + ",".join(sorted(pin.hashes))
 
 
@@ -148,7 +161,7 @@ def build(config: Config, log: Log = print, scratch: Path | None = None, target:
         wheels = [w for w in wheels if w.name != app.name] + [app]
     ordered = sorted(wheels, key=lambda w: w.name)
     lock_text = "".join(f"{w.name}=={w.version} --hash=sha256:{w.sha256}\n" for w in ordered)
-    release = hashlib.sha256(lock_text.encode()).hexdigest()[:12]
+    release = release_id(lock_text)
     manifest: dict[str, object] = {
         "release": release,
         "app": {"name": app.name, "version": app.version} if app else None,
@@ -187,7 +200,7 @@ def _dependency_wheels(config: Config, pins: list[Pin], cache: Cache, log: Log, 
                 wheel = cache.add(path)
                 pin = by_name[wheel.name]
                 if f"sha256:{wheel.sha256}" not in pin.hashes:
-                    cache.remember(_sdist_key(pin), wheel.sha256)  # built from a hash-checked sdist
+                    cache.remember(sdist_key(pin), wheel.sha256)  # built from a hash-checked sdist
                 wheels[wheel.name] = wheel
     absent = [name for name, wheel in wheels.items() if wheel is None]
     if absent:

@@ -6,23 +6,25 @@ calling the deploy engine with the source's release as it is: the same wheels, c
 
 from __future__ import annotations
 
-import hashlib
 import json
+import re
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy.build import Build, Cache, Wheel, file_sha256
+from deploy.build import Build, Cache, Wheel, file_sha256, wheel_identity
 from deploy.build import build as build_release
 from deploy.config import Config, Environment
-from deploy.engine import Progress, Run, Summary, check_interpreters, dependency_problems, plural
+from deploy.engine import Progress, Run, Summary, check_interpreters, dependency_problems, describe_owner, plural
 from deploy.engine import deploy as deploy_release
-from deploy.errors import DeployError
+from deploy.errors import DeployError, HostError
 from deploy.layers import load as load_layers
-from deploy.lockfile import parse
+from deploy.lockfile import Pin, parse
+from deploy.replies import inert
 from deploy.reqfile import canonical
+from deploy.targets import Target
 from deploy.verify import deploy_layer
 
 
@@ -79,6 +81,8 @@ def status(config: Config, env: Environment, progress: Progress) -> list[HostSta
             host.problems.append(error)
             continue
         reply = replies[target.name]
+        if reply.get("lock") is not None:
+            host.problems.append(_held_lock(reply["lock"], env.name))
         host.release = reply["current"]
         host.previous = reply["previous"]
         host.releases = reply["releases"]
@@ -86,11 +90,19 @@ def status(config: Config, env: Environment, progress: Progress) -> list[HostSta
             host.problems.append("nothing deployed yet")
             continue
         manifest = next((r["manifest"] for r in reply["releases"] if r["release"] == host.release), None) or {}
-        host.git = manifest.get("git")
+        git = manifest.get("git")
+        host.git = git if isinstance(git, str) else None
         entry = _last_switch(reply["log"], host.release)
         if entry:
-            host.deployed_at, host.deployed_by = entry.get("time"), f"{entry.get('user')}@{entry.get('machine')}"
-        shipped = {canonical(w["name"]): w["version"] for w in manifest.get("wheels", [])}
+            stamp = entry.get("time")
+            host.deployed_at = stamp if isinstance(stamp, str) else None
+            host.deployed_by = f"{entry.get('user')}@{entry.get('machine')}"
+        listed = manifest.get("wheels")
+        wheels = [_checked_wheel(entry) for entry in listed] if isinstance(listed, list) else [None]
+        if None in wheels:
+            host.problems.append(f"release {host.release}'s manifest on the host is malformed: its wheels "
+                                 "cannot be compared (redeploy to replace it)")
+        shipped = {w.name: w.version for w in wheels if w is not None}
         host.problems += _venv_drift(shipped, reply.get("venv", {}))
         if local is not None:
             host.problems += _lock_drift({k: v for k, v in shipped.items() if k != app}, local)
@@ -105,9 +117,18 @@ def status(config: Config, env: Environment, progress: Progress) -> list[HostSta
     return statuses
 
 
+def _held_lock(owner: dict[str, Any], env: str) -> str:
+    """A deploy lock on a host: one under way, or one left by a deploy that died."""
+    since = owner.get("since")
+    age = inert(_age(since), 40) if isinstance(since, str) else "an unknown time"
+    return (f"locked since {age} by {describe_owner(owner)}: a deploy is under way, or one died there "
+            f"(if it died: invoke deploy --env {env} --break-lock)")
+
+
 def _venv_drift(shipped: dict[str, str], venv: dict[str, Any]) -> list[str]:
     if "error" in venv:
-        return [f"cannot inspect the live venv: {venv['error'].strip().splitlines()[-1:]}"]
+        last = (venv["error"].strip().splitlines() or ["(no output)"])[-1]
+        return [f"cannot inspect the live venv: {inert(last, 200)}"]
     installed = {canonical(name): version for name, version in venv.get("installed", {}).items()}
     problems = [f"missing from the live venv: {n} {v}" for n, v in sorted(shipped.items()) if n not in installed]
     problems += [f"extra in the live venv: {n} {v}" for n, v in sorted(installed.items()) if n not in shipped]
@@ -134,7 +155,7 @@ def _lock_drift(shipped: dict[str, str], local: dict[str, str]) -> list[str]:
 def render_status(statuses: list[HostStatus], as_json: bool) -> str:
     if as_json:
         return json.dumps([s.as_json() for s in statuses], indent=2)
-    rows = [("host", "release", "deployed", "by", "git", "state")]
+    rows: list[tuple[str, ...]] = [("host", "release", "deployed", "by", "git", "state")]
     for s in statuses:
         rows.append(
             (
@@ -146,10 +167,11 @@ def render_status(statuses: list[HostStatus], as_json: bool) -> str:
                 "clean" if not s.problems else f"{len(s.problems)} problem(s)",
             )
         )
+    rows = [(*(inert(cell, 60) for cell in row),) for row in rows]  # host text: deployed by, git, time
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() for r in rows]
     for s in statuses:
-        lines += [f"{s.host}: {problem}" for problem in s.problems]
+        lines += [f"{s.host}: {inert(problem, 2000)}" for problem in s.problems]
     return "\n".join(lines)
 
 
@@ -175,11 +197,11 @@ def render_releases(statuses: list[HostStatus]) -> str:
         for item in reversed(s.releases):  # newest first
             manifest = item["manifest"] or {}
             mark = {s.release: "live", s.previous: "previous"}.get(item["release"], "")
-            app = manifest.get("app") or {}
-            lines.append(
-                f"  {item['release']}  {manifest.get('built_at', '-'):20}  "
-                f"{app.get('version', '-'):10}  {(manifest.get('git') or '-')[:12]:12}  {mark}".rstrip()
-            )
+            app = manifest.get("app")
+            version = app.get("version", "-") if isinstance(app, dict) else "-"
+            built_at, version, git = (inert(str(value), limit) for value, limit in (
+                (manifest.get("built_at", "-"), 20), (version, 20), (str(manifest.get("git") or "-")[:12], 12)))
+            lines.append(f"  {item['release']}  {built_at:20}  {version:10}  {git:12}  {mark}".rstrip())
     return "\n".join(lines)
 
 
@@ -239,17 +261,51 @@ def _changes(before: dict[str, str], after: dict[str, str]) -> list[str]:
 def promote(
     config: Config, source: Environment, target: Environment, *, progress: Progress, break_lock: bool = False
 ) -> Summary:
-    """Deploy to `target` the exact release live on every host of `source`: no rebuild."""
+    """Deploy to `target` the exact release live on every host of `source`, as this checkout
+    vouches for it: the same release id, made of wheels the local lock and source account for."""
     built = fetch_release(config, source, progress)
     return deploy_release(config, target, progress=progress, break_lock=break_lock, built=built, action="promote")
 
 
 def fetch_release(config: Config, source: Environment, progress: Progress) -> Build:
+    """The release live on `source`, rebuilt here from the local lock and source, never taken
+    on the source hosts' word: a compromised staging host must not be able to put a wheel on
+    production. Staging only says which release is live and, to save downloads, supplies
+    dependency wheels whose sha256 the local deploy lock names. The result must have the same
+    release id (a digest of every wheel's hash), or promote refuses and says which wheels differ."""
     run = Run(config, source, "promote", progress)
-    run.probe()
-    failed = [r.error for r in run.results.values() if r.error]
-    if failed:
-        raise DeployError(f"cannot read the source environment '{source.name}':\n  " + "\n  ".join(failed))
+    try:
+        run.probe()
+        failed = [r.error for r in run.results.values() if r.error]
+        if failed:
+            raise DeployError(f"cannot read the source environment '{source.name}':\n  " + "\n  ".join(failed))
+        release = _agreed_release(run, source)
+        interpreter = check_interpreters(run)
+        origin = run.targets[0]
+        shipped = _source_wheels(origin, release)
+        _seed_cache(config, origin, release, shipped, progress)
+    finally:
+        for target_ in run.targets:
+            target_.close()
+    built = build_release(config, log=lambda line: progress("build", line), target=interpreter)
+    if built.release != release:
+        ours = {w.name: w for w in built.wheels}
+        theirs = {w.name: w for w in shipped}
+        differ = [
+            f"{name}: {origin.name} has {_describe(theirs.get(name))}, this checkout builds {_describe(ours.get(name))}"
+            for name in sorted(ours.keys() | theirs.keys())
+            if (ours.get(name) and ours[name].sha256) != (theirs.get(name) and theirs[name].sha256)
+        ]
+        raise DeployError(
+            f"release {release} live on '{source.name}' is not what this checkout builds ({built.release}): "
+            + "; ".join(differ),
+            fix="check out the commit it was deployed from and run promote again, or deploy this checkout "
+            f"to '{source.name}' first",
+        )
+    return built
+
+
+def _agreed_release(run: Run, source: Environment) -> str:
     live = {t.name: run.results[t.name].probe["current"] for t in run.targets}
     if None in live.values() or len(set(live.values())) != 1:
         detail = ", ".join(f"{host} runs {release or 'nothing'}" for host, release in live.items())
@@ -257,30 +313,87 @@ def fetch_release(config: Config, source: Environment, progress: Progress) -> Bu
             f"the hosts of '{source.name}' do not agree on one live release: {detail}",
             fix=f"deploy or roll back '{source.name}' until every host runs the same release",
         )
-    release = next(iter(live.values()))
-    origin = run.targets[0]
-    assert release is not None
-    manifest = json.loads(origin.call("read", file=f"releases/{release}/manifest.json")["text"] or "null")
-    lock_text = origin.call("read", file=f"releases/{release}/requirements.lock")["text"]
-    if not manifest or lock_text is None or "wheels" not in manifest:
-        raise DeployError(f"{origin.name}: release {release} has no complete manifest to promote from")
-    if hashlib.sha256(lock_text.encode()).hexdigest()[:12] != release:
-        raise DeployError(f"{origin.name}: release {release}'s requirements.lock does not match its id: refusing")
+    release: str = next(iter(live.values()))
+    return release
+
+
+def _source_wheels(origin: Target, release: str) -> list[Wheel]:
+    """The wheels release `release`'s manifest lists, each checked for form: names and hashes
+    that will become local paths and cache keys."""
+    text = origin.call("read", file=f"releases/{release}/manifest.json")["text"]
+    try:
+        manifest = json.loads(text) if text is not None else None
+    except ValueError:
+        manifest = None
+    entries = manifest.get("wheels") if isinstance(manifest, dict) else None
+    if not isinstance(entries, list):
+        raise HostError(origin.name, f"release {release} has no readable manifest to promote from")
+    wheels = []
+    for entry in entries:
+        wheel = _checked_wheel(entry)
+        if wheel is None:
+            raise HostError(origin.name, f"release {release}'s manifest lists a malformed wheel entry "
+                            f"({inert(json.dumps(entry), 120)}): refusing to promote it")
+        wheels.append(wheel)
+    return wheels
+
+
+_WHEEL_FILE = re.compile(r"[A-Za-z0-9_.+!]+-[A-Za-z0-9_.+!]+(-[A-Za-z0-9_.+!]+){3,4}\.whl")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _checked_wheel(entry: object) -> Wheel | None:
+    if not isinstance(entry, dict) or set(entry) != {"filename", "name", "version", "sha256", "size"}:
+        return None
+    filename, sha, size = entry["filename"], entry["sha256"], entry["size"]
+    if not (isinstance(filename, str) and _WHEEL_FILE.fullmatch(filename) and isinstance(sha, str)
+            and _SHA256.fullmatch(sha) and isinstance(size, int) and not isinstance(size, bool) and size >= 0):
+        return None
+    if wheel_identity(filename) != (entry["name"], entry["version"]):
+        return None
+    return Wheel(filename, entry["name"], entry["version"], sha, size)
+
+
+def _seed_cache(config: Config, origin: Target, release: str, shipped: list[Wheel], progress: Progress) -> None:
+    """Fetch from the source host the dependency wheels the local cache lacks, but only those
+    whose sha256 the local deploy lock names for that very pin; anything else is refused."""
+    pins = _lock_pins(config)
+    app = canonical(config.app_name) if config.app_name else None
     cache = Cache(config.root / ".deploy" / "cache")
-    wheels = [Wheel(**w) for w in manifest["wheels"]]
-    for wheel in dict.fromkeys(wheels):
+    vouched = []
+    for wheel in shipped:
+        if wheel.name == app:
+            continue  # built here from the source and compared by hash: see fetch_release
+        pin = pins.get(wheel.name)
+        if pin is not None and pin.version == wheel.version and f"sha256:{wheel.sha256}" in pin.hashes:
+            vouched.append(wheel)
+        elif pin is None or pin.version != wheel.version:
+            raise HostError(origin.name, f"release {release} ships {wheel.filename} (sha256 {wheel.sha256[:16]}…), "
+                            "which the local deploy lock does not vouch for: refusing to promote it",
+                            fix="if the lock changed since that release was deployed, deploy it again from this "
+                            "checkout; otherwise inspect the host")
+        # Else a wheel built from the pin's sdist (the lock hashes the sdist): never taken from the
+        # host; the local build makes it (or has it cached) and the release id comparison decides.
+    for wheel in dict.fromkeys(vouched):
         if wheel.sha256 in cache.by_hash:
             continue
         progress(origin.name, f"fetching {wheel.filename} from the source release")
         with tempfile.TemporaryDirectory(prefix="pinship-promote-") as tmp:
-            local = Path(tmp) / wheel.filename
-            origin.get(f"{source.path}/wheels/{wheel.sha256}/{wheel.filename}", local)
+            local = Path(tmp) / wheel.filename  # a checked plain file name: it stays in tmp
+            origin.get(f"{origin.env.path}/wheels/{wheel.sha256}/{wheel.filename}", local)
             if file_sha256(local) != wheel.sha256:
-                raise DeployError(
-                    f"{origin.name}: {wheel.filename} does not match the hash in release "
-                    f"{release}'s manifest: refusing to promote it"
-                )
+                raise HostError(origin.name, f"{wheel.filename} does not have the sha256 the local lock gives: "
+                                "refusing to promote it", fix="inspect the host's wheel store")
             cache.add(local)
-    for target_ in run.targets:
-        target_.close()
-    return Build(release, wheels, lock_text, manifest, dict(cache.by_hash))
+
+
+def _lock_pins(config: Config) -> dict[str, Pin]:
+    graph = load_layers(config.root, config.requirements)
+    layer = deploy_layer(config, graph)
+    if layer is None or not graph.layers[layer].lock.is_file():
+        raise DeployError("there is no deploy layer lock to promote against", fix="run: nox -s lock")
+    return {canonical(name): pin for name, pin in parse(graph.layers[layer].lock).pins.items()}
+
+
+def _describe(wheel: Wheel | None) -> str:
+    return f"{wheel.filename} (sha256 {wheel.sha256[:16]}…)" if wheel else "nothing"

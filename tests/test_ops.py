@@ -159,26 +159,50 @@ def _files(folder: Path) -> dict[str, int]:
     return {str(p.relative_to(folder)): p.stat().st_size for p in folder.rglob("*") if p.is_file()}
 
 
-def test_promote_ships_the_staging_release_as_is_fetching_its_wheels_from_a_staging_host(
+def _forget_cached(project: DeployProject, *names: str) -> None:
+    """The local build cache without these packages' wheels: another machine's checkout."""
+    cache = project.root / ".deploy" / "cache"
+    for wheel in cache.glob("wheels/*/*.whl"):
+        if wheel.name.split("-")[0] in names:
+            shutil.rmtree(wheel.parent)
+    built = json.loads((cache / "built.json").read_text())
+    (cache / "built.json").write_text(json.dumps({k: v for k, v in built.items() if not k.startswith("app ")}))
+
+
+def test_promote_ships_the_staging_release_fetching_the_wheels_the_local_lock_vouches_for(
     project: DeployProject, cluster: SshCluster
 ) -> None:
     release = _on_every_staging_host(project, cluster)
     manifest = json.loads(read(cluster.hosts[0], f"{cluster.deploy_path}/current/manifest.json"))
-    # A fresh clone: no local build cache, and the source has moved on since staging was deployed.
-    shutil.rmtree(project.root / ".deploy")
-    project.set_version("9.9")
+    # Another checkout of the same commit, offline: it lacks the locked wheels and the app's.
+    _forget_cached(project, "alpha", "beta", APP)
     production = cluster.hosts[2]
 
     outcome = project.invoke("promote", "--from", "staging", "--to", "production", "--yes")
 
     assert outcome.code == 0, outcome.output
-    assert "fetching" in outcome.output
+    assert "fetching alpha-1.0" in outcome.output and "fetching beta-1.0" in outcome.output
+    assert f"fetching {APP}" not in outcome.output  # the app's wheel is rebuilt here, byte for byte
     assert assert_serving_complete_release(production, cluster.deploy_path) == release
     promoted = json.loads(read(production, f"{cluster.deploy_path}/current/manifest.json"))
     assert [(w["name"], w["sha256"]) for w in promoted["wheels"]] == [
         (w["name"], w["sha256"]) for w in manifest["wheels"]
     ]
     assert store(production, cluster.deploy_path) == {w["sha256"] for w in manifest["wheels"]}
+
+
+def test_promote_refuses_a_release_this_checkout_does_not_build(project: DeployProject, cluster: SshCluster) -> None:
+    release = _on_every_staging_host(project, cluster)
+    project.set_version("9.9")  # the source moved on: its app wheel is not the one on staging
+
+    outcome = project.invoke("promote", "--from", "staging", "--to", "production", "--yes")
+
+    assert outcome.code == 1
+    assert f"release {release} live on 'staging' is not what this checkout builds" in outcome.output
+    assert f"{APP}: {cluster.hosts[0].spec()} has {APP}-1.0-" in outcome.output
+    assert f"this checkout builds {APP}-9.9-" in outcome.output
+    assert "fix: check out the commit it was deployed from" in outcome.output
+    assert live(cluster.hosts[2], cluster.deploy_path) is None
 
 
 def test_promote_refuses_a_source_whose_hosts_disagree(project: DeployProject, cluster: SshCluster) -> None:
