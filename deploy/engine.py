@@ -26,12 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deploy import depcheck
-from deploy.build import Build, Wheel, check_wheel, prebuild_app
+from deploy.build import Build, Wheel, check_wheel, is_release_id, prebuild_app
 from deploy.build import build as build_release
 from deploy.config import Config, Environment
 from deploy.errors import DeployError, HostError
 from deploy.platforms import Interpreter, agree
-from deploy.targets import AgentFailure, Target, connect, start_keeper
+from deploy.replies import inert
+from deploy.targets import AgentFailure, Target, connect, host_output, start_keeper
 from deploy.verify import verify
 
 Progress = Callable[[str, str], None]
@@ -46,6 +47,7 @@ class HostResult:
     seconds: float = 0.0
     bytes_sent: int = 0
     locked: bool = False
+    serves: str | None = None  # the release this host's `current` points at, as last seen
     probe: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
 
@@ -64,6 +66,14 @@ class Summary:
     @property
     def ok(self) -> bool:
         return not any(h.failed for h in self.hosts)
+
+    def serving(self) -> dict[str, list[str]]:
+        """Which hosts serve which release (hosts never reached are left out)."""
+        found: dict[str, list[str]] = {}
+        for host in self.hosts:
+            if host.serves:
+                found.setdefault(host.serves, []).append(host.host)
+        return found
 
 
 class Run:
@@ -126,7 +136,9 @@ class Run:
     def probe(self) -> None:
         def step(target: Target) -> None:
             self.progress(target.name, "connecting")
-            self.results[target.name].probe = target.call("probe")
+            result = self.results[target.name]
+            result.probe = target.call("probe")
+            result.serves = result.probe["current"]
 
         self.each(self.targets, step)
 
@@ -160,6 +172,7 @@ class Run:
             reply = target.call("lock", owner=self.owner, **{"break": self.break_lock})
             result.locked = True
             result.probe = reply["probe"]
+            result.serves = result.probe["current"]
             if reply.get("broke"):
                 self.progress(target.name, f"took over a stale lock held by {describe_owner(reply['broke'])}")
         except AgentFailure as exc:
@@ -203,13 +216,27 @@ class Run:
         def step(target: Target) -> None:
             result = self.results[target.name]
             release = release_for(target)
-            reply = target.call("switch", token=self.token, release=release, restart=self.env.restart,
-                                keep=self.env.keep_releases, log=self.log_entry(release),
-                                timeout=self.env.command_timeout)
+            try:
+                reply = target.call("switch", token=self.token, release=release, restart=self.env.restart,
+                                    keep=self.env.keep_releases, log=self.log_entry(release),
+                                    timeout=self.env.command_timeout)
+            except AgentFailure as exc:
+                # The agent released its lock and says what the host serves now: the switch did
+                # not happen there, whatever the other hosts did.
+                current = exc.extra.get("current")
+                result.serves = current if is_release_id(current) else result.serves
+                result.locked = not exc.extra.get("unlocked", False)
+                result.result = "switch failed"
+                raise
+            except HostError:
+                result.serves = None  # the connection went during the switch: what it serves is unknown
+                result.result = "unknown: connection lost during the switch"
+                raise
             result.locked = False
             result.release = release
+            result.serves = reply["previous"] if reply["switched_back"] else release
             if reply["switched_back"]:
-                output = reply.get("restart_output") or "(no output)"
+                output = host_output(reply.get("restart_output") or "(no output)")
                 result.error = (f"{target.name}: restart failed (exit {reply['restart']}), switched back to "
                                 f"{reply['previous']}: {output}")
                 result.result = "switched back"
@@ -246,10 +273,12 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
-def describe_owner(owner: dict[str, Any] | None) -> str:
-    if not owner or not owner.get("user"):
+def describe_owner(owner: object) -> str:
+    """Who holds a host's deploy lock, as the host reports it: its text, made inert."""
+    if not isinstance(owner, dict) or not owner.get("user"):
         return "owner unknown"
-    return f"{owner['user']}@{owner['machine']} pid {owner['pid']} since {owner['since']} ({owner.get('action')})"
+    return inert(f"{owner.get('user')}@{owner.get('machine')} pid {owner.get('pid')} since {owner.get('since')} "
+                 f"({owner.get('action')})", 200)
 
 
 def deploy(config: Config, env: Environment, *, progress: Progress, break_lock: bool = False,
@@ -317,6 +346,7 @@ def _deploy(config: Config, env: Environment, progress: Progress, break_lock: bo
                 run.interrupted()
             return run.summary(built.release)
         run.switch([t for t in staged if not run.results[t.name].failed], lambda _t: built.release)
+        run.release_locks("switch failed", None)  # only hosts whose switch failed still hold one
     except KeyboardInterrupt:
         run.cancelled.set()
     if run.cancelled.is_set():
@@ -398,6 +428,10 @@ def _send(run: Run, target: Target, built: Build, wheels: list[Wheel]) -> None:
 
 def rollback(config: Config, env: Environment, *, to: str | None, progress: Progress,
              break_lock: bool = False) -> Summary:
+    if to is not None and not is_release_id(to):
+        # Checked before any host is contacted: the id becomes a path on every host.
+        raise DeployError(f"--to {inert(to, 40)}: not a release id (12 hex digits, as `invoke releases` shows)",
+                          fix=f"run: invoke releases --env {env.name}, then pass one of the ids it lists")
     run = Run(config, env, "rollback", progress, break_lock)
     targets = run.targets
     chosen: dict[str, str] = {}
@@ -418,26 +452,35 @@ def rollback(config: Config, env: Environment, *, to: str | None, progress: Prog
         if run.cancelled.is_set():
             pass  # released below
         elif any(r.failed for r in run.results.values()):
-            run.release_locks("refused", to)
+            run.release_locks("refused", None)  # a rollback makes no release: abort has nothing to clear
         else:
             run.switch(targets, lambda target: chosen[target.name])
+            run.release_locks("switch failed", None)
     except KeyboardInterrupt:
         run.cancelled.set()
     if run.cancelled.is_set():
-        run.release_locks("interrupted", to)
+        run.release_locks("interrupted", None)
         run.interrupted()
     return run.summary(to)
 
 
 def render_summary(summary: Summary) -> str:
-    rows = [("host", "release", "result", "seconds", "sent")]
+    rows = [("host", "release", "result", "serves", "seconds", "sent")]
     for host in summary.hosts:
-        rows.append((host.host, host.release or "-", host.result, f"{host.seconds:.1f}", _size(host.bytes_sent)))
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+        rows.append((host.host, host.release or "-", host.result, host.serves or "-", f"{host.seconds:.1f}",
+                     _size(host.bytes_sent)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
     errors = [f"  {host.error}" for host in summary.hosts if host.error]
     if errors:
         lines += ["", "problems:", *errors]
+    serving = summary.serving()
+    if len(serving) > 1 and summary.action != "status":
+        # A switch that failed on some hosts after others switched: say so, loudly, with the way out.
+        lines += ["", f"MIXED: the hosts of '{summary.environment}' now serve different releases:",
+                  *(f"  {release}: {', '.join(hosts)}" for release, hosts in sorted(serving.items())),
+                  f"  fix: repair the failed hosts and run the {summary.action} again, or put the switched "
+                  f"hosts back with: invoke rollback --env {summary.environment} --hosts HOST,…"]
     return "\n".join(lines)
 
 

@@ -97,7 +97,7 @@ class Outcome:
     seconds: float
 
     def summary(self) -> dict[str, dict[str, str]]:
-        """The per-host summary table, as {host: {release, result, seconds, sent}}."""
+        """The per-host summary table, as {host: {release, result, serves, seconds, sent}}."""
         lines = self.output.splitlines()
         start = next((i for i, line in enumerate(lines) if re.match(r"host\s+release\s+result", line)), None)
         assert start is not None, f"no summary table in:\n{self.output}"
@@ -106,7 +106,7 @@ class Outcome:
             if not line.strip():
                 break
             cells = re.split(r"\s{2,}", line.strip())
-            rows[cells[0]] = dict(zip(("release", "result", "seconds", "sent"), cells[1:], strict=True))
+            rows[cells[0]] = dict(zip(("release", "result", "serves", "seconds", "sent"), cells[1:], strict=True))
         return rows
 
     def assert_clean(self) -> None:
