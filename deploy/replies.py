@@ -250,8 +250,9 @@ EXTRAS: dict[str, Shape] = {
 FAILURE = record({"kind": KIND, "error": TEXT}, {"extra": ANY_MAPPING})
 
 
-def _refuse(host: str, op: str, mismatch: _Mismatch) -> HostError:
-    return HostError(host, f"{op}: the host's reply is not what this step expects: {mismatch}", fix=FIX)
+def _refuse(host: str, op: str | None, mismatch: _Mismatch) -> HostError:
+    step = f"{op}: " if op else ""
+    return HostError(host, f"{step}the host's reply is not what this step expects: {mismatch}", fix=FIX)
 
 
 def check(host: str, op: str, reply: object) -> dict[str, Any]:
@@ -264,9 +265,10 @@ def check(host: str, op: str, reply: object) -> dict[str, Any]:
     return dict(reply)
 
 
-def failure(host: str, reply: object, op: str = "reply") -> dict[str, Any]:
+def failure(host: str, reply: object, op: str | None = None) -> dict[str, Any]:
     """A failure envelope ({"ok": false, "kind", "error", "extra"}) once it has its shape; `extra`
-    is always there (a mapping) and holds what its kind carries in the shape that kind has."""
+    is always there (a mapping) and holds what its kind carries in the shape that kind has.
+    Pass the step as `op` where it is known: the message then names it."""
     try:
         FAILURE(reply, "reply")
         assert isinstance(reply, Mapping)

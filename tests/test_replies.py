@@ -18,7 +18,8 @@ HOST = "deploy@app1"
 RELEASE = "0123456789ab"
 OTHER = "ba9876543210"
 DIGEST = "f" * 64
-OWNER = {"user": "ann", "machine": "laptop", "pid": 42, "since": "2026-01-01T00:00:00Z", "token": "t",
+TOKEN = "00ff00ff00ff00ff"
+OWNER = {"user": "ann", "machine": "laptop", "pid": 42, "since": "2026-01-01T00:00:00Z", "token": TOKEN,
          "action": "deploy"}
 PROBE: dict[str, Any] = {
     "tags": ["manylinux_2_17_x86_64", "linux_x86_64"],
@@ -93,7 +94,7 @@ def test_the_real_agents_replies_pass_their_checks(tmp_path: Path) -> None:
     check(HOST, "lock", ops["lock"]({"path": path, "owner": OWNER}))
     check(HOST, "status", ops["status"]({"path": path}))
     check(HOST, "read", ops["read"]({"path": path, "file": "deploy.log"}))
-    check(HOST, "abort", ops["abort"]({"path": path, "token": "t", "release": None, "log": {}}))
+    check(HOST, "abort", ops["abort"]({"path": path, "token": TOKEN, "release": None, "log": {}}))
     check(HOST, "ping", ops["ping"]({}))
 
 
@@ -187,6 +188,13 @@ def test_a_failure_comes_back_with_its_kind_text_and_extra() -> None:
     reply = {"ok": False, "kind": "locked", "error": "locked", "extra": {"owner": OWNER}, "host": "x"}
     assert failure(HOST, reply)["extra"] == {"owner": OWNER}
     assert failure(HOST, {"ok": False, "kind": "os", "error": "No space"})["extra"] == {}
+
+
+def test_a_failure_checked_without_its_step_still_names_the_host() -> None:
+    with pytest.raises(HostError) as caught:
+        failure(HOST, ["not", "a", "mapping"])
+    assert caught.value.message == (f"{HOST}: the host's reply is not what this step expects: "
+                                    "reply: expected a mapping, got a list of 3 items")
 
 
 @pytest.mark.parametrize(
