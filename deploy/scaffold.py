@@ -9,6 +9,7 @@ import tomllib
 from pathlib import Path
 
 from deploy.errors import ConfigError
+from deploy.reqfile import clip, read_text
 
 NOXFILE = '''"""Nox sessions: lock, verify, upgrade and audit this project's layered requirements."""
 
@@ -58,7 +59,10 @@ def init(root: Path, *, force: bool = False, say: object = print) -> list[Path]:
             f"{pyproject} does not exist: init adopts an existing Python project",
             fix="create a pyproject.toml with a [project] table first (name, version, dependencies)",
         )
-    data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    try:
+        data = tomllib.loads(read_text(pyproject, root))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"pyproject.toml: {clip(str(exc))}", fix="correct that line of pyproject.toml") from None
     dependencies = data.get("project", {}).get("dependencies", [])
     base = LAYERS["base.in"] + "".join(f"{dep}\n" for dep in dependencies)
     files = {
