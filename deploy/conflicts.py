@@ -52,6 +52,7 @@ _BROKEN = re.compile(
 )
 _ERRNO = re.compile(r"\[Errno -?\d+\] (?P<text>[^)\]\"']+)")
 _NONE_FOUND = "(from versions: none)"
+_CREDENTIALS = re.compile(r"://(?P<user>[^/@:\s]+)(?::(?P<password>[^/@\s]*))?@")
 
 
 def explain(output: str, graph: LayerGraph, *, probe: Probe | None = None) -> str:
@@ -90,7 +91,7 @@ def explain(output: str, graph: LayerGraph, *, probe: Probe | None = None) -> st
 def _bounded(lines: list[str], separator: str = "\n  ") -> str:
     """At most MAX_LINES distinct lines, each clipped: pip's output can quote whole input files."""
     unique = list(dict.fromkeys(lines))
-    shown = [clip(line, 400) for line in unique[:MAX_LINES]]
+    shown = [clip(_redact(line), 400) for line in unique[:MAX_LINES]]
     if len(unique) > MAX_LINES:
         shown.append(f"… and {len(unique) - MAX_LINES} more")
     return separator.join(shown)
@@ -98,13 +99,13 @@ def _bounded(lines: list[str], separator: str = "\n  ") -> str:
 
 def unreachable(output: str, probe: Probe | None = None) -> list[str]:
     """`the package index URL could not be reached (reason)`, one line per index pip could not reach."""
-    indexes = [url.strip() for raw in output.splitlines() if (m := _INDEXES.match(raw))
-               for url in m.group("urls").split(",") if url.strip()]
+    indexes = _indexes(output)
     found: dict[str, str] = {}
     for raw in output.splitlines():
         if match := _BROKEN.search(raw):
-            host, port = match.group("host"), int(match.group("port"))
-            url = _index_for(indexes, host, port) or f"{match.group('scheme').lower()}://{host}:{port}"
+            host, port, scheme = match.group("host"), int(match.group("port")), match.group("scheme").lower()
+            shown_port = "" if port == (443 if scheme == "https" else 80) else f":{port}"
+            url = _index_for(indexes, host, port) or f"{scheme}://{host}{shown_port}"
             found.setdefault(url, _reason(match.group("error"), match.group("detail")))
     # With retries off pip says nothing of the network: all that shows is that nothing was found.
     for url in dict.fromkeys(indexes) if not found and _NONE_FOUND in output and probe else ():
@@ -116,6 +117,22 @@ def unreachable(output: str, probe: Probe | None = None) -> list[str]:
         if parts.hostname and probe and (reason := probe(parts.hostname, port)) is not None:
             found[url] = reason
     return [f"the package index {_redact(url)} could not be reached ({clip(reason)})" for url, reason in found.items()]
+
+
+def _indexes(output: str) -> list[str]:
+    """The index URLs pip used (passwords already hidden by pip), from pip-tools' and pip's own lines."""
+    urls: list[str] = []
+    listing = False
+    for raw in output.splitlines():
+        if raw.strip() == "Using indexes:":  # pip-tools -v, printed for PyPI too
+            listing = True
+        elif listing and raw.startswith(" ") and "://" in raw:
+            urls.append(raw.strip())
+        else:
+            listing = False
+            if match := _INDEXES.match(raw):  # pip: only for an index other than PyPI
+                urls += [url.strip() for url in match.group("urls").split(",") if url.strip()]
+    return list(dict.fromkeys(urls))
 
 
 def _index_for(indexes: list[str], host: str, port: int) -> str | None:
@@ -143,8 +160,8 @@ def _reason(error: str, detail: str) -> str:
 
 
 def _redact(url: str) -> str:
-    """pip already hides passwords in what it prints; hide them again in case of a URL built here."""
-    return re.sub(r"://([^/@:\s]*):[^/@\s]*@", r"://\1:****@", url)
+    """pip hides passwords in the URLs it prints; hide any that reach a message some other way."""
+    return _CREDENTIALS.sub(lambda m: f"://{m.group('user')}:****@" if m.group("password") else "://****@", url)
 
 
 def probe(host: str, port: int, timeout: float = 5.0) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -41,6 +42,7 @@ COMPILE_OPTIONS = (
     "--no-config",
 )
 Log = Callable[[str], None]
+_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|CREDENTIAL|API_?KEY|AUTH|PRIVATE|SESSION", re.IGNORECASE)
 _PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
 
@@ -209,8 +211,18 @@ def solve(
             # Through a proxy, a direct connection says nothing about whether pip reached the index.
             proxied = any(run_env.get(key) for key in _PROXIES)
             probe = None if proxied else conflicts.probe
-            raise LockError(conflicts.explain(proc.stderr + proc.stdout, graph, probe=probe), fix=None)
+            message = conflicts.explain(proc.stderr + proc.stdout, graph, probe=probe)
+            raise LockError(_hide_secrets(message, run_env), fix=None)
         return _read_universe(work / "all.txt")
+
+
+def _hide_secrets(message: str, env: Mapping[str, str]) -> str:
+    """Blank out the values of secret-looking variables: pip expands `${VAR}` in requirement files
+    and then quotes the line it could not use, so an `.in` line can carry a CI secret into a log."""
+    for key, value in env.items():
+        if len(value) >= 6 and _SECRET_NAME.search(key) and value in message:
+            message = message.replace(value, "****")
+    return message
 
 
 def _union(locks: Iterable[LockFile]) -> list[Pin]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.conflicts import unreachable
+from deploy import conflicts
 from deploy.scaffold import NOXFILE, TASKS
 from tests.lockproject import PYPROJECT, LockProject, Names, locked_copy, publish
 from tests.support.pkgindex import PackageIndex
@@ -364,7 +364,7 @@ def test_pips_dns_failure_names_the_index_without_its_password() -> None:
         "  ERROR: Could not find a version that satisfies the requirement alpha (from versions: none)\n"
     )
 
-    assert unreachable(output) == [
+    assert conflicts.unreachable(output) == [
         "the package index https://ci:****@pypi.example.invalid/simple could not be reached "
         "(DNS lookup failed: Name or service not known)"
     ]
@@ -385,3 +385,36 @@ def test_a_package_missing_from_a_reachable_index_is_still_reported_as_missing(
         f"  package {names.nosuch}: no version on the index matches {names.nosuch}, "
         "asked by layer base (requirements/base.in:2)"
     )
+
+
+def test_a_secret_that_pip_expands_into_a_requirement_line_is_blanked_out(
+    use_index: PackageIndex, project: LockProject, secret_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pip replaces ${VAR} in requirement files, then quotes the line it could not satisfy.
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    project.write("prod.in", project.read("prod.in") + "${PINSHIP_DEPLOY_TOKEN}==1.0\n")
+
+    done = project.run("lock")
+
+    lines = _error_lines(done)
+    assert "  package ****: no version on the index matches ****==1.0, asked by a dependency" in lines
+    assert SECRET not in done.stdout + done.stderr
+
+
+def test_an_unreachable_default_index_is_named_from_pip_tools_own_listing() -> None:
+    # PyPI itself gets no "Looking in indexes" line from pip; pip-tools -v lists it, and with retries
+    # off only a connection attempt can tell an index that is down from a package that is missing.
+    output = (
+        "Using indexes:\n  https://pypi.org/simple\n\n"
+        "  ERROR: Could not find a version that satisfies the requirement alpha (from versions: none)\n"
+    )
+    tried: list[tuple[str, int]] = []
+
+    def probe(host: str, port: int) -> str | None:
+        tried.append((host, port))
+        return "connection refused"
+
+    assert conflicts.unreachable(output, probe) == [
+        "the package index https://pypi.org/simple could not be reached (connection refused)"
+    ]
+    assert tried == [("pypi.org", 443)]
