@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import ensurepip
 import hashlib
 import io
 import json
@@ -25,6 +26,8 @@ from pathlib import Path
 import pytest
 
 from deploy.agent_status import INSPECT
+from tests.deployproject import make_project
+from tests.support.pkgindex import PackageIndex
 from tests.test_install import SOURCE, TOOL_FILES, agent_install, make_wheel
 
 WHEEL = "tool-1.0-py3-none-any.whl"
@@ -341,3 +344,25 @@ def test_a_wheel_that_holds_one_file_two_ways_is_refused_saying_what_is_wrong(
     assert done.stdout.startswith(f"REFUSED {WHEEL}: ")
     assert refusal in done.stdout
     assert "two wheels" not in done.stdout
+
+
+def test_a_local_deploy_under_a_folder_with_a_space_gets_launchers_that_run(tmp_path: Path) -> None:
+    """`invoke deploy --env local` in a checkout under `My Project/`, twice (the second links pip
+    from the first release): pip's own launchers must run from the live release."""
+    [bundled] = sorted((Path(ensurepip.__file__).parent / "_bundled").glob("pip-*.whl"))
+    with PackageIndex(tmp_path / "index") as index:
+        for name, requires in (("alpha", ["beta>=1"]), ("beta", []), ("delta", [])):
+            index.add(name, "1.0", requires)
+        index.add("gamma", "1.0", sdist_only=True)
+        shutil.copy(bundled, index.root / bundled.name)
+        project = make_project(tmp_path / "My Project" / "app", index.url)
+        (project.root / "requirements" / "prod.in").write_text("-r base.in\ngamma\npip\n")
+        relock = subprocess.run([sys.executable, "-m", "deploy", "lock"], cwd=project.root, env=project.env,
+                                capture_output=True, text=True, check=False)
+        assert relock.returncode == 0, relock.stdout + relock.stderr
+        for version in ("1.0", "1.1"):
+            project.set_version(version)
+            project.deploy_ok(env="local")
+    venv = project.root / ".deploy" / "local" / "current" / "venv"
+    shown = run(venv / "bin" / "pip", "--version")
+    assert shown.startswith(f"pip {bundled.name.split('-')[1]} from {venv.resolve()}"), shown
