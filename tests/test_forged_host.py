@@ -179,3 +179,103 @@ def test_an_error_text_with_a_newline_cannot_forge_a_hosts_line(
     assert not any(line.startswith(f"{other.spec()}: switched") for line in outcome.output.splitlines()), outcome.output
     assert_refused(outcome, liar, "health check failed", "boom")
     assert_every_host_serves(cluster, first)
+
+
+def test_a_reply_that_is_not_json_is_one_line_naming_the_host(
+    project: DeployProject, cluster: SshCluster, first: str
+) -> None:
+    liar = cluster.hosts[1]
+    forge(project, cluster, liar, {"probe": forged.raw(f'{{"ok": tru{ESC}[2J')})
+    project.new_version()
+
+    outcome = project.deploy()
+
+    assert ESC not in outcome.output
+    assert_refused(outcome, liar, "not JSON")
+    assert_every_host_serves(cluster, first)
+
+
+def test_a_failure_without_its_kind_is_one_line_naming_the_host_and_nothing_is_left_locked(
+    project: DeployProject, cluster: SshCluster, first: str
+) -> None:
+    liar = cluster.hosts[0]  # the first host is locked alone, as the gate: nobody else is locked
+    forge(project, cluster, liar, {"lock": forged.raw('{"ok": false, "error": "no kind here", "extra": []}')})
+    project.new_version()
+
+    outcome = project.deploy()
+
+    assert_refused(outcome, liar, "kind")
+    assert_every_host_serves(cluster, first)
+
+
+def test_a_lock_owner_with_escape_codes_and_newlines_is_shown_inert(
+    project: DeployProject, cluster: SshCluster, first: str
+) -> None:
+    liar, other = cluster.hosts
+    owner = {"user": f"{ESC}[2K{ESC}[1A\n{other.spec()}: switched\n", "machine": "m\u202eevil", "pid": 1,
+             "since": "2026-01-01T00:00:00Z", "token": "00", "action": "deploy"}
+    forge(project, cluster, liar, {"lock": forged.fail("locked", "locked", {"owner": owner})})
+    project.new_version()
+
+    outcome = project.deploy()
+
+    assert ESC not in outcome.output and "\u202e" not in outcome.output
+    assert not any(line.startswith(f"{other.spec()}: switched") for line in outcome.output.splitlines()), outcome.output
+    assert_refused(outcome, liar, "holds the lock")
+    assert_every_host_serves(cluster, first)
+
+
+def test_a_megabyte_of_error_text_from_a_host_is_cut_short(
+    project: DeployProject, cluster: SshCluster, first: str
+) -> None:
+    liar = cluster.hosts[1]
+    forge(project, cluster, liar, {"stage": forged.fail("stage", "health check failed (exit 1): " + "x" * 2_000_000)})
+    project.new_version()
+
+    outcome = project.deploy()
+
+    assert_refused(outcome, liar, "health check failed")
+    assert len(outcome.output) < 20_000, len(outcome.output)
+    assert_every_host_serves(cluster, first)
+
+
+def test_a_probe_naming_a_wheel_store_entry_that_is_a_path_is_refused_in_a_dry_run(
+    project: DeployProject, cluster: SshCluster, first: str
+) -> None:
+    liar = cluster.hosts[0]
+    forge(project, cluster, liar, {"probe": forged.patch(set={"store": ["../../../etc"], "current": "../../.."})})
+    project.new_version()
+
+    outcome = project.deploy("--dry-run")
+
+    assert_refused(outcome, liar, "probe")
+    assert_every_host_serves(cluster, first)
+
+
+def test_a_status_reply_with_a_venv_of_the_wrong_shape_is_one_line_naming_the_host(
+    project: DeployProject, cluster: SshCluster, first: str
+) -> None:
+    liar = cluster.hosts[1]
+    forge(project, cluster, liar, {"status": forged.patch(set={"venv": {"installed": ["alpha"], "modified": 3}})})
+
+    outcome = project.invoke("status", "--env", "staging")
+
+    assert_refused(outcome, liar, "status", "venv")
+    assert_every_host_serves(cluster, first)
+
+
+def test_a_switch_reply_out_of_shape_after_the_host_switched_says_so_and_leaves_no_lock(
+    project: DeployProject, cluster: SshCluster, first: str
+) -> None:
+    """The switch ran (the reply is the real one, changed): the host serves the new release, and
+    the user is told that host's reply could not be read, not that it still serves the old one."""
+    liar = cluster.hosts[0]
+    forge(project, cluster, liar, {"switch": forged.patch(set={"pruned": ["../../../srv"]})})
+    project.new_version()
+
+    outcome = project.deploy()
+
+    assert_refused(outcome, liar, "switch", "pruned")
+    new = assert_serving_complete_release(cluster.hosts[1], cluster.deploy_path)
+    assert new != first
+    assert_every_host_serves(cluster, new)

@@ -24,6 +24,7 @@ import json
 import secrets
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -116,9 +117,14 @@ def forge(cluster: SshCluster, rules: dict[str, dict[str, Rule]]) -> str:
     name = f"{cluster.deploy_path}/{FOLDER}/python-{secrets.token_hex(4)}"
     for host in cluster.hosts:
         script = _SCRIPT.format(python=base_python(), rules=json.dumps(rules.get(host.address, {})))
-        command = (f"mkdir -p {shlex.quote(str(Path(name).parent))} && printf %s {shlex.quote(script)} > "
-                   f"{shlex.quote(name)} && chmod 755 {shlex.quote(name)}")
-        done = host.run(command)
+        # Written here and copied in by the host: only the deploy path is the host's own, and a
+        # script holding a megabyte of forged text is too long to pass as an argument.
+        with tempfile.NamedTemporaryFile("w", encoding="utf-8", prefix="pinship-forged-") as handle:
+            handle.write(script)
+            handle.flush()
+            command = (f"mkdir -p {shlex.quote(str(Path(name).parent))} && cp {shlex.quote(handle.name)} "
+                       f"{shlex.quote(name)} && chmod 755 {shlex.quote(name)}")
+            done = host.run(command)
         assert done.returncode == 0, f"{host.address}: {done.stdout}{done.stderr}"
     return name
 
