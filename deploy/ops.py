@@ -288,17 +288,19 @@ def fetch_release(config: Config, source: Environment, progress: Progress) -> Bu
         for target_ in run.targets:
             target_.close()
     built = build_release(config, log=lambda line: progress("build", line), target=interpreter)
-    if built.release != release:
-        ours = {w.name: w for w in built.wheels}
-        theirs = {w.name: w for w in shipped}
-        differ = [
-            f"{name}: {origin.name} has {_describe(theirs.get(name))}, this checkout builds {_describe(ours.get(name))}"
-            for name in sorted(ours.keys() | theirs.keys())
-            if (ours.get(name) and ours[name].sha256) != (theirs.get(name) and theirs[name].sha256)
-        ]
+    ours = {w.name: w for w in built.wheels}
+    theirs = {w.name: w for w in shipped}
+    # Every wheel, not just the id: a manifest edited on the host (the id is a digest of the
+    # release's lock) is a sign of tampering too.
+    differ = [
+        f"{name}: {origin.name} has {_describe(theirs.get(name))}, this checkout builds {_describe(ours.get(name))}"
+        for name in sorted(ours.keys() | theirs.keys())
+        if (ours.get(name) and ours[name].sha256) != (theirs.get(name) and theirs[name].sha256)
+    ]
+    if built.release != release or differ:
         raise DeployError(
             f"release {release} live on '{source.name}' is not what this checkout builds ({built.release}): "
-            + "; ".join(differ),
+            + "; ".join(differ or ["its manifest and this build agree, its lock does not"]),
             fix="check out the commit it was deployed from and run promote again, or deploy this checkout "
             f"to '{source.name}' first",
         )
