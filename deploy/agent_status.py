@@ -4,6 +4,7 @@ Sent to hosts ahead of agent.py (stdlib only, any Python 3.8+); uses its helpers
 
 import json
 import os
+import stat
 
 # Run inside the live venv: what is installed, and which installed files no longer match the
 # hashes their wheel's RECORD gave them (someone edited site-packages on the host).
@@ -30,12 +31,18 @@ print(json.dumps(out))
 """
 
 
-def read_log(root, limit=200):
+def read_log(root, limit=200, tail=1 << 20):
+    """The last `limit` entries of deploy.log, read from its last `tail` bytes (never through a link)."""
     try:
-        with open(os.path.join(root, "deploy.log")) as handle:
-            lines = handle.readlines()[-limit:]
+        descriptor = os.open(os.path.join(root, "deploy.log"), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return []
+    with os.fdopen(descriptor, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return []
+        handle.seek(max(0, info.st_size - tail))
+        lines = handle.read(tail).decode("utf-8", "replace").splitlines()[-limit:]
     entries = []
     for line in lines:
         try:
@@ -47,21 +54,31 @@ def read_log(root, limit=200):
 
 def read_manifest(root, release):
     try:
-        with open(os.path.join(release_dir(root, release), "manifest.json")) as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
+        manifest = json.loads(read_bytes(os.path.join(release_dir(root, release), "manifest.json")) or b"null")
+    except (Failure, OSError, ValueError):
         return None
+    return manifest if isinstance(manifest, dict) else None
 
 
 def op_status(req):
-    """Everything `status` and `releases` show, in one round trip; writes nothing."""
+    """Everything `status` and `releases` show, in one round trip; writes nothing.
+
+    "lock" is the deploy lock's owner as stored (None when free), "unsafe" every path pinship
+    will not work through (see layout_problems): both mean the next deploy will not go ahead.
+    """
     root = req["path"]
     current = live(root)
     result = {"current": current, "previous": previous_release(root), "log": read_log(root),
               "releases": [{"release": name, "manifest": read_manifest(root, name)}
-                           for name in complete_releases(root)]}
-    if current and req.get("inspect", True):
-        python = os.path.join(root, "current", "venv", "bin", "python")
+                           for name in complete_releases(root)],
+              "lock": read_owner(root), "unsafe": layout_problems(root)}
+    if current in complete_releases(root) and req.get("inspect", True):
+        python = os.path.join(release_dir(root, current), "venv", "bin", "python")
         code, out = run([python, "-I", "-c", INSPECT], req.get("timeout", 600))
-        result["venv"] = json.loads(out.strip().splitlines()[-1]) if code == 0 else {"error": out[-2000:]}
+        result["venv"] = {"error": out[-2000:]}
+        if code == 0:
+            try:
+                result["venv"] = json.loads(out.strip().splitlines()[-1])
+            except (ValueError, IndexError):
+                pass
     return result
