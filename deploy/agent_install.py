@@ -193,7 +193,11 @@ def record_rows(archive, record_name):
     import csv
     import io
     rows = {}
-    for row in csv.reader(io.StringIO(archive.read(record_name).decode("utf-8"))):
+    try:
+        parsed = list(csv.reader(io.StringIO(archive.read(record_name).decode("utf-8"))))
+    except csv.Error as exc:  # a NUL byte (before Python 3.11), a field past csv's size limit
+        raise Refused("the wheel's RECORD cannot be read as CSV: %s" % exc) from None
+    for row in parsed:
         if not row:
             continue
         row = [*row, "", ""][:3]
@@ -420,10 +424,14 @@ def installed_files(scheme):
     for site in sorted({scheme["purelib"], scheme["platlib"]}):
         for record in sorted(glob.glob(os.path.join(glob.escape(site), "*.dist-info", "RECORD"))):
             owner = "%s (linked from the live release)" % os.path.basename(os.path.dirname(record))
-            with open(record, newline="", encoding="utf-8") as handle:
-                for row in csv.reader(handle):
-                    if row:
-                        claimed[os.path.normpath(os.path.join(site, row[0]))] = owner
+            try:
+                with open(record, newline="", encoding="utf-8") as handle:
+                    rows = list(csv.reader(handle))
+            except (ValueError, csv.Error) as exc:  # read once already by plan_copy, so never expected
+                raise Refused("cannot read %s: %s" % (record, exc)) from None
+            for row in rows:
+                if row:
+                    claimed[os.path.normpath(os.path.join(site, row[0]))] = owner
     return claimed
 
 

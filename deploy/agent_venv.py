@@ -22,7 +22,7 @@ import shutil
 
 def site_packages(venv):
     import glob
-    found = glob.glob(os.path.join(venv, "lib", "python*", "site-packages"))
+    found = glob.glob(os.path.join(glob.escape(venv), "lib", "python*", "site-packages"))
     return found[0] if len(found) == 1 else None
 
 
@@ -57,7 +57,7 @@ def plan_copy(donor_site, site, info):
     try:
         with open(record, newline="", encoding="utf-8") as handle:
             rows = list(csv.reader(handle))
-    except (OSError, ValueError):
+    except (OSError, ValueError, csv.Error):
         return None
     plan = []
     for row in rows:

@@ -366,3 +366,19 @@ def test_a_local_deploy_under_a_folder_with_a_space_gets_launchers_that_run(tmp_
     venv = project.root / ".deploy" / "local" / "current" / "venv"
     shown = run(venv / "bin" / "pip", "--version")
     assert shown.startswith(f"pip {bundled.name.split('-')[1]} from {venv.resolve()}"), shown
+
+
+def test_a_record_that_is_not_readable_csv_is_refused_not_a_traceback(tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path, {"tool/__init__.py": b"x = 1\n"},
+                       record_override={"tool/__init__.py": "sha256=" + "A" * 200_000})  # past csv's field limit
+    done = agent_install(tmp_path / "venv", [wheel])
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert done.stdout.startswith(f"REFUSED {WHEEL}: the wheel's RECORD cannot be read as CSV: field larger than")
+
+
+def test_a_deploy_path_with_glob_characters_still_links_from_the_live_release(tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path, WHERE)
+    root = tmp_path / "ops [prod]" / "deploy"
+    staged(root, "r1", [wheel])
+    assert staged(root, "r2", [wheel], live="r1") != []
+    assert run(venv_of(root, "r2") / "bin" / "tool-where") == f"{venv_of(root, 'r2')}\n"
