@@ -408,8 +408,11 @@ def install_wheels(venv, wheels):
     for wheel in wheels:
         try:
             files += install(venv, scheme, wheel, claimed)
-        except (zipfile.BadZipFile, KeyError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        except (zipfile.BadZipFile, KeyError, ValueError, EOFError) as exc:  # UnicodeDecodeError is a ValueError
             raise Refused("%s: %s: %s" % (wheel["filename"], type(exc).__name__, exc)) from None
+        except NotImplementedError as exc:  # a compression this Python's zipfile lacks (the spec allows deflate)
+            raise Refused("%s: cannot be unpacked by Python %d.%d on this host: %s" % (
+                wheel["filename"], sys.version_info[0], sys.version_info[1], exc)) from None
         except Refused as exc:
             raise Refused("%s: %s" % (wheel["filename"], exc)) from None
     return files

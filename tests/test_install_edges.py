@@ -382,3 +382,17 @@ def test_a_deploy_path_with_glob_characters_still_links_from_the_live_release(tm
     staged(root, "r1", [wheel])
     assert staged(root, "r2", [wheel], live="r1") != []
     assert run(venv_of(root, "r2") / "bin" / "tool-where") == f"{venv_of(root, 'r2')}\n"
+
+
+def test_a_wheel_compressed_in_a_way_this_python_cannot_read_is_refused_not_a_traceback(tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path, {"tool/__init__.py": b"x = 1\n"})
+    data = bytearray(wheel.read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):  # local and central headers
+        at = data.find(signature)
+        while at != -1:
+            data[at + offset:at + offset + 2] = (99).to_bytes(2, "little")  # a method zipfile does not know
+            at = data.find(signature, at + 4)
+    wheel.write_bytes(bytes(data))
+    done = agent_install(tmp_path / "venv", [wheel])
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert done.stdout.startswith(f"REFUSED {WHEEL}: cannot be unpacked by Python ")
