@@ -85,6 +85,10 @@ def copy_installed(plan, donor_venv, venv):
     changed = {}
     for source, target, script in plan:
         os.makedirs(os.path.dirname(target), exist_ok=True)
+        if os.path.lexists(target):
+            # A file the venv module made (bin/python3 is a link to the base interpreter): replaced,
+            # as a fresh install replaces it, never written through.
+            os.remove(target)
         if script:
             with open(source, "rb") as handle:
                 found = split_head(handle.read(), old)  # noqa: F821 (agent_install.py)

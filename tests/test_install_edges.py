@@ -396,3 +396,21 @@ def test_a_wheel_compressed_in_a_way_this_python_cannot_read_is_refused_not_a_tr
     done = agent_install(tmp_path / "venv", [wheel])
     assert done.returncode == 3, done.stdout + done.stderr
     assert done.stdout.startswith(f"REFUSED {WHEEL}: cannot be unpacked by Python ")
+
+
+def test_linking_a_file_over_one_the_venv_module_made_replaces_it_never_writes_through_its_link(
+    tmp_path: Path,
+) -> None:
+    """A wheel whose script is named like one of the venv's own links (bin/python3 -> the base
+    interpreter): linking it into the next release must not write into what the link points at."""
+    wheel = make_wheel(tmp_path, {"tool-1.0.data/scripts/python3": b"#!/bin/sh\necho not python\n"})
+    root = tmp_path / "deploy"
+    staged(root, "r1", [wheel])
+    decoy = tmp_path / "base-interpreter"
+    decoy.write_bytes(b"the base interpreter\n")
+    [link] = (root / ".agent").glob("venv-*/venv/bin/python3")  # the template each release's venv copies
+    link.unlink()
+    link.symlink_to(decoy)
+    assert staged(root, "r2", [wheel], live="r1") != []
+    assert decoy.read_bytes() == b"the base interpreter\n"
+    assert run(venv_of(root, "r2") / "bin" / "python3") == "not python\n"
