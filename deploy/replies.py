@@ -201,11 +201,13 @@ WHEEL = record({"filename": TEXT, "name": TEXT, "version": TEXT, "sha256": SHA25
 MANIFEST = record({}, {"release": RELEASE, "app": nullable(record({}, {"name": TEXT, "version": TEXT})),
                        "lock_sha256": SHA256, "layer": TEXT, "git": nullable(TEXT), "built_at": TEXT,
                        "built_by": TEXT, "python": TEXT, "wheels": list_of(WHEEL)})
+# What the hosts run is passed to pip as arguments (--platform TAG …): plain words only.
+WORD = pattern(r"[A-Za-z0-9_]{1,100}", "a word of letters, digits and _")
 PROBE = record({
-    "tags": list_of(TEXT),
+    "tags": list_of(WORD),
     "markers": mapping_of(TEXT),
-    "python": record({"implementation": TEXT, "version": pattern(r"[0-9]{1,3}\.[0-9]{1,3}", "a version like 3.11"),
-                      "platform": TEXT, "machine": TEXT}),
+    "python": record({"implementation": WORD, "version": pattern(r"[0-9]{1,3}\.[0-9]{1,3}", "a version like 3.11"),
+                      "platform": WORD, "machine": WORD}),
     "current": nullable(RELEASE),
     "previous": nullable(RELEASE),
     "releases": list_of(RELEASE),

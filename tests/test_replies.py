@@ -106,7 +106,9 @@ def test_the_real_agents_replies_pass_their_checks(tmp_path: Path) -> None:
         ("probe", "markers", "linux", 'result.markers: expected a mapping, got "linux"'),
         ("probe", "markers.python_version", 3, 'result.markers["python_version"]: expected a string, got 3'),
         ("probe", "tags", "linux_x86_64", 'result.tags: expected a list, got "linux_x86_64"'),
-        ("probe", "tags.1", None, "result.tags[1]: expected a string, got null"),
+        ("probe", "tags.1", None, "result.tags[1]: expected a word of letters, digits and _, got null"),
+        ("probe", "tags.0", "--index-url=http://x", 'result.tags[0]: expected a word of letters, digits and _, got "-'),
+        ("probe", "python.machine", "x86 64", 'result.python.machine: expected a word of letters, digits and _'),
         ("probe", "store.0", "../../etc", 'result.store[0]: expected a sha256 (64 lowercase hex digits), '
          'got "../../etc"'),
         ("probe", "current", "../..", 'result.current: expected a release id (12 lowercase hex digits), got "../.."'),
