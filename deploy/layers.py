@@ -21,6 +21,8 @@ from deploy.reqfile import (
     display,
     hides_reference,
     is_inside,
+    local_paths,
+    local_target,
     logical_lines,
     parse_reference,
     read_text,
@@ -190,6 +192,8 @@ def _read(layer: Layer, path: Path, by_path: dict[Path, str], scope: _Scope, sta
                     "not follow",
                     fix="write it as '-r FILE' or '-c FILE' alone on its line",
                 )
+            for value in local_paths(line):
+                scope.check(local_target(value, root), line.where(root), f"'{clip(value)}'")
             if requirement_name(line.text) is None and line.text.startswith("-"):
                 layer.options.append(line)
             else:

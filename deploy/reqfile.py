@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from deploy.errors import DeployError
 
@@ -22,6 +23,10 @@ _REFERENCE = re.compile(r"^(-r|--requirement|-c|--constraint)(?:\s*=\s*|\s+)(\S+
 # unambiguous long prefixes (`--requirem x`): any of these also makes pip read another file.
 _PREFIXES = "|".join(word[:i] for word in ("requirement", "constraint") for i in range(1, len(word) + 1))
 _HIDDEN_REFERENCE = re.compile(rf"^(?:-[rc]|--(?:{_PREFIXES})(?:=|$))")
+
+# Options whose value pip reads from the local disk when it is a path or a file: URL.
+_PATH_OPTIONS = {"-e": True, "--editable": True, "-f": True, "--find-links": True,
+                 "-i": False, "--index-url": False, "--extra-index-url": False}  # value: a bare path counts
 
 
 class UnreadableInput(DeployError):
@@ -140,6 +145,42 @@ def parse_reference(line: Line) -> Reference | None:
         return None
     kind = "c" if match.group(1) in ("-c", "--constraint") else "r"
     return Reference(line, kind, (line.path.parent / match.group(2)).resolve(), match.group(2))
+
+
+def local_paths(line: Line) -> list[str]:
+    """What a line makes pip read from the local disk besides -r/-c: editable or plain paths,
+    `file:` URLs (in a requirement or an index/find-links option), as the line spells them."""
+    tokens = line.text.split()
+    found: list[str] = []
+    if line.text.startswith("-"):
+        for index, token in enumerate(tokens):
+            option, _, attached = token.partition("=")
+            if option not in _PATH_OPTIONS and token[:2] in ("-e", "-f", "-i") and len(token) > 2:
+                option, attached = token[:2], token[2:]
+            if option not in _PATH_OPTIONS:
+                continue
+            value = attached or (tokens[index + 1] if index + 1 < len(tokens) else "")
+            if _is_file_url(value) or (value and _PATH_OPTIONS[option] and "://" not in value):
+                found.append(value)
+        return found
+    first = tokens[0].split(";")[0] if tokens else ""
+    if " @ " in line.text:
+        url = line.text.split(" @ ", 1)[1].split(";")[0].strip()
+        return [url] if _is_file_url(url) else []
+    if _is_file_url(first) or ("://" not in first and (first.startswith((".", "~")) or "/" in first)):
+        return [first]
+    return []
+
+
+def _is_file_url(value: str) -> bool:
+    return value.split(":", 1)[0].lower().endswith("file") and ":" in value
+
+
+def local_target(value: str, root: Path) -> Path:
+    """The resolved path a `local_paths` value names (relative ones as pip takes them: from the project)."""
+    if _is_file_url(value):
+        value = unquote(urlsplit(value.split("+", 1)[-1]).path)
+    return (root / Path(value).expanduser()).resolve()
 
 
 def hides_reference(line: Line) -> bool:

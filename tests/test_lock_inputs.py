@@ -204,6 +204,30 @@ def test_other_spellings_that_make_pip_read_a_file_are_refused(
         assert SECRET not in done.stdout + done.stderr
 
 
+@pytest.mark.parametrize(
+    ("line", "value", "resolved"),
+    [
+        ("--find-links /etc", "/etc", "/etc"),
+        ("--extra-index-url file:///etc/", "file:///etc/", "/etc"),
+        ("-e ../elsewhere", "../elsewhere", "{outside}"),
+        ("anything @ file:///etc/passwd", "file:///etc/passwd", "/etc/passwd"),
+    ],
+)
+def test_a_local_path_outside_the_project_is_refused_like_a_reference(
+    project: LockProject, tmp_path: Path, line: str, value: str, resolved: str
+) -> None:
+    outside = _outside_file(tmp_path).parent
+    project.write("prod.in", project.read("prod.in") + line + "\n")
+
+    for command in ("lock", "verify"):
+        lines = _error_lines(project.run(command))
+        assert lines[0].endswith(
+            f"requirements/prod.in:4: '{value}' resolves to {resolved.format(outside=outside)}, outside the project "
+            f"({project.root}); lock inputs are read only from inside it"
+        ), command
+        assert lines[1:] == [ALLOW_FIX]
+
+
 def test_a_layer_file_that_links_outside_the_project_is_refused(project: LockProject, tmp_path: Path) -> None:
     outside = _outside_file(tmp_path)
     project.path("base.in").unlink()
