@@ -709,6 +709,7 @@ def prune(root, keep):
 
 def finish(req, entry):
     try:
+        check_layout_of(os.path.join(req["path"], "deploy.log"), "file")
         append_log(req["path"], entry)
     finally:
         op_unlock(req)  # even on a full disk: a lock left behind would block every later deploy

@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import marshal
+import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from deploy.config import load
 from deploy.ssh import SshTarget
-from deploy.targets import AgentFailure
+from deploy.targets import AGENT_DIGEST, LOADER, MARK, AgentFailure, first_request
 from tests.deployproject import (
     DeployProject,
     assert_serving_complete_release,
@@ -276,8 +281,8 @@ def test_a_symlinked_releases_folder_is_refused_and_nothing_in_its_target_is_del
     victim_intact(host, path)
 
 
-@pytest.mark.parametrize("name", ["wheels", "current"])
-def test_a_symlinked_store_or_current_is_refused_by_name(
+@pytest.mark.parametrize("name", ["wheels", "wheels/.incoming", "current", "deploy.log", ".agent"])
+def test_a_symlinked_store_current_log_or_cache_is_refused_by_name(
     agent: SshTarget, host: SshHost, cluster: SshCluster, name: str
 ) -> None:
     path = cluster.deploy_path
@@ -440,3 +445,46 @@ def test_releases_lists_nothing_through_a_symlinked_release(
     finally:
         sh(host, f"rm {path}/releases/0123456789ab")
     assert live(host, path) in releases(host, path)
+
+
+# The agent's compiled code is cached in <path>/.agent: loading code is running it.
+
+
+def run_loader(path: Path) -> dict[str, Any]:
+    """One session as a host runs it: the loader, then a probe, on this machine."""
+    request = json.dumps({**first_request(), "op": "probe", "path": str(path)}) + "\n"
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", LOADER], input=request, capture_output=True,
+                          text=True, check=True)
+    [line] = [line for line in done.stdout.splitlines() if line.startswith(MARK)]
+    reply: dict[str, Any] = json.loads(line[len(MARK):])
+    return reply
+
+
+def test_the_agent_cache_is_neither_written_nor_cleaned_through_a_link(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "code-someone-elses.bin").write_text("not the agent's")
+    root = tmp_path / "deploy"
+    root.mkdir()
+    (root / ".agent").symlink_to(victim)
+
+    reply = run_loader(root)
+
+    assert reply["ok"] is True
+    assert sorted(p.name for p in victim.iterdir()) == ["code-someone-elses.bin"]
+    assert any(f"{root}/.agent is a symbolic link" in line for line in reply["result"]["unsafe"])
+
+
+def test_cached_agent_code_of_another_user_is_never_loaded(tmp_path: Path) -> None:
+    root = tmp_path / "deploy"
+    root.mkdir()
+    assert run_loader(root)["ok"] is True
+    [cached] = (root / ".agent").glob(f"code-{AGENT_DIGEST[:32]}-*.bin")
+    forged = compile("import sys\nsys.stdout.write('FORGED')\n", "pinship-agent", "exec")
+    cached.write_bytes(marshal.dumps(forged))
+    os.chown(cached, 65534, 65534)
+
+    reply = run_loader(root)
+
+    assert reply["ok"] is True  # the real agent answered, compiled afresh
+    assert "FORGED" not in json.dumps(reply)
