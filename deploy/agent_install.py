@@ -480,8 +480,9 @@ def unpack(venv, scheme, archive, wheel, claimed):
                 raise Refused("its launcher %s is also installed by %s" % (name, claimed[target]))
             fresh_write(target, launcher(module, attribute, python), 0o755, written)
     info_path = os.path.join(site, info)
-    fresh_write(os.path.join(info_path, "INSTALLER"), (INSTALLER + "\n").encode(), 0o644, written)
-    fresh_write(os.path.join(info_path, "REQUESTED"), b"", 0o644, written)  # named in the lock, as pip marks -r
+    for name, data in (("INSTALLER", (INSTALLER + "\n").encode()), ("REQUESTED", b"")):  # REQUESTED: named in the lock
+        written.pop(os.path.join(info_path, name), None)  # one a wheel ships is replaced, as pip replaces it
+        fresh_write(os.path.join(info_path, name), data, 0o644, written)
     for target in written:
         claimed[target] = wheel["filename"]
     return written, sources, site, info_path

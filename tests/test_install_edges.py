@@ -414,3 +414,11 @@ def test_linking_a_file_over_one_the_venv_module_made_replaces_it_never_writes_t
     assert staged(root, "r2", [wheel], live="r1") != []
     assert decoy.read_bytes() == b"the base interpreter\n"
     assert run(venv_of(root, "r2") / "bin" / "python3") == "not python\n"
+
+
+def test_a_wheel_that_ships_its_own_installer_file_gets_ours_as_pip_gives_it_pips(tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path, {"tool/__init__.py": b"x = 1\n", "tool-1.0.dist-info/INSTALLER": b"pip\n"})
+    venv = tmp_path / "venv"
+    done = agent_install(venv, [wheel])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (site_of(venv) / "tool-1.0.dist-info" / "INSTALLER").read_text() == "pinship\n"
