@@ -257,12 +257,18 @@ def _refuse(host: str, op: str | None, mismatch: _Mismatch) -> HostError:
     return HostError(host, f"{step}the host's reply is not what this step expects: {mismatch}", fix=FIX)
 
 
+def conform(host: str, step: str, shape: Shape, value: object, path: str) -> None:
+    """Refuse `value`, which `host` sent for `step`, unless it has `shape` (e.g. MANIFEST, for a
+    release's manifest.json read from a host); `path` names the value in the message."""
+    try:
+        shape(value, path)
+    except _Mismatch as mismatch:
+        raise _refuse(host, step, mismatch) from None
+
+
 def check(host: str, op: str, reply: object) -> dict[str, Any]:
     """The `result` of a successful `op` from `host`, once it has the shape that step reads."""
-    try:
-        RESULTS[op](reply, "result")
-    except _Mismatch as mismatch:
-        raise _refuse(host, op, mismatch) from None
+    conform(host, op, RESULTS[op], reply, "result")
     assert isinstance(reply, Mapping)
     return dict(reply)
 

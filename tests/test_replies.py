@@ -154,6 +154,15 @@ def test_a_result_that_is_not_a_mapping_is_refused(reply: object) -> None:
     assert "result: expected a mapping" in refusal("ping", reply)
 
 
+def test_a_manifest_read_from_a_host_is_checked_by_the_same_rules() -> None:
+    replies.conform(HOST, "promote", replies.MANIFEST, MANIFEST, "manifest.json")
+    forged = changed("status", "releases.0.manifest.wheels.0.size", "10")["releases"][0]["manifest"]
+    with pytest.raises(HostError) as caught:
+        replies.conform(HOST, "promote", replies.MANIFEST, forged, "manifest.json")
+    assert caught.value.message == (f"{HOST}: promote: the host's reply is not what this step expects: "
+                                    'manifest.json.wheels[0].size: expected a whole number of at least 0, got "10"')
+
+
 def test_a_venv_that_could_not_be_inspected_is_its_error_text() -> None:
     reply = changed("status", "venv", {"error": "no python"})
     assert check(HOST, "status", reply)["venv"] == {"error": "no python"}
