@@ -15,7 +15,7 @@ from deploy import audit
 from deploy import config as config_module
 from deploy.errors import DeployError, VerifyFailed
 from deploy.locking import lock
-from deploy.reqfile import display
+from deploy.reqfile import display, unusable_file
 from deploy.scaffold import init
 from deploy.verify import verify
 
@@ -43,6 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except DeployError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: {unusable_file(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

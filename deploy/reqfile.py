@@ -62,6 +62,12 @@ def read_text(path: Path, root: Path, *, fix: str | None = None) -> str:
         ) from None
 
 
+def unusable_file(exc: OSError) -> str:
+    """An OSError an entry point caught, as one line naming the file (a lock folder not writable …)."""
+    name = clip(str(exc.filename)) if exc.filename is not None else "a file"
+    return f"{name}: {clip(exc.strerror or type(exc).__name__)}; check that path and its permissions"
+
+
 def is_inside(path: Path, folders: Sequence[Path]) -> bool:
     """Whether an already resolved path lies in one of `folders` (resolved by the caller)."""
     return any(path == folder or path.is_relative_to(folder) for folder in folders)

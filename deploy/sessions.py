@@ -9,11 +9,13 @@ should not pay for loading the lock, upgrade and audit machinery.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import nox
 
 from deploy import config as config_module
 from deploy.errors import DeployError, VerifyFailed
+from deploy.reqfile import unusable_file
 
 
 @nox.session(python=False)
@@ -55,10 +57,11 @@ def audit(session: nox.Session) -> None:
     """Check the deploy layer for known vulnerabilities with pip-audit (hash mode)."""
     from deploy.__main__ import run_audit
 
+    codes: list[int] = []
+    _guard(session, lambda: codes.append(run_audit(config_module.load(), _option(session.posargs, "--osv-url"))))
     # Exit with the CLI's own code, so CI can tell "vulnerabilities found" (1) from "could not run" (2).
-    code = run_audit(config_module.load(), _option(session.posargs, "--osv-url"))
-    if code:
-        sys.exit(code)
+    if codes and codes[0]:
+        sys.exit(codes[0])
 
 
 def _option(args: list[str], name: str) -> str | None:
@@ -70,10 +73,12 @@ def _option(args: list[str], name: str) -> str | None:
     return None
 
 
-def _guard(session: nox.Session, action: object) -> None:
+def _guard(session: nox.Session, action: Callable[[], object]) -> None:
     try:
-        action()  # type: ignore[operator]
+        action()
     except VerifyFailed as exc:
         session.error("\n".join(exc.problems))
     except DeployError as exc:
         session.error(str(exc))
+    except OSError as exc:
+        session.error(unusable_file(exc))

@@ -442,3 +442,26 @@ def test_an_unreachable_default_index_is_named_from_pip_tools_own_listing() -> N
         "the package index https://pypi.org/simple could not be reached (connection refused)"
     ]
     assert tried == [("pypi.org", 443)]
+
+
+def test_a_lock_path_that_cannot_be_written_is_named_without_a_trace(
+    use_index: PackageIndex, project: LockProject
+) -> None:
+    project.path("dev.txt").unlink()
+    project.path("dev.txt").mkdir()
+
+    lines = _error_lines(project.run("lock"))
+
+    assert lines[-1] == f"error: {project.path('dev.txt')}: Is a directory; check that path and its permissions"
+
+
+def test_nox_s_audit_with_a_broken_pyproject_names_it_without_a_trace(project: LockProject) -> None:
+    (project.root / "noxfile.py").write_text(NOXFILE, encoding="utf-8")
+    with (project.root / "pyproject.toml").open("a", encoding="utf-8") as handle:
+        handle.write("no-such-setting = 1\n")
+
+    done = _run([_tool("nox"), "-s", "audit"], project.root)
+
+    assert done.returncode == 1
+    assert "pyproject.toml [tool.deploy]: unknown key(s) no-such-setting" in done.stderr
+    assert "Traceback" not in done.stderr
