@@ -118,8 +118,9 @@ def test_a_script_whose_first_line_starts_with_python_runs_on_the_venvs_interpre
     assert run(venv / "bin" / "other") == "left as it is\n"
 
 
-@pytest.mark.parametrize("where", ["My Project/.deploy/local/releases/r1/venv", "/".join(["x" * 100] * 3) + "/venv"],
-                         ids=["space-in-path", "path-longer-than-a-shebang"])
+@pytest.mark.parametrize("where", ["My Project/.deploy/local/releases/r1/venv", "/".join(["x" * 100] * 3) + "/venv",
+                                   "Dev's \"Project\" $HOME/venv"],
+                         ids=["space-in-path", "path-longer-than-a-shebang", "quotes-in-path"])
 def test_launchers_and_scripts_run_from_a_venv_whose_path_has_a_space_or_is_very_long(
     tmp_path: Path, where: str,
 ) -> None:
