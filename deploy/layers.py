@@ -15,6 +15,7 @@ from pathlib import Path
 
 from deploy.errors import LayerError
 from deploy.reqfile import (
+    ENV_VARIABLE,
     Line,
     Reference,
     clip,
@@ -193,6 +194,7 @@ def _read(layer: Layer, path: Path, by_path: dict[Path, str], scope: _Scope, sta
                     fix="write it as '-r FILE' or '-c FILE' alone on its line",
                 )
             for value in local_paths(line):
+                _no_variable(value, line.where(root))
                 scope.check(local_target(value, root), line.where(root), f"'{clip(value)}'")
             if requirement_name(line.text) is None and line.text.startswith("-"):
                 layer.options.append(line)
@@ -206,6 +208,7 @@ def _follow(layer: Layer, ref: Reference, by_path: dict[Path, str], scope: _Scop
     root = scope.root
     target = ref.target
     where = ref.line.where(root)
+    _no_variable(ref.written, where)
     scope.check(target, where, f"-{ref.kind} {clip(ref.written)}")
     shown = clip(display(target, root))
     written = f"-{ref.kind} {shown}"
@@ -227,6 +230,15 @@ def _follow(layer: Layer, ref: Reference, by_path: dict[Path, str], scope: _Scop
         layer.external_constraints.append(target)
     else:
         _read(layer, target, by_path, scope, stack)
+
+
+def _no_variable(path: str, where: str) -> None:
+    # pip would put the environment's value there: a path that cannot be checked before pip reads it.
+    if ENV_VARIABLE.search(path):
+        raise LayerError(
+            f"{where}: '{clip(path)}' names an environment variable, so what pip reads there depends on the machine",
+            fix="write the path itself (inside the project, or in a folder listed in allow-inputs-outside)",
+        )
 
 
 def _sort(layers: dict[str, Layer], root: Path) -> list[str]:

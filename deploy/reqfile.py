@@ -24,9 +24,11 @@ _REFERENCE = re.compile(r"^(-r|--requirement|-c|--constraint)(?:\s*=\s*|\s+)(\S+
 _PREFIXES = "|".join(word[:i] for word in ("requirement", "constraint") for i in range(1, len(word) + 1))
 _HIDDEN_REFERENCE = re.compile(rf"^(?:-[rc]|--(?:{_PREFIXES})(?:=|$))")
 
-# Options whose value pip reads from the local disk when it is a path or a file: URL.
+# Options whose value pip reads from the local disk: a file: URL always, a bare path where True.
 _PATH_OPTIONS = {"-e": True, "--editable": True, "-f": True, "--find-links": True,
-                 "-i": False, "--index-url": False, "--extra-index-url": False}  # value: a bare path counts
+                 "-i": False, "--index-url": False, "--extra-index-url": False}
+# pip replaces ${NAME} in requirement files with the environment's value (pip's own pattern).
+ENV_VARIABLE = re.compile(r"\$\{[A-Z0-9_]+\}")
 
 
 class UnreadableInput(DeployError):

@@ -465,3 +465,17 @@ def test_nox_s_audit_with_a_broken_pyproject_names_it_without_a_trace(project: L
     assert done.returncode == 1
     assert "pyproject.toml [tool.deploy]: unknown key(s) no-such-setting" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("line", ["--find-links ${HOME}/wheels", "-c ${HOME}/constraints.txt"])
+def test_a_path_that_pip_would_fill_in_from_the_environment_is_refused(project: LockProject, line: str) -> None:
+    value = line.split()[1]
+
+    project.write("prod.in", project.read("prod.in") + line + "\n")
+
+    for command in ("lock", "verify"):
+        lines = _error_lines(project.run(command))
+        assert lines[0].endswith(
+            f"requirements/prod.in:4: '{value}' names an environment variable, so what pip reads there depends on "
+            "the machine"
+        ), command
