@@ -4,7 +4,8 @@ A host runs what it is sent, but its replies are data from a machine that may be
 compromised: every reply is checked against the shape the step that reads it expects before any
 of it is used, so a wrong one is one line naming the host and the step, never a traceback. The
 shapes are declared in one table (`RESULTS`), written with a few combinators. Keys a step does
-not know are allowed (a newer agent may add some) but never read.
+not know are allowed (a newer agent may add some) but never read. `check` takes a step's result,
+`failure` a failure envelope, `envelope` a whole reply line, `conform` any other value a host sent.
 
 Values come back as the host sent them. Whatever of a host's text reaches a terminal or a log
 goes through `inert()` (one line) or `inert_lines()` (an output tail): escape codes, newlines,
