@@ -182,6 +182,20 @@ class SshTarget(Target):
             self.connection.close()
 
     def _connect(self) -> None:
+        try:
+            self._handshake()
+        except HostError:
+            # paramiko keeps a refused or half-made connection (its socket and thread) until the
+            # client is closed, and a retry would leave it behind: close it now, so an impostor,
+            # or a host that refused us, holds nothing of ours (a keeper would keep it for hours).
+            self._close_client()
+            raise
+
+    def _close_client(self) -> None:
+        with contextlib.suppress(Exception):  # closing what is already broken must not raise
+            self.connection.client.close()
+
+    def _handshake(self) -> None:
         env = self.env.name
         try:
             self.connection.open()
@@ -249,6 +263,7 @@ class SshTarget(Target):
     def close(self) -> None:
         self._end_session()  # stdin closes: the agent's loop ends
         self.connection.close()
+        self._close_client()  # also a connection Fabric never saw open (a refused host key)
 
 
 def fingerprint(key: paramiko.PKey) -> str:
