@@ -13,20 +13,32 @@ reads and writes itself. Errors come back as the HostError or AgentFailure they 
 
 Who may use a keeper: the socket is in a folder only this user can enter (checked before use, a
 classic /tmp trap otherwise), is itself 0600, and the keeper serves only its own uid
-(SO_PEERCRED). Which keeper: its socket is named by a digest of everything its connections depend
-on (the environment's settings, the hosts, the known-hosts file's content, the identity file's
-size and mtime, and the code of the agent and this package), so a changed pin, key or setting
-never reuses an old connection. A connection or agent that died between runs is replaced before
-the next step; a host that stops answering is handled as on a direct connection.
+(SO_PEERCRED). Which keeper: its socket is named by the project and environment it serves, then a
+digest of everything its connections depend on (the environment's settings, the hosts, the
+known-hosts file's content, the identity file's size and mtime, and the code of the agent and
+this package), so a changed pin, key or setting never reuses an old connection; the keeper with the
+old ones is retired (it ends once no run uses it), and `invoke disconnect` finds every keeper of
+the environment by the first part. How long a keeper stays is not part of its name: each run tells
+it, so `--keep-alive 300` and `invoke disconnect` meet the same keeper.
+
+What is not kept: a connection that failed (a refused host key above all) is closed at once and
+tried afresh by the next run. A connection or agent that died between runs is replaced before the
+next step; a host that stops answering is handled as on a direct connection. A socket left by a
+keeper that was killed is replaced by the next run, and one whose keeper does not answer within
+seconds (stopped, hung) is passed by, never waited on.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 import hashlib
+import io
 import json
+import math
 import os
+import signal
 import socket
 import stat
 import struct
@@ -54,14 +66,23 @@ _OWN_CODE = hashlib.sha256(
 
 
 # What a kept connection and its agent depend on; the rest (hosts, health check …) goes with each
-# step, so `--hosts` or `--healthcheck` on the command line still finds the same keeper.
+# step, so `--hosts` or `--healthcheck` on the command line still finds the same keeper. Not
+# keep_alive: each run's 'open' tells the keeper how long to stay after it.
 _CONNECTION_SETTINGS = ("name", "path", "python", "known_hosts", "identity", "connect_timeout",
-                        "command_timeout", "keep_alive")
+                        "command_timeout")
 
 
 # A Unix socket's path has room for 107 bytes on Linux (103 on macOS): the folder must leave
-# room for "/<24 hex digits>.sock".
+# room for "/<8 hex digits>-<15 hex digits>.sock".
 _MAX_FOLDER = 103 - 30
+# How long a keeper may take to answer 'hello' before a run passes it by as hung. It answers from
+# a thread of its own, whatever its hosts do, so a live keeper answers in milliseconds.
+_ANSWER = 5.0
+# How long `invoke disconnect` waits for a keeper to close its connections before it kills it.
+_STOP = 20.0
+# The keeper's log (its stderr: why it could not start, clients it dropped) is cut back to empty
+# with a note when it reaches this size: a keeper used for weeks must not fill the disk.
+LOG_LIMIT = 64 * 1024
 
 
 def runtime_dir() -> Path:
@@ -80,6 +101,11 @@ def runtime_dir() -> Path:
     return folder
 
 
+def _scope(env: Environment, root: Path) -> str:
+    """The first part of the socket names of this project's keepers for this environment."""
+    return hashlib.sha256(json.dumps([str(root), env.name]).encode()).hexdigest()[:8]
+
+
 def socket_path(env: Environment, root: Path) -> Path:
     known = root / env.known_hosts if env.known_hosts else None
     identity = Path(env.identity).expanduser() if env.identity else None
@@ -91,7 +117,12 @@ def socket_path(env: Environment, root: Path) -> Path:
         if identity and identity.is_file() else None,
     }
     digest = hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
-    return runtime_dir() / f"{digest[:24]}.sock"
+    return runtime_dir() / f"{_scope(env, root)}-{digest[:15]}.sock"
+
+
+def _sockets_of(env: Environment, root: Path) -> list[Path]:
+    """Every keeper socket of this project's environment, whatever settings or pins made it."""
+    return sorted(runtime_dir().glob(f"{_scope(env, root)}-*.sock"))
 
 
 class KeptTarget(Target):
@@ -180,45 +211,79 @@ class KeptTarget(Target):
 
 
 def disconnect(env: Environment, root: Path) -> bool:
-    """Ask the keeper of this environment's connections to close them and end; False if none runs."""
-    path = socket_path(env, root)
+    """Stop every keeper of this project's environment, whatever keep-alive, pins or timeouts
+    started it: each closes its connections and agents first. False if none ran."""
+    stopped = [_stop(path) for path in _sockets_of(env, root)]  # a list: stop every one
+    return any(stopped)
+
+
+def _stop(path: Path) -> bool:
+    """Ask the keeper at `path` to stop; one that does not answer (stopped, hung) is killed, as
+    it could close nothing itself. A socket nothing listens on is removed."""
     client = _try_connect(path)
     if client is None:
+        _remove_stale(path)
         return False
     with client, client.makefile("rb") as reader:
-        client.settimeout(env.connect_timeout + 10)
-        client.sendall(b'{"do": "stop"}\n')
-        reader.readline()
-    deadline = time.monotonic() + 10
-    while path.exists() and time.monotonic() < deadline:  # it closes the agents, then the socket
-        time.sleep(0.01)
+        pid, uid = _peer(client)
+        client.settimeout(_STOP)
+        try:
+            client.sendall(b'{"do": "stop"}\n')
+            reader.readline()  # it answers once its connections are closed, or ends as it stops
+        except TimeoutError:
+            if pid > 0 and uid == os.getuid():
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            _remove(path)
+        except OSError:
+            pass  # it ended meanwhile
     return True
 
 
 def start(env: Environment, root: Path) -> Path:
     """Make sure a keeper serves this environment's connections, starting one if none does;
-    return its socket.
+    return its socket. Keepers of this environment with other pins or settings are retired: they
+    end as soon as no run uses them.
 
     Called before a run starts any thread, the keeper is forked from the deploying process: it
     then costs no interpreter start-up and no imports. Otherwise it is started as a new process.
     """
     path = socket_path(env, root)
     _start_at(path, env.keep_alive)
+    for other in _sockets_of(env, root):
+        if other != path:
+            _retire(other)
     return path
 
 
+def _retire(path: Path) -> None:
+    client = _try_connect(path)
+    if client is None:
+        _remove_stale(path)
+        return
+    with client, contextlib.suppress(OSError):
+        client.settimeout(_ANSWER)
+        client.sendall(b'{"do": "retire"}\n')
+        client.recv(100)
+
+
 def _start_at(path: Path, idle: float) -> None:
-    if _alive(path):
+    if _probe(path) is _State.ALIVE:
         return
     with _SPAWNING:
-        if _alive(path):
+        state = _probe(path)
+        if state is _State.ALIVE:
             return
+        if state is _State.HUNG:
+            # Its keeper keeps what it holds (`invoke disconnect` ends it); this run starts a new
+            # one at the same name, which that keeper never removes (it checks the inode).
+            _remove(path)
         log = path.with_suffix(".log")
         if hasattr(os, "fork") and threading.active_count() == 1:
             _fork(path, idle, log)
             ended = None
         else:
-            with open(log, "wb") as errors:
+            with os.fdopen(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600), "wb") as errors:
                 process = subprocess.Popen(  # this interpreter, this package, fixed arguments
                     [sys.executable, "-m", "deploy.keeper", str(path), str(idle)],
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True,
@@ -226,21 +291,53 @@ def _start_at(path: Path, idle: float) -> None:
             ended = process.poll
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            if _alive(path):
+            if _probe(path) is _State.ALIVE:
                 return
             if not path.exists() and (ended() is not None if ended else _has_output(log)):
                 break  # it ended, or (forked) wrote why it could not start
             time.sleep(0.005)
-        tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+        tail: list[str] = []
+        with contextlib.suppress(OSError):
+            tail = log.read_text(errors="replace").strip().splitlines()[-3:]
         raise HostError("keeper", f"the connection keeper did not start: {' / '.join(tail) or 'no output'}",
                         fix="set keep-alive = 0 for this environment to connect directly")
 
 
-def _alive(path: Path) -> bool:
-    found = _try_connect(path)
-    if found is not None:
-        found.close()
-    return found is not None
+class _State(enum.Enum):
+    ALIVE = "alive"
+    ABSENT = "absent"  # no socket, or nothing listens on it (its keeper was killed)
+    HUNG = "hung"  # something accepts, but does not answer
+
+
+def _probe(path: Path) -> _State:
+    """Whether a keeper answers at `path`: a 'hello' answered within seconds, never a long wait."""
+    client = _try_connect(path)
+    if client is None:
+        return _State.ABSENT
+    with client, client.makefile("rb") as reader:
+        client.settimeout(_ANSWER)
+        try:
+            client.sendall(b'{"do": "hello"}\n')
+            answered = reader.readline()
+        except TimeoutError:
+            return _State.HUNG
+        except OSError:
+            return _State.ABSENT
+    return _State.ALIVE if answered else _State.ABSENT  # no answer: it is ending
+
+
+def _remove(path: Path) -> None:
+    """Remove a keeper's socket and log (a keeper still running never removes a successor's)."""
+    for each in (path, path.with_suffix(".log")):
+        each.unlink(missing_ok=True)
+
+
+def _remove_stale(path: Path) -> None:
+    """Remove a socket nothing listens on: left by a keeper that was killed. A young one may be a
+    keeper between bind and listen, so it is left alone."""
+    with contextlib.suppress(OSError):
+        if time.time() - path.lstat().st_mtime > 2:
+            _remove(path)
 
 
 def _has_output(log: Path) -> bool:
@@ -262,7 +359,8 @@ def _fork(path: Path, idle: float, log: Path) -> None:
         if os.fork():
             os._exit(0)
         null = os.open(os.devnull, os.O_RDWR)
-        errors = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        errors = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        os.fchmod(errors, 0o600)
         os.dup2(null, 0)
         os.dup2(null, 1)
         os.dup2(errors, 2)
@@ -305,7 +403,8 @@ def _try_connect(path: Path) -> socket.socket | None:
 class _Entry:
     """One host's kept SshTarget; steps on it (from any run) take turns."""
 
-    def __init__(self, target: SshTarget) -> None:
+    def __init__(self, key: str, target: SshTarget) -> None:
+        self.key = key
         self.target = target
         self.lock = threading.Lock()
 
@@ -315,12 +414,16 @@ class Keeper:
         self.server = server
         self.path = path
         self.inode = path.stat().st_ino
-        self.idle = idle
+        self.log_inode = _inode_of(2)  # its stderr: the log next to the socket (or a terminal)
+        self.idle = _idle_time(idle, 0.0)
         self.entries: dict[str, _Entry] = {}
         self.state = threading.Lock()
         self.clients = 0
         self.last_used = time.monotonic()
+        self.retiring = False  # a keeper with newer pins or settings took over: end once unused
         self.stopping = threading.Event()
+        self.stopped = False
+        self.stop_lock = threading.Lock()
 
     def serve(self) -> None:
         self.server.settimeout(0.2)
@@ -329,45 +432,77 @@ class Keeper:
                 conn, _ = self.server.accept()
             except TimeoutError:
                 with self.state:
-                    if self.clients == 0 and time.monotonic() - self.last_used >= self.idle:
+                    if self.clients == 0 and (self.retiring or time.monotonic() - self.last_used >= self.idle):
                         break
                 continue
+            except OSError:  # closed by 'stop'
+                break
             with self.state:
                 self.clients += 1
             threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
         self.stop()
+        deadline = time.monotonic() + 2  # let the client that asked to stop hear that it did
+        while self.clients and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def stop(self) -> None:
+        """Remove the socket (no new run finds this keeper) and its log, then close every kept
+        connection: the agents' stdin closes and they end. Once: a second caller waits for the first."""
+        with self.stop_lock:
+            if self.stopped:
+                return
+            self.stopped = True
+            self.stopping.set()
+            self._unlink_own()
+            log = self.path.with_suffix(".log")
+            with contextlib.suppress(OSError):
+                if self.log_inode is not None and log.stat().st_ino == self.log_inode:
+                    log.unlink()
+            self.server.close()
+            for entry in list(self.entries.values()):
+                with contextlib.suppress(Exception):
+                    entry.target.close()
+
+    def _unlink_own(self) -> None:
         with contextlib.suppress(OSError):
             if self.path.stat().st_ino == self.inode:  # not a successor's socket
                 self.path.unlink()
-        self.server.close()
-        for entry in list(self.entries.values()):
-            with contextlib.suppress(Exception):
-                entry.target.close()  # the agents' stdin closes: they end
 
     def handle(self, conn: socket.socket) -> None:
         try:
-            if _peer_uid(conn) != os.getuid():
+            if _peer(conn)[1] != os.getuid():
                 return
             reader = conn.makefile("rb")
             entry: _Entry | None = None
             for line in reader:
                 message = json.loads(line)
-                if message["do"] == "close":
+                do = message["do"]
+                if do == "close":
                     break
-                if message["do"] == "stop":  # `invoke disconnect`: close every connection now
-                    self.stopping.set()
+                if do == "stop":  # `invoke disconnect`: close every connection now, then answer
+                    self.stop()
                     conn.sendall(b'{"ok": true, "result": {}}\n')
                     break
-                if message["do"] == "open":
+                if do in ("hello", "retire"):  # a run checking that this keeper answers; a newer keeper
+                    if do == "retire":
+                        self.retiring = True
+                        self._unlink_own()
+                    conn.sendall(b'{"ok": true, "result": {}}\n')
+                    continue
+                if do == "open":
                     entry = self.entry(message)
+                    self.idle = _idle_time(message["env"].get("keep_alive"), self.idle)
                 if entry is None:
-                    raise ValueError(f"{message['do']!r} before 'open', which names the host")
+                    raise ValueError("a request before 'open', which names the host")
                 reply = self.answer(entry, message)
+                if do == "open" and not reply["ok"]:
+                    self.forget(entry)
                 conn.sendall((json.dumps(reply) + "\n").encode())
-        except (OSError, ValueError) as exc:
-            print(f"keeper: a client went away: {exc}", file=sys.stderr, flush=True)
+        except OSError as exc:
+            print(f"keeper: a client went away: {exc.strerror or type(exc).__name__}", file=sys.stderr, flush=True)
+        except Exception as exc:  # a malformed request: named by its kind, never echoed
+            print(f"keeper: dropped a client after a malformed request ({type(exc).__name__})",
+                  file=sys.stderr, flush=True)
         finally:
             conn.close()
             with self.state:
@@ -382,8 +517,17 @@ class Keeper:
 
                 env = message["env"]
                 env = Environment(**{**env, "hosts": tuple(Host(**h) for h in env["hosts"])})
-                self.entries[key] = _Entry(SshTarget(env, Host(**message["host"]), Path(message["root"])))
+                self.entries[key] = _Entry(key, SshTarget(env, Host(**message["host"]), Path(message["root"])))
             return self.entries[key]
+
+    def forget(self, entry: _Entry) -> None:
+        """Drop a host whose connection failed (a refused host key above all): nothing of it is
+        kept, and the next run connects afresh, with the pins of its time."""
+        with self.state:
+            if self.entries.get(entry.key) is entry:
+                del self.entries[entry.key]
+        with entry.lock, contextlib.suppress(Exception):
+            entry.target.close()
 
     def answer(self, entry: _Entry, message: dict[str, Any]) -> dict[str, Any]:
         target = entry.target
@@ -418,11 +562,51 @@ def _own(exc: HostError) -> str:
     return exc.message[len(prefix):] if exc.message.startswith(prefix) else exc.message
 
 
-def _peer_uid(conn: socket.socket) -> int:
+def _idle_time(value: object, fallback: float) -> float:
+    """A run's keep-alive as the keeper's idle time; anything but a finite number >= 0 (which the
+    settings refuse) keeps the one it had, so no value makes a keeper that never ends."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+        return float(value)
+    return fallback
+
+
+def _peer(conn: socket.socket) -> tuple[int, int]:
+    """The other end's pid and uid (for a client, the keeper's: the process that listens)."""
     if not hasattr(socket, "SO_PEERCRED"):
-        return os.getuid()  # elsewhere the folder's mode is the only guard
-    _, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
-    return int(uid)
+        return 0, os.getuid()  # elsewhere the folder's mode is the only guard
+    pid, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    return int(pid), int(uid)
+
+
+def _inode_of(fd: int) -> int | None:
+    with contextlib.suppress(OSError):
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode):
+            return info.st_ino
+    return None
+
+
+class _CappedLog(io.TextIOBase):
+    """The keeper's stderr when it is its log file: cut back to empty, with a note saying so,
+    whenever the next line would take it past LOG_LIMIT. Nothing else is ever written there."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.lock = threading.Lock()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        data = text.encode("utf-8", "replace")[-LOG_LIMIT // 2:]
+        with self.lock, contextlib.suppress(OSError):
+            if os.fstat(self.fd).st_size + len(data) > LOG_LIMIT:
+                os.ftruncate(self.fd, 0)
+                os.lseek(self.fd, 0, os.SEEK_SET)
+                note = f"keeper: earlier lines were cut, to keep this log under {LOG_LIMIT} bytes\n"
+                os.write(self.fd, note.encode())
+            os.write(self.fd, data)
+        return len(text)
 
 
 def _bind(path: Path) -> socket.socket | None:
@@ -448,6 +632,8 @@ def _bind(path: Path) -> socket.socket | None:
 
 def main(argv: list[str]) -> int:
     path, idle = Path(argv[1]), float(argv[2])
+    if _inode_of(2) is not None:
+        sys.stderr = _CappedLog(2)
     server = _bind(path)
     if server is None:
         return 0
