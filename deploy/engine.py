@@ -229,8 +229,9 @@ class Run:
                 result.result = "switch failed"
                 raise
             except HostError:
-                result.serves = None  # the connection went during the switch: what it serves is unknown
-                result.result = "unknown: connection lost during the switch"
+                # The connection went, or the reply could not be read: the host may have switched.
+                result.serves = None
+                result.result = "unknown: no valid reply to the switch"
                 raise
             result.locked = False
             result.release = release

@@ -36,6 +36,7 @@ class HostStatus:
     deployed_at: str | None = None
     deployed_by: str | None = None
     git: str | None = None
+    error: str | None = None  # the host could not be read
     problems: list[str] = field(default_factory=list)
     releases: list[dict[str, Any]] = field(default_factory=list)
 
@@ -78,7 +79,8 @@ def status(config: Config, env: Environment, progress: Progress) -> list[HostSta
         statuses.append(host)
         error = run.results[target.name].error
         if error:
-            host.problems.append(error)
+            host.error = error.removeprefix(f"{target.name}: ")  # rendered after the host's name
+            host.problems.append(host.error)
             continue
         reply = replies[target.name]
         if reply.get("lock") is not None:
@@ -129,7 +131,8 @@ def _venv_drift(shipped: dict[str, str], venv: dict[str, Any]) -> list[str]:
     if "error" in venv:
         last = (venv["error"].strip().splitlines() or ["(no output)"])[-1]
         return [f"cannot inspect the live venv: {inert(last, 200)}"]
-    installed = {canonical(name): version for name, version in venv.get("installed", {}).items()}
+    # Names and versions as the host's venv reports them: shown inert.
+    installed = {inert(canonical(name), 100): inert(version, 40) for name, version in venv.get("installed", {}).items()}
     problems = [f"missing from the live venv: {n} {v}" for n, v in sorted(shipped.items()) if n not in installed]
     problems += [f"extra in the live venv: {n} {v}" for n, v in sorted(installed.items()) if n not in shipped]
     problems += [
@@ -137,7 +140,8 @@ def _venv_drift(shipped: dict[str, str], venv: dict[str, Any]) -> list[str]:
         for n, v in sorted(shipped.items())
         if n in installed and installed[n] != v
     ]
-    problems += [f"file changed after install: {path} ({dist}, {how})" for dist, path, how in venv.get("modified", [])]
+    problems += [f"file changed after install: {inert(path, 200)} ({inert(dist, 100)}, {inert(how, 20)})"
+                 for dist, path, how in venv.get("modified", [])]
     return problems
 
 
@@ -171,7 +175,7 @@ def render_status(statuses: list[HostStatus], as_json: bool) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() for r in rows]
     for s in statuses:
-        lines += [f"{s.host}: {inert(problem, 2000)}" for problem in s.problems]
+        lines += [f"{s.host}: {problem}" for problem in s.problems]  # made of inert host text
     return "\n".join(lines)
 
 
@@ -191,9 +195,10 @@ def _age(stamp: str | None) -> str:
 def render_releases(statuses: list[HostStatus]) -> str:
     lines: list[str] = []
     for s in statuses:
+        if s.error:
+            lines.append(f"{s.host}: {s.error}")
+            continue
         lines.append(f"{s.host}:")
-        if not s.releases and s.problems:
-            lines += [f"  {p}" for p in s.problems]
         for item in reversed(s.releases):  # newest first
             manifest = item["manifest"] or {}
             mark = {s.release: "live", s.previous: "previous"}.get(item["release"], "")

@@ -280,7 +280,10 @@ def releases(c: Context, env: str = "local", hosts: str | None = None) -> None:
 
     def action() -> None:
         config, environment = _environment(env, {}, hosts)
-        print(ops.render_releases(ops.status(config, environment, progress=_quiet)))
+        statuses = ops.status(config, environment, progress=_quiet)
+        print(ops.render_releases(statuses))
+        if any(s.error for s in statuses):  # a host that could not be read has no list to trust
+            raise Exit(code=1)
 
     _entry(action)
 
