@@ -488,3 +488,24 @@ def test_cached_agent_code_of_another_user_is_never_loaded(tmp_path: Path) -> No
 
     assert reply["ok"] is True  # the real agent answered, compiled afresh
     assert "FORGED" not in json.dumps(reply)
+
+
+def test_a_deploy_to_a_host_whose_current_is_a_real_folder_names_it_and_changes_nothing(
+    project: DeployProject, host: SshHost, cluster: SshCluster
+) -> None:
+    path = cluster.deploy_path
+    first = assert_serving_complete_release(host, path)
+    sh(host, f"mv {path}/current {path}/current.real && mkdir {path}/current && touch {path}/current/app.py")
+    try:
+        before = {h.address: tree(h, path) for h in cluster.hosts}
+        project.new_version()
+
+        outcome = project.deploy()
+
+        assert outcome.code != 0
+        assert f"{host.spec()}: {path}/current is not a symbolic link" in outcome.output, outcome.output
+        assert {h.address: tree(h, path) for h in cluster.hosts} == before
+        victim_intact(host, path)
+    finally:
+        sh(host, f"rm -rf {path}/current && mv {path}/current.real {path}/current")
+    assert assert_serving_complete_release(host, path) == first
