@@ -59,5 +59,5 @@ def render(findings: list[Finding]) -> str:
     lines = [f"audit: {len(findings)} known vulnerabilit{'y' if len(findings) == 1 else 'ies'}:"]
     for f in findings:
         fix = f"fixed in {', '.join(f.fixed_in)}; run: nox -s upgrade -- {f.name}" if f.fixed_in else "no fix yet"
-        lines.append(f"  {f.name} {f.version}: {f.vuln} ({fix})")
+        lines.append(clip(f"  {f.name} {f.version}: {f.vuln} ({fix})", 400))
     return "\n".join(lines)

@@ -331,4 +331,5 @@ def describe_changes(before: LockFile | None, after: Sequence[Pin]) -> list[str]
             lines.append(f"{name} {new[name]}: other hashes")
     lines += [f"+ {name} {new[name]}" for name in sorted(new.keys() - old.keys())]
     lines += [f"- {name} {old[name]}" for name in sorted(old.keys() - new.keys())]
-    return lines
+    # The old pins are a file's text (a hand edit can hold anything): shown like any quoted line.
+    return [clip(line) for line in lines]

@@ -479,3 +479,15 @@ def test_a_path_that_pip_would_fill_in_from_the_environment_is_refused(project: 
             f"requirements/prod.in:4: '{value}' names an environment variable, so what pip reads there depends on "
             "the machine"
         ), command
+
+
+def test_an_escape_sequence_in_a_lock_is_shown_inert(project: LockProject, names: Names) -> None:
+    # A hand edit (or a hostile commit) must not be able to clear the screen or forge a line in CI logs.
+    text = project.read("dev.txt")
+    project.write("dev.txt", text.replace(f"{names.alpha}==1.0 ", f"{names.alpha}==1.0\x1b[2J\x1b[1Averify:ok "))
+
+    done = project.run("verify")
+
+    lines = _error_lines(done)
+    assert "\x1b" not in done.stderr
+    assert any(f"{names.alpha}==1.0\\x1b[2J\\x1b[1Averify:ok but base.txt pins" in line for line in lines), lines
