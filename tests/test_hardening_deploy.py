@@ -114,7 +114,7 @@ def test_a_switch_that_fails_on_one_host_after_others_switched_releases_every_lo
             assert rows[host.spec()]["result"] == "switched"
             assert rows[host.spec()]["serves"] == second
         assert rows[broken.spec()]["result"] == "switch failed"
-        assert f"MIXED: the hosts of 'staging' now serve different releases:" in outcome.output
+        assert "MIXED: the hosts of 'staging' now serve different releases:" in outcome.output
         assert f"  {second}: {cluster.hosts[0].spec()}, {cluster.hosts[1].spec()}" in outcome.output
         assert "invoke rollback --env staging --hosts" in outcome.output
         for host in cluster.hosts:
