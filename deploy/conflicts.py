@@ -69,7 +69,7 @@ def explain(output: str, graph: LayerGraph, *, probe: Probe | None = None) -> st
         names = " ".join(dict.fromkeys(line.split()[1] for line in lines))
         return "the index serves other files than were locked:\n  " + _bounded(lines) + (
             "\n  fix: find out why the file changed on the index; if you trust it, take it with: "
-            f"nox -s upgrade -- {names}"
+            f"nox -s upgrade -- {clip(names)}"
         )
     if lines := unreachable(output, probe):
         return _bounded(lines, "\n") + (
