@@ -67,13 +67,15 @@ class Summary:
     def ok(self) -> bool:
         return not any(h.failed for h in self.hosts)
 
-    def serving(self) -> dict[str, list[str]]:
-        """Which hosts serve which release (hosts never reached are left out)."""
+    def mixed(self) -> dict[str, list[str]]:
+        """Which hosts serve which release, when this run left them on different ones (or some
+        switched and others' state is unknown); empty when they agree."""
         found: dict[str, list[str]] = {}
         for host in self.hosts:
-            if host.serves:
-                found.setdefault(host.serves, []).append(host.host)
-        return found
+            found.setdefault(host.serves or "unknown (see its problem)", []).append(host.host)
+        switched = any(host.result.startswith("switched") for host in self.hosts)
+        known = [release for release in found if is_release_id(release)]
+        return found if len(known) > 1 or (switched and len(found) > 1) else {}
 
 
 class Run:
@@ -221,12 +223,13 @@ class Run:
                                     keep=self.env.keep_releases, log=self.log_entry(release),
                                     timeout=self.env.command_timeout)
             except AgentFailure as exc:
-                # The agent released its lock and says what the host serves now: the switch did
-                # not happen there, whatever the other hosts did.
-                current = exc.extra.get("current")
-                result.serves = current if is_release_id(current) else result.serves
-                result.locked = not exc.extra.get("unlocked", False)
-                result.result = "switch failed"
+                # A failed switch releases its lock and says what the host serves now ("current"):
+                # mostly what it served before; the new release if only a later step failed.
+                if "current" in exc.extra:
+                    current = exc.extra["current"]
+                    result.serves = current if is_release_id(current) else None
+                    result.locked = False
+                result.result = "switched, then failed" if result.serves == release else "switch failed"
                 raise
             except HostError:
                 # The connection went, or the reply could not be read: the host may have switched.
@@ -475,8 +478,8 @@ def render_summary(summary: Summary) -> str:
     errors = [f"  {host.error}" for host in summary.hosts if host.error]
     if errors:
         lines += ["", "problems:", *errors]
-    serving = summary.serving()
-    if len(serving) > 1 and summary.action != "status":
+    serving = summary.mixed()
+    if serving:
         # A switch that failed on some hosts after others switched: say so, loudly, with the way out.
         lines += ["", f"MIXED: the hosts of '{summary.environment}' now serve different releases:",
                   *(f"  {release}: {', '.join(hosts)}" for release, hosts in sorted(serving.items())),

@@ -85,6 +85,9 @@ def status(config: Config, env: Environment, progress: Progress) -> list[HostSta
         reply = replies[target.name]
         if reply.get("lock") is not None:
             host.problems.append(_held_lock(reply["lock"], env.name))
+        # Paths the host's agent will not write or delete through (a link, another user's): every
+        # deploy there is refused until someone puts them right.
+        host.problems += [f"unsafe: {inert(problem, 300)}" for problem in reply.get("unsafe", [])]
         host.release = reply["current"]
         host.previous = reply["previous"]
         host.releases = reply["releases"]

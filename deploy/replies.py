@@ -215,7 +215,7 @@ PROBE = record({
     "store": list_of(SHA256),
     "lock": nullable(OWNER),
     "free_bytes": integer(0),
-})
+}, {"unsafe": list_of(TEXT)})
 LOG_ENTRY = record({}, {"release": nullable(TEXT), "result": TEXT, "time": TEXT, "user": TEXT, "machine": TEXT,
                         "action": TEXT})
 VENV = either("error", record({"error": TEXT}), record({
@@ -239,7 +239,7 @@ RESULTS: dict[str, Shape] = {
     "status": record(
         {"current": nullable(RELEASE), "previous": nullable(RELEASE), "log": list_of(LOG_ENTRY),
          "releases": list_of(record({"release": RELEASE, "manifest": nullable(MANIFEST)}))},
-        {"venv": VENV, "lock": nullable(OWNER)},
+        {"venv": VENV, "lock": nullable(OWNER), "unsafe": list_of(TEXT)},
     ),
     "ping": NOTHING,
 }

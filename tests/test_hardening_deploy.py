@@ -116,6 +116,8 @@ def test_a_switch_that_fails_on_one_host_after_others_switched_releases_every_lo
         assert rows[broken.spec()]["result"] == "switch failed"
         assert "MIXED: the hosts of 'staging' now serve different releases:" in outcome.output
         assert f"  {second}: {cluster.hosts[0].spec()}, {cluster.hosts[1].spec()}" in outcome.output
+        assert f"  unknown (see its problem): {broken.spec()}" in outcome.output
+        assert rows[broken.spec()]["serves"] == "-"  # a real folder where `current` was: no release
         assert "invoke rollback --env staging --hosts" in outcome.output
         for host in cluster.hosts:
             assert_unlocked(host, path)
