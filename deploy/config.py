@@ -339,7 +339,7 @@ def _environment(name: str, body: object, root: Path) -> Environment:
     if env.hosts and not env.known_hosts:
         raise ConfigError(
             f"{where}: known-hosts is required for an SSH environment (host keys are pinned)",
-            fix=f'add known-hosts = "deploy/known_hosts" there, then run: invoke trust --env {name}',
+            fix=f'add known-hosts = "known_hosts" there, then run: invoke trust --env {name}',
         )
     return env
 
