@@ -146,11 +146,11 @@ def build(config: Config, log: Log = print, scratch: Path | None = None, target:
     """Build (or find cached) every wheel of a release for `target` (default: this interpreter);
     with `scratch`, write only there."""
     target = target or Interpreter.here()
-    graph = load_layers(config.root, config.requirements)
+    graph = load_layers(config.root, config.requirements, config.inputs_outside)
     layer = deploy_layer(config, graph)
     if layer is None or not graph.layers[layer].lock.is_file():
         raise DeployError("there is no deploy layer lock to ship", fix="create requirements/prod.in, run: nox -s lock")
-    pins = list(parse(graph.layers[layer].lock).pins.values())
+    pins = list(parse(graph.layers[layer].lock, graph.root).pins.values())
     cache = Cache(config.root / ".deploy" / "cache", scratch)
     wheels = _dependency_wheels(config, pins, cache, log, target)
     app = _app_wheel(config, cache, log)

@@ -51,12 +51,13 @@ class HostStatus:
         }
 
 
-def _local_pins(config: Config) -> dict[str, str] | None:
-    graph = load_layers(config.root, config.requirements)
+def _deploy_pins(config: Config) -> dict[str, Pin] | None:
+    """The local deploy layer's pins by canonical name (None: there is no deploy lock)."""
+    graph = load_layers(config.root, config.requirements, config.inputs_outside)
     layer = deploy_layer(config, graph)
     if layer is None or not graph.layers[layer].lock.is_file():
         return None
-    return {name: pin.version for name, pin in parse(graph.layers[layer].lock).pins.items()}
+    return {canonical(name): pin for name, pin in parse(graph.layers[layer].lock, graph.root).pins.items()}
 
 
 def _last_switch(log: list[dict[str, Any]], release: str) -> dict[str, Any] | None:
@@ -71,7 +72,8 @@ def status(config: Config, env: Environment, progress: Progress) -> list[HostSta
     run = Run(config, env, "status", progress)
     replies: dict[str, dict[str, Any]] = {}
     run.each(run.targets, lambda t: replies.__setitem__(t.name, t.call("status", timeout=env.command_timeout)))
-    local = _local_pins(config)
+    pins = _deploy_pins(config)
+    local = {name: pin.version for name, pin in pins.items()} if pins is not None else None
     app = canonical(config.app_name) if config.app_name else None
     statuses = []
     for target in run.targets:
@@ -367,7 +369,9 @@ def _checked_wheel(entry: object) -> Wheel | None:
 def _seed_cache(config: Config, origin: Target, release: str, shipped: list[Wheel], progress: Progress) -> None:
     """Fetch from the source host the dependency wheels the local cache lacks, but only those
     whose sha256 the local deploy lock names for that very pin; anything else is refused."""
-    pins = _lock_pins(config)
+    pins = _deploy_pins(config)
+    if pins is None:
+        raise DeployError("there is no deploy layer lock to promote against", fix="run: nox -s lock")
     app = canonical(config.app_name) if config.app_name else None
     cache = Cache(config.root / ".deploy" / "cache")
     vouched = []
@@ -395,14 +399,6 @@ def _seed_cache(config: Config, origin: Target, release: str, shipped: list[Whee
                 raise HostError(origin.name, f"{wheel.filename} does not have the sha256 the local lock gives: "
                                 "refusing to promote it", fix="inspect the host's wheel store")
             cache.add(local)
-
-
-def _lock_pins(config: Config) -> dict[str, Pin]:
-    graph = load_layers(config.root, config.requirements)
-    layer = deploy_layer(config, graph)
-    if layer is None or not graph.layers[layer].lock.is_file():
-        raise DeployError("there is no deploy layer lock to promote against", fix="run: nox -s lock")
-    return {canonical(name): pin for name, pin in parse(graph.layers[layer].lock).pins.items()}
 
 
 def _describe(wheel: Wheel | None) -> str:
