@@ -52,7 +52,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deploy.config import Environment, Host
-from deploy.errors import HostError
+from deploy.errors import DeployError, HostError
+from deploy.replies import inert
 from deploy.targets import AGENT_DIGEST, AgentFailure, Target
 
 if TYPE_CHECKING:
@@ -490,7 +491,12 @@ class Keeper:
                     conn.sendall(b'{"ok": true, "result": {}}\n')
                     continue
                 if do == "open":
-                    entry = self.entry(message)
+                    try:
+                        entry = self.entry(message)
+                    except DeployError as exc:  # a known-hosts file that is missing or unreadable
+                        failed = {"ok": False, "error": {"message": _own(exc), "fix": exc.fix}}
+                        conn.sendall((json.dumps(failed) + "\n").encode())
+                        continue
                     self.idle = _idle_time(message["env"].get("keep_alive"), self.idle)
                 if entry is None:
                     raise ValueError("a request before 'open', which names the host")
@@ -552,13 +558,14 @@ class Keeper:
             except HostError as exc:
                 return {"ok": False, "error": {"message": _own(exc), "fix": exc.fix}}
             except Exception as exc:  # reported to the run, which names the host
-                return {"ok": False, "error": {"message": f"unexpected {type(exc).__name__} in the keeper: {exc}"}}
+                unexpected = f"unexpected {type(exc).__name__} in the keeper: {inert(str(exc))}"
+                return {"ok": False, "error": {"message": unexpected}}
         return {"ok": True, "result": result}
 
 
-def _own(exc: HostError) -> str:
+def _own(exc: DeployError) -> str:
     """The message without the host's name in front, which the deploying side puts back."""
-    prefix = f"{exc.host}: "
+    prefix = f"{exc.host}: " if isinstance(exc, HostError) else "\0"
     return exc.message[len(prefix):] if exc.message.startswith(prefix) else exc.message
 
 

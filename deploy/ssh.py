@@ -20,9 +20,11 @@ from typing import Any
 import paramiko
 from fabric import Connection
 from invoke.context import Context
+from paramiko.hostkeys import HostKeyEntry
 
 from deploy.config import Environment, Host
-from deploy.errors import HostError
+from deploy.errors import ConfigError, HostError
+from deploy.replies import inert
 from deploy.targets import MARK, Target, first_request
 
 # paramiko logs a failed handshake, traceback and all, from its own thread; the HostError raised
@@ -47,6 +49,7 @@ class SshTarget(Target):
         if known is None or not known.is_file():
             raise HostError(self.name, f"the known-hosts file {known} does not exist",
                             fix=f"run: invoke trust --env {env.name}")
+        pinned_keys(known, env.name)  # a line paramiko cannot read is named, not a traceback
         client.load_host_keys(str(known))
         self.known_hosts = known
         self.hung = False
@@ -94,7 +97,7 @@ class SshTarget(Target):
             if isinstance(exc, TimeoutError) and not self.hung:  # socket.timeout is TimeoutError
                 raise HostError(self.name, f"'{op}' did not finish within {self.env.command_timeout:.0f} s: "
                                 "the host hangs", fix="check the host, or raise --command-timeout") from exc
-            raise HostError(self.name, f"connection lost during '{op}': {exc}") from exc
+            raise HostError(self.name, f"connection lost during '{op}': {inert(str(exc))}") from exc
 
     def _read_reply(self, op: str, limit: float) -> dict[str, Any]:
         channel = self._agent
@@ -211,7 +214,7 @@ class SshTarget(Target):
                 f"invoke trust --env {env}",
             ) from exc
         except paramiko.AuthenticationException as exc:
-            raise HostError(self.name, f"authentication failed: {exc}",
+            raise HostError(self.name, f"authentication failed: {inert(str(exc))}",
                             fix="check the user, identity (setting: identity) or your ssh-agent") from exc
         except paramiko.SSHException as exc:
             if "not found in known_hosts" in str(exc):
@@ -220,7 +223,8 @@ class SshTarget(Target):
             if "No existing session" in str(exc) or "banner" in str(exc):  # the handshake got no answer
                 raise HostError(self.name, f"no SSH answer within {self.env.connect_timeout:.0f} s: the host hangs",
                                 fix="check the host, or raise --connect-timeout") from exc
-            raise HostError(self.name, f"SSH failed: {exc} (no answer within {self.env.connect_timeout:.0f} s?)",
+            raise HostError(self.name,
+                            f"SSH failed: {inert(str(exc))} (no answer within {self.env.connect_timeout:.0f} s?)",
                             fix="check that the host is up and its sshd responds") from exc
         except TimeoutError as exc:
             raise HostError(self.name, f"timed out after {self.env.connect_timeout:.0f} s while connecting",
@@ -238,7 +242,7 @@ class SshTarget(Target):
             if self.hung:
                 raise self._hangs(f"the upload of {local.name}", self._limit) from exc
             self._remove_partial(remote)
-            text = str(exc)
+            text = inert(str(exc))  # SFTP status text comes from the host
             # SFTP reports a full disk as a bare "Failure", or (with pipelined writes) as a short file.
             if "No space" in text or getattr(exc, "errno", None) == 28 or "Failure" in text or "size mismatch" in text:
                 raise HostError(self.name, f"upload of {local.name} failed: no space left on the host? ({text})",
@@ -258,7 +262,7 @@ class SshTarget(Target):
         try:
             self.connection.get(remote, str(local))
         except OSError as exc:
-            raise HostError(self.name, f"could not fetch {remote}: {exc}") from exc
+            raise HostError(self.name, f"could not fetch {remote}: {inert(str(exc))}") from exc
 
     def close(self) -> None:
         self._end_session()  # stdin closes: the agent's loop ends
@@ -270,11 +274,20 @@ def fingerprint(key: paramiko.PKey) -> str:
     return str(key.fingerprint) if hasattr(key, "fingerprint") else str(key.get_base64())[:16]
 
 
-def host_key(host: Host, timeout: float) -> paramiko.PKey:
-    """The key a host offers, read without logging in (for `invoke trust`)."""
+def host_key(host: Host, timeout: float, prefer: list[str] | None = None) -> paramiko.PKey:
+    """The key a host offers, read without logging in (for `invoke trust`). Key types already
+    pinned for it come first (`prefer`), as a connection asks for them: a host with an RSA key
+    pinned and a new ed25519 key then shows its RSA key, not a false "changed"."""
     sock = socket.create_connection((host.hostname, host.port), timeout=timeout)
-    transport = paramiko.Transport(sock)
     try:
+        transport = paramiko.Transport(sock)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        options = transport.get_security_options()
+        wanted = [kind for name in prefer or [] for kind in _negotiated(name) if kind in options.key_types]
+        options.key_types = tuple(dict.fromkeys([*wanted, *options.key_types]))
         transport.banner_timeout = timeout
         transport.start_client(timeout=timeout)
         return transport.get_remote_server_key()
@@ -282,6 +295,44 @@ def host_key(host: Host, timeout: float) -> paramiko.PKey:
         transport.close()
 
 
+def _negotiated(key_type: str) -> list[str]:
+    """The algorithm names a pinned key type is asked for by (an RSA key signs with SHA-2)."""
+    return ["rsa-sha2-512", "rsa-sha2-256", key_type] if key_type == "ssh-rsa" else [key_type]
+
+
+def pin_name(host: Host) -> str:
+    """A host's name in known_hosts, as OpenSSH and paramiko look it up."""
+    return host.hostname if host.port == 22 else f"[{host.hostname}]:{host.port}"
+
+
 def known_hosts_line(host: Host, key: paramiko.PKey) -> str:
-    name = host.hostname if host.port == 22 else f"[{host.hostname}]:{host.port}"
-    return f"{name} {key.get_name()} {key.get_base64()}"
+    return f"{pin_name(host)} {key.get_name()} {key.get_base64()}"
+
+
+def pinned_keys(path: Path, env: str) -> paramiko.HostKeys:
+    """The host keys pinned in a known_hosts file. A key of a type paramiko does not know is
+    skipped, as paramiko and OpenSSH do (its host stays unpinned, so it is refused); a line that
+    cannot be read at all is an error naming the file and line, never a traceback or its text."""
+    fix = f"delete that line (or fix it), then run: invoke trust --env {env}"
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the known-hosts file {path}: {exc.strerror or exc}",
+                          fix=f"run: invoke trust --env {env}") from exc
+    keys = paramiko.HostKeys()
+    for number, raw in enumerate(data.splitlines(), 1):
+        try:
+            line = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}:{number}: not UTF-8 text", fix=fix) from None
+        if not line or line.startswith("#"):
+            continue
+        try:
+            entry = HostKeyEntry.from_line(line, number)
+        except Exception as exc:  # InvalidHostKey (bad base64), ValueError (a key of the wrong size) …
+            raise ConfigError(f"{path}:{number}: not a host key paramiko can read ({type(exc).__name__})",
+                              fix=fix) from None
+        if entry is not None:
+            for name in entry.hostnames:
+                keys.add(name, entry.key.get_name(), entry.key)
+    return keys

@@ -5,33 +5,39 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import paramiko
+
 from deploy.config import Environment
 from deploy.errors import DeployError, HostError
-from deploy.ssh import fingerprint, host_key, known_hosts_line
+from deploy.replies import inert
+from deploy.ssh import fingerprint, host_key, known_hosts_line, pin_name, pinned_keys
 
 
 def trust(root: Path, env: Environment, ask: Callable[[str], str] | None, say: Callable[[str], None] = print) -> int:
     """Fetch each host's key, show it, and append new ones to the known-hosts file if confirmed."""
     assert env.known_hosts is not None
     path = root / env.known_hosts
-    existing = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    pinned = pinned_keys(path, env.name) if path.is_file() else paramiko.HostKeys()
     new_lines: list[str] = []
     for host in env.hosts:
+        have = pinned.lookup(pin_name(host)) or {}
         try:
-            key = host_key(host, env.connect_timeout)
-        except (OSError, EOFError) as exc:
-            raise HostError(str(host), f"could not read its host key: {exc}") from exc
+            key = host_key(host, env.connect_timeout, prefer=list(have.keys()))
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            reason = inert(str(exc)) or type(exc).__name__  # banner text comes from the host
+            raise HostError(str(host), f"could not read its host key: {reason}",
+                            fix="check that the host is up and its sshd answers, or raise --connect-timeout") from exc
         line = known_hosts_line(host, key)
-        prefix = line.rsplit(" ", 2)[0] + " "
-        if line in existing:
+        same = have.get(key.get_name())
+        if same is not None and same.get_base64() == key.get_base64():
             say(f"{host}: {key.get_name()} {fingerprint(key)} (already trusted)")
-        elif any(old.startswith(prefix) for old in existing):
+        elif have:
             raise HostError(
                 str(host),
                 f"offers {fingerprint(key)}, which differs from the key pinned in {path}",
                 fix=f"if the host was rebuilt, delete its line from {path} and run trust again",
             )
-        else:
+        elif line not in new_lines:  # a host named twice is pinned once
             say(f"{host}: {key.get_name()} {fingerprint(key)} (new)")
             new_lines.append(line)
     if not new_lines:

@@ -282,3 +282,55 @@ def test_the_keepers_log_stays_small_and_holds_nothing_from_the_hosts(project: D
     assert "SECRET-TOKEN-123" not in log.read_text(errors="replace")
     assert oct(log.stat().st_mode & 0o777) == oct(0o600)
     project.deploy_ok()  # it still serves
+
+
+# The pins every connection is checked against: read the way paramiko reads them, or refused clearly.
+
+
+@pytest.mark.parametrize("keep_alive", [30, 0])
+@pytest.mark.parametrize(("line", "problem"), [
+    (b"[127.0.0.9]:22 ssh-ed25519 !!!not-base64", "not a host key paramiko can read"),
+    (b"[127.0.0.9]:22 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA", "not a host key paramiko can read"),
+    (b"# caf\xe9 \xff", "not UTF-8 text"),
+])
+def test_an_unreadable_known_hosts_line_is_named_by_file_and_line(
+    project: DeployProject, cluster: SshCluster, keep_alive: int, line: bytes, problem: str
+) -> None:
+    known = project.root / "known_hosts"
+    known.write_bytes(known.read_bytes() + line + b"\n")
+    project.configure(environment_toml("staging", cluster, keep_alive=keep_alive, healthcheck=HEALTHCHECK))
+    outcome = project.deploy()
+    assert outcome.code != 0
+    assert f"{known}:{len(cluster.hosts) + 1}: {problem}" in outcome.output, outcome.output
+    assert "invoke trust --env staging" in outcome.output
+    assert line.decode(errors="replace") not in outcome.output
+
+
+def test_a_missing_known_hosts_file_is_named_with_kept_connections(project: DeployProject) -> None:
+    known = project.root / "known_hosts"
+    known.unlink()
+    outcome = project.deploy()
+    assert outcome.code != 0
+    assert f"the known-hosts file {known} does not exist" in outcome.output, outcome.output
+    assert "invoke trust --env staging" in outcome.output
+
+
+def test_trust_knows_a_pinned_line_with_a_comment(project: DeployProject, cluster: SshCluster) -> None:
+    known = project.root / "known_hosts"
+    known.write_text("".join(f"{host.known_hosts_line()} pinned by ops\n" for host in cluster.hosts))
+    outcome = project.invoke("trust", "--env", "staging", "--yes")
+    assert outcome.code == 0, outcome.output
+    assert all(f"{host.spec()}: ssh-ed25519 SHA256:" in outcome.output for host in cluster.hosts)
+    assert outcome.output.count("(already trusted)") == len(cluster.hosts), outcome.output
+
+
+def test_trust_of_a_host_that_does_not_answer_is_one_clear_line(project: DeployProject, cluster: SshCluster) -> None:
+    silent = cluster.hosts[0]
+    silent.pause(sessions=False)  # it accepts the TCP connection, then never says a word
+    try:
+        outcome = project.invoke("trust", "--env", "staging", "--yes", "--connect-timeout", "2")
+    finally:
+        silent.resume()
+    assert outcome.code != 0
+    assert f"{silent.spec()}: could not read its host key" in outcome.output, outcome.output
+    assert "raise --connect-timeout" in outcome.output
