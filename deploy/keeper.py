@@ -62,7 +62,7 @@ if TYPE_CHECKING:
 _SPAWNING = threading.Lock()  # one thread of a deploy starts the keeper; the others wait for it
 _OWN_CODE = hashlib.sha256(
     "".join(resources.files("deploy").joinpath(name).read_text(encoding="utf-8")
-            for name in ("keeper.py", "targets.py", "ssh.py")).encode()
+            for name in ("keeper.py", "targets.py", "ssh.py", "replies.py", "config.py", "errors.py")).encode()
 ).hexdigest()
 
 
@@ -284,7 +284,7 @@ def _start_at(path: Path, idle: float) -> None:
             _fork(path, idle, log)
             ended = None
         else:
-            with os.fdopen(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600), "wb") as errors:
+            with os.fdopen(_open_log(log), "wb") as errors:
                 process = subprocess.Popen(  # this interpreter, this package, fixed arguments
                     [sys.executable, "-m", "deploy.keeper", str(path), str(idle)],
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True,
@@ -341,6 +341,13 @@ def _remove_stale(path: Path) -> None:
             _remove(path)
 
 
+def _open_log(log: Path) -> int:
+    """The keeper's stderr: a fresh log, readable by this user only, never through a symlink."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
 def _has_output(log: Path) -> bool:
     try:
         return log.stat().st_size > 0
@@ -360,8 +367,7 @@ def _fork(path: Path, idle: float, log: Path) -> None:
         if os.fork():
             os._exit(0)
         null = os.open(os.devnull, os.O_RDWR)
-        errors = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        os.fchmod(errors, 0o600)
+        errors = _open_log(log)
         os.dup2(null, 0)
         os.dup2(null, 1)
         os.dup2(errors, 2)
