@@ -650,7 +650,10 @@ def main(argv: list[str]) -> int:
     server = _bind(path)
     if server is None:
         return 0
-    Keeper(server, path, idle).serve()
+    keeper = Keeper(server, path, idle)
+    # `kill PID` ends it as `invoke disconnect` does: agents closed, socket and log removed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: keeper.stopping.set())
+    keeper.serve()
     return 0
 
 

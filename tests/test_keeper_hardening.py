@@ -334,3 +334,18 @@ def test_trust_of_a_host_that_does_not_answer_is_one_clear_line(project: DeployP
     assert outcome.code != 0
     assert f"{silent.spec()}: could not read its host key" in outcome.output, outcome.output
     assert "raise --connect-timeout" in outcome.output
+
+
+def test_a_keeper_ended_by_sigterm_closes_its_connections_and_removes_its_socket(
+    project: DeployProject, cluster: SshCluster
+) -> None:
+    project.deploy_ok()
+    sock = only_socket(project)
+    pid = keeper_pid(sock)
+    assert pid is not None and all(connections_to(pid, h) == 1 for h in cluster.hosts)
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not Path(f"/proc/{pid}").exists()
+    assert not sock.exists() and not sock.with_suffix(".log").exists()
