@@ -185,6 +185,10 @@ class SshTarget(Target):
             self.connection.close()
 
     def _connect(self) -> None:
+        # Fabric keeps one SFTP session per Connection, made on the first transfer; a kept
+        # connection that died (a host restarted) would hand the new one that dead session.
+        self.connection.close()
+        self._close_client()
         try:
             self._handshake()
         except HostError:

@@ -349,3 +349,19 @@ def test_a_keeper_ended_by_sigterm_closes_its_connections_and_removes_its_socket
         time.sleep(0.02)
     assert not Path(f"/proc/{pid}").exists()
     assert not sock.exists() and not sock.with_suffix(".log").exists()
+
+
+def test_a_kept_connection_that_sent_files_is_reconnected_after_the_host_restarted(
+    project: DeployProject, cluster: SshCluster
+) -> None:
+    """The reconnected host gets the next version's wheel: no file transfer of the old connection
+    (its SFTP session) outlives it."""
+    project.new_version()
+    project.deploy_ok()  # sends the app's wheel over each kept connection
+    restarted = cluster.hosts[0]
+    restarted.kill()
+    restarted.start()
+    version = project.new_version()
+    project.deploy_ok()
+    for each in cluster.hosts:
+        assert installed(each, cluster.deploy_path)[APP] == version
