@@ -14,6 +14,8 @@ import shutil
 import signal
 import socket
 import struct
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -365,3 +367,21 @@ def test_a_kept_connection_that_sent_files_is_reconnected_after_the_host_restart
     project.deploy_ok()
     for each in cluster.hosts:
         assert installed(each, cluster.deploy_path)[APP] == version
+
+
+@pytest.mark.parametrize("idle", ["nan", "inf", "-5"])
+def test_a_keeper_given_a_keep_alive_that_is_no_time_still_ends_when_unused(tmp_path: Path, idle: str) -> None:
+    """Whatever the settings let through, no keep-alive value makes a keeper that never ends."""
+    folder = Path(tempfile.mkdtemp(prefix="pki-", dir="/tmp"))
+    sock = folder / "k.sock"
+    try:
+        started = subprocess.Popen([sys.executable, "-m", "deploy.keeper", str(sock), idle],
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            assert started.wait(timeout=10) == 0
+        finally:
+            started.kill()
+            started.wait()
+        assert not sock.exists()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
