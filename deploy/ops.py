@@ -244,10 +244,12 @@ def plan(config: Config, env: Environment, progress: Progress) -> tuple[str, boo
         if current == built.release:
             lines.append(f"{target.name}: already live, nothing to do")
             continue
-        live_manifest = (
-            json.loads(target.call("read", file=f"releases/{current}/manifest.json")["text"] or "{}") if current else {}
-        )
-        before = {canonical(w["name"]): w["version"] for w in live_manifest.get("wheels", [])}
+        before: dict[str, str] = {}
+        if current:
+            try:
+                before = {w.name: w.version for w in _source_wheels(target, current)}
+            except HostError as exc:
+                lines.append(f"{target.name}: {exc.message.removeprefix(target.name + ': ')} (compared as empty)")
         after = {w.name: w.version for w in built.wheels}
         store = set(result.probe["store"])
         send = [w for w in dict.fromkeys(built.wheels) if w.sha256 not in store]
@@ -330,22 +332,22 @@ def _agreed_release(run: Run, source: Environment) -> str:
 
 
 def _source_wheels(origin: Target, release: str) -> list[Wheel]:
-    """The wheels release `release`'s manifest lists, each checked for form: names and hashes
-    that will become local paths and cache keys."""
+    """The wheels release `release`'s manifest on a host lists, each checked for form (names and
+    hashes become local paths and cache keys); a manifest that is not so is a HostError."""
     text = origin.call("read", file=f"releases/{release}/manifest.json")["text"]
     try:
         manifest = json.loads(text) if text is not None else None
-    except ValueError:
+    except (ValueError, RecursionError):
         manifest = None
     entries = manifest.get("wheels") if isinstance(manifest, dict) else None
     if not isinstance(entries, list):
-        raise HostError(origin.name, f"release {release} has no readable manifest to promote from")
+        raise HostError(origin.name, f"release {release} has no readable manifest (a JSON object listing its wheels)")
     wheels = []
     for entry in entries:
         wheel = _checked_wheel(entry)
         if wheel is None:
             raise HostError(origin.name, f"release {release}'s manifest lists a malformed wheel entry "
-                            f"({inert(json.dumps(entry), 120)}): refusing to promote it")
+                            f"({inert(json.dumps(entry), 120)})")
         wheels.append(wheel)
     return wheels
 

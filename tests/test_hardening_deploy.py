@@ -198,7 +198,7 @@ def test_promote_refuses_a_staging_manifest_whose_wheel_names_a_path(
 
     assert outcome.code == 1
     assert f"error: {staging[0].spec()}: release " in outcome.output
-    assert "manifest lists a malformed wheel entry" in outcome.output and "refusing to promote it" in outcome.output
+    assert "manifest lists a malformed wheel entry" in outcome.output
     assert not victim.exists()
     assert live(production, cluster.deploy_path) is None
 
@@ -279,3 +279,25 @@ def _forget_beta(project: DeployProject) -> None:
     """Promote then has to ask staging for beta's wheel, as on another machine."""
     for wheel in (project.root / ".deploy" / "cache").glob("wheels/*/beta-*.whl"):
         shutil.rmtree(wheel.parent)
+
+
+@pytest.mark.parametrize("garbage", ["garbage\\377", "[1,2]", '{\"wheels\": [1]}', '{\"wheels\": \"abc\"}'])
+def test_a_dry_run_names_a_host_whose_live_manifest_is_malformed_and_plans_on(
+    project: DeployProject, cluster: SshCluster, garbage: str
+) -> None:
+    release = reset(project, cluster)
+    victim = cluster.hosts[0]
+    manifest = f"{cluster.deploy_path}/releases/{release}/manifest.json"
+    saved = read(victim, manifest)
+    project.new_version()
+    sh(victim, f"printf {shlex.quote(garbage)} > {manifest}")
+    try:
+        outcome = project.deploy("--dry-run")
+    finally:
+        sh(victim, f"printf %s {shlex.quote(saved)} > {manifest}")
+
+    assert outcome.code == 0, outcome.output  # a deploy does not read the live manifest: it would go ahead
+    assert f"{victim.spec()}: release {release}" in outcome.output
+    assert "(compared as empty)" in outcome.output
+    for host in cluster.hosts[1:]:
+        assert f"{host.spec()}: {release} → " in outcome.output
