@@ -1,15 +1,28 @@
 """`python -m deploy init`: adopt the tool in an existing Python project.
 
 It writes small files and says what it wrote; an existing file is left alone unless --force.
+Everything is checked before anything is written, so a refusal leaves the project as it was:
+each dependency must be one PEP 508 requirement that pip reads back as itself, and no file is
+written outside the project or through a symlink.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import stat
+import sys
 import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
 
 from deploy.errors import ConfigError
-from deploy.reqfile import clip, read_text
+from deploy.replies import inert
+from deploy.reqfile import ENV_VARIABLE, clip, read_text
 
 NOXFILE = '''"""Nox sessions: lock, verify, upgrade and audit this project's layered requirements."""
 
@@ -43,7 +56,7 @@ deploy-layer = "prod"           # the layer installed on servers
 # [tool.deploy.environments.staging]
 # hosts = ["deploy@app1.example.com", "deploy@10.0.0.7:2222"]   # user@host[:port]
 # path = "/srv/myapp"                  # where releases live on each host
-# known-hosts = "deploy/known_hosts"   # pinned host keys: fill it with `invoke trust --env staging`
+# known-hosts = "known_hosts"          # pinned host keys, a file at the root: fill it with `invoke trust --env staging`
 # healthcheck = "python -c 'import myapp'"   # run in the new release before the switch
 # restart = "sudo systemctl restart myapp"   # after the switch; a failure switches back
 # confirm = false                      # ask before deploying; --yes skips
@@ -51,43 +64,232 @@ deploy-layer = "prod"           # the layer installed on servers
 '''
 
 
-def init(root: Path, *, force: bool = False, say: object = print) -> list[Path]:
+# pip reads a requirements file line by line and gives some text on a line a meaning of its own:
+# a token starting with '-' is an option (`--index-url`, `-r`), ' #' starts a comment, a trailing
+# backslash joins the next line and ${NAME} is replaced from the environment. packaging accepts
+# all of these inside a marker's quoted string or a URL, so each is refused on its own.
+_PIP_SYNTAX = (
+    (re.compile(r"(?:^|\s)-"), "a word starting with '-' is a pip option there"),
+    (re.compile(r"(?:^|\s)#"), "' #' starts a comment there"),
+    (re.compile(r"\\$"), "a trailing backslash joins the next line there"),
+    (ENV_VARIABLE, "pip replaces ${NAME} with an environment variable there"),
+)
+# Sources init does not translate yet (issue 13): named loudly rather than dropped.
+_REQUIREMENTS_TXT = re.compile(r"requirements[\w.-]*\.txt")
+
+Say = Callable[[str], object]
+
+
+@dataclass(frozen=True)
+class _Write:
+    """One file init will write, decided before anything is written."""
+
+    path: Path
+    text: str
+    replace: bool  # --force over an existing file or symlink: the link itself is replaced, never its target
+
+
+def init(root: Path, *, force: bool = False, say: Say = print, warn: Say | None = None) -> list[Path]:
     """Write the adoption files into `root`; return the ones written."""
+    warn = warn or (lambda line: print(line, file=sys.stderr))
+    root = root.absolute()
     pyproject = root / "pyproject.toml"
     if not pyproject.is_file():
         raise ConfigError(
             f"{pyproject} does not exist: init adopts an existing Python project",
             fix="create a pyproject.toml with a [project] table first (name, version, dependencies)",
         )
+    text = read_text(pyproject, root)
     try:
-        data = tomllib.loads(read_text(pyproject, root))
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"pyproject.toml: {clip(str(exc))}", fix="correct that line of pyproject.toml") from None
-    dependencies = data.get("project", {}).get("dependencies", [])
-    base = LAYERS["base.in"] + "".join(f"{dep}\n" for dep in dependencies)
-    files = {
-        root / "noxfile.py": NOXFILE,
-        root / "tasks.py": TASKS,
-        root / "requirements" / "base.in": base,
-        **{root / "requirements" / name: text for name, text in LAYERS.items() if name != "base.in"},
-    }
+    project = _table(data, "project", "[project]")
+    tool = _table(data, "tool", "[tool]")
+    folder = _requirements_folder(root, tool)
+    base = LAYERS["base.in"] + "".join(f"{dep}\n" for dep in _dependencies(project))
+    layers = {"base.in": base, **{name: body for name, body in LAYERS.items() if name != "base.in"}}
+    planned = [(root / "noxfile.py", NOXFILE), (root / "tasks.py", TASKS)]
+    planned += [(folder / name, body) for name, body in layers.items()]
+    writes: list[_Write] = []
+    for path, body in planned:
+        write = _plan(root, path, body, force, say)
+        if write:
+            writes.append(write)
+    append = "deploy" not in tool
+    if append:
+        _check_appendable(pyproject, text)
+    unadopted = _unadopted(root, data, project, tool)
+
     written: list[Path] = []
-    report = say if callable(say) else print
-    for path, text in files.items():
-        relative = path.relative_to(root)
-        if path.exists() and not force:
-            report(f"kept {relative} (exists; --force overwrites it)")
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
-        report(f"wrote {relative}")
-    if "deploy" in data.get("tool", {}):
-        report("kept pyproject.toml [tool.deploy] (already there)")
-    else:
-        with pyproject.open("a", encoding="utf-8") as handle:
+    for write in writes:
+        _write(write, root)
+        written.append(write.path)
+        say(f"wrote {_shown(write.path, root)}")
+    if append:
+        with open(pyproject, "a", encoding="utf-8", opener=_no_follow) as handle:
             handle.write(TOOL_TABLE)
         written.append(pyproject)
-        report("added [tool.deploy] to pyproject.toml")
-    report("next: nox -s lock, then commit requirements/*.in and *.txt")
+        say("added [tool.deploy] to pyproject.toml")
+    else:
+        say("kept pyproject.toml [tool.deploy] (already there)")
+    for source, layer in unadopted:
+        warn(f"warning: not adopted: {source}; add it to {_shown(folder / layer, root)} by hand")
+    say(f"next: nox -s lock, then commit {_shown(folder, root)}/*.in and *.txt")
     return written
+
+
+def _table(data: dict[str, Any], key: str, name: str) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"pyproject.toml: {name} must be a table, not {_type(value)}",
+                          fix=f"write {name} as a table header in pyproject.toml")
+    return value
+
+
+def _type(value: object) -> str:
+    names = {str: "a string", bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "a table"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _dependencies(project: dict[str, Any]) -> list[str]:
+    """[project] dependencies, each checked to be one requirement pip will read exactly as written."""
+    dependencies = project.get("dependencies", [])
+    fix = 'list one PEP 508 requirement per string, e.g. dependencies = ["requests>=2.31"]'
+    if not isinstance(dependencies, list):
+        raise ConfigError(
+            f"pyproject.toml: [project] dependencies must be a list of strings, not {_type(dependencies)}", fix=fix)
+    checked: list[str] = []
+    for number, entry in enumerate(dependencies):
+        where = f"pyproject.toml: [project] dependencies[{number}]"
+        if not isinstance(entry, str):
+            raise ConfigError(f"{where} is {_type(entry)}, not a string", fix=fix)
+        shown = f"{where} \"{inert(entry, 120)}\""
+        if not entry.isprintable():  # a line break, a NUL or an escape sequence: never one line of base.in
+            raise ConfigError(f"{shown} holds a line break or control character: not one requirement", fix=fix)
+        try:
+            Requirement(entry)
+        except InvalidRequirement:
+            raise ConfigError(f"{shown} is not a PEP 508 requirement", fix=fix) from None
+        for pattern, why in _PIP_SYNTAX:
+            if pattern.search(entry.strip()):
+                raise ConfigError(f"{shown} would not be read by pip as written ({why})",
+                                  fix="write the requirement alone; pip options and indexes go in [tool.deploy] "
+                                  "compile-options")
+        checked.append(entry.strip())
+    return checked
+
+
+def _requirements_folder(root: Path, tool: dict[str, Any]) -> Path:
+    """The configured folder of layers, which must lie inside the project root."""
+    table = tool.get("deploy", {})
+    if not isinstance(table, dict):
+        raise ConfigError("pyproject.toml: [tool.deploy] must be a table")
+    value = table.get("requirements", "requirements")
+    if not isinstance(value, str):
+        raise ConfigError(f"pyproject.toml [tool.deploy]: requirements must be a string, not {_type(value)}",
+                          fix='requirements = "requirements"')
+    folder = Path(os.path.normpath(root / value))
+    if not folder.is_relative_to(root):
+        raise ConfigError(
+            f"pyproject.toml [tool.deploy]: requirements = \"{inert(value, 120)}\" is outside the project root "
+            f"({inert(str(folder), 200)}): init writes only inside the project",
+            fix='use a folder inside the project, e.g. requirements = "requirements"',
+        )
+    return folder
+
+
+def _plan(root: Path, path: Path, text: str, force: bool, say: Say) -> _Write | None:
+    """What to do at `path`, or a refusal naming it; nothing is written here."""
+    shown = _shown(path, root)
+    parent = root
+    for part in path.relative_to(root).parts[:-1]:
+        parent = parent / part
+        name = _shown(parent, root)
+        if parent.is_symlink():
+            raise ConfigError(f"{name} is a symlink: init never writes through one",
+                              fix=f"make {name} a real folder, or set [tool.deploy] requirements to one")
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"{name} is a file, but init writes {shown} inside it as a folder",
+                              fix=f"move {name} away, or set [tool.deploy] requirements to another folder")
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return _Write(path, text, replace=False)
+    link = stat.S_ISLNK(mode)
+    if not force:
+        why = "a symlink; --force replaces the link, never its target" if link else "exists; --force overwrites it"
+        say(f"kept {shown} ({why})")
+        return None
+    if not (link or stat.S_ISREG(mode)):
+        raise ConfigError(f"{shown} exists and is not a file (a folder or a special file): init does not replace it",
+                          fix=f"move {shown} away and run python -m deploy init again")
+    return _Write(path, text, replace=True)
+
+
+def _check_appendable(pyproject: Path, text: str) -> None:
+    if pyproject.is_symlink():
+        raise ConfigError("pyproject.toml is a symlink: init never writes through one",
+                          fix="add the [tool.deploy] table by hand, or make pyproject.toml a real file")
+    try:
+        tomllib.loads(text + TOOL_TABLE)
+    except tomllib.TOMLDecodeError:
+        raise ConfigError("pyproject.toml: a [tool.deploy] table cannot be appended to it (e.g. [tool] is an inline "
+                          "table)", fix="add [tool.deploy] with requirements = \"requirements\" by hand") from None
+
+
+def _unadopted(root: Path, data: dict[str, Any], project: dict[str, Any], tool: dict[str, Any]
+               ) -> list[tuple[str, str]]:
+    """Requirement sources init cannot translate yet (issue 13), each with the layer it suggests."""
+    found: list[tuple[str, str]] = []
+
+    def names(value: object) -> list[str]:
+        return [str(key) for key in value] if isinstance(value, dict) else []
+
+    def layer(name: str) -> str:
+        return f"{name}.in" if f"{name}.in" in LAYERS else "<layer>.in"
+
+    for extra in names(project.get("optional-dependencies")):
+        found.append((f'[project.optional-dependencies] "{inert(extra, 80)}"', layer(extra)))
+    for group in names(data.get("dependency-groups")):
+        found.append((f'[dependency-groups] "{inert(group, 80)}"', layer(group)))
+    poetry = tool.get("poetry")
+    if isinstance(poetry, dict):
+        if set(names(poetry.get("dependencies"))) - {"python"}:  # `python` is the interpreter, not a package
+            found.append(("[tool.poetry.dependencies]", "base.in"))
+        if poetry.get("dev-dependencies"):
+            found.append(("[tool.poetry.dev-dependencies]", "dev.in"))
+        groups = poetry.get("group")
+        for group in names(groups):
+            body = groups[group] if isinstance(groups, dict) else None
+            if isinstance(body, dict) and body.get("dependencies"):
+                found.append((f'[tool.poetry.group."{inert(group, 80)}".dependencies]', layer(group)))
+    for entry in sorted(os.listdir(root)):
+        if _REQUIREMENTS_TXT.fullmatch(entry):
+            found.append((entry, "base.in" if entry == "requirements.txt" else "<layer>.in"))
+    return found
+
+
+def _no_follow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW, 0o666)
+
+
+def _write(write: _Write, root: Path) -> None:
+    """Create a new file (never following a link made since the check), or with --force replace
+    what is there by a rename, which swaps a symlink itself and leaves its target untouched."""
+    write.path.parent.mkdir(parents=True, exist_ok=True)
+    if not write.replace:
+        with open(write.path, "x", encoding="utf-8", opener=_no_follow) as handle:
+            handle.write(write.text)
+        return
+    temporary = write.path.with_name(f".{write.path.name}.init-{os.getpid()}")
+    try:
+        with open(temporary, "x", encoding="utf-8", opener=_no_follow) as handle:
+            handle.write(write.text)
+        os.replace(temporary, write.path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _shown(path: Path, root: Path) -> str:
+    return inert(path.relative_to(root).as_posix() if path != root else ".", 200)
