@@ -46,6 +46,9 @@ class Host:
         return f"{user}{self.hostname}{port}"
 
 
+_WORD = re.compile(r"(?!-)[^\x00-\x1f\x7f]+")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
 WEEK = 7 * 24 * 3600  # the longest wait any setting may ask for: every timer and socket can hold it
 
 
@@ -66,6 +69,7 @@ class Setting:
     most: float | None = None
     zero: str = ""  # what 0 means, where it means something
     blank: bool = True  # whether an empty string (or list) means something
+    word: bool = False  # a string that must not read as an option ('-…') or hold control characters
 
     @property
     def attr(self) -> str:
@@ -76,7 +80,9 @@ class Setting:
         if self.kind is bool:
             return "true or false"
         if self.kind is int:
-            return f"a whole number of at least {self.least:g}" if self.least else "a whole number, 0 or more"
+            high = f" and at most {self.most:g}" if self.most is not None else ""
+            return (f"a whole number of at least {self.least:g}{high}" if self.least
+                    else f"a whole number, 0 or more{high}")
         if self.kind is float:
             low = f"above {self.least:g}" if self.above else f"from {self.least:g}"
             high = f" {'and at most' if self.above else 'to'} {self.most:g}" if self.most is not None else ""
@@ -84,6 +90,8 @@ class Setting:
             return f"a number of seconds {low}{high}{week}" + (f"; 0: {self.zero}" if self.zero else "")
         if self.kind is tuple:
             return "a list of strings" if self.blank else "a list of at least one string"
+        if self.word:  # and no control characters: "plain"
+            return "a plain non-empty string (no leading '-')"
         return "a string" if self.blank else "a non-empty string"
 
     @property
@@ -100,6 +108,12 @@ class Setting:
 
     def check(self, value: object) -> Any:
         """The value with this setting's type, or ValueError: bool is no number, nan no time."""
+        checked = self._check(value)
+        if self.kind is int and self.most is not None and checked > self.most:
+            raise ValueError(self.expected)
+        return checked
+
+    def _check(self, value: object) -> Any:
         if self.kind is tuple:
             if isinstance(value, list) and all(isinstance(v, str) for v in value) and (value or self.blank):
                 return value
@@ -107,7 +121,7 @@ class Setting:
             if isinstance(value, bool) and self.kind is bool:
                 return value
         elif self.kind is str:
-            if isinstance(value, str) and (value.strip() or self.blank):
+            if isinstance(value, str) and (value.strip() or self.blank) and (not self.word or _WORD.fullmatch(value)):
                 return value
         elif isinstance(value, int) or (self.kind is float and isinstance(value, float)):
             try:
@@ -123,23 +137,24 @@ class Setting:
         """A flag's value: invoke hands over the text of a flag whose default is None."""
         if self.kind not in (int, float):
             return self.check(text)
-        try:
-            number = self.kind(text.strip())
-        except ValueError:
-            raise ValueError(self.expected) from None
-        return self.check(number)
+        # ASCII digits only, as TOML has them: int() would also take full-width digits, '1_0' and ' 5 '.
+        if not (_INTEGER if self.kind is int else _DECIMAL).fullmatch(text):
+            raise ValueError(self.expected)
+        return self.check(self.kind(text))
 
 
 SETTINGS = {s.attr: s for s in (
     # An empty list would quietly turn a fleet into a deploy on this machine: leave hosts out for that.
     Setting("hosts", tuple, (), "hosts as user@host[:port]; none: deploy on this machine", blank=False),
-    Setting("path", str, ".deploy/local", "where releases live on each host", blank=False),
-    Setting("known-hosts", str, None, "pinned host keys file", blank=False),
-    Setting("identity", str, None, "SSH private key file", blank=False),
-    Setting("python", str, "python3", "interpreter on the hosts used to make release venvs", blank=False),
+    Setting("path", str, ".deploy/local", "where releases live on each host (absolute on SSH hosts)",
+            blank=False, word=True),
+    Setting("known-hosts", str, None, "pinned host keys file, inside the project", blank=False, word=True),
+    Setting("identity", str, None, "SSH private key file", blank=False, word=True),
+    Setting("python", str, "python3", "interpreter on the hosts used to make release venvs", blank=False,
+            word=True),
     Setting("keep-releases", int, 5, "releases kept per host; the live and the previous one are never pruned",
-            least=1),
-    Setting("parallel", int, 10, "hosts worked on at once", least=1),
+            least=1, most=10_000),
+    Setting("parallel", int, 10, "hosts worked on at once", least=1, most=1_000),
     Setting("max-failures", int, 0, "hosts that may fail staging while the others still switch"),
     Setting("healthcheck", str, None, "command run in the new release before the switch"),
     Setting("restart", str, None, "command run after the switch; a failure switches that host back"),
@@ -253,6 +268,25 @@ def local_path(path: str | None, name: str, root: Path, base: Path, where: str) 
     return str(folder)
 
 
+def remote_path(path: str, where: str) -> str:
+    """A deploy path on SSH hosts: absolute (a relative one, or '~', would land in whatever the
+    login's home is), and not '/' itself, where releases/ and current would fill the root."""
+    if not path.startswith("/") or Path(path) == Path("/") or "/../" in f"{path}/":
+        raise ConfigError(f"{where} {_shown(path, quote=True)}: the deploy path on SSH hosts must be an absolute "
+                          "folder of its own, without '..'", fix='e.g. path = "/srv/myapp"')
+    return path
+
+
+def inside_root(path: str, root: Path, where: str) -> Path:
+    """A place named by a setting that pinship writes (known-hosts: `invoke trust`; the
+    requirements folder: `nox -s lock`), which must stay inside the project."""
+    resolved = (root / Path(path).expanduser()).resolve()
+    if resolved != root and root not in resolved.parents:
+        raise ConfigError(f"{where} {_shown(path, quote=True)}: {resolved} is outside the project ({root}), "
+                          "and pinship writes there", fix="name a path inside the project")
+    return resolved
+
+
 def find_root(start: Path | None = None) -> Path:
     """The nearest folder at or above `start` holding a pyproject.toml."""
     here = (start or Path.cwd()).resolve()
@@ -303,9 +337,11 @@ def load(root: Path | None = None) -> Config:
         for name, body in _table(table.get("environments", {}), f"{where}.environments").items()
     }
     project = data.get("project", {})
+    requirements = _str(table.get("requirements", "requirements"), where, "requirements")
     return Config(
         root=root,
-        requirements=(root / _str(table.get("requirements", "requirements"), where, "requirements")),
+        # Where locks are written: inside the project, whatever else inputs may read.
+        requirements=inside_root(requirements, root, f"{where}: requirements"),
         deploy_layer=_optional_str(table.get("deploy-layer"), where, "deploy-layer"),
         test_layer=_optional_str(table.get("test-layer"), where, "test-layer"),
         compile_options=tuple(_list(table.get("compile-options", []), where, "compile-options")),
@@ -336,6 +372,13 @@ def _environment(name: str, body: object, root: Path) -> Environment:
     if not values["hosts"]:
         values["path"] = local_path(values.get("path"), name, root, root, where)
     env = Environment(name, **values)
+    if env.hosts and "path" not in values:
+        raise ConfigError(f"{where}: path is required for an SSH environment (where releases live on the hosts)",
+                          fix='add e.g. path = "/srv/myapp" there')
+    if env.hosts:
+        remote_path(env.path, f"{where}: path")
+    if env.known_hosts:
+        inside_root(env.known_hosts, root, f"{where}: known-hosts")
     if env.hosts and not env.known_hosts:
         raise ConfigError(
             f"{where}: known-hosts is required for an SSH environment (host keys are pinned)",

@@ -6,7 +6,10 @@ points: they turn DeployError into a message and an exit code, and nothing else 
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from deploy import engine
 from deploy.config import Environment, Host
 from deploy.errors import DeployError, VerifyFailed
 from deploy.progress import Board
+from deploy.replies import inert
 
 _BOARD = Board(sys.stdout)
 _SETTINGS = config_module.SETTINGS
@@ -46,16 +50,32 @@ def _environment(name: str, overrides: dict[str, Any], hosts: str | None) -> tup
     env = config.environment(name, "--env").override(**typed)
     if env.is_local and typed.get("path") is not None:
         env = env.override(path=config_module.local_path(typed["path"], name, config.root, Path.cwd(), "--path"))
-    if hosts:
-        wanted = [Host.parse(spec, "--hosts") for spec in hosts.split(",") if spec.strip()]
-        chosen = tuple(
-            h for h in env.hosts if any(w.hostname == h.hostname and (w.port in (22, h.port)) for w in wanted)
-        )
-        if len(chosen) != len(wanted):
-            known = ", ".join(str(h) for h in env.hosts) or "none (local)"
-            raise Exit(f"--hosts {hosts}: not all of these are hosts of '{name}' (its hosts: {known})", code=2)
-        env = env.override(hosts=chosen)
+    if hosts is not None:
+        env = env.override(hosts=_subset(env, hosts))
+    if not env.is_local and typed.get("path") is not None:
+        config_module.remote_path(env.path, "--path")
+    if typed.get("known_hosts") is not None:
+        config_module.inside_root(env.known_hosts or "", config.root, "--known-hosts")
     return config, env
+
+
+def _subset(env: Environment, hosts: str) -> tuple[Host, ...]:
+    """The hosts of `env` that --hosts names, in the environment's order. Naming none is refused:
+    an empty subset would make an SSH environment a deploy on this machine."""
+    wanted = [Host.parse(spec, "--hosts") for spec in hosts.split(",") if spec.strip()]
+    shown = inert(hosts, 200)
+    if not wanted:
+        raise Exit(f"--hosts {shown!r}: names no host (give one or more of '{env.name}''s hosts, comma-separated)",
+                   code=2)
+    def matches(w: Host, h: Host) -> bool:
+        return w.hostname == h.hostname and w.port in (22, h.port) and w.user in (None, h.user)
+
+    strangers = [w for w in wanted if not any(matches(w, h) for h in env.hosts)]
+    if strangers:
+        known = ", ".join(str(h) for h in env.hosts) or "none (it deploys on this machine)"
+        raise Exit(f"--hosts {shown}: {', '.join(str(w) for w in strangers)} is not a host of '{env.name}' "
+                   f"(its hosts: {known})", code=2)
+    return tuple(h for h in env.hosts if any(matches(w, h) for w in wanted))
 
 
 def _progress(host: str, message: str) -> None:
@@ -63,6 +83,22 @@ def _progress(host: str, message: str) -> None:
 
 
 def _entry(action: Callable[[], engine.Summary | None]) -> None:
+    # A cancelled CI job sends SIGTERM: stop as Ctrl-C stops (finish the steps under way, release
+    # every lock), not in the middle of a step with the hosts locked by a dead process.
+    main = threading.current_thread() is threading.main_thread()  # only there can a handler be set
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler) if main else None
+    try:
+        _report(action)
+    except BrokenPipeError:
+        # Read through `| head`: the reader went away. Say nothing more (where would it go?).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise Exit(code=1) from None
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _report(action: Callable[[], engine.Summary | None]) -> None:
     try:
         summary = action()
     except VerifyFailed as exc:

@@ -6,6 +6,7 @@ and what the setting accepts; an environment name is an identifier before anythi
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 from deploy import config
 from deploy.errors import ConfigError
 
-STAGING = '[tool.deploy.environments.staging]\nhosts = ["deploy@app1"]\nknown-hosts = "kh"\n'
+STAGING = '[tool.deploy.environments.staging]\nhosts = ["deploy@app1"]\nknown-hosts = "kh"\npath = "/srv/app"\n'
 TABLE = "pyproject.toml [tool.deploy.environments.staging]"
 SECONDS = "a number of seconds above 0 and at most 604800 (a week)"
 KEEP_ALIVE = "a number of seconds from 0 to 604800 (a week); 0: close them at the end"
@@ -34,11 +35,11 @@ BAD = [
     ("keep-alive", "nan", "nan", KEEP_ALIVE),
     ("keep-alive", "-1", "-1", KEEP_ALIVE),
     ("keep-alive", "inf", "inf", KEEP_ALIVE),
-    ("parallel", "0", "0", "a whole number of at least 1"),
-    ("parallel", "2.5", "2.5", "a whole number of at least 1"),
-    ("parallel", "true", "true", "a whole number of at least 1"),
-    ("keep-releases", "0", "0", "a whole number of at least 1"),
-    ("keep-releases", "-3", "-3", "a whole number of at least 1"),
+    ("parallel", "0", "0", "a whole number of at least 1 and at most 1000"),
+    ("parallel", "2.5", "2.5", "a whole number of at least 1 and at most 1000"),
+    ("parallel", "true", "true", "a whole number of at least 1 and at most 1000"),
+    ("keep-releases", "0", "0", "a whole number of at least 1 and at most 10000"),
+    ("keep-releases", "-3", "-3", "a whole number of at least 1 and at most 10000"),
     ("max-failures", "-1", "-1", "a whole number, 0 or more"),
     ("max-failures", "nan", "nan", "a whole number, 0 or more"),
 ]
@@ -103,7 +104,7 @@ def test_defaults_are_the_tables_own(tmp_path: Path) -> None:
     assert (env.command_timeout, env.connect_timeout, env.keep_alive) == (600.0, 15.0, 60.0)
     assert (env.parallel, env.keep_releases, env.max_failures, env.confirm) == (10, 5, 0, False)
     for attr, setting in config.SETTINGS.items():
-        if attr not in ("hosts", "known_hosts"):
+        if attr not in ("hosts", "known_hosts", "path"):
             assert getattr(env, attr) == setting.default, attr
 
 
@@ -195,9 +196,9 @@ def test_a_hostless_environment_may_not_deploy_into_the_project_root_or_above(
 
 
 @pytest.mark.parametrize(("key", "toml", "expected"), [
-    ("path", '""', "a non-empty string"),
-    ("python", '" "', "a non-empty string"),
-    ("known-hosts", '""', "a non-empty string"),
+    ("path", '""', "a plain non-empty string (no leading '-')"),
+    ("python", '" "', "a plain non-empty string (no leading '-')"),
+    ("known-hosts", '""', "a plain non-empty string (no leading '-')"),
     ("hosts", "[]", "a list of at least one string"),
     ("hosts", '"deploy@app1"', "a list of at least one string"),
 ])
@@ -296,3 +297,52 @@ def test_a_host_spec_is_a_user_a_host_name_and_a_port_and_nothing_else(spec: str
 def test_ordinary_host_specs_parse(spec: str, parsed: tuple[str | None, str, int]) -> None:
     host = config.Host.parse(spec, "--hosts")
     assert (host.user, host.hostname, host.port) == parsed
+
+
+SSH = '[tool.deploy.environments.staging]\nhosts = ["deploy@app1"]\nknown-hosts = "kh"\n'
+
+
+@pytest.mark.parametrize("path", ["srv/app", "~/app", "/", "/srv/../etc", "-oProxyCommand=x"])
+def test_the_deploy_path_on_ssh_hosts_must_be_an_absolute_folder_of_its_own(tmp_path: Path, path: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config.load(project(tmp_path, f'{SSH}path = "{path}"\n'))
+    assert message(caught).startswith(f"{TABLE}: path")
+    assert "\n" not in caught.value.message
+
+
+def test_an_ssh_environment_without_a_path_is_refused_rather_than_deploying_into_the_logins_home(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config.load(project(tmp_path, SSH))
+    assert caught.value.message == (
+        f"{TABLE}: path is required for an SSH environment (where releases live on the hosts)")
+
+
+@pytest.mark.parametrize("python", ["-oProxyCommand=x", "python3\nhost: switched", "-"])
+def test_an_interpreter_that_reads_as_an_option_or_holds_control_characters_is_refused(
+    tmp_path: Path, python: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config.load(project(tmp_path, f"{STAGING}python = {json.dumps(python)}\n"))
+    assert message(caught).endswith("expected a plain non-empty string (no leading '-')")
+    with pytest.raises(ConfigError):
+        config.flag_value("python", python)
+
+
+@pytest.mark.parametrize("typed", ["\uff11", "1_0", " 5 ", "5\n", "0x10", "1e3"])
+def test_a_whole_number_from_a_flag_is_ascii_digits_only(typed: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config.flag_value("parallel", typed)
+    assert str(caught.value).startswith("--parallel ")
+
+
+def test_known_hosts_and_the_requirements_folder_stay_inside_the_project(tmp_path: Path) -> None:
+    root = tmp_path / "app"
+    root.mkdir()
+    with pytest.raises(ConfigError) as caught:
+        config.load(project(root, f'{STAGING.replace("kh", "../../escape")}'))
+    assert "known-hosts '../../escape'" in caught.value.message and "outside the project" in caught.value.message
+    with pytest.raises(ConfigError) as caught:
+        config.load(project(root, '[tool.deploy]\nrequirements = "../outside"\n'))
+    assert "requirements '../outside'" in caught.value.message and "outside the project" in caught.value.message

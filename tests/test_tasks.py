@@ -8,9 +8,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from invoke.exceptions import Exit
 
+from deploy.config import Environment, Host
 from deploy.errors import ConfigError
-from deploy.tasks import _environment, _typed
+from deploy.tasks import _environment, _subset, _typed
 from tests.deployproject import INVOKE, Outcome
 
 
@@ -30,8 +32,8 @@ def test_numbers_get_the_settings_type_and_zero_where_it_means_something() -> No
                                "(a week)"),
     ("command_timeout", "inf", "--command-timeout inf: expected a number of seconds above 0 and at most 604800 "
                                "(a week)"),
-    ("parallel", "0", "--parallel 0: expected a whole number of at least 1"),
-    ("keep_releases", "0", "--keep-releases 0: expected a whole number of at least 1"),
+    ("parallel", "0", "--parallel 0: expected a whole number of at least 1 and at most 1000"),
+    ("keep_releases", "0", "--keep-releases 0: expected a whole number of at least 1 and at most 10000"),
     ("max_failures", "-2", "--max-failures -2: expected a whole number, 0 or more"),
 ])
 def test_a_number_out_of_range_names_the_flag_and_what_it_takes(key: str, value: str, message: str) -> None:
@@ -102,3 +104,21 @@ def test_invoke_help_shows_each_settings_default_and_range(adopter: Path) -> Non
     flat = " ".join(outcome.output.split())
     assert "(default 600; above 0, at most 604800)" in flat
     assert "(default 5; at least 1)" in flat
+
+
+def _fleet() -> Environment:
+    return Environment("staging", hosts=(Host("deploy", "app1", 22), Host("deploy", "app2", 2222)), path="/srv/a")
+
+
+@pytest.mark.parametrize("hosts", [",", ",,,", " , "])
+def test_a_hosts_flag_that_names_no_host_is_refused_never_a_deploy_on_this_machine(hosts: str) -> None:
+    with pytest.raises(Exit) as caught:
+        _subset(_fleet(), hosts)
+    assert "names no host" in str(caught.value.message)
+
+
+def test_a_host_named_twice_or_without_its_port_is_one_host_of_the_environment() -> None:
+    assert _subset(_fleet(), "app1,deploy@app1,app2") == _fleet().hosts
+    with pytest.raises(Exit) as caught:
+        _subset(_fleet(), "app1,app3")
+    assert "app3 is not a host of 'staging'" in str(caught.value.message)
