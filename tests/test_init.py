@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tomllib
@@ -131,3 +132,221 @@ def test_the_written_tasks_file_imports(project: Path) -> None:
 
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "Collection"
+
+
+# Hardening (issue 11, item 9): init checks everything it will write before writing anything.
+
+
+def pyproject_with(dependencies: str, extra: str = "") -> str:
+    return f'[project]\nname = "acme"\nversion = "1.0"\ndependencies = {dependencies}\n{extra}'
+
+
+def only_pyproject_is_left(root: Path, text: str) -> None:
+    assert sorted(path.name for path in root.iterdir()) == ["pyproject.toml"], "nothing else was written"
+    assert (root / "pyproject.toml").read_text() == text, "pyproject.toml is as it was"
+
+
+def one_error(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("error: ") and lines[1].startswith("  fix: "), done.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("entry", "shown"),
+    [
+        ("alpha\n--index-url http://u:pw@127.0.0.9:9/simple/", "alpha\\n--index-url"),
+        ("-r /etc/passwd", "-r /etc/passwd"),
+        ("alpha; python_version > '3 --index-url=http://127.0.0.9:9/simple/'", "'3 --index-url"),
+        ("alpha @ http://127.0.0.9:9/${SECRET_TOKEN}/alpha-1.0.tar.gz", "${SECRET_TOKEN}"),
+        ("alpha @ http://127.0.0.9:9/alpha-1.0.tar.gz\\", "tar.gz\\"),
+        ("alpha; python_version > '3 #'", "'3 #'"),
+        ("alpha\u2028--index-url http://127.0.0.9:9/", "alpha\\u2028"),
+        ("alpha\x1b[2J", "alpha\\x1b[2J"),
+    ],
+)
+def test_a_dependency_pip_would_read_as_more_than_one_requirement_is_refused_before_anything_is_written(
+    tmp_path: Path, entry: str, shown: str
+) -> None:
+    text = pyproject_with(json.dumps(["beta>=1", entry]))
+    (tmp_path / "pyproject.toml").write_text(text, encoding="utf-8")
+
+    done = init(tmp_path)
+
+    line = one_error(done)
+    assert line.startswith("error: pyproject.toml: [project] dependencies[1] "), line
+    assert shown in line, "the entry is named, inert"
+    only_pyproject_is_left(tmp_path, text)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "zope-interface>=5,<7",
+        "beta[fast,small]>=2; python_version >= '3.8' and sys_platform != 'win32'",
+        "gamma @ https://example.com/gamma-1.0.tar.gz#sha256=" + "0" * 64,
+    ],
+)
+def test_init_still_writes_every_real_requirement_as_it_is(tmp_path: Path, entry: str) -> None:
+    (tmp_path / "pyproject.toml").write_text(pyproject_with(json.dumps([entry])), encoding="utf-8")
+
+    done = init(tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "requirements/base.in").read_text().splitlines()[1:] == [entry]
+
+
+@pytest.mark.parametrize(
+    ("dependencies", "message"),
+    [
+        ('"alpha"', "[project] dependencies must be a list of strings, not a string"),
+        ("[1]", "[project] dependencies[0] is a number, not a string"),
+        ('["alpha", {name = "beta"}]', "[project] dependencies[1] is a table, not a string"),
+    ],
+)
+def test_dependencies_of_the_wrong_type_are_refused_naming_the_key(
+    tmp_path: Path, dependencies: str, message: str
+) -> None:
+    text = pyproject_with(dependencies)
+    (tmp_path / "pyproject.toml").write_text(text, encoding="utf-8")
+
+    line = one_error(init(tmp_path))
+
+    assert line == f"error: pyproject.toml: {message}"
+    only_pyproject_is_left(tmp_path, text)
+
+
+def test_init_never_writes_through_a_dangling_symlink(project: Path, tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere" / "noxfile.py"
+    (project / "noxfile.py").symlink_to(target)
+
+    kept = init(project)
+    forced = init(project, "--force")
+
+    assert kept.returncode == 0, kept.stderr
+    assert "kept noxfile.py (a symlink; --force replaces the link, never its target)" in kept.stdout.splitlines()
+    assert forced.returncode == 0, forced.stderr
+    assert not target.parent.exists(), "nothing was created outside the project"
+    assert not (project / "noxfile.py").is_symlink(), "--force replaced the link itself"
+    assert "from deploy.sessions import" in (project / "noxfile.py").read_text()
+
+
+def test_init_force_replaces_a_symlink_to_a_file_and_leaves_that_file_alone(project: Path, tmp_path: Path) -> None:
+    bashrc = tmp_path / "bashrc"
+    bashrc.write_text("export PATH=$HOME/bin:$PATH\n")
+    (project / "tasks.py").symlink_to(bashrc)
+
+    done = init(project, "--force")
+
+    assert done.returncode == 0, done.stderr
+    assert bashrc.read_text() == "export PATH=$HOME/bin:$PATH\n", "the link's target is untouched"
+    assert not (project / "tasks.py").is_symlink()
+    assert "from deploy.tasks import namespace" in (project / "tasks.py").read_text()
+    assert sorted(path.name for path in project.iterdir() if path.name.startswith(".")) == [], "no temporary left"
+
+
+def test_a_symlinked_requirements_folder_is_refused_and_nothing_is_written(project: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (project / "requirements").symlink_to(elsewhere)
+
+    line = one_error(init(project, "--force"))
+
+    assert line == "error: requirements is a symlink: init never writes through one"
+    assert list(elsewhere.iterdir()) == []
+    assert not (project / "noxfile.py").exists()
+
+
+def test_a_symlinked_pyproject_is_not_appended_to(tmp_path: Path) -> None:
+    shared = tmp_path / "shared.toml"
+    shared.write_text(PYPROJECT, encoding="utf-8")
+    root = tmp_path / "acme"
+    root.mkdir()
+    (root / "pyproject.toml").symlink_to(shared)
+
+    line = one_error(init(root))
+
+    assert line == "error: pyproject.toml is a symlink: init never writes through one"
+    assert shared.read_text() == PYPROJECT
+    assert sorted(path.name for path in root.iterdir()) == ["pyproject.toml"]
+
+
+def test_a_file_where_the_requirements_folder_goes_is_refused_before_anything_is_written(project: Path) -> None:
+    (project / "requirements").write_text("alpha\n")
+
+    line = one_error(init(project))
+
+    assert line == "error: requirements is a file, but init writes requirements/base.in inside it as a folder"
+    assert sorted(path.name for path in project.iterdir()) == ["pyproject.toml", "requirements"]
+    assert (project / "pyproject.toml").read_text() == PYPROJECT
+
+
+def test_init_force_does_not_replace_a_folder_and_writes_nothing(project: Path) -> None:
+    (project / "tasks.py").mkdir()
+
+    line = one_error(init(project, "--force"))
+
+    assert line.startswith("error: tasks.py exists and is not a file"), line
+    assert not (project / "noxfile.py").exists(), "the check came before any write"
+    assert (project / "pyproject.toml").read_text() == PYPROJECT
+
+
+def test_init_writes_the_layers_into_the_configured_folder(tmp_path: Path) -> None:
+    text = PYPROJECT + '[tool.deploy]\nrequirements = "deps/layers"\n'
+    (tmp_path / "pyproject.toml").write_text(text, encoding="utf-8")
+
+    done = init(tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert "wrote deps/layers/base.in" in done.stdout.splitlines()
+    assert (tmp_path / "deps/layers/base.in").read_text().splitlines()[1:] == ["alpha>=1",
+                                                                              "beta[fast]>=2; python_version >= '3.8'"]
+    assert not (tmp_path / "requirements").exists()
+    assert "commit deps/layers/*.in" in done.stdout
+
+
+@pytest.mark.parametrize("folder", ["../outside", "deps/../../outside", "/tmp/pinship-init-outside"])
+def test_a_configured_folder_outside_the_project_is_refused(tmp_path: Path, folder: str) -> None:
+    root = tmp_path / "acme"
+    root.mkdir()
+    text = PYPROJECT + f'[tool.deploy]\nrequirements = "{folder}"\n'
+    (root / "pyproject.toml").write_text(text, encoding="utf-8")
+
+    line = one_error(init(root))
+
+    assert line.startswith(f"error: pyproject.toml [tool.deploy]: requirements = \"{folder}\" is outside the project")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["acme"]
+    assert not Path("/tmp/pinship-init-outside").exists()
+    only_pyproject_is_left(root, text)
+
+
+def test_sources_init_cannot_adopt_yet_are_named_in_a_warning(tmp_path: Path) -> None:
+    text = PYPROJECT + (
+        '[project.optional-dependencies]\ntest = ["pytest"]\nweb = ["flask"]\n'
+        '[dependency-groups]\ndev = ["ruff"]\n'
+        '[tool.poetry.dependencies]\npython = "^3.8"\nalpha = "^1.0"\n'
+        '[tool.poetry.group.docs.dependencies]\nsphinx = "*"\n'
+    )
+    (tmp_path / "pyproject.toml").write_text(text, encoding="utf-8")
+    (tmp_path / "requirements.txt").write_text("alpha==1.0\n")
+
+    done = init(tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        'warning: not adopted: [project.optional-dependencies] "test"; add it to requirements/test.in by hand',
+        'warning: not adopted: [project.optional-dependencies] "web"; add it to requirements/<layer>.in by hand',
+        'warning: not adopted: [dependency-groups] "dev"; add it to requirements/dev.in by hand',
+        "warning: not adopted: [tool.poetry.dependencies]; add it to requirements/base.in by hand",
+        'warning: not adopted: [tool.poetry.group."docs".dependencies]; add it to requirements/<layer>.in by hand',
+        "warning: not adopted: requirements.txt; add it to requirements/base.in by hand",
+    ]
+
+
+def test_a_project_with_nothing_else_to_adopt_gets_no_warning(project: Path) -> None:
+    done = init(project)
+
+    assert done.returncode == 0
+    assert done.stderr == ""
