@@ -324,14 +324,16 @@ def test_two_racing_deploys_one_is_refused_naming_the_owner(project: DeployProje
     assert_every_host_serves(cluster, everywhere(cluster, release))
 
 
-def test_ctrl_c_in_the_middle_leaves_no_host_half_switched_and_no_lock(
-    project: DeployProject, cluster: SshCluster
+# SIGTERM is what a cancelled CI job sends: it must stop a run as cleanly as Ctrl-C does.
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_in_the_middle_leaves_no_host_half_switched_and_no_lock(
+    project: DeployProject, cluster: SshCluster, signum: int
 ) -> None:
     first = reset(project, cluster)
     project.new_version()
     process = project.start("deploy", "--env", "staging", "--healthcheck", "sleep 3")
     seen = wait_for_output(process, "installing")
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     outcome = finish(process)
 
     assert outcome.code != 0, seen + outcome.output

@@ -10,6 +10,7 @@ import hashlib
 import json
 import shlex
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 
 from tests.deployproject import (
     APP,
+    INVOKE,
     DeployProject,
     assert_serving_complete_release,
     assert_unlocked,
@@ -301,3 +303,16 @@ def test_a_dry_run_names_a_host_whose_live_manifest_is_malformed_and_plans_on(
     assert "(compared as empty)" in outcome.output
     for host in cluster.hosts[1:]:
         assert f"{host.spec()}: {release} → " in outcome.output
+
+
+@pytest.mark.parametrize("task", ["status", "releases", "deploy"])
+def test_output_read_through_head_ends_without_a_traceback(
+    project: DeployProject, cluster: SshCluster, task: str
+) -> None:
+    reset(project, cluster)
+    command = " ".join(shlex.quote(part) for part in (INVOKE, task, "--env", "staging"))
+    done = subprocess.run(f"{command} | head -c 1", shell=True, cwd=project.root, env=project.env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert "Traceback" not in done.stderr and "Broken pipe" not in done.stderr, done.stderr
+    for host in cluster.hosts:
+        assert_unlocked(host, cluster.deploy_path)
