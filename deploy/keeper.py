@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any
 from deploy.config import Environment, Host
 from deploy.errors import DeployError, HostError
 from deploy.replies import inert
-from deploy.targets import AGENT_DIGEST, AgentFailure, Target
+from deploy.targets import AGENT_DIGEST, AgentFailure, Target, step_budget
 
 if TYPE_CHECKING:
     from deploy.ssh import SshTarget
@@ -182,9 +182,11 @@ class KeptTarget(Target):
 
     def _rpc(self, message: dict[str, Any]) -> Any:
         assert self._socket is not None
-        # The keeper's own watchdog ends a step that hangs; this is for a keeper that died.
-        self._socket.settimeout(self.env.command_timeout + 2 * self.env.connect_timeout + 30)
+        # The keeper's own watchdog ends a step that hangs (after the same step_budget as a direct
+        # connection's); this is for a keeper that died.
         what = message.get("op") or message["do"]
+        budget = step_budget(what, message.get("request") or {}, self.env.command_timeout)
+        self._socket.settimeout(budget + 2 * self.env.connect_timeout + 30)
         try:
             self._socket.sendall((json.dumps(message) + "\n").encode())
             line = self._reader.readline()

@@ -9,9 +9,11 @@ of Fabric's default AutoAddPolicy, and every step has a timeout and a watchdog.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import socket
+import stat
 import threading
 import time
 from pathlib import Path
@@ -25,7 +27,7 @@ from paramiko.hostkeys import HostKeyEntry
 from deploy.config import Environment, Host
 from deploy.errors import ConfigError, HostError
 from deploy.replies import inert
-from deploy.targets import MARK, Target, first_request
+from deploy.targets import MARK, Target, first_request, identity_file, kind_of, step_budget
 
 # paramiko logs a failed handshake, traceback and all, from its own thread; the HostError raised
 # for it here says the same once, naming the host.
@@ -39,16 +41,20 @@ class SshTarget(Target):
         self.name = str(host)
         kwargs: dict[str, Any] = {"banner_timeout": env.connect_timeout, "auth_timeout": env.connect_timeout,
                                   "channel_timeout": env.connect_timeout}
-        if env.identity:
-            kwargs["key_filename"] = str(Path(env.identity).expanduser())
+        identity = identity_file(env)
+        if identity is not None:
+            private_key(identity)
+            kwargs["key_filename"] = str(identity)
         self.connection = Connection(host.hostname, user=host.user, port=host.port,
                                      connect_timeout=env.connect_timeout, connect_kwargs=kwargs)
         client = self.connection.client
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
         known = (root / env.known_hosts) if env.known_hosts else None
-        if known is None or not known.is_file():
-            raise HostError(self.name, f"the known-hosts file {known} does not exist",
-                            fix=f"run: invoke trust --env {env.name}")
+        if known is None:
+            raise HostError(self.name, "no known-hosts file is set: host keys cannot be checked",
+                            fix=f"set known-hosts = \"known_hosts\" for the environment, then run: "
+                            f"invoke trust --env {env.name}")
+        check_known_hosts(known, env.name)
         pinned_keys(known, env.name)  # a line paramiko cannot read is named, not a traceback
         client.load_host_keys(str(known))
         self.known_hosts = known
@@ -59,21 +65,23 @@ class SshTarget(Target):
         self._output = b""
 
     def _exchange(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
-        watchdog = self._watchdog()
+        budget = step_budget(op, request, self.env.command_timeout)
+        watchdog = self._watchdog(budget)
         try:
-            return self._session_call(op, request)
+            return self._session_call(op, request, budget)
         except HostError as exc:
             if self.hung:
-                raise self._hangs(f"'{op}'", self._limit) from exc
+                raise self._hangs(f"'{op}'", self._limit(budget)) from exc
             if "Timeout opening channel" in str(exc.__cause__):
                 raise self._hangs(f"'{op}'", self.env.connect_timeout) from exc
             raise
         finally:
             watchdog.cancel()
 
-    def _session_call(self, op: str, request: dict[str, Any], limit: float | None = None) -> dict[str, Any]:
+    def _session_call(self, op: str, request: dict[str, Any], limit: float) -> dict[str, Any]:
         """Send one request line to this host's agent (started with the first one) and read its
-        reply line. A step that fails to answer ends the session; the next step starts another."""
+        reply line within `limit` seconds. A step that fails to answer ends the session; the next
+        step starts another."""
         self.open()
         message = {"op": op, "path": self.env.path, **request}
         try:
@@ -91,11 +99,11 @@ class SshTarget(Target):
                 if not self._agent.exit_status_ready():
                     raise
                 # The agent ended before reading (no Python there?): its output says why.
-            return self._read_reply(op, limit or self.env.command_timeout)
+            return self._read_reply(op, limit)
         except (OSError, paramiko.SSHException, EOFError) as exc:
             self._end_session()
             if isinstance(exc, TimeoutError) and not self.hung:  # socket.timeout is TimeoutError
-                raise HostError(self.name, f"'{op}' did not finish within {self.env.command_timeout:.0f} s: "
+                raise HostError(self.name, f"'{op}' did not finish within {limit:.0f} s: "
                                 "the host hangs", fix="check the host, or raise --command-timeout") from exc
             raise HostError(self.name, f"connection lost during '{op}': {inert(str(exc))}") from exc
 
@@ -125,19 +133,18 @@ class SshTarget(Target):
                 self._agent.close()
         self._agent, self._output = None, b""
 
-    def _watchdog(self) -> threading.Timer:
-        """Hang up when one step outlasts its timeout. invoke's timeout only starts once a command
-        runs and SFTP has none, so a host that stops answering while a command is being started,
-        or a file sent, would otherwise block the deploy forever."""
+    def _watchdog(self, budget: float) -> threading.Timer:
+        """Hang up when one step outlasts its budget (see step_budget). The read has a timeout,
+        but starting a session and SFTP have none, so a host that stops answering while a command
+        is being started, or a file sent, would otherwise block the deploy forever."""
         self.hung = False
-        timer = threading.Timer(self._limit, self._hang_up)
+        timer = threading.Timer(self._limit(budget), self._hang_up)
         timer.daemon = True
         timer.start()
         return timer
 
-    @property
-    def _limit(self) -> float:
-        return self.env.command_timeout + self.env.connect_timeout
+    def _limit(self, budget: float) -> float:
+        return budget + self.env.connect_timeout
 
     def _hang_up(self) -> None:
         self.hung = True
@@ -179,7 +186,7 @@ class SshTarget(Target):
             self._end_session()  # open() connects afresh where needed; the first step starts an agent
             return
         try:
-            self._session_call("ping", {}, limit=self.env.connect_timeout)
+            self._session_call("ping", {}, self.env.connect_timeout)
         except (HostError, OSError, EOFError, paramiko.SSHException):
             self._end_session()
             self.connection.close()
@@ -239,12 +246,12 @@ class SshTarget(Target):
 
     def put(self, local: Path, remote: str) -> None:
         self.open()
-        watchdog = self._watchdog()
+        watchdog = self._watchdog(self.env.command_timeout)
         try:
             self.connection.put(str(local), remote)
         except (OSError, EOFError, paramiko.SSHException) as exc:
             if self.hung:
-                raise self._hangs(f"the upload of {local.name}", self._limit) from exc
+                raise self._hangs(f"the upload of {local.name}", self._limit(self.env.command_timeout)) from exc
             self._remove_partial(remote)
             text = inert(str(exc))  # SFTP status text comes from the host
             # SFTP reports a full disk as a bare "Failure", or (with pipelined writes) as a short file.
@@ -272,6 +279,50 @@ class SshTarget(Target):
         self._end_session()  # stdin closes: the agent's loop ends
         self.connection.close()
         self._close_client()  # also a connection Fabric never saw open (a refused host key)
+
+
+def check_known_hosts(path: Path, env: str) -> None:
+    """The known-hosts setting names a regular file: say what it is instead, never a traceback."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ConfigError(f"the known-hosts file {path} does not exist",
+                          fix=f"run: invoke trust --env {env}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the known-hosts file {path}: {exc.strerror or type(exc).__name__}",
+                          fix=f"run: invoke trust --env {env}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"the known-hosts setting names {path}, which {kind_of(info.st_mode)}, not a file",
+                          fix=f"move {path} away (or set known-hosts to a file at the project root), "
+                          f"then run: invoke trust --env {env}")
+
+
+def private_key(path: Path) -> None:
+    """Refuse an identity file that holds no private key paramiko can use, naming the file and
+    what it holds instead; never its contents. An encrypted key passes: the ssh-agent may hold it."""
+    info = path.stat()
+    _check_key(str(path), info.st_size, info.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _check_key(path: str, size: int, mtime_ns: int) -> None:  # size and mtime: a changed file is read again
+    fix = "point identity at a private key file, e.g. ~/.ssh/id_ed25519 (setting: identity, or --identity)"
+    try:
+        paramiko.PKey.from_path(path)
+    except (paramiko.PasswordRequiredException, TypeError):
+        return  # TypeError: the cryptography package's word for an encrypted key read without a password
+    except paramiko.UnknownKeyType:  # its text holds the key's bytes: never shown
+        raise ConfigError(f"identity {path}: a private key of a type paramiko does not support (DSA?)",
+                          fix=fix) from None
+    except OSError as exc:
+        raise ConfigError(f"identity {path}: cannot be read ({exc.strerror or type(exc).__name__})", fix=fix) from None
+    except Exception:  # ValueError, SSHException …: not a key file; their text may quote it
+        head = b""
+        with contextlib.suppress(OSError), open(path, "rb") as handle:
+            head = handle.read(64)
+        if path.endswith(".pub") or head.startswith((b"ssh-", b"ecdsa-", b"sk-")):
+            raise ConfigError(f"identity {path}: a public key, not the private key", fix=fix) from None
+        raise ConfigError(f"identity {path}: not a private key file (no key paramiko can read)", fix=fix) from None
 
 
 def fingerprint(key: paramiko.PKey) -> str:

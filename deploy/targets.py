@@ -11,8 +11,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
+import os
+import re
 import shlex
 import shutil
+import stat
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any, cast
@@ -21,10 +26,12 @@ from invoke.context import Context
 from invoke.exceptions import CommandTimedOut
 
 from deploy.config import Environment
-from deploy.errors import HostError
+from deploy.errors import ConfigError, HostError
 from deploy.replies import FIX, check, failure, inert, inert_lines
 
 MARK = "PINSHIP-RESULT:"
+# A shell's complaint about an option it was given (bash, dash, zsh print it so, with exit 2).
+_SHELL_USAGE = re.compile(r"(?im)^\S*sh: .*\b(invalid|illegal|bad) option")
 # Runs the agent from stdin, so nothing has to be installed on a host first.
 # The first request line carries the agent's source; the agent then serves further lines.
 LOADER = (
@@ -42,6 +49,76 @@ BOOT = resources.files("deploy").joinpath("agent_boot.py").read_text(encoding="u
 def first_request() -> dict[str, str]:
     """What a session's first request carries besides the request: the agent and its loader."""
     return {"agent": BOOT, "source": AGENT, "digest": AGENT_DIGEST}
+
+
+def _commands(op: str, request: Mapping[str, Any]) -> int:
+    """How many commands of the user's the agent may run within one step, each with the request's
+    timeout: a switch runs `restart` up to twice (the new release's, then, after a failed one, the
+    old release's again), a stage its health check, status the live venv's inspection."""
+    if op == "switch":
+        return 2 if request.get("restart") else 0
+    if op == "stage":
+        return 1 if request.get("healthcheck") else 0
+    if op == "status":
+        return 1 if request.get("inspect", True) else 0
+    return 0
+
+
+# The agent's run() gives up on a command a moment after its timeout; the reply then still has
+# to be written, and read from the far end of a connection.
+_MARGIN = 5.0
+
+
+def step_budget(op: str, request: Mapping[str, Any], command_timeout: float) -> float:
+    """How long the deploying side waits for the reply to one step: --command-timeout for the
+    step's own work, and the request's timeout for each command the agent may run in it.
+
+    Every transport uses it (this machine's run, the SSH read limit and watchdog, the keeper's
+    socket): waiting less would call a host "hung" while it does what it was asked, and lose its
+    own reply (a restart that timed out, and the switch back), which is what the user needs."""
+    commands = _commands(op, request)
+    if not commands:
+        return command_timeout
+    each: object = request.get("timeout", command_timeout)
+    if not isinstance(each, (int, float)) or isinstance(each, bool) or not math.isfinite(each) or each < 0:
+        each = command_timeout
+    return command_timeout + commands * float(each) + _MARGIN
+
+
+def identity_file(env: Environment) -> Path | None:
+    """The identity setting's file, checked before anything connects: it exists, is a regular
+    file and can be read. (Whether it holds a private key is for deploy/ssh.py, which has paramiko.)"""
+    if not env.identity:
+        return None
+    path = Path(env.identity).expanduser()
+    fix = "point identity at a private key file, e.g. ~/.ssh/id_ed25519 (setting: identity, or --identity)"
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ConfigError(f"identity {path}: no such file", fix=fix) from None
+    except OSError as exc:
+        raise ConfigError(f"identity {path}: cannot be read ({exc.strerror or type(exc).__name__})", fix=fix) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"identity {path}: {kind_of(info.st_mode)}, not a private key file", fix=fix)
+    try:
+        os.close(os.open(path, os.O_RDONLY))
+    except OSError as exc:
+        raise ConfigError(f"identity {path}: cannot be read ({exc.strerror or type(exc).__name__})",
+                          fix=f"make it readable by this user (chmod 600 {path}), or {fix}") from None
+    return path
+
+
+def kind_of(mode: int) -> str:
+    """What a path that is not a regular file is, in words."""
+    if stat.S_ISDIR(mode):
+        return "is a directory"
+    if stat.S_ISFIFO(mode):
+        return "is a named pipe"
+    if stat.S_ISSOCK(mode):
+        return "is a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "is a device"
+    return "is not a regular file"
 
 
 def host_output(text: str, max_lines: int = 8) -> str:
@@ -109,7 +186,7 @@ class Target:
         try:
             result = self.context().run(
                 command, in_stream=_Payload(payload), hide=True, warn=True,
-                timeout=self.env.command_timeout, echo_stdin=False,
+                timeout=step_budget(op, request, self.env.command_timeout), echo_stdin=False,
             )
         except CommandTimedOut as exc:
             raise HostError(self.name, f"'{op}' did not finish within {exc.timeout:.0f} s: the host hangs",
@@ -138,6 +215,12 @@ class Target:
     def _no_reply(self, op: str, exited: int | None, output: str) -> HostError:
         """The agent ended without a reply: say why, as far as its exit and output tell."""
         detail = " / ".join(inert_lines(output, 3, 200)) or "no output"
+        if exited == 2 and _SHELL_USAGE.search(output):
+            # The login shell took the command line's first word (the python setting) for an
+            # option of its own, and printed its usage: no interpreter was even started.
+            return HostError(self.name, f"'{op}': the host's shell refused the agent's command line (exit 2): "
+                             f"{detail}", fix=f"set python to an interpreter on the host, e.g. python3 "
+                             f"(now: {inert(self.python(), 60)}; setting: python)")
         if exited in (126, 127) or "SyntaxError" in output:
             return HostError(self.name, f"'{op}': the host could not run the agent (exit {exited}): {detail}",
                              fix=f"check that '{self.python()}' is Python 3.8 or later on the host (setting: python)")
@@ -189,6 +272,7 @@ def start_keeper(env: Environment, root: Path) -> Path | None:
 def connect(env: Environment, root: Path, python: str) -> list[Target]:
     if env.is_local:
         return [LocalTarget(env, python)]
+    identity_file(env)  # once for the run, before a keeper starts or any host is contacted
     path = start_keeper(env, root)  # here, on the run's only thread so far, not in a step
     if path is not None:
         from deploy.keeper import KeptTarget  # the keeper process holds deploy.ssh's SshTargets

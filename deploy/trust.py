@@ -8,16 +8,20 @@ from pathlib import Path
 import paramiko
 
 from deploy.config import Environment
-from deploy.errors import DeployError, HostError
+from deploy.errors import ConfigError, DeployError, HostError
 from deploy.replies import inert
-from deploy.ssh import fingerprint, host_key, known_hosts_line, pin_name, pinned_keys
+from deploy.ssh import check_known_hosts, fingerprint, host_key, known_hosts_line, pin_name, pinned_keys
 
 
 def trust(root: Path, env: Environment, ask: Callable[[str], str] | None, say: Callable[[str], None] = print) -> int:
     """Fetch each host's key, show it, and append new ones to the known-hosts file if confirmed."""
     assert env.known_hosts is not None
     path = root / env.known_hosts
-    pinned = pinned_keys(path, env.name) if path.is_file() else paramiko.HostKeys()
+    # A folder (or anything but a file) there is named before any host is asked, not found by the write.
+    exists = path.exists() or path.is_symlink()
+    if exists:
+        check_known_hosts(path, env.name)
+    pinned = pinned_keys(path, env.name) if exists else paramiko.HostKeys()
     new_lines: list[str] = []
     for host in env.hosts:
         have = pinned.lookup(pin_name(host)) or {}
@@ -47,8 +51,14 @@ def trust(root: Path, env: Environment, ask: Callable[[str], str] | None, say: C
         "yes",
     ):
         raise DeployError("nothing written: the keys were not confirmed")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write("".join(f"{line}\n" for line in new_lines))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write("".join(f"{line}\n" for line in new_lines))
+    except OSError as exc:
+        raise ConfigError(f"nothing written: cannot write the known-hosts file {path}: "
+                          f"{exc.strerror or type(exc).__name__}",
+                          fix=f"make {path} a file you can write (setting: known-hosts), then run: "
+                          f"invoke trust --env {env.name}") from None
     say(f"wrote {len(new_lines)} key(s) to {path}")
     return len(new_lines)
