@@ -190,11 +190,15 @@ def _requirements_folder(root: Path, tool: dict[str, Any]) -> Path:
         raise ConfigError(f"pyproject.toml [tool.deploy]: requirements must be a string, not {_type(value)}",
                           fix='requirements = "requirements"')
     folder = Path(os.path.normpath(root / value))
-    if not folder.is_relative_to(root):
+    # '..' is refused even when it ends inside: the kernel resolves `link/..` from the link's
+    # target, so the folder lock reads could differ from the one checked here.
+    outside = not folder.is_relative_to(root)
+    if outside or ".." in Path(value).parts:
+        where = f"is outside the project root ({inert(str(folder), 200)})" if outside else "climbs with '..'"
         raise ConfigError(
-            f"pyproject.toml [tool.deploy]: requirements = \"{inert(value, 120)}\" is outside the project root "
-            f"({inert(str(folder), 200)}): init writes only inside the project",
-            fix='use a folder inside the project, e.g. requirements = "requirements"',
+            f"pyproject.toml [tool.deploy]: requirements = \"{inert(value, 120)}\" {where}: init writes only "
+            "inside the project",
+            fix='use a plain folder inside the project, e.g. requirements = "requirements"',
         )
     return folder
 
@@ -283,12 +287,16 @@ def _write(write: _Write, root: Path) -> None:
             handle.write(write.text)
         return
     temporary = write.path.with_name(f".{write.path.name}.init-{os.getpid()}")
+    created = False
     try:
         with open(temporary, "x", encoding="utf-8", opener=_no_follow) as handle:
+            created = True
             handle.write(write.text)
         os.replace(temporary, write.path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    except BaseException:
+        if created:  # something that was already at that name is left alone
+            temporary.unlink(missing_ok=True)
+        raise
 
 
 def _shown(path: Path, root: Path) -> str:

@@ -350,3 +350,31 @@ def test_a_project_with_nothing_else_to_adopt_gets_no_warning(project: Path) -> 
 
     assert done.returncode == 0
     assert done.stderr == ""
+
+
+def test_a_configured_folder_that_climbs_with_dotdot_is_refused_even_when_it_ends_inside(project: Path) -> None:
+    # `link/..` is resolved from the link's target, so `x/../reqs` need not be <root>/reqs for pip.
+    text = PYPROJECT + '[tool.deploy]\nrequirements = "x/../reqs"\n'
+    (project / "pyproject.toml").write_text(text, encoding="utf-8")
+
+    line = one_error(init(project))
+
+    assert line == ("error: pyproject.toml [tool.deploy]: requirements = \"x/../reqs\" climbs with '..': init writes "
+                    "only inside the project")
+    only_pyproject_is_left(project, text)
+
+
+def test_init_force_leaves_a_file_in_the_way_of_its_temporary_alone(project: Path) -> None:
+    init(project)
+    # The temporary is named after the pid, which exec keeps: put a file of the user's at that name first.
+    done = subprocess.run(
+        [sys.executable, "-c", "import os, sys\n"
+         "open(f'.noxfile.py.init-{os.getpid()}', 'w').write('mine')\n"
+         "os.execv(sys.executable, [sys.executable, '-m', 'deploy', 'init', '--force'])"],
+        cwd=project, capture_output=True, text=True, check=False,
+    )
+
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr and ".noxfile.py.init-" in done.stderr
+    mine = [path for path in project.iterdir() if path.name.startswith(".noxfile.py.init-")]
+    assert len(mine) == 1 and mine[0].read_text() == "mine", "nothing of the user's is deleted"
