@@ -22,14 +22,23 @@ from deploy.reqfile import (
     display,
     hides_reference,
     is_inside,
+    is_remote,
     local_paths,
     local_target,
     logical_lines,
     parse_reference,
+    read_bytes,
     read_text,
-    requirement_name,
+    requirement_problem,
 )
 
+# The options pip's requirement-file parser takes on a line of their own (pip's req_file.py).
+_FILE_OPTIONS = frozenset({
+    "-i", "--index-url", "--extra-index-url", "--no-index", "-f", "--find-links", "--no-binary",
+    "--only-binary", "--prefer-binary", "--require-hashes", "--pre", "--trusted-host", "--use-feature",
+    "-e", "--editable", "-r", "--requirement", "-c", "--constraint",
+})
+_SHORT_OPTIONS = ("-i", "-f", "-e", "-r", "-c")
 ALLOW = "add its folder to [tool.deploy] allow-inputs-outside in pyproject.toml"
 
 
@@ -98,7 +107,7 @@ class LayerGraph:
 
     def input_digests(self, name: str, options: str) -> dict[str, str]:
         """A short digest per input file, plus one for the compile options."""
-        digests = {input_key(path, self.root): digest(path.read_bytes()) for path in self.input_files(name)}
+        digests = {input_key(path, self.root): digest(read_bytes(path, self.root)) for path in self.input_files(name)}
         digests["(options)"] = digest(options.encode())
         return digests
 
@@ -196,10 +205,17 @@ def _read(layer: Layer, path: Path, by_path: dict[Path, str], scope: _Scope, sta
             for value in local_paths(line):
                 _no_variable(value, line.where(root))
                 scope.check(local_target(value, root), line.where(root), f"'{clip(value)}'")
-            if requirement_name(line.text) is None and line.text.startswith("-"):
+            if line.text.startswith("-"):
+                _check_option(line, root)
                 layer.options.append(line)
-            else:
-                layer.requirements.append(line)
+                continue
+            if (problem := requirement_problem(line.text)) is not None:
+                raise LayerError(
+                    f"{line.where(root)}: '{clip(line.text)}': {problem}",
+                    fix="write a PEP 508 requirement: NAME, NAME==VERSION, NAME[EXTRA]>=VERSION; MARKER or "
+                    "'NAME @ URL' (a local project too: 'NAME @ file:///path')",
+                )
+            layer.requirements.append(line)
             continue
         _follow(layer, ref, by_path, scope, stack)
 
@@ -209,6 +225,12 @@ def _follow(layer: Layer, ref: Reference, by_path: dict[Path, str], scope: _Scop
     target = ref.target
     where = ref.line.where(root)
     _no_variable(ref.written, where)
+    if is_remote(ref.written):
+        raise LayerError(
+            f"{where}: -{ref.kind} {clip(ref.written)}: pip would download that file, so the lock would depend on "
+            "what a server says that day and verify could not check it",
+            fix="download it into the project and reference the copy",
+        )
     scope.check(target, where, f"-{ref.kind} {clip(ref.written)}")
     shown = clip(display(target, root))
     written = f"-{ref.kind} {shown}"
@@ -218,8 +240,10 @@ def _follow(layer: Layer, ref: Reference, by_path: dict[Path, str], scope: _Scop
             raise LayerError(f"{where}: {layer.name}.in references itself")
         (layer.includes if ref.kind == "r" else layer.constrained_by).add(other)
         return
-    if not target.is_file():
+    if not target.exists():
         raise LayerError(f"{where}: {written}: no such file", fix=f"create {shown} or remove that line")
+    if not target.is_file():
+        raise LayerError(f"{where}: {written}: not a regular file", fix="point that line at a requirements file")
     if target in stack:
         raise LayerError(f"{where}: {written} forms a cycle")
     layer.extra_inputs.add(target)
@@ -230,6 +254,26 @@ def _follow(layer: Layer, ref: Reference, by_path: dict[Path, str], scope: _Scop
         layer.external_constraints.append(target)
     else:
         _read(layer, target, by_path, scope, stack)
+
+
+def _check_option(line: Line, root: Path) -> None:
+    option = line.text.split()[0].split("=")[0]
+    if option[:2] in _SHORT_OPTIONS:
+        option = option[:2]
+    if option not in _FILE_OPTIONS:
+        # pip names no line for an option it does not know: name it here.
+        raise LayerError(
+            f"{line.where(root)}: '{clip(option)}' is not an option pip takes in a requirements file",
+            fix="remove it, or pass pip-compile flags in [tool.deploy] compile-options",
+        )
+    # An editable install has no file to hash: pip-compile writes it without --hash, and the
+    # hash-checking install on every host then refuses the whole lock.
+    if option in ("-e", "--editable"):
+        raise LayerError(
+            f"{line.where(root)}: '{clip(line.text)}': an editable requirement cannot be locked with hashes",
+            fix="drop the -e line (pinship builds and ships the project's own wheel itself), or write "
+            "'NAME @ file:///path' for another local project",
+        )
 
 
 def _no_variable(path: str, where: str) -> None:

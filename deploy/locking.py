@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -52,9 +53,15 @@ def options_key(config: Config) -> str:
 
 def read_locks(graph: LayerGraph) -> dict[str, LockFile]:
     """Every layer's lock file that exists, parsed once for all the checks that need it."""
+    # Anything at the lock's path is read (and refused if it is not a regular file): a FIFO taken
+    # for "missing" would have `lock` block forever writing into it.
     return {
-        name: parse(graph.layers[name].lock, graph.root) for name in graph.order if graph.layers[name].lock.is_file()
+        name: parse(graph.layers[name].lock, graph.root) for name in graph.order if _present(graph.layers[name].lock)
     }
+
+
+def _present(path: Path) -> bool:
+    return path.exists() or path.is_symlink()
 
 
 def stale_layers(config: Config, graph: LayerGraph, locks: Mapping[str, LockFile]) -> dict[str, list[str]]:
@@ -129,15 +136,28 @@ def lock(
         layer = graph.layers[name]
         pins = select(graph, name, universe)
         text = render(header, graph.input_digests(name, options), pins)
-        old = layer.lock.read_text(encoding="utf-8") if layer.lock.is_file() else None
+        old = existing[name].text if name in existing else None
         result.changes[name] = describe_changes(existing.get(name), pins)
         if old == text:
             result.unchanged.append(layer.lock)
             continue
-        layer.lock.write_text(text, encoding="utf-8")
+        _write(layer.lock, text)
         result.written.append(layer.lock)
         log(f"wrote {display(layer.lock, config.root)} ({len(pins)} pins)")
     return result
+
+
+def _write(path: Path, text: str) -> None:
+    """Replace a lock whole (written beside it, then renamed): never half a file, never through a link."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def _header() -> list[str]:
@@ -202,18 +222,77 @@ def solve(
         if upgrade_all:
             command.append("--upgrade")
         log(f"resolving {len(graph.order)} layers together with pip-compile")
-        proc = subprocess.run(
-            command, cwd=work, env=dict(env if env is not None else os.environ),
-            capture_output=True, text=True, check=False,
-        )
-        if proc.returncode != 0:
-            run_env = env if env is not None else os.environ
+        run_env = env if env is not None else os.environ
+        returncode, output = _compile(command, work, run_env)
+        if returncode != 0:
             # Through a proxy, a direct connection says nothing about whether pip reached the index.
             proxied = any(run_env.get(key) for key in _PROXIES)
             probe = None if proxied else conflicts.probe
-            message = conflicts.explain(proc.stderr + proc.stdout, graph, probe=probe)
+            message = conflicts.explain(_real_places(output, work, graph), graph, probe=probe)
             raise LockError(_hide_secrets(message, run_env), fix=None)
         return _read_universe(work / "all.txt")
+
+
+def _compile(command: list[str], work: Path, env: Mapping[str, str]) -> tuple[int, str]:
+    """Run pip-compile in a process group of its own; Ctrl-C ends the whole group at once.
+
+    A terminal's Ctrl-C reaches only us (pip-compile is in another session), so pip cannot turn it into
+    a failed download and a made-up conflict 60 s later: the group is ended and KeyboardInterrupt goes
+    on to the entry point, before any lock is written.
+    """
+    proc = subprocess.Popen(
+        command, cwd=work, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate()
+    except BaseException:
+        _end_group(proc)
+        raise
+    return proc.returncode, err + out
+
+
+def _end_group(proc: subprocess.Popen[str]) -> None:
+    for sig, grace in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            break
+        try:
+            proc.wait(timeout=grace)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
+def _real_places(output: str, work: Path, graph: LayerGraph) -> str:
+    """pip's output with the temporary layer copies named by the real file and line.
+
+    solve() writes each layer's option lines, then its requirement lines, then its `-c` lines, so
+    line N of the copy is one known line of the user's files.
+    """
+    def place(layer_name: str, number: int) -> str | None:
+        layer = graph.layers.get(layer_name)
+        if layer is None:
+            return None
+        lines = layer.options + layer.requirements
+        if 1 <= number <= len(lines):
+            return lines[number - 1].where(graph.root)
+        extra = number - len(lines) - 1
+        if 0 <= extra < len(layer.external_constraints):
+            return display(layer.external_constraints[extra], graph.root)
+        return None
+
+    def from_line(match: re.Match[str]) -> str:
+        where = place(match.group("layer"), int(match.group("line")))
+        return f"from {where}" if where else match.group(0)
+
+    folder = re.escape(str(work))
+    output = re.sub(rf"from line (?P<line>\d+) of {folder}/(?P<layer>[^\s/)]+)\.in", from_line, output)
+    return output.replace(f"file://{work}", "(the folder of the layer files)").replace(str(work), "requirements")
 
 
 def _hide_secrets(message: str, env: Mapping[str, str]) -> str:

@@ -6,11 +6,16 @@ message can point at `file:line`.
 
 from __future__ import annotations
 
+import codecs
+import os
 import re
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+from packaging.requirements import InvalidRequirement, Requirement
 
 from deploy.errors import DeployError
 
@@ -31,6 +36,18 @@ _PATH_OPTIONS = {"-e": True, "--editable": True, "-f": True, "--find-links": Tru
 ENV_VARIABLE = re.compile(r"\$\{[A-Z0-9_]+\}")
 
 
+# Longest first: a UTF-32-LE mark begins with the UTF-16-LE one.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+          stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder"}
+
+
 class UnreadableInput(DeployError):
     """A requirement or lock file that cannot be read as text (not UTF-8)."""
 
@@ -45,21 +62,58 @@ def clip(text: str, limit: int = SHOWN) -> str:
     return shown + "…" if len(text) > limit else shown
 
 
-def read_text(path: Path, root: Path, *, fix: str | None = None) -> str:
-    """A requirement or lock file's text; one line naming file:line and byte offset if it is not UTF-8."""
+def read_bytes(path: Path, root: Path, *, fix: str | None = None) -> bytes:
+    """A requirement or lock file's bytes, from a regular file only.
+
+    Opened without blocking and checked before reading: a FIFO would stall `verify` (and the
+    deploy gate) forever, and /dev/zero would never end.
+    """
+    name = display(path, root)
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise UnreadableInput(f"{display(path, root)}: cannot be read ({exc.strerror or exc})",
-                              fix=fix or f"make {display(path, root)} a readable file") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        name = display(path, root)
+        raise UnreadableInput(f"{clip(name)}: cannot be read ({exc.strerror or exc})",
+                              fix=fix or f"make {clip(name)} a readable file") from None
+    kind = os.fstat(fd).st_mode
+    if not stat.S_ISREG(kind):
+        os.close(fd)
         raise UnreadableInput(
-            f"{name}:{line}: is not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); pip and pinship "
-            "read requirement files as UTF-8",
+            f"{clip(name)}: is {_KINDS.get(stat.S_IFMT(kind), 'not a regular file')}, not a regular file; "
+            "requirement and lock files are read only from regular files",
+            fix=f"replace {clip(name)} with an ordinary file (or remove the line that names it)",
+        )
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            return handle.read()
+        except OSError as exc:
+            raise UnreadableInput(f"{clip(name)}: cannot be read ({exc.strerror or exc})",
+                                  fix=fix or f"make {clip(name)} a readable file") from None
+
+
+def read_text(path: Path, root: Path, *, fix: str | None = None) -> str:
+    """A requirement or lock file's text, decoded as pip decodes it.
+
+    pip honours a byte-order mark (UTF-8, UTF-16 or UTF-32) and otherwise reads UTF-8; so does this,
+    and the mark is not part of the text: left in, it would glue itself to the first line's name.
+    Anything else that is not UTF-8 is one line naming file:line and the byte offset.
+    """
+    data = read_bytes(path, root, fix=fix)
+    skipped, encoding = next(((len(mark), marked) for mark, marked in _BOMS if data.startswith(mark)), (0, "utf-8"))
+    try:
+        return data[skipped:].decode(encoding)
+    except UnicodeDecodeError as exc:
+        name = display(path, root)
+        offset = skipped + exc.start
+        if encoding != "utf-8":
+            raise UnreadableInput(
+                f"{name}: starts with a {encoding.upper()} byte-order mark but is not {encoding.upper()} "
+                f"(at byte offset {offset})",
+                fix=fix or f"save {name} as UTF-8",
+            ) from None
+        line = data.count(b"\n", 0, offset) + 1
+        raise UnreadableInput(
+            f"{name}:{line}: is not UTF-8 (byte 0x{data[offset]:02x} at offset {offset}); pip and pinship read "
+            "requirement files as UTF-8",
             fix=fix or f"save it as UTF-8, e.g.: iconv -f latin1 -t utf-8 {name} > {name}.new && mv {name}.new {name}",
         ) from None
 
@@ -152,7 +206,16 @@ def parse_reference(line: Line) -> Reference | None:
     if match is None:
         return None
     kind = "c" if match.group(1) in ("-c", "--constraint") else "r"
-    return Reference(line, kind, (line.path.parent / match.group(2)).resolve(), match.group(2))
+    written = match.group(2)
+    if _is_file_url(written):
+        # pip opens a file: URL as the path it names, not relative to the including file.
+        return Reference(line, kind, Path(unquote(urlsplit(written).path) or "/").resolve(), written)
+    return Reference(line, kind, (line.path.parent / written).resolve(), written)
+
+
+def is_remote(written: str) -> bool:
+    """A -r/-c value pip would download (http://, https://) rather than read from the disk."""
+    return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", written)) and not _is_file_url(written)
 
 
 def local_paths(line: Line) -> list[str]:
@@ -194,6 +257,24 @@ def local_target(value: str, root: Path) -> Path:
 def hides_reference(line: Line) -> bool:
     """An option line that makes pip read another file in a form other than `-r FILE` alone on its line."""
     return line.text.startswith("-") and any(_HIDDEN_REFERENCE.match(token) for token in line.text.split())
+
+
+def requirement_problem(text: str) -> str | None:
+    """Why a requirement line (not an option line) is not one pinship can lock; None when it is.
+
+    pip-compile would reject it with its own trace naming a temporary copy, or accept a bare path or
+    URL whose pin no layer could then claim: every line must be a PEP 508 requirement
+    (`name[extras] specifier ; marker` or `name @ URL`), optionally followed by pip's per-line options.
+    """
+    if ENV_VARIABLE.search(text):
+        return "it names an environment variable, so what pip locks there depends on the machine"
+    words = text.split()
+    first_option = next((i for i, word in enumerate(words) if word.startswith("-")), len(words))
+    try:
+        Requirement(" ".join(words[:first_option]))
+    except InvalidRequirement as exc:
+        return f"it is not a requirement ({str(exc).splitlines()[0] if str(exc) else 'invalid'})"
+    return None
 
 
 def requirement_name(text: str) -> str | None:

@@ -1,0 +1,249 @@
+"""Lock inputs read as pip reads them, and a lock that fails (or is stopped) saying why.
+
+Every line of every input reaches the lock or is an error naming file:line; only regular files are
+read; an index that is down is named as such even when existing pins make pip report a conflict;
+Ctrl-C stops a lock at once and leaves the locks as they were. Real pip-compile on the local index.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.lockproject import LockProject, Names, locked_copy, pins
+from tests.support.pkgindex import PackageIndex
+
+pytestmark = pytest.mark.index
+
+
+@pytest.fixture(scope="module")
+def template(package_index: PackageIndex, tmp_path_factory: pytest.TempPathFactory) -> tuple[LockProject, Names]:
+    return locked_copy(package_index, tmp_path_factory)
+
+
+@pytest.fixture
+def project(template: tuple[LockProject, Names], tmp_path: Path) -> LockProject:
+    """A freshly locked four-layer project of this test's own, to break."""
+    return template[0].copy(tmp_path / "project")
+
+
+@pytest.fixture
+def names(template: tuple[LockProject, Names]) -> Names:
+    return template[1]
+
+
+def _error_lines(done: subprocess.CompletedProcess[str]) -> list[str]:
+    """What the user saw, checked to be a clean failure: exit 1, no trace."""
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "Traceback" not in output, output
+    assert "pinship-lock-" not in output, output
+    return done.stderr.splitlines()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+# --- 1: a byte-order mark is read as pip reads it; no line is dropped ---------------------------
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_a_layer_with_a_byte_order_mark_keeps_every_package_in_its_lock(
+    use_index: PackageIndex, project: LockProject, names: Names, encoding: str
+) -> None:
+    project.path("base.in").write_bytes(f"{names.alpha}\n{names.linter}\n".encode(encoding))
+
+    project.lock()
+
+    assert set(pins(project.read("base.txt"))) == {names.alpha, names.linter}
+    assert names.linter in pins(project.read("prod.txt"))
+    assert project.run("verify").returncode == 0
+
+
+def test_a_byte_order_mark_before_a_reference_keeps_the_layer_graph(
+    use_index: PackageIndex, project: LockProject, names: Names
+) -> None:
+    project.path("prod.in").write_bytes(f"\ufeff-r base.in\n{names.beta}\n".encode())
+
+    project.lock()
+
+    assert set(pins(project.read("prod.txt"))) == {names.alpha, names.beta, names.delta}
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("{alpha} ===== 1", "it is not a requirement (Expected comma"),
+        ("{alpha}\x00", "it is not a requirement (Expected semicolon"),
+        (".", "it is not a requirement (Expected package name"),
+        ("./vendored/pkg", "it is not a requirement (Expected package name"),
+        ("{alpha}\ufeff", "it is not a requirement"),
+        ("-e .", "an editable requirement cannot be locked with hashes"),
+        ("${{PINSHIP_VERSION}}=={alpha}", "it names an environment variable"),
+    ],
+)
+def test_a_line_pip_cannot_lock_is_named_by_its_real_file_and_line(
+    project: LockProject, names: Names, line: str, problem: str
+) -> None:
+    before = project.snapshot()
+    text = line.format(alpha=names.alpha)
+    project.write("test.in", project.read("test.in") + text + "\n")
+
+    for command in ("lock", "verify"):
+        lines = _error_lines(project.run(command))
+        assert lines[0].startswith(("error: requirements/test.in:3: ", "verify: requirements/test.in:3: ")), lines
+        assert problem in lines[0], lines
+    assert project.snapshot() == before
+
+
+def test_a_requirement_file_given_as_a_file_url_is_confined_like_a_path(project: LockProject) -> None:
+    project.write("base.in", project.read("base.in") + "-r file:///etc/passwd\n")
+
+    lines = _error_lines(project.run("lock"))
+
+    assert lines[0].startswith(
+        "error: requirements/base.in:3: -r file:///etc/passwd resolves to /etc/passwd, outside the project"
+    ), lines
+    assert "root:" not in "\n".join(lines)
+
+
+def test_a_requirement_file_on_a_web_server_is_refused(project: LockProject) -> None:
+    project.write("base.in", project.read("base.in") + "-c https://example.com/constraints.txt\n")
+
+    lines = _error_lines(project.run("verify"))
+
+    assert lines[0].startswith(
+        "verify: requirements/base.in:3: -c https://example.com/constraints.txt: pip would download that file"
+    ), lines
+
+
+def test_an_unknown_option_is_named_by_the_real_file_and_line(use_index: PackageIndex, project: LockProject) -> None:
+    project.write("test.in", project.read("test.in") + "--no-such-option\n")
+
+    done = project.run("lock")
+
+    output = "\n".join(_error_lines(done))
+    assert "requirements/test.in:3" in output, output
+
+
+# --- 4: only regular files are read -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fifo", "reference", "shown"),
+    [
+        ("extra.in", None, "requirements/extra.in: is a FIFO"),
+        ("../shared.in", "-r ../shared.in", "requirements/base.in:3: -r shared.in: not a regular file"),
+        ("../constraints.txt", "-c ../constraints.txt", "base.in:3: -c constraints.txt: not a regular file"),
+        ("prod.txt", None, "requirements/prod.txt: is a FIFO"),
+    ],
+)
+def test_a_fifo_among_the_inputs_or_locks_is_refused_at_once(
+    project: LockProject, fifo: str, reference: str | None, shown: str
+) -> None:
+    path = project.path(fifo)
+    path.unlink(missing_ok=True)
+    os.mkfifo(path)
+    if reference:
+        project.write("base.in", project.read("base.in") + reference + "\n")
+
+    for command in ("verify", "lock"):
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "deploy", "--root", str(project.root), command],
+            capture_output=True, text=True, check=False, timeout=60,
+        )
+        lines = _error_lines(done)
+        assert time.monotonic() - started < 30
+        assert shown in lines[0], lines
+    assert path.is_fifo()
+
+
+# --- 5: an index that cannot serve the locked pins ----------------------------------------------
+
+
+@pytest.mark.parametrize("retries", ["0", "1"])
+def test_an_index_that_is_down_is_named_when_existing_pins_are_constraints(
+    project: LockProject, names: Names, monkeypatch: pytest.MonkeyPatch, retries: str
+) -> None:
+    url = f"http://127.0.0.1:{_free_port()}/simple"
+    monkeypatch.delenv("PIP_NO_INDEX", raising=False)
+    monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
+    monkeypatch.setenv("PIP_INDEX_URL", url)
+    monkeypatch.setenv("PIP_RETRIES", retries)
+    before = project.snapshot()
+    project.write("test.in", project.read("test.in") + f"{names.linter}\n")
+
+    lines = _error_lines(project.run("lock"))
+
+    assert lines[0] == f"error: the package index {url} could not be reached (connection refused)", lines
+    assert project.snapshot() == before
+
+
+def test_a_locked_file_the_index_will_not_serve_is_named_not_called_a_conflict(
+    use_index: PackageIndex, project: LockProject, names: Names
+) -> None:
+    # alpha exists only as a wheel: with --no-binary :all: pip may not use the locked version.
+    project.write("base.in", f"--no-binary :all:\n{names.alpha}\n")
+
+    lines = _error_lines(project.run("lock"))
+
+    assert "cannot be locked together" not in "\n".join(lines), lines
+    assert lines[0] == "error: the index offers no file pip may use for the locked versions:", lines
+    assert lines[1].startswith(f"  package {names.alpha}: the locked {names.alpha}==1.0 (requirements/base.txt:"), lines
+
+
+# --- 6: Ctrl-C during a lock ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def silent_index(monkeypatch: pytest.MonkeyPatch) -> Iterator[socket.socket]:
+    """An index that accepts connections and never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    monkeypatch.delenv("PIP_NO_INDEX", raising=False)
+    monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
+    monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{server.getsockname()[1]}/simple")
+    monkeypatch.setenv("PIP_TIMEOUT", "60")
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize("how", ["python", "nox"])
+def test_ctrl_c_while_the_index_stalls_stops_the_lock_at_once_and_keeps_the_locks(
+    project: LockProject, names: Names, silent_index: socket.socket, how: str
+) -> None:
+    before = project.snapshot()
+    project.write("test.in", project.read("test.in") + f"{names.linter}\n")
+    if how == "nox":
+        (project.root / "noxfile.py").write_text("from deploy.sessions import lock\n", encoding="utf-8")
+        command = [str(Path(sys.executable).parent / "nox"), "--no-venv", "-s", "lock"]
+    else:
+        command = [sys.executable, "-m", "deploy", "lock"]
+    # A terminal's Ctrl-C goes to the whole foreground process group.
+    proc = subprocess.Popen(command, cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    time.sleep(4)
+    started = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+
+    assert time.monotonic() - started < 10
+    assert proc.returncode == 130, out + err
+    assert "interrupted" in out + err
+    assert "Traceback" not in out + err
+    assert "cannot be locked" not in out + err
+    assert project.snapshot() == before
