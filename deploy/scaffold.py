@@ -168,7 +168,7 @@ def _dependencies(project: dict[str, Any]) -> list[str]:
         if not entry.isprintable():  # a line break, a NUL or an escape sequence: never one line of base.in
             raise ConfigError(f"{shown} holds a line break or control character: not one requirement", fix=fix)
         try:
-            Requirement(entry)
+            requirement = Requirement(entry)
         except InvalidRequirement:
             raise ConfigError(f"{shown} is not a PEP 508 requirement", fix=fix) from None
         for pattern, why in _PIP_SYNTAX:
@@ -176,7 +176,9 @@ def _dependencies(project: dict[str, Any]) -> list[str]:
                 raise ConfigError(f"{shown} would not be read by pip as written ({why})",
                                   fix="write the requirement alone; pip options and indexes go in [tool.deploy] "
                                   "compile-options")
-        checked.append(entry.strip())
+        # A URL is written as `name @ url`, the one spelling of it that every reader of .in files
+        # (pip's, and the lock's check that inputs stay in the project) takes for a URL.
+        checked.append(str(requirement) if requirement.url else entry.strip())
     return checked
 
 

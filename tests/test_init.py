@@ -199,6 +199,24 @@ def test_init_still_writes_every_real_requirement_as_it_is(tmp_path: Path, entry
 
 
 @pytest.mark.parametrize(
+    ("entry", "written"),
+    [
+        ("alpha[x]@ file:///etc/passwd", "alpha[x] @ file:///etc/passwd"),
+        ("alpha @file:///etc/passwd ; python_version > '3'", 'alpha @ file:///etc/passwd ; python_version > "3"'),
+    ],
+)
+def test_a_url_requirement_is_written_as_name_at_url_so_the_lock_sees_the_url(
+    tmp_path: Path, entry: str, written: str
+) -> None:
+    (tmp_path / "pyproject.toml").write_text(pyproject_with(json.dumps([entry])), encoding="utf-8")
+
+    done = init(tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "requirements/base.in").read_text().splitlines()[1:] == [written]
+
+
+@pytest.mark.parametrize(
     ("dependencies", "message"),
     [
         ('"alpha"', "[project] dependencies must be a list of strings, not a string"),
