@@ -111,21 +111,20 @@ def init(root: Path, *, force: bool = False, say: Say = print, warn: Say | None 
     layers = {"base.in": base, **{name: body for name, body in LAYERS.items() if name != "base.in"}}
     planned = [(root / "noxfile.py", NOXFILE), (root / "tasks.py", TASKS)]
     planned += [(folder / name, body) for name, body in layers.items()]
-    writes: list[_Write] = []
-    for path, body in planned:
-        write = _plan(root, path, body, force, say)
-        if write:
-            writes.append(write)
+    actions = [_plan(root, path, body, force) for path, body in planned]
     append = "deploy" not in tool
     if append:
         _check_appendable(pyproject, text)
     unadopted = _unadopted(root, data, project, tool)
 
     written: list[Path] = []
-    for write in writes:
-        _write(write, root)
-        written.append(write.path)
-        say(f"wrote {_shown(write.path, root)}")
+    for action in actions:
+        if isinstance(action, str):
+            say(action)
+            continue
+        _write(action)
+        written.append(action.path)
+        say(f"wrote {_shown(action.path, root)}")
     if append:
         with open(pyproject, "a", encoding="utf-8", opener=_no_follow) as handle:
             handle.write(TOOL_TABLE)
@@ -205,8 +204,9 @@ def _requirements_folder(root: Path, tool: dict[str, Any]) -> Path:
     return folder
 
 
-def _plan(root: Path, path: Path, text: str, force: bool, say: Say) -> _Write | None:
-    """What to do at `path`, or a refusal naming it; nothing is written here."""
+def _plan(root: Path, path: Path, text: str, force: bool) -> _Write | str:
+    """What to do at `path` (a write, or the line saying why it is kept), or a refusal naming it;
+    nothing is written or printed here, so a refusal found later leaves no half-told story."""
     shown = _shown(path, root)
     parent = root
     for part in path.relative_to(root).parts[:-1]:
@@ -225,8 +225,7 @@ def _plan(root: Path, path: Path, text: str, force: bool, say: Say) -> _Write | 
     link = stat.S_ISLNK(mode)
     if not force:
         why = "a symlink; --force replaces the link, never its target" if link else "exists; --force overwrites it"
-        say(f"kept {shown} ({why})")
-        return None
+        return f"kept {shown} ({why})"
     if not (link or stat.S_ISREG(mode)):
         raise ConfigError(f"{shown} exists and is not a file (a folder or a special file): init does not replace it",
                           fix=f"move {shown} away and run python -m deploy init again")
@@ -280,7 +279,7 @@ def _no_follow(path: str, flags: int) -> int:
     return os.open(path, flags | os.O_NOFOLLOW, 0o666)
 
 
-def _write(write: _Write, root: Path) -> None:
+def _write(write: _Write) -> None:
     """Create a new file (never following a link made since the check), or with --force replace
     what is there by a rename, which swaps a symlink itself and leaves its target untouched."""
     write.path.parent.mkdir(parents=True, exist_ok=True)

@@ -396,3 +396,14 @@ def test_init_force_leaves_a_file_in_the_way_of_its_temporary_alone(project: Pat
     assert "Traceback" not in done.stderr and ".noxfile.py.init-" in done.stderr
     mine = [path for path in project.iterdir() if path.name.startswith(".noxfile.py.init-")]
     assert len(mine) == 1 and mine[0].read_text() == "mine", "nothing of the user's is deleted"
+
+
+def test_a_refusal_prints_only_the_error_not_files_it_would_have_kept(project: Path) -> None:
+    (project / "noxfile.py").write_text("# my own noxfile\n")
+    (project / "requirements").write_text("alpha\n")
+
+    done = init(project)
+
+    one_error(done)
+    assert done.stdout == "", "no 'kept …' lines for a run that did nothing"
+    assert (project / "noxfile.py").read_text() == "# my own noxfile\n"
