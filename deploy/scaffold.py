@@ -254,6 +254,10 @@ def _unadopted(root: Path, data: dict[str, Any], project: dict[str, Any], tool: 
     def layer(name: str) -> str:
         return f"{name}.in" if f"{name}.in" in LAYERS else "<layer>.in"
 
+    dynamic = project.get("dynamic")
+    for key, suggested in (("dependencies", "base.in"), ("optional-dependencies", "<layer>.in")):
+        if isinstance(dynamic, list) and key in dynamic:  # the build backend reads them, e.g. from a file
+            found.append((f"[project] {key} (listed in dynamic, so read by the build backend)", suggested))
     for extra in names(project.get("optional-dependencies")):
         found.append((f'[project.optional-dependencies] "{inert(extra, 80)}"', layer(extra)))
     for group in names(data.get("dependency-groups")):
@@ -269,6 +273,10 @@ def _unadopted(root: Path, data: dict[str, Any], project: dict[str, Any], tool: 
             body = groups[group] if isinstance(groups, dict) else None
             if isinstance(body, dict) and body.get("dependencies"):
                 found.append((f'[tool.poetry.group."{inert(group, 80)}".dependencies]', layer(group)))
+    for name in ("uv", "pdm"):
+        table = tool.get(name)
+        if isinstance(table, dict) and table.get("dev-dependencies"):
+            found.append((f"[tool.{name}] dev-dependencies", "dev.in"))
     for entry in sorted(os.listdir(root)):
         if _REQUIREMENTS_TXT.fullmatch(entry):
             found.append((entry, "base.in" if entry == "requirements.txt" else "<layer>.in"))

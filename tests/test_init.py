@@ -363,6 +363,24 @@ def test_sources_init_cannot_adopt_yet_are_named_in_a_warning(tmp_path: Path) ->
     ]
 
 
+def test_dynamic_dependencies_and_other_tools_dev_dependencies_are_named_in_a_warning(tmp_path: Path) -> None:
+    text = (
+        '[project]\nname = "acme"\nversion = "1.0"\ndynamic = ["dependencies", "version"]\n'
+        '[tool.setuptools.dynamic]\ndependencies = {file = ["deps/runtime.txt"]}\n'
+        '[tool.uv]\ndev-dependencies = ["pytest"]\n'
+    )
+    (tmp_path / "pyproject.toml").write_text(text, encoding="utf-8")
+
+    done = init(tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        "warning: not adopted: [project] dependencies (listed in dynamic, so read by the build backend); "
+        "add it to requirements/base.in by hand",
+        "warning: not adopted: [tool.uv] dev-dependencies; add it to requirements/dev.in by hand",
+    ]
+
+
 def test_a_project_with_nothing_else_to_adopt_gets_no_warning(project: Path) -> None:
     done = init(project)
 
