@@ -23,8 +23,12 @@ import socket
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.version import InvalidVersion
+
 from deploy.layers import LayerGraph
-from deploy.reqfile import Line, canonical, clip, logical_lines, requirement_name
+from deploy.lockfile import parse
+from deploy.reqfile import Line, canonical, clip, display, logical_lines, requirement_name
 
 # What pip printed and the message quote: the first lines, each clipped (see reqfile.clip).
 MAX_LINES = 10
@@ -52,6 +56,7 @@ _BROKEN = re.compile(
 )
 _ERRNO = re.compile(r"\[Errno -?\d+\] (?P<text>[^)\]\"']+)")
 _NONE_FOUND = "(from versions: none)"
+_UNAVAILABLE = "have no matching distributions available for your environment"
 _CREDENTIALS = re.compile(r"://(?P<user>[^/@:\s]+)(?::(?P<password>[^/@\s]*))?@")
 
 
@@ -61,6 +66,17 @@ def explain(output: str, graph: LayerGraph, *, probe: Probe | None = None) -> st
     `probe(host, port)` says why a connection to an index fails (None: it does not); it is asked
     only when pip found no version at all and printed nothing about the network.
     """
+    unavailable = _unavailable(output)
+    # Network evidence first: to pip an index that is down (or hangs) is an index without files, and
+    # with the existing pins as constraints that reads as a conflict between layers.
+    if lines := unreachable(output, probe, suspect=bool(unavailable)):
+        return _bounded(lines, "\n") + INDEX_FIX
+    if lines := _unobtainable(output, graph, unavailable):
+        names = " ".join(dict.fromkeys(line.split()[1].rstrip(":") for line in lines))
+        return "the index offers no file pip may use for the locked versions:\n  " + _bounded(lines) + (
+            "\n  fix: check that the index still serves that file and that no option (--no-binary, --only-binary, "
+            f"a marker) excludes it; to move to another version, run: nox -s upgrade -- {clip(names)}"
+        )
     if lines := _conflicts(output, graph):
         return "the layers cannot be locked together:\n  " + _bounded(lines) + (
             "\n  fix: change one of those requirements so they agree, then run: nox -s lock"
@@ -70,11 +86,6 @@ def explain(output: str, graph: LayerGraph, *, probe: Probe | None = None) -> st
         return "the index serves other files than were locked:\n  " + _bounded(lines) + (
             "\n  fix: find out why the file changed on the index; if you trust it, take it with: "
             f"nox -s upgrade -- {clip(names)}"
-        )
-    if lines := unreachable(output, probe):
-        return _bounded(lines, "\n") + (
-            "\n  fix: check that URL (--index-url/-i in requirements/*.in or [tool.deploy] compile-options, "
-            "else PIP_INDEX_URL or pip.conf) and the network or proxy, then run the command again"
         )
     if lines := _missing(output, graph):
         return "the layers cannot be locked:\n  " + _bounded(lines) + (
@@ -88,6 +99,12 @@ def explain(output: str, graph: LayerGraph, *, probe: Probe | None = None) -> st
     )
 
 
+INDEX_FIX = (
+    "\n  fix: check that URL (--index-url/-i in requirements/*.in or [tool.deploy] compile-options, "
+    "else PIP_INDEX_URL or pip.conf) and the network or proxy, then run the command again"
+)
+
+
 def _bounded(lines: list[str], separator: str = "\n  ") -> str:
     """At most MAX_LINES distinct lines, each clipped: pip's output can quote whole input files."""
     unique = list(dict.fromkeys(lines))
@@ -97,8 +114,12 @@ def _bounded(lines: list[str], separator: str = "\n  ") -> str:
     return separator.join(shown)
 
 
-def unreachable(output: str, probe: Probe | None = None) -> list[str]:
-    """`the package index URL could not be reached (reason)`, one line per index pip could not reach."""
+def unreachable(output: str, probe: Probe | None = None, *, suspect: bool = False) -> list[str]:
+    """`the package index URL could not be reached (reason)`, one line per index pip could not reach.
+
+    Without pip's retry warnings each index is probed when pip found no file at all for something
+    ("from versions: none"), or when the caller `suspect`s the index (pip found no distribution).
+    """
     indexes = _indexes(output)
     found: dict[str, str] = {}
     for raw in output.splitlines():
@@ -108,7 +129,7 @@ def unreachable(output: str, probe: Probe | None = None) -> list[str]:
             url = _index_for(indexes, host, port) or f"{scheme}://{host}{shown_port}"
             found.setdefault(url, _reason(match.group("error"), match.group("detail")))
     # With retries off pip says nothing of the network: all that shows is that nothing was found.
-    for url in dict.fromkeys(indexes) if not found and _NONE_FOUND in output and probe else ():
+    for url in dict.fromkeys(indexes) if not found and (suspect or _NONE_FOUND in output) and probe else ():
         parts = urlsplit(url)
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -229,6 +250,77 @@ def _conflicts(output: str, graph: LayerGraph) -> list[str]:
                        for layer, line in holders]
             _add(needs, spec, reasons or [f"{via} needs {clip(spec)}"])
     return [f"package {clip(name)}: {', '.join(dict.fromkeys(reasons))}" for name, reasons in needs.items()]
+
+
+def _unavailable(output: str) -> set[str]:
+    """Packages pip found no usable file for: its "no matching distributions available" block."""
+    names: set[str] = set()
+    listing = False
+    for raw in output.splitlines():
+        if _UNAVAILABLE in raw:
+            listing = True
+        elif listing and raw.startswith("    ") and raw.strip():
+            names.add(canonical(raw.strip()))
+        else:
+            listing = False
+    return names
+
+
+def _unobtainable(output: str, graph: LayerGraph, unavailable: set[str]) -> list[str]:
+    """Locked pins the index no longer offers a usable file for, told apart from a real conflict.
+
+    pip-compile passes the existing pins as constraints; when every other requirement on a package
+    admits its locked version and pip still found no file, the version itself could not be had.
+    """
+    if not unavailable:
+        return []
+    wanted: dict[str, list[str]] = {}
+    pinned: dict[str, str] = {}
+    in_block = False
+    for raw in output.splitlines():
+        if _CAUSED_BY.match(raw):
+            in_block = True
+            continue
+        if not in_block or not raw.strip():
+            in_block = False
+            continue
+        if (match := _USER.match(raw)) or (match := _DEPENDS.match(raw)):
+            spec = match.group("spec")
+            name = requirement_name(spec)
+            if name is None or name not in unavailable:
+                continue
+            version = spec.split("==", 1)[1] if "==" in spec else None
+            if "constraint" in match.groupdict() and match.group("constraint") and version is not None:
+                pinned[name] = version
+            else:
+                wanted.setdefault(name, []).append(spec)
+    found = []
+    for name, version in pinned.items():
+        where = _locked_at(graph, name, version)
+        if where is None or not all(_admits(spec, version) for spec in wanted.get(name, [])):
+            continue
+        found.append(f"package {clip(name)}: the locked {clip(name)}=={clip(version)} ({where}) cannot be obtained: "
+                     "the index offers no file of it that pip may use")
+    return found
+
+
+def _locked_at(graph: LayerGraph, name: str, version: str) -> str | None:
+    """Where an existing lock pins `name==version` (the first layer that does), as file:line."""
+    for layer in graph.order:
+        path = graph.layers[layer].lock
+        if not path.is_file():
+            continue
+        pin = parse(path, graph.root).pins.get(name)
+        if pin is not None and pin.version == version:
+            return f"{display(path, graph.root)}:{pin.line}"
+    return None
+
+
+def _admits(spec: str, version: str) -> bool:
+    try:
+        return Requirement(spec).specifier.contains(version, prereleases=True)
+    except (InvalidRequirement, InvalidVersion):
+        return False
 
 
 def _missing(output: str, graph: LayerGraph) -> list[str]:

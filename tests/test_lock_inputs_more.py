@@ -192,6 +192,21 @@ def test_an_index_that_is_down_is_named_when_existing_pins_are_constraints(
     assert project.snapshot() == before
 
 
+def test_an_index_that_hangs_is_named_when_existing_pins_are_constraints(
+    project: LockProject, names: Names, silent_index: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PIP_TIMEOUT", "1")
+    monkeypatch.setenv("PIP_RETRIES", "1")
+    before = project.snapshot()
+    project.write("test.in", project.read("test.in") + f"{names.linter}\n")
+
+    lines = _error_lines(project.run("lock"))
+
+    url = os.environ["PIP_INDEX_URL"]
+    assert lines[0] == f"error: the package index {url} could not be reached (timed out)", lines
+    assert project.snapshot() == before
+
+
 def test_a_locked_file_the_index_will_not_serve_is_named_not_called_a_conflict(
     use_index: PackageIndex, project: LockProject, names: Names
 ) -> None:
@@ -203,6 +218,31 @@ def test_a_locked_file_the_index_will_not_serve_is_named_not_called_a_conflict(
     assert "cannot be locked together" not in "\n".join(lines), lines
     assert lines[0] == "error: the index offers no file pip may use for the locked versions:", lines
     assert lines[1].startswith(f"  package {names.alpha}: the locked {names.alpha}==1.0 (requirements/base.txt:"), lines
+    assert lines[2].endswith(f"run: nox -s upgrade -- {names.alpha}"), lines
+
+
+def test_a_locked_version_gone_from_the_index_is_named_not_called_a_conflict(
+    use_index: PackageIndex, project: LockProject, names: Names
+) -> None:
+    use_index.add(names.gone, "1.0")
+    use_index.add(names.needer, "1.0", [f"{names.gone}>=1"])
+    project.write("prod.in", project.read("prod.in") + f"{names.needer}\n")
+    project.lock()
+    use_index.remove(names.gone, "1.0")
+    use_index.add(names.gone, "0.9")
+    project.write("test.in", project.read("test.in") + f"{names.linter}\n")
+
+    lines = _error_lines(project.run("lock"))
+
+    assert lines[:2] == [
+        "error: the index offers no file pip may use for the locked versions:",
+        f"  package {names.gone}: the locked {names.gone}==1.0 (requirements/prod.txt:{_line_of(project, names.gone)}) "
+        "cannot be obtained: the index offers no file of it that pip may use",
+    ], lines
+
+
+def _line_of(project: LockProject, name: str) -> int:
+    return next(n for n, raw in enumerate(project.read("prod.txt").splitlines(), 1) if raw.startswith(name + "=="))
 
 
 # --- 6: Ctrl-C during a lock ---------------------------------------------------------------------
