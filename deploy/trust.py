@@ -18,7 +18,7 @@ def trust(root: Path, env: Environment, ask: Callable[[str], str] | None, say: C
     assert env.known_hosts is not None
     path = root / env.known_hosts
     # A folder (or anything but a file) there is named before any host is asked, not found by the write.
-    exists = path.exists() or path.is_symlink()
+    exists = path.exists()
     if exists:
         check_known_hosts(path, env.name)
     pinned = pinned_keys(path, env.name) if exists else paramiko.HostKeys()

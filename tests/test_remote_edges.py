@@ -89,6 +89,22 @@ def test_a_restart_that_times_out_is_reported_as_the_switch_back_it_was(
         assert log_lines(host, cluster.deploy_path)[-1]["result"] == "switched back"
 
 
+def test_a_health_check_that_times_out_is_reported_as_the_failed_health_check_it_was(
+    staging: DeployProject, cluster: SshCluster
+) -> None:
+    before = reset(staging, cluster)
+    staging.new_version()
+
+    outcome = staging.deploy("--healthcheck", "sleep 60", "--command-timeout", "4")
+
+    assert outcome.code == 1, outcome.output
+    assert "did not finish within" not in outcome.output, outcome.output
+    assert "health check failed (exit 124): timed out after 4" in outcome.output, outcome.output
+    for host in cluster.hosts:
+        assert assert_serving_complete_release(host, cluster.deploy_path) == before
+        assert_unlocked(host, cluster.deploy_path)
+
+
 def test_each_step_waits_for_the_commands_the_agent_may_run_in_it() -> None:
     assert step_budget("switch", {"restart": "x", "timeout": 4}, 4) >= 3 * 4
     assert step_budget("switch", {"restart": None, "timeout": 4}, 4) == 4
