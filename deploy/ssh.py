@@ -224,6 +224,12 @@ class SshTarget(Target):
                 fix=f"if the host was rebuilt, delete its line from {self.known_hosts} and run: "
                 f"invoke trust --env {env}",
             ) from exc
+        except paramiko.PasswordRequiredException as exc:  # before its base class, AuthenticationException
+            identity = Path(self.env.identity or "").expanduser()
+            raise HostError(self.name, f"authentication failed: the identity {identity} is encrypted, and pinship "
+                            "cannot ask for its passphrase (no key from an ssh-agent was accepted either)",
+                            fix=f"add it to your ssh-agent (ssh-add {identity}), or point identity at a key "
+                            "without a passphrase") from exc
         except paramiko.AuthenticationException as exc:
             raise HostError(self.name, f"authentication failed: {inert(str(exc))}",
                             fix="check the user, identity (setting: identity) or your ssh-agent") from exc

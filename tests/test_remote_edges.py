@@ -89,6 +89,23 @@ def test_a_restart_that_times_out_is_reported_as_the_switch_back_it_was(
         assert log_lines(host, cluster.deploy_path)[-1]["result"] == "switched back"
 
 
+def test_a_restart_that_times_out_on_this_machine_is_reported_as_the_switch_back_it_was(
+    staging: DeployProject,
+) -> None:
+    staging.new_version()
+    staging.deploy_ok(env="local")
+    current = staging.root / ".deploy" / "local" / "current"
+    before = current.readlink()
+    staging.new_version()
+
+    outcome = staging.deploy("--restart", "sleep 60", "--command-timeout", "4", env="local")
+
+    assert outcome.code == 1, outcome.output
+    assert "did not finish within" not in outcome.output, outcome.output
+    assert f"restart failed (exit 124), switched back to {before.name}" in outcome.output, outcome.output
+    assert current.readlink() == before
+
+
 def test_a_health_check_that_times_out_is_reported_as_the_failed_health_check_it_was(
     staging: DeployProject, cluster: SshCluster
 ) -> None:
@@ -178,7 +195,8 @@ def test_an_encrypted_identity_is_not_taken_for_a_broken_one(staging: DeployProj
 
     # No agent holds it and no passphrase is given: the hosts refuse the login, as they should.
     assert outcome.code == 1, outcome.output
-    assert "authentication failed" in outcome.output, outcome.output
+    assert f"authentication failed: the identity {key} is encrypted" in outcome.output, outcome.output
+    assert f"fix: add it to your ssh-agent (ssh-add {key})" in outcome.output
     assert "not a private key" not in outcome.output
 
 
