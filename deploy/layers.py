@@ -32,12 +32,15 @@ from deploy.reqfile import (
     requirement_problem,
 )
 
-# The options pip's requirement-file parser takes on a line of their own (pip's req_file.py).
-_FILE_OPTIONS = frozenset({
-    "-i", "--index-url", "--extra-index-url", "--no-index", "-f", "--find-links", "--no-binary",
-    "--only-binary", "--prefer-binary", "--require-hashes", "--pre", "--trusted-host", "--use-feature",
-    "-e", "--editable", "-r", "--requirement", "-c", "--constraint",
-})
+# The options pip's requirement-file parser takes (pip's req_file.py), and whether each takes a value:
+# on a line of their own, and after a requirement on its line.
+_FILE_OPTIONS = {
+    "-i": True, "--index-url": True, "--extra-index-url": True, "--no-index": False, "-f": True,
+    "--find-links": True, "--no-binary": True, "--only-binary": True, "--prefer-binary": False,
+    "--require-hashes": False, "--pre": False, "--trusted-host": True, "--use-feature": True,
+    "-e": True, "--editable": True, "-r": True, "--requirement": True, "-c": True, "--constraint": True,
+}
+_REQUIREMENT_OPTIONS = {"--hash": True, "--config-settings": True, "--global-option": True}
 _SHORT_OPTIONS = ("-i", "-f", "-e", "-r", "-c")
 ALLOW = "add its folder to [tool.deploy] allow-inputs-outside in pyproject.toml"
 
@@ -206,7 +209,7 @@ def _read(layer: Layer, path: Path, by_path: dict[Path, str], scope: _Scope, sta
                 _no_variable(value, line.where(root))
                 scope.check(local_target(value, root), line.where(root), f"'{clip(value)}'")
             if line.text.startswith("-"):
-                _check_option(line, root)
+                _check_options(line, line.text.split(), _FILE_OPTIONS, root)
                 layer.options.append(line)
                 continue
             if (problem := requirement_problem(line.text)) is not None:
@@ -215,6 +218,9 @@ def _read(layer: Layer, path: Path, by_path: dict[Path, str], scope: _Scope, sta
                     fix="write a PEP 508 requirement: NAME, NAME==VERSION, NAME[EXTRA]>=VERSION; MARKER or "
                     "'NAME @ URL' (a local project too: 'NAME @ file:///path')",
                 )
+            words = line.text.split()
+            first_option = next((i for i, word in enumerate(words) if word.startswith("-")), len(words))
+            _check_options(line, words[first_option:], _REQUIREMENT_OPTIONS, root)
             layer.requirements.append(line)
             continue
         _follow(layer, ref, by_path, scope, stack)
@@ -256,24 +262,40 @@ def _follow(layer: Layer, ref: Reference, by_path: dict[Path, str], scope: _Scop
         _read(layer, target, by_path, scope, stack)
 
 
-def _check_option(line: Line, root: Path) -> None:
-    option = line.text.split()[0].split("=")[0]
-    if option[:2] in _SHORT_OPTIONS:
-        option = option[:2]
-    if option not in _FILE_OPTIONS:
-        # pip names no line for an option it does not know: name it here.
-        raise LayerError(
-            f"{line.where(root)}: '{clip(option)}' is not an option pip takes in a requirements file",
-            fix="remove it, or pass pip-compile flags in [tool.deploy] compile-options",
-        )
-    # An editable install has no file to hash: pip-compile writes it without --hash, and the
-    # hash-checking install on every host then refuses the whole lock.
-    if option in ("-e", "--editable"):
-        raise LayerError(
-            f"{line.where(root)}: '{clip(line.text)}': an editable requirement cannot be locked with hashes",
-            fix="drop the -e line (pinship builds and ships the project's own wheel itself), or write "
-            "'NAME @ file:///path' for another local project",
-        )
+def _check_options(line: Line, words: list[str], allowed: dict[str, bool], root: Path) -> None:
+    """Refuse an option pip would reject: pip's own error ("no such option") names no line."""
+    index = 0
+    while index < len(words):
+        word = words[index]
+        option, equals, value = word.partition("=")
+        if option[:2] in _SHORT_OPTIONS and len(option) > 2 and not option.startswith("--"):
+            option, equals, value = option[:2], "=", word[2:]
+        if option not in allowed:
+            kind = "a requirements file" if allowed is _FILE_OPTIONS else "a requirement line"
+            raise LayerError(
+                f"{line.where(root)}: '{clip(option)}' is not an option pip takes in {kind}",
+                fix="remove it, or pass pip-compile flags in [tool.deploy] compile-options",
+            )
+        takes_value = allowed[option]
+        if takes_value and not equals:
+            index += 1
+            value = words[index] if index < len(words) else ""
+        if takes_value and not value:
+            raise LayerError(f"{line.where(root)}: '{clip(option)}' needs a value", fix=f"write {option} VALUE")
+        if not takes_value and equals:
+            raise LayerError(f"{line.where(root)}: '{clip(option)}' takes no value", fix=f"write {option} alone")
+        if option == "--hash" and value.split(":", 1)[0] not in ("sha256", "sha384", "sha512"):
+            raise LayerError(f"{line.where(root)}: '--hash={clip(value)}': pip takes only sha256, sha384 and "
+                             "sha512 hashes", fix="write --hash=sha256:HEX")
+        # An editable install has no file to hash: pip-compile writes it without --hash, and the
+        # hash-checking install on every host then refuses the whole lock.
+        if option in ("-e", "--editable"):
+            raise LayerError(
+                f"{line.where(root)}: '{clip(line.text)}': an editable requirement cannot be locked with hashes",
+                fix="drop the -e line (pinship builds and ships the project's own wheel itself), or write "
+                "'NAME @ file:///path' for another local project",
+            )
+        index += 1
 
 
 def _no_variable(path: str, where: str) -> None:

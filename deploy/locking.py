@@ -292,7 +292,7 @@ def _real_places(output: str, work: Path, graph: LayerGraph) -> str:
 
     folder = re.escape(str(work))
     output = re.sub(rf"from line (?P<line>\d+) of {folder}/(?P<layer>[^\s/)]+)\.in", from_line, output)
-    return output.replace(f"file://{work}", "(the folder of the layer files)").replace(str(work), "requirements")
+    return output.replace(str(work), display(graph.folder, graph.root))
 
 
 def _hide_secrets(message: str, env: Mapping[str, str]) -> str:

@@ -208,8 +208,9 @@ def parse_reference(line: Line) -> Reference | None:
     kind = "c" if match.group(1) in ("-c", "--constraint") else "r"
     written = match.group(2)
     if _is_file_url(written):
-        # pip opens a file: URL as the path it names, not relative to the including file.
-        return Reference(line, kind, Path(unquote(urlsplit(written).path) or "/").resolve(), written)
+        # pip opens a file: URL as the path it names; a relative one is taken like any relative -r.
+        named = Path(unquote(urlsplit(written).path) or ".")
+        return Reference(line, kind, (line.path.parent / named).resolve(), written)
     return Reference(line, kind, (line.path.parent / written).resolve(), written)
 
 

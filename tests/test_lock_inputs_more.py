@@ -92,6 +92,11 @@ def test_a_byte_order_mark_before_a_reference_keeps_the_layer_graph(
         ("{alpha}\ufeff", "it is not a requirement"),
         ("-e .", "an editable requirement cannot be locked with hashes"),
         ("${{PINSHIP_VERSION}}=={alpha}", "it names an environment variable"),
+        ("--no-such-option", "'--no-such-option' is not an option pip takes in a requirements file"),
+        ("{alpha} --bogus", "'--bogus' is not an option pip takes in a requirement line"),
+        ("--index-url", "'--index-url' needs a value"),
+        ("--pre=yes", "'--pre' takes no value"),
+        ("{alpha} --hash=md5:abc", "pip takes only sha256, sha384 and sha512 hashes"),
     ],
 )
 def test_a_line_pip_cannot_lock_is_named_by_its_real_file_and_line(
@@ -127,15 +132,6 @@ def test_a_requirement_file_on_a_web_server_is_refused(project: LockProject) -> 
     assert lines[0].startswith(
         "verify: requirements/base.in:3: -c https://example.com/constraints.txt: pip would download that file"
     ), lines
-
-
-def test_an_unknown_option_is_named_by_the_real_file_and_line(use_index: PackageIndex, project: LockProject) -> None:
-    project.write("test.in", project.read("test.in") + "--no-such-option\n")
-
-    done = project.run("lock")
-
-    output = "\n".join(_error_lines(done))
-    assert "requirements/test.in:3" in output, output
 
 
 # --- 4: only regular files are read -------------------------------------------------------------
