@@ -8,6 +8,7 @@ Each gives one line that says what really happened, naming the file or the host,
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import subprocess
 import tempfile
@@ -146,6 +147,18 @@ def test_a_known_hosts_folder_is_named_as_a_folder(
     assert "invoke trust --env staging" in outcome.output
     assert "does not exist" not in outcome.output
     assert list((staging.root / "pins").iterdir()) == []
+
+
+def test_trust_names_a_known_hosts_pipe_rather_than_waiting_on_it(staging: DeployProject, cluster: SshCluster) -> None:
+    pipe = staging.root / "pins.fifo"
+    pipe.unlink(missing_ok=True)
+    os.mkfifo(pipe)
+    staging.configure(environment_toml("staging", cluster, known_hosts="pins.fifo"))
+
+    outcome = staging.invoke("trust", "--env", "staging", "--yes", timeout=60)
+
+    assert outcome.code == 1, outcome.output
+    assert f"{pipe}, which is a named pipe, not a file" in outcome.output, outcome.output
 
 
 # identity that is no private key
