@@ -14,7 +14,7 @@ from pathlib import Path
 from deploy import audit
 from deploy import config as config_module
 from deploy.errors import DeployError, VerifyFailed
-from deploy.locking import lock
+from deploy.locking import honour_ctrl_c, lock
 from deploy.reqfile import display, unusable_file
 from deploy.scaffold import init
 from deploy.verify import verify
@@ -35,6 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     scaffold = commands.add_parser("init", help="adopt the tool in this project")
     scaffold.add_argument("--force", action="store_true", help="overwrite files that already exist")
     args = parser.parse_args(argv)
+    honour_ctrl_c()
     try:
         return _run(args)
     except VerifyFailed as exc:

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,17 @@ COMPILE_OPTIONS = (
 Log = Callable[[str], None]
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|CREDENTIAL|API_?KEY|AUTH|PRIVATE|SESSION", re.IGNORECASE)
 _PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
+def honour_ctrl_c() -> None:
+    """Make SIGINT raise KeyboardInterrupt even when this process was started with it ignored.
+
+    A script's `cmd &` starts the command with SIGINT ignored, and Python then leaves it so: a
+    `kill -INT` would do nothing, and `lock` would run on to pip's timeouts. Stopping is what the
+    user asked for: the signal is honoured, and the entry point turns KeyboardInterrupt into exit 130.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def options_key(config: Config) -> str:

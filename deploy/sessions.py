@@ -21,8 +21,10 @@ from deploy.reqfile import unusable_file
 @nox.session(python=False)
 def lock(session: nox.Session) -> None:
     """Compile requirements/*.in into hash-pinned .txt locks."""
+    from deploy.locking import honour_ctrl_c
     from deploy.locking import lock as lock_layers
 
+    honour_ctrl_c()
     _guard(session, lambda: lock_layers(config_module.load(), log=session.log))
 
 
@@ -42,7 +44,10 @@ def verify(session: nox.Session) -> None:
 def upgrade(session: nox.Session) -> None:
     """Upgrade the named packages (or all) in every layer: nox -s upgrade -- PKG."""
     from deploy.__main__ import report_changes
+    from deploy.locking import honour_ctrl_c
     from deploy.locking import lock as lock_layers
+
+    honour_ctrl_c()
 
     def run() -> None:
         config = config_module.load()

@@ -258,9 +258,16 @@ def silent_index(monkeypatch: pytest.MonkeyPatch) -> Iterator[socket.socket]:
     server.close()
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# "terminal": Ctrl-C goes to the whole foreground process group. "background": started by a
+# script with `&`, which makes SIGINT ignored, then `kill -INT` sent to the command alone.
+@pytest.mark.parametrize("sent", ["terminal", "background"])
 @pytest.mark.parametrize("how", ["python", "nox"])
 def test_ctrl_c_while_the_index_stalls_stops_the_lock_at_once_and_keeps_the_locks(
-    project: LockProject, names: Names, silent_index: socket.socket, how: str
+    project: LockProject, names: Names, silent_index: socket.socket, how: str, sent: str
 ) -> None:
     before = project.snapshot()
     project.write("test.in", project.read("test.in") + f"{names.linter}\n")
@@ -269,12 +276,11 @@ def test_ctrl_c_while_the_index_stalls_stops_the_lock_at_once_and_keeps_the_lock
         command = [str(Path(sys.executable).parent / "nox"), "--no-venv", "-s", "lock"]
     else:
         command = [sys.executable, "-m", "deploy", "lock"]
-    # A terminal's Ctrl-C goes to the whole foreground process group.
     proc = subprocess.Popen(command, cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_ignore_sigint if sent == "background" else None)
     time.sleep(4)
     started = time.monotonic()
-    os.killpg(proc.pid, signal.SIGINT)
+    (os.killpg if sent == "terminal" else os.kill)(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=30)
 
     assert time.monotonic() - started < 10
