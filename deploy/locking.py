@@ -10,6 +10,7 @@ layer that includes it, and a full lock costs one resolver run.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import re
@@ -18,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,19 +145,36 @@ def lock(
     result.solved = True
     header = _header()
     options = options_key(config)
+    texts: dict[str, tuple[str, int]] = {}
     for name in graph.order:
         layer = graph.layers[name]
         pins = select(graph, name, universe)
         text = render(header, graph.input_digests(name, options), pins)
-        old = existing[name].text if name in existing else None
         result.changes[name] = describe_changes(existing.get(name), pins)
-        if old == text:
+        if name in existing and existing[name].text == text:
             result.unchanged.append(layer.lock)
-            continue
-        _write(layer.lock, text)
-        result.written.append(layer.lock)
-        log(f"wrote {display(layer.lock, config.root)} ({len(pins)} pins)")
+        else:
+            texts[name] = (text, len(pins))
+    # All the new locks, or none: Ctrl-C waits until the last one is in place.
+    with _ctrl_c_deferred():
+        for name, (text, _) in texts.items():
+            _write(graph.layers[name].lock, text)
+            result.written.append(graph.layers[name].lock)
+    for name, (_, count) in texts.items():
+        log(f"wrote {display(graph.layers[name].lock, config.root)} ({count} pins)")
     return result
+
+
+@contextlib.contextmanager
+def _ctrl_c_deferred() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def _write(path: Path, text: str) -> None:
