@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from deploy.config import Environment
+from deploy.errors import HostError
 from deploy.targets import LocalTarget, step_budget
 from tests.deployproject import (
     HEALTHCHECK,
@@ -220,7 +221,7 @@ def test_a_python_setting_the_shell_takes_for_an_option_names_the_setting(tmp_pa
     env = Environment(name="local", path=str(tmp_path / "deploy"), command_timeout=30)
     target = LocalTarget(env, "-y")  # the host's shell: bash -c '-y -I -S -c ...'
 
-    with pytest.raises(Exception) as raised:
+    with pytest.raises(HostError) as raised:
         target.call("probe")
 
     message = str(raised.value)
