@@ -158,7 +158,7 @@ def test_hosts_limits_a_run_to_the_named_hosts(project: DeployProject, cluster: 
 
     wrong = project.deploy("--hosts", "root@127.0.0.99:22")
     assert wrong.code != 0
-    assert "not all of these are hosts of 'staging'" in wrong.output
+    assert "root@127.0.0.99 is not a host of 'staging'" in wrong.output
 
 
 def test_pruning_keeps_the_newest_releases_and_never_current_or_previous(
