@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy.scaffold import TASKS
 from tests.lockproject import LockProject, Names, locked_copy, pins
 from tests.support.pkgindex import PackageIndex
 
@@ -165,6 +166,19 @@ def test_a_fifo_among_the_inputs_or_locks_is_refused_at_once(
         assert time.monotonic() - started < 30
         assert shown in lines[0], lines
     assert path.is_fifo()
+
+
+def test_the_deploy_gate_refuses_a_fifo_layer_at_once(project: LockProject) -> None:
+    (project.root / "tasks.py").write_text(TASKS, encoding="utf-8")
+    os.mkfifo(project.path("extra.in"))
+
+    gate = subprocess.run([str(Path(sys.executable).parent / "invoke"), "deploy", "--env", "local", "--yes"],
+                          cwd=project.root, capture_output=True, text=True, check=False, timeout=60)
+
+    assert gate.returncode != 0
+    assert "requirements/extra.in: is a FIFO, not a regular file" in gate.stdout + gate.stderr
+    assert "Traceback" not in gate.stdout + gate.stderr
+    assert not (project.root / ".deploy" / "local" / "current").exists()
 
 
 # --- 5: an index that cannot serve the locked pins ----------------------------------------------
