@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packaging.requirements import Requirement
+
 from deploy import conflicts
 from deploy.config import Config
 from deploy.errors import LockError
@@ -143,6 +145,7 @@ def lock(
             log(reason)
     universe = solve(config, graph, existing, upgrade=wanted, upgrade_all=upgrade_all, env=env, log=log)
     result.solved = True
+    _check_every_line_locked(graph, universe, log)
     header = _header()
     options = options_key(config)
     texts: dict[str, tuple[str, int]] = {}
@@ -175,6 +178,30 @@ def _ctrl_c_deferred() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _check_every_line_locked(graph: LayerGraph, universe: Mapping[str, Pin], log: Log) -> None:
+    """Every requirement line reaches a pin, or the user hears why: nothing is dropped silently.
+
+    pip-compile leaves out a requirement whose marker excludes this machine (said here, since the
+    hosts may differ), and pins a `name @ URL` in a form a hash-checked layer lock cannot hold.
+    """
+    for name in graph.order:
+        for line in graph.layers[name].requirements:
+            wanted = requirement_name(line.text)
+            if wanted is None or wanted in universe:
+                continue
+            requirement = Requirement(line.text.split(" -")[0])
+            where = line.where(graph.root)
+            if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+                log(f"{where}: {clip(wanted)} is not locked: its marker ({clip(str(requirement.marker))}) excludes "
+                    "this machine, and a lock holds what this machine resolves")
+                continue
+            raise LockError(
+                f"{where}: '{clip(line.text)}' was asked for, but pip-compile locked no version of {clip(wanted)}",
+                fix="write it as a name with a version specifier from the index (a direct URL cannot be pinned "
+                "with ==), then run: nox -s lock",
+            )
 
 
 def _write(path: Path, text: str) -> None:

@@ -114,6 +114,39 @@ def test_a_line_pip_cannot_lock_is_named_by_its_real_file_and_line(
     assert project.snapshot() == before
 
 
+def test_a_requirement_its_marker_excludes_here_is_reported_not_dropped_silently(
+    use_index: PackageIndex, project: LockProject, names: Names
+) -> None:
+    use_index.add(names.winonly, "1.0")
+    project.write("prod.in", project.read("prod.in") + f"{names.winonly}; sys_platform == 'win32'\n")
+
+    done = project.lock()
+
+    assert (
+        f"requirements/prod.in:4: {names.winonly} is not locked: its marker (sys_platform == \"win32\") excludes "
+        "this machine, and a lock holds what this machine resolves"
+    ) in done.stdout.splitlines()
+
+
+def test_a_direct_url_requirement_that_no_lock_can_pin_is_an_error_not_dropped(
+    use_index: PackageIndex, project: LockProject, names: Names
+) -> None:
+    wheel = use_index.add(names.urlonly, "1.0")
+    local = project.root / "wheels" / wheel.name
+    local.parent.mkdir()
+    local.write_bytes(wheel.read_bytes())
+    before = project.snapshot()
+    project.write("prod.in", project.read("prod.in") + f"{names.urlonly} @ {local.as_uri()}\n")
+
+    lines = _error_lines(project.run("lock"))
+
+    assert lines[0] == (
+        f"error: requirements/prod.in:4: '{names.urlonly} @ {local.as_uri()}' was asked for, but pip-compile locked "
+        f"no version of {names.urlonly}"
+    ), lines
+    assert project.snapshot() == before
+
+
 def test_a_requirement_file_given_as_a_file_url_is_confined_like_a_path(project: LockProject) -> None:
     project.write("base.in", project.read("base.in") + "-r file:///etc/passwd\n")
 
