@@ -9,13 +9,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
+
 from deploy.config import Config
 from deploy.errors import DeployError, VerifyFailed
 from deploy.layers import LayerGraph
 from deploy.layers import load as load_layers
 from deploy.lockfile import REGENERATE, LockFile
 from deploy.locking import read_locks, stale_layers
-from deploy.reqfile import clip, display
+from deploy.reqfile import clip, display, requirement_name
 
 FIX = f"run: {REGENERATE}"
 _MACHINE_SPECIFIC = [
@@ -44,11 +46,13 @@ def check(config: Config) -> list[str]:
         # An unreadable input or lock stops the check there: what follows would be about a guess.
         return [str(exc)]
     problems: list[str] = []
-    for reasons in stale_layers(config, graph, locks).values():
+    stale = stale_layers(config, graph, locks)
+    for reasons in stale.values():
         problems += [f"{reason}; {FIX}" for reason in reasons]
     for lock in locks.values():
         problems += _line_problems(config.root, lock)
     problems += _cross_layer(config, graph, locks)
+    problems += _unpinned(config, graph, {name: lock for name, lock in locks.items() if name not in stale})
     return problems
 
 
@@ -115,3 +119,33 @@ def _cross_layer(config: Config, graph: LayerGraph, locks: dict[str, LockFile]) 
                     f"{tested}.in and {FIX}"
                 )
     return problems
+
+
+def _unpinned(config: Config, graph: LayerGraph, locks: dict[str, LockFile]) -> list[str]:
+    """Each requirement line a fresh layer asks for (itself or through -r) is pinned in its lock.
+
+    Digests prove a lock was made from these inputs, not that nothing was lost on the way: a lock
+    written before a reading bug was fixed (a byte-order mark once hid a layer's first package)
+    verifies by its digests and would ship without that package.
+    """
+    problems: list[str] = []
+    for name, lock in locks.items():
+        for member in graph.included(name):
+            for line in graph.layers[member].requirements:
+                wanted = requirement_name(line.text)
+                if wanted is None or wanted in lock.pins or not _applies_here(line.text):
+                    continue
+                problems.append(
+                    f"{display(lock.path, config.root)}: {clip(wanted)} is not pinned, though "
+                    f"{line.where(config.root)} asks for it; {FIX}"
+                )
+    return problems
+
+
+def _applies_here(text: str) -> bool:
+    """Whether a requirement line's marker (if any) holds on this machine, as pip-compile evaluates it."""
+    try:
+        marker = Requirement(text.split(" -")[0]).marker
+    except InvalidRequirement:
+        return True
+    return marker is None or marker.evaluate({"extra": ""})

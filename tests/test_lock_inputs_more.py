@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy.lockfile import parse, render
 from deploy.scaffold import TASKS
 from tests.lockproject import LockProject, Names, locked_copy, pins
 from tests.support.pkgindex import PackageIndex
@@ -81,6 +82,21 @@ def test_a_byte_order_mark_before_a_reference_keeps_the_layer_graph(
     project.lock()
 
     assert set(pins(project.read("prod.txt"))) == {names.alpha, names.beta, names.delta}
+
+
+def test_verify_fails_a_lock_that_lost_a_package_its_layer_asks_for(project: LockProject, names: Names) -> None:
+    # As a lock written while a byte-order mark hid base.in's first line: its digests still match.
+    lock = parse(project.path("base.txt"))
+    kept = [pin for name, pin in lock.pins.items() if name != names.alpha]
+    project.write("base.txt", render(["written without alpha"], lock.inputs, kept))
+
+    done = project.run("verify")
+
+    assert done.returncode == 1
+    assert (
+        f"verify: requirements/base.txt: {names.alpha} is not pinned, though requirements/base.in:2 asks for it; "
+        "run: nox -s lock"
+    ) in done.stderr.splitlines(), done.stderr
 
 
 @pytest.mark.parametrize(
