@@ -61,7 +61,7 @@ def _free_port() -> int:
 # --- 1: a byte-order mark is read as pip reads it; no line is dropped ---------------------------
 
 
-@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-32"])
 def test_a_layer_with_a_byte_order_mark_keeps_every_package_in_its_lock(
     use_index: PackageIndex, project: LockProject, names: Names, encoding: str
 ) -> None:
