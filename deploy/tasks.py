@@ -65,7 +65,7 @@ def _subset(env: Environment, hosts: str) -> tuple[Host, ...]:
     wanted = [Host.parse(spec, "--hosts") for spec in hosts.split(",") if spec.strip()]
     shown = inert(hosts, 200)
     if not wanted:
-        raise Exit(f"--hosts {shown!r}: names no host (give one or more of '{env.name}''s hosts, comma-separated)",
+        raise Exit(f"--hosts {shown!r}: names no host (give one or more hosts of '{env.name}', comma-separated)",
                    code=2)
     def matches(w: Host, h: Host) -> bool:
         return w.hostname == h.hostname and w.port in (22, h.port) and w.user in (None, h.user)
