@@ -23,7 +23,6 @@ import socket
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion
 
 from deploy.layers import LayerGraph
@@ -317,6 +316,8 @@ def _locked_at(graph: LayerGraph, name: str, version: str) -> str | None:
 
 
 def _admits(spec: str, version: str) -> bool:
+    from packaging.requirements import InvalidRequirement, Requirement  # only when explaining a failure
+
     try:
         return Requirement(spec).specifier.contains(version, prereleases=True)
     except (InvalidRequirement, InvalidVersion):

@@ -23,8 +23,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packaging.requirements import Requirement
-
 from deploy import conflicts
 from deploy.config import Config
 from deploy.errors import LockError
@@ -191,6 +189,8 @@ def _check_every_line_locked(graph: LayerGraph, universe: Mapping[str, Pin], log
             wanted = requirement_name(line.text)
             if wanted is None or wanted in universe:
                 continue
+            from packaging.requirements import Requirement  # a missing pin is rare: verify never pays for it
+
             requirement = Requirement(line.text.split(" -")[0])
             where = line.where(graph.root)
             if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from packaging.requirements import InvalidRequirement, Requirement
-
 from deploy.errors import DeployError
 
 # No message quotes more of a file (or of a tool's output) than this many characters of one line:
@@ -260,6 +258,15 @@ def hides_reference(line: Line) -> bool:
     return line.text.startswith("-") and any(_HIDDEN_REFERENCE.match(token) for token in line.text.split())
 
 
+# `name`, `name[extra, …]`, then comparisons with plain release numbers (`>=1.2, <2`): a subset of
+# PEP 508 that packaging always accepts. verify loads every layer, and importing packaging's
+# requirement parser cost it more than the whole check; other lines are parsed by packaging.
+_NAME_508 = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
+_COMPARISON = r"\s*(?:==|!=|>=|<=|>|<)\s*[0-9]+(?:\.[0-9]+)*"
+_PLAIN_REQUIREMENT = re.compile(
+    rf"{_NAME_508}(?:\s*\[\s*{_NAME_508}(?:\s*,\s*{_NAME_508})*\s*\])?(?:{_COMPARISON}(?:\s*,{_COMPARISON})*)?\s*")
+
+
 def requirement_problem(text: str) -> str | None:
     """Why a requirement line (not an option line) is not one pinship can lock; None when it is.
 
@@ -271,8 +278,13 @@ def requirement_problem(text: str) -> str | None:
         return "it names an environment variable, so what pip locks there depends on the machine"
     words = text.split()
     first_option = next((i for i, word in enumerate(words) if word.startswith("-")), len(words))
+    requirement = " ".join(words[:first_option])
+    if _PLAIN_REQUIREMENT.fullmatch(requirement):
+        return None  # the common case, valid PEP 508 by construction: no parser to import
+    from packaging.requirements import InvalidRequirement, Requirement  # ~40 ms: only for the rest
+
     try:
-        Requirement(" ".join(words[:first_option]))
+        Requirement(requirement)
     except InvalidRequirement as exc:
         return f"it is not a requirement ({str(exc).splitlines()[0] if str(exc) else 'invalid'})"
     return None

@@ -9,8 +9,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
-
 from deploy.config import Config
 from deploy.errors import DeployError, VerifyFailed
 from deploy.layers import LayerGraph
@@ -144,6 +142,8 @@ def _unpinned(config: Config, graph: LayerGraph, locks: dict[str, LockFile]) -> 
 
 def _applies_here(text: str) -> bool:
     """Whether a requirement line's marker (if any) holds on this machine, as pip-compile evaluates it."""
+    from packaging.requirements import InvalidRequirement, Requirement  # only for a missing pin: rare
+
     try:
         marker = Requirement(text.split(" -")[0]).marker
     except InvalidRequirement:
