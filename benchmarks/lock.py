@@ -30,11 +30,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deploy import config as config_module
-from deploy.layers import load as load_layers
-from deploy.lockfile import parse
-from deploy.locking import COMPILE_OPTIONS
+from deploy.lock.layers import load as load_layers
+from deploy.lock.lockfile import parse
+from deploy.lock.solve import COMPILE_OPTIONS
+from deploy.lock.verify import check
 from deploy.scaffold import NOXFILE
-from deploy.verify import check
 from tests.support.pipenv import isolated_pip_env
 from tests.support.pkgindex import PackageIndex
 
@@ -187,7 +187,7 @@ class Bench:
     def measure(self, runs: int) -> list[tuple[str, float]]:
         operations: list[tuple[str, Callable[[], None]]] = [
             ("nox -s verify (subprocess)", lambda: self.run([self.nox, "-s", "verify"], self.root)),
-            ("deploy.verify.check (in process)", self.verify_in_process),
+            ("deploy.lock.verify.check (in process)", self.verify_in_process),
             ("nox -s empty (nox's own start-up, the floor)", lambda: self.run([self.nox, "-s", "empty"], self.root)),
             ("nox -s lock, nothing changed", lambda: self.run([self.nox, "-s", "lock"], self.root)),
             ("python -m deploy lock, from scratch", self.full_lock),
@@ -219,7 +219,7 @@ def _print(results: list[tuple[str, float]], runs: int, title: str) -> None:
     anchor = median["anchor: pip-compile each layer into a copy + diff"]
     ratios = [
         ("anchor / nox -s verify", anchor / median["nox -s verify (subprocess)"]),
-        ("anchor / verify in process", anchor / median["deploy.verify.check (in process)"]),
+        ("anchor / verify in process", anchor / median["deploy.lock.verify.check (in process)"]),
         ("anchor / nox -s empty (ceiling)", anchor / median["nox -s empty (nox's own start-up, the floor)"]),
         ("anchor / no-op nox -s lock", anchor / median["nox -s lock, nothing changed"]),
         ("full lock / bare pip-compile", median["python -m deploy lock, from scratch"]

@@ -11,13 +11,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from deploy import audit
 from deploy import config as config_module
 from deploy.errors import DeployError, VerifyFailed
-from deploy.locking import honour_ctrl_c, lock
-from deploy.reqfile import display, unusable_file
+from deploy.lock import audit
+from deploy.lock.reqfile import display, unusable_file
+from deploy.lock.solve import honour_ctrl_c, lock
+from deploy.lock.verify import verify
 from deploy.scaffold import init
-from deploy.verify import verify
 
 
 def main(argv: Sequence[str] | None = None) -> int:

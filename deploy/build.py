@@ -30,11 +30,11 @@ from pyproject_hooks import BuildBackendHookCaller
 
 from deploy.config import Config
 from deploy.errors import DeployError
-from deploy.layers import load as load_layers
-from deploy.lockfile import Pin, parse
+from deploy.lock.layers import load as load_layers
+from deploy.lock.lockfile import Pin, parse
+from deploy.lock.reqfile import canonical, display
+from deploy.lock.verify import deploy_layer
 from deploy.platforms import Interpreter
-from deploy.reqfile import canonical, display
-from deploy.verify import deploy_layer
 
 Log = Callable[[str], None]
 

@@ -30,10 +30,10 @@ from deploy.build import Build, Wheel, check_wheel, is_release_id, prebuild_app
 from deploy.build import build as build_release
 from deploy.config import Config, Environment
 from deploy.errors import DeployError, HostError
+from deploy.lock.verify import verify
 from deploy.platforms import Interpreter, agree
 from deploy.replies import inert
 from deploy.targets import AgentFailure, Target, connect, host_output, start_keeper
-from deploy.verify import verify
 
 Progress = Callable[[str, str], None]
 

@@ -20,12 +20,12 @@ from deploy.config import Config, Environment
 from deploy.engine import Progress, Run, Summary, check_interpreters, dependency_problems, describe_owner, plural
 from deploy.engine import deploy as deploy_release
 from deploy.errors import DeployError, HostError
-from deploy.layers import load as load_layers
-from deploy.lockfile import Pin, parse
+from deploy.lock.layers import load as load_layers
+from deploy.lock.lockfile import Pin, parse
+from deploy.lock.reqfile import canonical
+from deploy.lock.verify import deploy_layer
 from deploy.replies import inert
-from deploy.reqfile import canonical
 from deploy.targets import Target
-from deploy.verify import deploy_layer
 
 
 @dataclass
@@ -219,7 +219,7 @@ def plan(config: Config, env: Environment, progress: Progress) -> tuple[str, boo
     """The dry run: what a deploy would change on each host, and whether it would go ahead.
     Nothing is written, here or there: wheels the local cache lacks are built into a scratch
     folder that is thrown away."""
-    from deploy.verify import verify  # the same gate a deploy has
+    from deploy.lock.verify import verify  # the same gate a deploy has
 
     verify(config)
     run = Run(config, env, "plan", progress)

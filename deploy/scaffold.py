@@ -21,8 +21,8 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 
 from deploy.errors import ConfigError
+from deploy.lock.reqfile import ENV_VARIABLE, clip, read_text
 from deploy.replies import inert
-from deploy.reqfile import ENV_VARIABLE, clip, read_text
 
 NOXFILE = '''"""Nox sessions: lock, verify, upgrade and audit this project's layered requirements."""
 

@@ -15,14 +15,14 @@ import nox
 
 from deploy import config as config_module
 from deploy.errors import DeployError, VerifyFailed
-from deploy.reqfile import unusable_file
+from deploy.lock.reqfile import unusable_file
 
 
 @nox.session(python=False)
 def lock(session: nox.Session) -> None:
     """Compile requirements/*.in into hash-pinned .txt locks."""
-    from deploy.locking import honour_ctrl_c
-    from deploy.locking import lock as lock_layers
+    from deploy.lock.solve import honour_ctrl_c
+    from deploy.lock.solve import lock as lock_layers
 
     honour_ctrl_c()
     _guard(session, lambda: lock_layers(config_module.load(), log=session.log))
@@ -31,7 +31,7 @@ def lock(session: nox.Session) -> None:
 @nox.session(python=False)
 def verify(session: nox.Session) -> None:
     """Check offline that every lock is fresh and consistent."""
-    from deploy.verify import verify as verify_layers
+    from deploy.lock.verify import verify as verify_layers
 
     def run() -> None:
         count = verify_layers(config_module.load())
@@ -44,8 +44,8 @@ def verify(session: nox.Session) -> None:
 def upgrade(session: nox.Session) -> None:
     """Upgrade the named packages (or all) in every layer: nox -s upgrade -- PKG."""
     from deploy.__main__ import report_changes
-    from deploy.locking import honour_ctrl_c
-    from deploy.locking import lock as lock_layers
+    from deploy.lock.solve import honour_ctrl_c
+    from deploy.lock.solve import lock as lock_layers
 
     honour_ctrl_c()
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from deploy.lockfile import parse as parse_lock
+from deploy.lock.lockfile import parse as parse_lock
 from tests.support import pkgindex
 from tests.support.pipenv import isolated_pip_env
 from tests.support.pkgindex import PackageIndex

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.layers import load
+from deploy.lock.layers import load
 
 PYPROJECT = """\
 [project]

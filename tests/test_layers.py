@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from deploy.errors import LayerError
-from deploy.layers import load
-from deploy.reqfile import display
+from deploy.lock.layers import load
+from deploy.lock.reqfile import display
 from tests.lockproject import LockProject, Names
 from tests.support.pkgindex import PackageIndex
 

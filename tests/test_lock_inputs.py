@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy import conflicts
+from deploy.lock import conflicts
 from deploy.scaffold import NOXFILE, TASKS
 from tests.lockproject import PYPROJECT, LockProject, Names, locked_copy, publish
 from tests.support.pkgindex import PackageIndex

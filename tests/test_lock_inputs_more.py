@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.lockfile import parse, render
+from deploy.lock.lockfile import parse, render
 from deploy.scaffold import TASKS
 from tests.lockproject import LockProject, Names, locked_copy, pins
 from tests.support.pkgindex import PackageIndex

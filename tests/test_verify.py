@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from deploy.lock.verify import check
 from deploy.scaffold import NOXFILE
-from deploy.verify import check
 from tests.lockproject import LockProject, Names, locked_copy, publish
 from tests.support.pkgindex import PackageIndex
 

@@ -23,13 +23,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy import conflicts
 from deploy.config import Config
 from deploy.errors import LockError
-from deploy.layers import LayerGraph
-from deploy.layers import load as load_layers
-from deploy.lockfile import REGENERATE, LockFile, Pin, parse, render
-from deploy.reqfile import canonical, clip, display, requirement_name
+from deploy.lock import conflicts
+from deploy.lock.layers import LayerGraph
+from deploy.lock.layers import load as load_layers
+from deploy.lock.lockfile import REGENERATE, LockFile, Pin, parse, render
+from deploy.lock.reqfile import canonical, clip, display, requirement_name
 
 COMPILE_OPTIONS = (
     "--generate-hashes",

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy.reqfile import canonical, clip, display, logical_lines, read_text, requirement_name
+from deploy.lock.reqfile import canonical, clip, display, logical_lines, read_text, requirement_name
 
 REGENERATE = "nox -s lock"
 _INPUT = re.compile(r"^#\s{3}(\S.*?)\s+([0-9a-f]{16})$")

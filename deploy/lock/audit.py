@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from deploy.config import Config
 from deploy.errors import DeployError
-from deploy.layers import load as load_layers
-from deploy.reqfile import clip, display
-from deploy.verify import deploy_layer
+from deploy.lock.layers import load as load_layers
+from deploy.lock.reqfile import clip, display
+from deploy.lock.verify import deploy_layer
 
 FOUND = 1
 COULD_NOT_RUN = 2

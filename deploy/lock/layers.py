@@ -14,7 +14,7 @@ from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
 from deploy.errors import LayerError
-from deploy.reqfile import (
+from deploy.lock.reqfile import (
     ENV_VARIABLE,
     Line,
     Reference,

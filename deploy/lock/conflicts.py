@@ -25,9 +25,9 @@ from urllib.parse import urlsplit
 
 from packaging.version import InvalidVersion
 
-from deploy.layers import LayerGraph
-from deploy.lockfile import parse
-from deploy.reqfile import Line, canonical, clip, display, logical_lines, requirement_name
+from deploy.lock.layers import LayerGraph
+from deploy.lock.lockfile import parse
+from deploy.lock.reqfile import Line, canonical, clip, display, logical_lines, requirement_name
 
 # What pip printed and the message quote: the first lines, each clipped (see reqfile.clip).
 MAX_LINES = 10
