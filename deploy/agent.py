@@ -69,7 +69,7 @@ def is_hex(value, length):
 
 
 def is_release_id(value):
-    """A release id: the first 12 hex digits of its lock's sha256 (deploy/build.py)."""
+    """A release id: the first 12 hex digits of its lock's sha256 (deploy/release/build.py)."""
     return is_hex(value, 12)
 
 

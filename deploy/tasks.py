@@ -20,10 +20,10 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from deploy import config as config_module
-from deploy import engine
 from deploy.config import Environment, Host
 from deploy.errors import DeployError, VerifyFailed
 from deploy.progress import Board
+from deploy.release import engine
 from deploy.replies import inert
 
 _BOARD = Board(sys.stdout)
@@ -181,7 +181,7 @@ def deploy(
     def action() -> engine.Summary | None:
         config, environment = _environment(env, overrides, hosts)
         if dry_run:
-            from deploy import ops
+            from deploy.release import ops
 
             text, goes_ahead = ops.plan(config, environment, progress=_quiet)
             print(text)
@@ -280,7 +280,7 @@ def status(
     c: Context, env: str = "local", hosts: str | None = None, json: bool = False, connect_timeout: float | None = None
 ) -> None:
     """Show each host's live release and any drift; exit non-zero unless all are clean and agree."""
-    from deploy import ops
+    from deploy.release import ops
 
     def action() -> None:
         config, environment = _environment(env, dict(connect_timeout=connect_timeout), hosts)
@@ -312,7 +312,7 @@ def disconnect(c: Context, env: str = "local") -> None:
 @task(auto_shortflags=False, help={"env": COMMON_HELP["env"], "hosts": COMMON_HELP["hosts"]})
 def releases(c: Context, env: str = "local", hosts: str | None = None) -> None:
     """List each host's releases, newest first, marking the live and previous ones."""
-    from deploy import ops
+    from deploy.release import ops
 
     def action() -> None:
         config, environment = _environment(env, {}, hosts)
@@ -336,7 +336,7 @@ def releases(c: Context, env: str = "local", hosts: str | None = None) -> None:
 )
 def promote_(c: Context, from_: str, to: str, yes: bool = False, break_lock: bool = False) -> None:
     """Deploy to one environment the exact release live on another: the same wheels, no rebuild."""
-    from deploy import ops
+    from deploy.release import ops
 
     def action() -> engine.Summary:
         config_module.check_name(from_, "--from")

@@ -356,7 +356,7 @@ def template(factory: pytest.TempPathFactory) -> DeployProject:
             index.add("gamma", "1.0", sdist_only=True)
             index.add("delta", "1.0")
             project = make_project(folder / "app", index.url)
-            warm = [sys.executable, "-c", "import deploy.build as b, deploy.config as c; b.build(c.load())"]
+            warm = [sys.executable, "-c", "import deploy.release.build as b, deploy.config as c; b.build(c.load())"]
             proc = subprocess.run(warm, cwd=project.root, env=project.env, capture_output=True, text=True, check=False)
             assert proc.returncode == 0, proc.stdout + proc.stderr
         project.env = offline_env(project.root)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy import depcheck
+from deploy.release import depcheck
 from deploy.targets import AGENT
 from tests.support.pipenv import isolated_pip_env
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from deploy.build import build
 from deploy.errors import DeployError
-from deploy.platforms import Interpreter, agree
+from deploy.release.build import build
+from deploy.release.platforms import Interpreter, agree
 from tests.lockproject import LockProject, Names
 from tests.support.pkgindex import PackageIndex
 

@@ -25,13 +25,13 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from deploy import depcheck
-from deploy.build import Build, Wheel, check_wheel, is_release_id, prebuild_app
-from deploy.build import build as build_release
 from deploy.config import Config, Environment
 from deploy.errors import DeployError, HostError
 from deploy.lock.verify import verify
-from deploy.platforms import Interpreter, agree
+from deploy.release import depcheck
+from deploy.release.build import Build, Wheel, check_wheel, is_release_id, prebuild_app
+from deploy.release.build import build as build_release
+from deploy.release.platforms import Interpreter, agree
 from deploy.replies import inert
 from deploy.targets import AgentFailure, Target, connect, host_output, start_keeper
 

@@ -14,16 +14,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy.build import Build, Cache, Wheel, file_sha256, wheel_identity
-from deploy.build import build as build_release
 from deploy.config import Config, Environment
-from deploy.engine import Progress, Run, Summary, check_interpreters, dependency_problems, describe_owner, plural
-from deploy.engine import deploy as deploy_release
 from deploy.errors import DeployError, HostError
 from deploy.lock.layers import load as load_layers
 from deploy.lock.lockfile import Pin, parse
 from deploy.lock.reqfile import canonical
 from deploy.lock.verify import deploy_layer
+from deploy.release.build import Build, Cache, Wheel, file_sha256, wheel_identity
+from deploy.release.build import build as build_release
+from deploy.release.engine import (
+    Progress,
+    Run,
+    Summary,
+    check_interpreters,
+    dependency_problems,
+    describe_owner,
+    plural,
+)
+from deploy.release.engine import deploy as deploy_release
 from deploy.replies import inert
 from deploy.targets import Target
 

@@ -34,7 +34,7 @@ from deploy.lock.layers import load as load_layers
 from deploy.lock.lockfile import Pin, parse
 from deploy.lock.reqfile import canonical, display
 from deploy.lock.verify import deploy_layer
-from deploy.platforms import Interpreter
+from deploy.release.platforms import Interpreter
 
 Log = Callable[[str], None]
 
