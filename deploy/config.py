@@ -388,7 +388,9 @@ def _environment(name: str, body: object, root: Path) -> Environment:
 
 
 def _shown(value: object, quote: bool = False) -> str:
-    """A value as an error shows it: inert (no escape codes, no newlines) and at most a line."""
+    """A setting's value as an error shows it: at most a line, and ASCII only. Stricter than
+    render.inert on purpose: settings are names and numbers, where a non-ASCII character (a
+    look-alike letter or digit) is itself what is wrong, so it is shown as its escape."""
     text = str(value)
     plain = text.isprintable() and text.isascii() and text.strip() == text and text
     shown = text if plain and not quote else ascii(text)

@@ -44,8 +44,10 @@ class VerifyFailed(DeployError):
 
 
 class HostError(DeployError):
-    """Something went wrong on one host; the message names it."""
+    """Something went wrong on one host. It keeps its fields: `detail` is what went wrong, without
+    the host; str() names the host, for a reader who sees this one error alone."""
 
-    def __init__(self, host: str, message: str, *, fix: str | None = None) -> None:
-        super().__init__(f"{host}: {message}", fix=fix)
+    def __init__(self, host: str, detail: str, *, fix: str | None = None) -> None:
+        super().__init__(f"{host}: {detail}", fix=fix)
         self.host = host
+        self.detail = detail

@@ -10,7 +10,7 @@ import shutil
 import threading
 from typing import TextIO
 
-from deploy.replies import inert
+from deploy.render import inert
 
 
 class Board:

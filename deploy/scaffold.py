@@ -22,7 +22,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 from deploy.errors import ConfigError
 from deploy.lock.reqfile import ENV_VARIABLE, clip, read_text
-from deploy.replies import inert
+from deploy.render import inert
 
 NOXFILE = '''"""Nox sessions: lock, verify, upgrade and audit this project's layered requirements."""
 

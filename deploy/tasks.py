@@ -24,7 +24,7 @@ from deploy.config import Environment, Host
 from deploy.errors import DeployError, VerifyFailed
 from deploy.progress import Board
 from deploy.release import engine
-from deploy.replies import inert
+from deploy.render import inert
 
 _BOARD = Board(sys.stdout)
 _SETTINGS = config_module.SETTINGS
@@ -260,7 +260,7 @@ def trust(
         config, environment = _environment(env, dict(known_hosts=known_hosts, connect_timeout=connect_timeout), hosts)
         if environment.is_local:
             raise DeployError("the local environment has no hosts to trust", fix="run: invoke trust --env NAME")
-        from deploy import trust as trust_module  # paramiko: only tasks that connect import it
+        from deploy.remote import trust as trust_module  # paramiko: only tasks that connect import it
 
         trust_module.trust(config.root, environment, ask=None if yes else _ask)
 
@@ -301,7 +301,7 @@ def disconnect(c: Context, env: str = "local") -> None:
         if environment.is_local:
             print("the local environment has no connections")
             return
-        from deploy import keeper
+        from deploy.remote import keeper
 
         closed = keeper.disconnect(environment, config.root)
         print(f"closed the connections kept for {env}" if closed else f"no connections are kept for {env}")

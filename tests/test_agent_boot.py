@@ -1,4 +1,4 @@
-"""The agent's loader and bootstrap (deploy/agent_boot.py): the agent is compiled once per deploy
+"""The agent's loader and bootstrap (deploy/agent/boot.py): the agent is compiled once per deploy
 path and interpreter, and a cached copy that is unreadable, or from another agent, is not used."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from deploy.targets import AGENT, AGENT_DIGEST, LOADER, MARK, first_request
+from deploy.remote.bundle import AGENT, AGENT_DIGEST, LOADER, first_request
+from deploy.remote.target import MARK
 
 
 def probe(path: Path) -> dict[str, object]:

@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 
 from deploy.config import load
-from deploy.ssh import SshTarget
-from deploy.targets import AGENT_DIGEST, LOADER, MARK, AgentFailure, first_request
+from deploy.remote.bundle import AGENT_DIGEST, LOADER, first_request
+from deploy.remote.ssh import SshTarget
+from deploy.remote.target import MARK, AgentFailure
 from tests.deployproject import (
     DeployProject,
     assert_serving_complete_release,

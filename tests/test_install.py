@@ -1,4 +1,4 @@
-"""The host agent's own wheel installer (deploy/agent_install.py), judged against real pip.
+"""The host agent's own wheel installer (deploy/agent/install.py), judged against real pip.
 
 The same wheel goes into one venv with `pip install --no-deps` and into another with the agent's
 `make_venv` + `install_wheels`, run the way a host runs them (`python -I -S`, the source as text).
@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from deploy.release import depcheck
-from deploy.targets import AGENT
+from deploy.remote.bundle import AGENT
 from tests.support.pipenv import isolated_pip_env
 
 # The agent exactly as hosts get it (all its parts); run as __main__, it defines and does not serve.

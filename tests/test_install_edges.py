@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.agent_status import INSPECT
+from deploy.agent.status import INSPECT
 from tests.deployproject import make_project
 from tests.support.pkgindex import PackageIndex
 from tests.test_install import SOURCE, TOOL_FILES, agent_install, make_wheel

@@ -1,4 +1,4 @@
-"""Connections and agents kept between runs (deploy/keeper.py), against real sshd hosts.
+"""Connections and agents kept between runs (deploy/remote/keeper.py), against real sshd hosts.
 
 A run with keep-alive leaves a keeper holding each host's SSH connection and agent; the next run
 uses them (the same agent process answers), a host that went away meanwhile is reconnected, new
@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from deploy import keeper
 from deploy.config import Environment
 from deploy.errors import HostError
-from deploy.targets import LOADER
+from deploy.remote import keeper
+from deploy.remote.bundle import LOADER
 from tests.deployproject import (
     APP,
     HEALTHCHECK,

@@ -375,7 +375,7 @@ def test_a_keeper_given_a_keep_alive_that_is_no_time_still_ends_when_unused(tmp_
     folder = Path(tempfile.mkdtemp(prefix="pki-", dir="/tmp"))
     sock = folder / "k.sock"
     try:
-        started = subprocess.Popen([sys.executable, "-m", "deploy.keeper", str(sock), idle],
+        started = subprocess.Popen([sys.executable, "-m", "deploy.remote.keeper", str(sock), idle],
                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             assert started.wait(timeout=10) == 0

@@ -19,7 +19,7 @@ import pytest
 
 from deploy.config import Environment
 from deploy.errors import HostError
-from deploy.targets import LocalTarget, step_budget
+from deploy.remote.target import LocalTarget, step_budget
 from tests.deployproject import (
     HEALTHCHECK,
     DeployProject,

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from deploy import replies
 from deploy.errors import HostError
-from deploy.replies import check, envelope, failure, inert, inert_lines
-from deploy.targets import AGENT
+from deploy.remote import replies
+from deploy.remote.bundle import AGENT
+from deploy.remote.replies import check, envelope, failure
+from deploy.render import inert, inert_lines
 
 HOST = "deploy@app1"
 RELEASE = "0123456789ab"

@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from deploy.errors import DeployError
+from deploy.render import inert
 
 # No message quotes more of a file (or of a tool's output) than this many characters of one line:
 # an input may be /proc/self/environ or a 10 MB line, and messages end up in CI logs.
@@ -51,13 +52,9 @@ class UnreadableInput(DeployError):
 
 
 def clip(text: str, limit: int = SHOWN) -> str:
-    """Text from a file or a tool as a message may show it: one inert line, at most `limit` characters.
-
-    Control characters (newlines, NULs, escape sequences) are shown escaped, so quoted text can
-    neither forge a line of output nor drive the terminal.
-    """
-    shown = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text[:limit])
-    return shown + "…" if len(text) > limit else shown
+    """Text from a file or a tool as a message may show it: one inert line (render.inert, the one
+    rule for all quoted text), at most `limit` characters."""
+    return inert(text, limit)
 
 
 def read_bytes(path: Path, root: Path, *, fix: str | None = None) -> bytes:

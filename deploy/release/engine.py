@@ -32,8 +32,9 @@ from deploy.release import depcheck
 from deploy.release.build import Build, Wheel, check_wheel, is_release_id, prebuild_app
 from deploy.release.build import build as build_release
 from deploy.release.platforms import Interpreter, agree
-from deploy.replies import inert
-from deploy.targets import AgentFailure, Target, connect, host_output, start_keeper
+from deploy.remote.connect import connect, start_keeper
+from deploy.remote.target import AgentFailure, Target, host_output
+from deploy.render import inert
 
 Progress = Callable[[str, str], None]
 

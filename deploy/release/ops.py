@@ -32,8 +32,8 @@ from deploy.release.engine import (
     plural,
 )
 from deploy.release.engine import deploy as deploy_release
-from deploy.replies import inert
-from deploy.targets import Target
+from deploy.remote.target import Target
+from deploy.render import inert
 
 
 @dataclass

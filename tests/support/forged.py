@@ -4,7 +4,7 @@ A broken or compromised host can answer anything. To test what the deploying sid
 that, `forge()` writes an executable script into each host's deploy path and returns its path,
 to be given as the environment's `python` setting. The deploying side runs it exactly as it runs
 an interpreter (`<python> -I -S -c LOADER`, the agent's source in the first request line, see
-deploy/targets.py), over a plain SSH session or through a keeper (keep-alive > 0) alike. The
+deploy/remote/target.py), over a plain SSH session or through a keeper (keep-alive > 0) alike. The
 script loads the real agent from that first request and serves every request with it, except
 the steps it was told to forge on that host:
 

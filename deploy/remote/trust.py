@@ -9,8 +9,8 @@ import paramiko
 
 from deploy.config import Environment
 from deploy.errors import ConfigError, DeployError, HostError
-from deploy.replies import inert
-from deploy.ssh import check_known_hosts, fingerprint, host_key, known_hosts_line, pin_name, pinned_keys
+from deploy.remote.ssh import check_known_hosts, fingerprint, host_key, known_hosts_line, pin_name, pinned_keys
+from deploy.render import inert
 
 
 def trust(root: Path, env: Environment, ask: Callable[[str], str] | None, say: Callable[[str], None] = print) -> int:

@@ -53,17 +53,22 @@ from typing import TYPE_CHECKING, Any
 
 from deploy.config import Environment, Host
 from deploy.errors import DeployError, HostError
-from deploy.replies import inert
-from deploy.targets import AGENT_DIGEST, AgentFailure, Target, step_budget
+from deploy.remote.bundle import AGENT_DIGEST
+from deploy.remote.target import AgentFailure, Target, step_budget
+from deploy.render import inert
 
 if TYPE_CHECKING:
-    from deploy.ssh import SshTarget
+    from deploy.remote.ssh import SshTarget
 
 _SPAWNING = threading.Lock()  # one thread of a deploy starts the keeper; the others wait for it
-_OWN_CODE = hashlib.sha256(
-    "".join(resources.files("deploy").joinpath(name).read_text(encoding="utf-8")
-            for name in ("keeper.py", "targets.py", "ssh.py", "replies.py", "config.py", "errors.py")).encode()
-).hexdigest()
+# The keeper runs this package's code as it was when it started: its socket's name changes with any
+# of it (every module of deploy/remote/, and config.py and errors.py, whose objects cross its wire).
+_OWN_CODE = hashlib.sha256(b"".join(
+    entry.read_bytes()
+    for entry in sorted((*resources.files("deploy.remote").iterdir(), resources.files("deploy") / "config.py",
+                         resources.files("deploy") / "errors.py"), key=lambda entry: entry.name)
+    if entry.name.endswith(".py")
+)).hexdigest()
 
 
 # What a kept connection and its agent depend on; the rest (hosts, health check …) goes with each
@@ -288,7 +293,7 @@ def _start_at(path: Path, idle: float) -> None:
         else:
             with os.fdopen(_open_log(log), "wb") as errors:
                 process = subprocess.Popen(  # this interpreter, this package, fixed arguments
-                    [sys.executable, "-m", "deploy.keeper", str(path), str(idle)],
+                    [sys.executable, "-m", "deploy.remote.keeper", str(path), str(idle)],
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True,
                 )
             ended = process.poll
@@ -527,7 +532,7 @@ class Keeper:
         key = json.dumps(message["host"], sort_keys=True)
         with self.state:
             if key not in self.entries:
-                from deploy.ssh import SshTarget  # the keeper, not the runs, needs paramiko
+                from deploy.remote.ssh import SshTarget  # the keeper, not the runs, needs paramiko
 
                 env = message["env"]
                 env = Environment(**{**env, "hosts": tuple(Host(**h) for h in env["hosts"])})

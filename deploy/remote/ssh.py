@@ -26,8 +26,9 @@ from paramiko.hostkeys import HostKeyEntry
 
 from deploy.config import Environment, Host
 from deploy.errors import ConfigError, HostError
-from deploy.replies import inert
-from deploy.targets import MARK, Target, first_request, identity_file, kind_of, step_budget
+from deploy.remote.bundle import first_request
+from deploy.remote.target import MARK, Target, identity_file, kind_of, step_budget
+from deploy.render import inert
 
 # paramiko logs a failed handshake, traceback and all, from its own thread; the HostError raised
 # for it here says the same once, naming the host.

@@ -1,14 +1,13 @@
-"""Where a deploy runs: this machine (invoke Context), a host over SSH (deploy/ssh.py), or a
-host whose connection a keeper holds between runs (deploy/keeper.py).
+"""Where a deploy runs: this machine (invoke Context), a host over SSH (deploy/remote/ssh.py), or a
+host whose connection a keeper holds between runs (deploy/remote/keeper.py).
 
-All run the same agent (deploy/agent*.py, sent as source). Here, one agent process answers one
+All run the same agent (deploy/agent/*.py, sent as source). Here, one agent process answers one
 request; over SSH, one agent process per host serves every request of a run. This module does not
 import paramiko or Fabric: a run whose connections a keeper holds never needs them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
@@ -18,7 +17,6 @@ import shlex
 import shutil
 import stat
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,30 +25,13 @@ from invoke.exceptions import CommandTimedOut
 
 from deploy.config import Environment
 from deploy.errors import ConfigError, HostError
-from deploy.replies import FIX, check, failure, inert, inert_lines
+from deploy.remote.bundle import LOADER, first_request
+from deploy.remote.replies import FIX, check, failure
+from deploy.render import inert, inert_lines
 
 MARK = "PINSHIP-RESULT:"
 # A shell's complaint about an option it was given (bash, dash, zsh print it so, with exit 2).
 _SHELL_USAGE = re.compile(r"(?im)^\S*sh: .*\b(invalid|illegal|bad) option")
-# Runs the agent from stdin, so nothing has to be installed on a host first.
-# The first request line carries the agent's source; the agent then serves further lines.
-LOADER = (
-    "import sys,json;d=json.loads(sys.stdin.readline());"
-    "exec(compile(d.pop('agent'),'pinship-agent','exec'),{'__name__':'__agent__','REQUEST':d})"
-)
-# Sent as one script: the venv helpers first, then the agent whose last lines run the request.
-AGENT_PARTS = ("agent_venv.py", "agent_install.py", "agent_status.py", "agent.py")
-AGENT = "\n".join(resources.files("deploy").joinpath(name).read_text(encoding="utf-8") for name in AGENT_PARTS)
-AGENT_DIGEST = hashlib.sha256(AGENT.encode()).hexdigest()
-# What the loader runs: it compiles AGENT, or loads the code an earlier run compiled on that host.
-BOOT = resources.files("deploy").joinpath("agent_boot.py").read_text(encoding="utf-8")
-
-
-def first_request() -> dict[str, str]:
-    """What a session's first request carries besides the request: the agent and its loader."""
-    return {"agent": BOOT, "source": AGENT, "digest": AGENT_DIGEST}
-
-
 def _commands(op: str, request: Mapping[str, Any]) -> int:
     """How many commands of the user's the agent may run within one step, each with the request's
     timeout: a switch runs `restart` up to twice (the new release's, then, after a failed one, the
@@ -87,7 +68,7 @@ def step_budget(op: str, request: Mapping[str, Any], command_timeout: float) -> 
 
 def identity_file(env: Environment) -> Path | None:
     """The identity setting's file, checked before anything connects: it exists, is a regular
-    file and can be read. (Whether it holds a private key is for deploy/ssh.py, which has paramiko.)"""
+    file and can be read. (Whether it holds a private key is for deploy/remote/ssh.py, which has paramiko.)"""
     if not env.identity:
         return None
     path = Path(env.identity).expanduser()
@@ -176,7 +157,10 @@ class Target:
 
     def call(self, op: str, **request: Any) -> dict[str, Any]:
         """Ask this place's agent to do `op`; its reply, once checked (everything a host says is
-        untrusted). Subclasses differ only in how a request reaches the agent (`_exchange`)."""
+        untrusted). Subclasses differ only in how a request reaches the agent (`_exchange`).
+        Every request carries the timeout of the commands the agent may run for it: the agent
+        keeps no default of its own, so --command-timeout is the one source of it."""
+        request.setdefault("timeout", self.env.command_timeout)
         return check(self.name, op, self._exchange(op, request))
 
     def _exchange(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
@@ -257,27 +241,3 @@ class LocalTarget(Target):
         Path(remote).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(local, remote)
         self.sent_bytes += local.stat().st_size
-
-
-def start_keeper(env: Environment, root: Path) -> Path | None:
-    """Start the process that keeps this environment's connections between runs (see keeper.py),
-    if it keeps them and none runs yet; return its socket (None: connections are not kept)."""
-    if env.is_local or env.keep_alive <= 0:
-        return None
-    from deploy import keeper
-
-    return keeper.start(env, root)
-
-
-def connect(env: Environment, root: Path, python: str) -> list[Target]:
-    if env.is_local:
-        return [LocalTarget(env, python)]
-    identity_file(env)  # once for the run, before a keeper starts or any host is contacted
-    path = start_keeper(env, root)  # here, on the run's only thread so far, not in a step
-    if path is not None:
-        from deploy.keeper import KeptTarget  # the keeper process holds deploy.ssh's SshTargets
-
-        return [KeptTarget(env, host, root, path) for host in env.hosts]
-    from deploy.ssh import SshTarget  # paramiko and Fabric: imported only by runs that connect
-
-    return [SshTarget(env, host, root) for host in env.hosts]

@@ -1,0 +1,60 @@
+"""Text from outside shown as text only: one rule for every place that prints what a host, a
+file or a tool said.
+
+Whatever of a host's reply, a requirement file, a lock or a setting reaches a terminal or a log goes
+through `inert()` (one line) or `inert_lines()` (an output tail): escape codes, newlines, bidi
+overrides and the like are shown as escapes, so no quoted text can draw a line such as
+"app1: switched" that pinship did not write, or drive the terminal. Stdlib only: the lock side,
+the deploying side and the onboarding script all use it.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# Controls, format characters (bidi overrides and isolates, zero-width ones), line and paragraph
+# separators, and lone surrogates (which cannot even be written out as UTF-8).
+_ESCAPED = {"Cc", "Cf", "Zl", "Zp", "Cs"}
+
+
+def _escape(char: str) -> str:
+    if char in _NAMED:
+        return _NAMED[char]
+    if char.isprintable() or unicodedata.category(char) not in _ESCAPED:
+        return char
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def inert(text: str, limit: int = 300) -> str:
+    """Host text as one line that shows only itself: each control or invisible format character as
+    an escape (\\x1b, \\n, \\u202e), cut to `limit` characters with an ellipsis. It reads no more
+    of `text` than it shows, so a 30 MB line from a host costs what 300 characters do."""
+    pieces: list[str] = []
+    length = 0
+    for char in text:
+        piece = _escape(char)
+        length += len(piece)
+        pieces.append(piece)
+        if length > limit:
+            break
+    else:
+        return "".join(pieces)
+    while pieces and length > limit - 1:  # room for the ellipsis; an escape is never cut in half
+        length -= len(pieces.pop())
+    return "".join(pieces) + "…"
+
+
+def inert_lines(text: str, max_lines: int, limit: int = 300) -> list[str]:
+    """The last `max_lines` lines of a host's output (a restart's or health check's), each inert;
+    the caller indents them. Earlier lines left out are counted in a first line of their own."""
+    tail = text[-max_lines * (limit + 2) * 4 :] if max_lines > 0 else ""
+    lines = tail.splitlines()  # every line break, CR, form feed and U+2028 alike, ends a line
+    while lines and not lines[-1].strip():
+        lines.pop()
+    kept = lines[-max_lines:] if max_lines > 0 else []
+    shown = [inert(line, limit) for line in kept]
+    if len(tail) < len(text) or len(lines) > len(kept):
+        return ["… (earlier output left out)", *shown]
+    return shown
