@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from deploy.lock.layers import load as load_layers
+from deploy.lock.lockfile import parse, render
+from deploy.lock.solve import options_key
 from deploy.lock.verify import check
 from deploy.scaffold import NOXFILE
 from tests.lockproject import LockProject, Names, locked_copy, publish
@@ -217,3 +220,23 @@ def test_nox_s_verify_passes_on_fresh_locks_and_fails_with_the_same_lines(projec
     assert "4 layers fresh and consistent" in fresh.stderr
     assert stale.returncode == 1
     assert "requirements/test.txt is missing; run: nox -s lock" in stale.stderr
+
+
+def test_a_direct_reference_missing_from_a_fresh_looking_lock_fails_verify_naming_its_line(
+    project: LockProject,
+) -> None:
+    # The case: `pinship @ file:///…` in dev.in, dropped from dev.txt by a lock whose
+    # header still matches its inputs; CI then installs test.txt and finds no pinship.
+    wheel = project.root / "wheels" / "pinship-1.0-py3-none-any.whl"
+    project.write("dev.in", project.read("dev.in") + f"pinship @ {wheel.as_uri()}\n")
+    config = project.config()
+    graph = load_layers(config.root, config.requirements)
+    lock = parse(project.path("dev.txt"))
+    digests = graph.input_digests("dev", options_key(config))
+    project.write("dev.txt", render(["written by a lock that dropped the URL"], digests, list(lock.pins.values())))
+
+    problems = failures(project.run("verify"))
+
+    assert problems == [
+        "requirements/dev.txt: pinship is not pinned, though requirements/dev.in:3 asks for it; run: nox -s lock"
+    ]
