@@ -18,6 +18,12 @@ REGENERATE = "nox -s lock"
 _INPUT = re.compile(r"^#\s{3}(\S.*?)\s+([0-9a-f]{16})$")
 _CONTENT = re.compile(r"^# content: sha256:([0-9a-f]{64})$")
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)")
+_HASH = re.compile(r"--hash[= ](\S+)")
+# A pin in any form pip accepts and pip-compile writes: `Name[extras] == version ; marker`.
+_PIP_PIN = re.compile(
+    r"(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*(?:\[[^\]]*\])?\s*"
+    r"==\s*(?P<version>[^\s;*]+)\s*(?:;\s*(?P<marker>.*))?"
+)
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,36 @@ class LockFile:
 
     def body_is_intact(self) -> bool:
         return self.content_digest == content_digest(self.body)
+
+
+@dataclass(frozen=True)
+class PinLine:
+    """One logical lock line as pip reads it: the requirement, its marker and its `--hash` values.
+
+    `parse` insists on the plain `name==version` that pinship writes; this reading also takes what
+    pip-compile writes elsewhere (extras, spaces around `==`, a marker), for a reader that installs
+    from any lock, as scripts/onboard.py does.
+    """
+
+    requirement: str  # the line without its --hash options, as messages quote it
+    hashes: tuple[str, ...]
+    name: str | None = None  # canonical; None when the line is not pinned with ==
+    version: str = ""
+    marker: str | None = None
+
+
+def hashes_of(text: str) -> tuple[str, ...]:
+    """The `--hash` values on a logical lock line, in the order written."""
+    return tuple(_HASH.findall(text))
+
+
+def read_pin_line(text: str) -> PinLine:
+    """Split a logical lock line (not an option line) into requirement, marker and hashes."""
+    requirement = " ".join(_HASH.sub(" ", text).split())
+    match = _PIP_PIN.fullmatch(requirement)
+    if match is None:
+        return PinLine(requirement, hashes_of(text))
+    return PinLine(requirement, hashes_of(text), canonical(match["name"]), match["version"], match["marker"] or None)
 
 
 def content_digest(body: str) -> str:
@@ -116,7 +152,7 @@ def _parse_pins(lock: LockFile, text: str) -> None:
         if match is None or name is None:
             lock.problems.append((line.number, f"'{clip(line.text)}' is not pinned with =="))
             continue
-        hashes = tuple(re.findall(r"--hash[= ](\S+)", line.text))
+        hashes = hashes_of(line.text)
         if not hashes:
             lock.problems.append((line.number, f"{clip(match.group(0))} has no --hash"))
         if name in lock.pins:
