@@ -22,7 +22,7 @@ import pytest
 
 from deploy.config import Environment
 from deploy.errors import HostError
-from deploy.remote import keeper
+from deploy.remote import kept as keeper
 from deploy.remote.bundle import LOADER
 from tests.deployproject import (
     APP,

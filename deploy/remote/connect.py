@@ -7,17 +7,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploy.config import Environment
-from deploy.remote import keeper
-from deploy.remote.keeper import KeptTarget
+from deploy.remote import kept as keeper_client
+from deploy.remote.kept import KeptTarget
 from deploy.remote.target import LocalTarget, Target, identity_file
 
 
 def start_keeper(env: Environment, root: Path) -> Path | None:
-    """Start the process that keeps this environment's connections between runs (see keeper.py),
+    """Start the process that keeps this environment's connections between runs (see kept.py),
     if it keeps them and none runs yet; return its socket (None: connections are not kept)."""
     if env.is_local or env.keep_alive <= 0:
         return None
-    return keeper.start(env, root)
+    return keeper_client.start(env, root)
 
 
 def connect(env: Environment, root: Path, python: str, kept: Path | None = None) -> list[Target]:
