@@ -6,7 +6,9 @@ not list, installs the project editable, checks the locks are fresh, and says wh
 Run it again at any time: it only does what changed, and nothing at all when nothing did.
 
 Standard library only, and importable by old interpreters so that it can tell them they are too
-old rather than fail with a traceback.
+old rather than fail with a traceback. It reads requirement files, locks, specifiers and markers
+with the package's own stdlib-only modules (deploy/lock/), loaded from this checkout: nothing is
+installed yet when it runs.
 """
 
 from __future__ import annotations
@@ -25,6 +27,35 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+# The checkout's own package, ahead of any pinship installed elsewhere. What this imports is stdlib
+# only and parses on Python 3.8 (tests/test_onboard.py checks both), so an old python3 still gets
+# as far as check_python and is told in one line that it is too old.
+CHECKOUT = Path(__file__).resolve().parent.parent
+if sys.path[:1] != [str(CHECKOUT)]:
+    sys.path.insert(0, str(CHECKOUT))
+
+from deploy.errors import DeployError  # noqa: E402
+from deploy.lock.lockfile import REGENERATE, Pin, read_pin_line  # noqa: E402
+from deploy.lock.markers import MarkerError, evaluate_marker, marker_environment  # noqa: E402
+from deploy.lock.reqfile import (  # noqa: E402
+    Line,
+    canonical,
+    clip,
+    hides_reference,
+    logical_lines,
+    parse_reference,
+    read_text,
+)
+from deploy.lock.specifiers import (  # noqa: E402
+    SpecifierError,
+    clause_ok,
+    pad,
+    parse_release,
+    parse_specifier,
+    release_of,
+    satisfies,
+)
 
 LAYER = "dev"
 STAMP = ".onboard-stamp"
@@ -58,86 +89,11 @@ print(json.dumps({"python": ".".join(map(str, sys.version_info[:3])), "dists": d
 """
 
 
-class OnboardError(Exception):
+class OnboardError(DeployError):
     """A problem the user can fix: str() is one line naming the file or command and the fix."""
 
 
-class SpecifierError(ValueError):
-    """A version specifier this script cannot read."""
-
-
-class MarkerError(ValueError):
-    """An environment marker this script cannot evaluate."""
-
-
-# --- versions and specifiers (PEP 440, release segments only) -------------------------------------
-
-_CLAUSE = re.compile(r"\s*(~=|===|==|!=|<=|>=|<|>)\s*(\S+?)\s*")
-_RELEASE = re.compile(r"\d+(?:\.\d+)*")
-
-
-def parse_release(text: str) -> tuple[int, ...] | None:
-    """The numeric release of a version ("3.11.2" -> (3, 11, 2)), or None if it is not one."""
-    if not _RELEASE.fullmatch(text):
-        return None
-    return tuple(int(part) for part in text.split("."))
-
-
-def _release_of(text: str) -> tuple[int, ...]:
-    release = parse_release(text)
-    if release is None:
-        raise SpecifierError(f"{text!r} is not a version")
-    return release
-
-
-def _pad(release: tuple[int, ...], length: int) -> tuple[int, ...]:
-    return release + (0,) * (length - len(release))
-
-
-def parse_specifier(specifier: str) -> list[tuple[str, str]]:
-    """Split ">=3.11, !=3.12.*" into [(">=", "3.11"), ("!=", "3.12.*")]."""
-    clauses = []
-    for text in specifier.split(","):
-        if not text.strip():
-            continue
-        match = _CLAUSE.fullmatch(text)
-        if match is None:
-            raise SpecifierError(f"{text.strip()!r} is not a version specifier")
-        clauses.append((match.group(1), match.group(2)))
-    return clauses
-
-
-def clause_ok(version: tuple[int, ...], op: str, target: str) -> bool:
-    """Whether `version` satisfies the single clause `op target`."""
-    if op == "===":
-        return ".".join(map(str, version)) == target
-    if target.endswith(".*"):
-        if op not in ("==", "!="):
-            raise SpecifierError(f"{op}{target}: a wildcard needs == or !=")
-        prefix = _release_of(target[:-2])
-        matches = _pad(version, len(prefix))[: len(prefix)] == prefix
-        return matches if op == "==" else not matches
-    wanted = _release_of(target)
-    length = max(len(version), len(wanted))
-    mine, theirs = _pad(version, length), _pad(wanted, length)
-    if op == "~=":
-        if len(wanted) < 2:
-            raise SpecifierError(f"~={target}: ~= needs at least two parts, e.g. ~=3.11")
-        return mine >= theirs and mine[: len(wanted) - 1] == wanted[:-1]
-    results = {
-        "==": mine == theirs,
-        "!=": mine != theirs,
-        "<": mine < theirs,
-        "<=": mine <= theirs,
-        ">": mine > theirs,
-        ">=": mine >= theirs,
-    }
-    return results[op]
-
-
-def satisfies(version: tuple[int, ...], specifier: str) -> bool:
-    """Whether `version` satisfies every comma-separated clause of `specifier`."""
-    return all(clause_ok(version, op, target) for op, target in parse_specifier(specifier))
+# --- requires-python: checked before anything else is done --------------------------------------
 
 
 def python_mismatch(version: tuple[int, ...], specifier: str) -> str | None:
@@ -149,10 +105,10 @@ def python_mismatch(version: tuple[int, ...], specifier: str) -> str | None:
         where = f"pyproject.toml requires-python {specifier}"
         if op == "!=":
             return f"Python {running} is excluded by {where}. Run this script with another python"
-        wanted = _release_of(target[:-2] if target.endswith(".*") else target)
-        if _pad(version, len(wanted)) > wanted:
+        wanted = release_of(target[:-2] if target.endswith(".*") else target)
+        if pad(version, len(wanted)) > wanted:
             return f"Python {running} is too new: {where}. Run this script with an older python"
-        suggested = list(_pad(wanted, 2)[:2])
+        suggested = list(pad(wanted, 2)[:2])
         if op == ">":
             suggested[-1] += 1
         command = " ".join(map(shlex.quote, ["python{}.{}".format(*suggested), *sys.argv]))
@@ -161,239 +117,6 @@ def python_mismatch(version: tuple[int, ...], specifier: str) -> str | None:
             f"Run this script with a newer python, e.g. {command}"
         )
     return None
-
-
-# --- environment markers (PEP 508, the variables lock files use) ----------------------------------
-
-_TOKEN = re.compile(
-    r"""\s*(?:('[^']*'|"[^"]*")|(===|==|!=|<=|>=|~=|<|>|\(|\))|([A-Za-z_][\w.]*))"""
-)
-
-
-def marker_environment() -> dict[str, str]:
-    """The marker variables of the running interpreter, which is also the venv's."""
-    return {
-        "python_version": "{}.{}".format(*sys.version_info[:2]),
-        "python_full_version": platform.python_version(),
-        "sys_platform": sys.platform,
-        "os_name": os.name,
-        "platform_system": platform.system(),
-        "platform_machine": platform.machine(),
-        "platform_release": platform.release(),
-        "implementation_name": sys.implementation.name,
-        "platform_python_implementation": platform.python_implementation(),
-    }
-
-
-def _tokenize(marker: str) -> list[str]:
-    tokens, position = [], 0
-    while marker[position:].strip():
-        match = _TOKEN.match(marker, position)
-        if match is None:
-            raise MarkerError(f"cannot read {marker[position:].strip()!r}")
-        tokens.append(match.group(match.lastindex or 0))
-        position = match.end()
-    return tokens
-
-
-class _MarkerParser:
-    """Recursive descent: or := and ("or" and)*; and := atom ("and" atom)*; atom := (or) | x op y"""
-
-    def __init__(self, marker: str, env: dict[str, str]) -> None:
-        self.tokens, self.env, self.position = _tokenize(marker), env, 0
-
-    def parse(self) -> bool:
-        result = self._or()
-        if self.position != len(self.tokens):
-            raise MarkerError(f"unexpected {self.tokens[self.position]!r}")
-        return result
-
-    def _next(self) -> str:
-        if self.position >= len(self.tokens):
-            raise MarkerError("unexpected end")
-        self.position += 1
-        return self.tokens[self.position - 1]
-
-    def _peek(self) -> str | None:
-        return self.tokens[self.position] if self.position < len(self.tokens) else None
-
-    def _or(self) -> bool:
-        results = [self._and()]
-        while self._peek() == "or":
-            self._next()
-            results.append(self._and())
-        return any(results)
-
-    def _and(self) -> bool:
-        results = [self._atom()]
-        while self._peek() == "and":
-            self._next()
-            results.append(self._atom())
-        return all(results)
-
-    def _atom(self) -> bool:
-        if self._peek() == "(":
-            self._next()
-            result = self._or()
-            if self._next() != ")":
-                raise MarkerError("missing )")
-            return result
-        left = self._value()
-        op = self._next()
-        if op == "not" and self._next() == "in":
-            op = "not in"
-        return _compare(left, op, self._value())
-
-    def _value(self) -> str:
-        token = self._next()
-        if token[0] in "'\"":
-            return token[1:-1]
-        if token not in self.env:
-            raise MarkerError(f"unknown variable {token!r}")
-        return self.env[token]
-
-
-def _compare(left: str, op: str, right: str) -> bool:
-    if op in ("in", "not in"):
-        return (left in right) == (op == "in")
-    version = parse_release(left)
-    if version is not None and parse_release(right.removesuffix(".*")) is not None:
-        return clause_ok(version, op, right)
-    if op in ("==", "==="):
-        return left == right
-    if op == "!=":
-        return left != right
-    raise MarkerError(f"cannot compare {left!r} {op} {right!r}")
-
-
-def evaluate_marker(marker: str, env: dict[str, str]) -> bool:
-    """Evaluate a PEP 508 marker; raises MarkerError for what this small evaluator cannot do."""
-    try:
-        return _MarkerParser(marker, env).parse()
-    except SpecifierError as error:
-        raise MarkerError(str(error)) from error
-
-
-# --- the lock file --------------------------------------------------------------------------------
-
-_PIN = re.compile(
-    r"(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*(?:\[[^\]]*\])?\s*"
-    r"==\s*(?P<version>[^\s;*]+)\s*(?:;\s*(?P<marker>.*))?"
-)
-_COMMENT = re.compile(r"(^|\s+)#.*$")
-
-
-def normalize(name: str) -> str:
-    """PEP 503 normalized project name."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-@dataclass(frozen=True)
-class Pin:
-    name: str
-    version: str
-    hashes: tuple[str, ...]
-    line: int
-
-
-@dataclass
-class Lock:
-    path: Path
-    pins: dict[str, Pin]
-    undecided: set[str]  # names behind markers this script could not evaluate: left to pip
-
-
-def _logical_lines(text: str) -> list[tuple[int, str]]:
-    """Comment-free lines with backslash continuations joined, and their first line number."""
-    lines: list[tuple[int, str]] = []
-    parts: list[str] = []
-    start = 0
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = _COMMENT.sub("", raw).rstrip()
-        if not parts:
-            start = number
-        parts.append(line.rstrip("\\"))
-        if not line.endswith("\\"):
-            joined, parts = " ".join(parts).strip(), []
-            if joined:
-                lines.append((start, joined))
-    if " ".join(parts).strip():
-        lines.append((start, " ".join(parts).strip()))
-    return lines
-
-
-def _parse_pin(where: str, number: int, text: str, env: dict[str, str]) -> tuple[Pin, bool | None]:
-    """The pin on one requirement line, and whether its marker applies (None: cannot tell)."""
-    words = text.split()
-    hashes = tuple(w.removeprefix("--hash=") for w in words if w.startswith("--hash="))
-    requirement = " ".join(w for w in words if not w.startswith("--hash="))
-    match = _PIN.fullmatch(requirement)
-    if match is None:
-        raise OnboardError(
-            f"{where}: {requirement!r} is not pinned with ==: regenerate the lock with nox -s lock"
-        )
-    if not hashes:
-        raise OnboardError(
-            f"{where}: {requirement} has no --hash, so it cannot be installed in hash-checking "
-            "mode: regenerate the lock with nox -s lock"
-        )
-    pin = Pin(normalize(match["name"]), match["version"], hashes, number)
-    marker = match["marker"]
-    if not marker:
-        return pin, True
-    try:
-        return pin, evaluate_marker(marker, env)
-    except MarkerError as error:
-        warn(f"{where}: cannot evaluate the marker {marker!r} ({error}): leaving {pin.name} to pip")
-        return pin, None
-
-
-def parse_lock(path: Path, shown: str, env: dict[str, str]) -> Lock:
-    """Read a compiled lock: `name==version [; marker] --hash=...` lines, comments, options."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise OnboardError(
-            f"{shown} not found: generate the locks with nox -s lock "
-            "(before .venv exists: pipx run nox -s lock) and commit them"
-        ) from None
-    lock = Lock(path, {}, set())
-    for number, line in _logical_lines(text):
-        where = f"{shown}:{number}"
-        if line.startswith(("-e", "--editable")):
-            raise OnboardError(
-                f"{where}: editable requirements cannot be hash-checked: "
-                "remove -e lines from the .in file and run nox -s lock"
-            )
-        if line.startswith(("-r", "--requirement", "-c", "--constraint")):
-            raise OnboardError(
-                f"{where}: a compiled lock must be complete on its own, without "
-                "-r or -c: run nox -s lock"
-            )
-        if line.startswith("-"):
-            continue  # index and pip options: pip reads them from the same file
-        pin, applies = _parse_pin(where, number, line, env)
-        if applies is None:
-            lock.undecided.add(pin.name)
-        elif applies:
-            other = lock.pins.get(pin.name)
-            if other and other.version != pin.version:
-                raise OnboardError(
-                    f"{where}: {pin.name} is pinned twice ({other.version} on "
-                    f"line {other.line}, {pin.version} here): run nox -s lock"
-                )
-            lock.pins[pin.name] = pin
-    return lock
-
-
-# --- pyproject.toml -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Project:
-    name: str
-    build_requires: tuple[str, ...]
-    requirements_dir: str
 
 
 def _toml(path: Path) -> dict[str, Any]:
@@ -428,6 +151,94 @@ def check_python(pyproject: Path) -> None:
         raise OnboardError(problem)
 
 
+# --- the lock, as pip installs it on this machine -------------------------------------------------
+
+
+@dataclass
+class Lock:
+    path: Path
+    pins: dict[str, Pin]
+    undecided: set[str]  # names behind markers this script could not evaluate: left to pip
+
+
+def parse_lock(root: Path, name: str, env: dict[str, str]) -> Lock:
+    """Read the compiled lock `root/name` and refuse what hash-checking mode cannot install.
+
+    The lines, names and pins are read by deploy.lock (as verify reads them); what is decided
+    here is this machine's view: which markers hold, and which lines pip could not install.
+    """
+    path = root / name
+    if not path.exists():
+        raise OnboardError(
+            f"{name} not found: generate the locks with nox -s lock "
+            "(before .venv exists: pipx run nox -s lock) and commit them"
+        )
+    text = read_text(path, root, fix=f"regenerate it with {REGENERATE}")
+    lock = Lock(path, {}, set())
+    for line in logical_lines(path, text):
+        where = line.where(root)
+        if line.text.startswith(("-e", "--editable")):
+            raise OnboardError(
+                f"{where}: editable requirements cannot be hash-checked: "
+                f"remove -e lines from the .in file and run {REGENERATE}"
+            )
+        if parse_reference(line) or hides_reference(line):
+            raise OnboardError(
+                f"{where}: a compiled lock must be complete on its own, without "
+                f"-r or -c: run {REGENERATE}"
+            )
+        if line.text.startswith("-"):
+            continue  # index and pip options: pip reads them from the same file
+        pin, applies = _read_pin(where, line, env)
+        if applies is None:
+            lock.undecided.add(pin.name)
+        elif applies:
+            other = lock.pins.get(pin.name)
+            if other and other.version != pin.version:
+                raise OnboardError(
+                    f"{where}: {pin.name} is pinned twice ({other.version} on "
+                    f"line {other.line}, {pin.version} here): run {REGENERATE}"
+                )
+            lock.pins[pin.name] = pin
+    return lock
+
+
+def _read_pin(where: str, line: Line, env: dict[str, str]) -> tuple[Pin, bool | None]:
+    """The pin on one requirement line, and whether its marker applies (None: cannot tell)."""
+    read = read_pin_line(line.text)
+    if read.name is None:
+        raise OnboardError(
+            f"{where}: {clip(read.requirement)!r} is not pinned with ==: "
+            f"regenerate the lock with {REGENERATE}"
+        )
+    if not read.hashes:
+        raise OnboardError(
+            f"{where}: {clip(read.requirement)} has no --hash, so it cannot be installed in "
+            f"hash-checking mode: regenerate the lock with {REGENERATE}"
+        )
+    pin = Pin(read.name, read.version, read.hashes, line=line.number)
+    if read.marker is None:
+        return pin, True
+    try:
+        return pin, evaluate_marker(read.marker, env)
+    except MarkerError as error:
+        warn(
+            f"{where}: cannot evaluate the marker {clip(read.marker)!r} ({error}): "
+            f"leaving {pin.name} to pip"
+        )
+        return pin, None
+
+
+# --- pyproject.toml -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Project:
+    name: str
+    build_requires: tuple[str, ...]
+    requirements_dir: str
+
+
 def read_project(pyproject: Path) -> Project:
     data = _toml(pyproject)
     name = data.get("project", {}).get("name")
@@ -435,7 +246,7 @@ def read_project(pyproject: Path) -> Project:
         raise OnboardError("pyproject.toml has no [project] name: add one")
     build = data.get("build-system", {}).get("requires", DEFAULT_BUILD_REQUIRES)
     folder = data.get("tool", {}).get("deploy", {}).get("requirements", "requirements")
-    return Project(normalize(name), tuple(build), folder)
+    return Project(canonical(name), tuple(build), folder)
 
 
 def check_build_requires(project: Project, lock: Lock, shown: str, env: dict[str, str]) -> None:
@@ -446,7 +257,7 @@ def check_build_requires(project: Project, lock: Lock, shown: str, env: dict[str
         )
         if match is None:
             continue  # pip reports build requirements it cannot read
-        name, spec, marker = normalize(match[1]), match[2], match[3]
+        name, spec, marker = canonical(match[1]), match[2], match[3]
         try:
             if marker and not evaluate_marker(marker, env):
                 continue
@@ -502,7 +313,7 @@ def probe(venv: Path) -> Probe | None:
         return None
     if not isinstance(data, dict):
         return None
-    dists = {normalize(name): version for name, version in data["dists"].items()}
+    dists = {canonical(name): version for name, version in data["dists"].items()}
     return Probe(data["python"], dists)
 
 
@@ -762,7 +573,7 @@ def onboard(root: Path, echo: bool) -> None:
     project = read_project(pyproject)
     env = marker_environment()
     checkout = Checkout(root, f"{project.requirements_dir}/{LAYER}.txt", echo)
-    lock = parse_lock(root / checkout.lock_name, checkout.lock_name, env)
+    lock = parse_lock(root, checkout.lock_name, env)
     check_build_requires(project, lock, checkout.lock_name, env)
     stamp = read_stamp(checkout.venv)
     found = probe(checkout.venv)
@@ -797,8 +608,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         onboard(args.root.resolve(), args.verbose)
-    except OnboardError as error:
-        print(f"onboard: error: {error}", file=sys.stderr)
+    except DeployError as error:  # OnboardError, or the package's (a lock that is not UTF-8)
+        fix = f": {error.fix}" if error.fix else ""
+        print(f"onboard: error: {error.message}{fix}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("onboard: interrupted: run this script again to finish", file=sys.stderr)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import json
-import os
 import re
 import subprocess
 import sys
@@ -16,6 +16,7 @@ from types import ModuleType
 
 import pytest
 
+from deploy.lock import markers, specifiers
 from tests.support.pipenv import isolated_pip_env
 from tests.support.pkgindex import PackageIndex
 
@@ -180,13 +181,13 @@ def _installed(root: Path) -> dict[str, str]:
 def test_specifiers_follow_pep_440(
     version: tuple[int, ...], specifier: str, expected: bool
 ) -> None:
-    assert onboard.satisfies(version, specifier) is expected
+    assert specifiers.satisfies(version, specifier) is expected
 
 
 @pytest.mark.parametrize("specifier", [">=three", "~=3", "<3.*", "3.11", ">=3.11 <4"])
 def test_an_unreadable_specifier_is_an_error(specifier: str) -> None:
-    with pytest.raises(onboard.SpecifierError):
-        onboard.satisfies((3, 11, 7), specifier)
+    with pytest.raises(specifiers.SpecifierError):
+        specifiers.satisfies((3, 11, 7), specifier)
 
 
 def test_a_python_outside_requires_python_is_told_which_way_to_go() -> None:
@@ -232,15 +233,15 @@ def test_too_old_for_requires_python_exits_1_without_a_venv(tmp_path: Path) -> N
     ],
 )
 def test_markers_are_evaluated(marker: str, expected: bool) -> None:
-    assert onboard.evaluate_marker(marker, ENV) is expected
+    assert markers.evaluate_marker(marker, ENV) is expected
 
 
 @pytest.mark.parametrize(
     "marker", ['extra == "tests"', "python_version <", 'python_version ~= "3"', "(os_name"]
 )
 def test_a_marker_it_cannot_evaluate_is_reported(marker: str) -> None:
-    with pytest.raises(onboard.MarkerError):
-        onboard.evaluate_marker(marker, ENV)
+    with pytest.raises(markers.MarkerError):
+        markers.evaluate_marker(marker, ENV)
 
 
 def test_the_lock_is_read_like_pip_compile_writes_it(
@@ -275,7 +276,7 @@ def test_the_lock_is_read_like_pip_compile_writes_it(
             """
         )
     )
-    parsed = onboard.parse_lock(lock, "dev.txt", ENV)
+    parsed = onboard.parse_lock(tmp_path, "dev.txt", ENV)
     assert {name: pin.version for name, pin in parsed.pins.items()} == {
         "click": "8.1.7",
         "zope-interface": "6.0",
@@ -306,7 +307,34 @@ def test_a_lock_line_that_cannot_be_hash_checked_is_named(
 ) -> None:
     (tmp_path / "dev.txt").write_text(text)
     with pytest.raises(onboard.OnboardError, match="^" + re.escape(message)):
-        onboard.parse_lock(tmp_path / "dev.txt", "dev.txt", ENV)
+        onboard.parse_lock(tmp_path, "dev.txt", ENV)
+
+
+@pytest.mark.parametrize("line", ["-rbase.txt", "--req base.txt", "--constraint=c.txt"])
+def test_a_lock_that_makes_pip_read_another_file_in_any_spelling_is_refused(
+    tmp_path: Path, line: str
+) -> None:
+    (tmp_path / "dev.txt").write_text(f"a==1 --hash=sha256:aa\n{line}\n")
+    with pytest.raises(onboard.OnboardError, match=r"^dev\.txt:2: a compiled lock must be complete"):
+        onboard.parse_lock(tmp_path, "dev.txt", ENV)
+
+
+def test_a_lock_saved_with_a_byte_order_mark_is_read_as_pip_reads_it(tmp_path: Path) -> None:
+    (tmp_path / "dev.txt").write_bytes(
+        "# generated\na==1 --hash=sha256:aa\n".encode("utf-8-sig")
+    )
+    assert list(onboard.parse_lock(tmp_path, "dev.txt", ENV).pins) == ["a"]
+
+
+def test_a_lock_that_is_not_utf8_is_one_line_naming_the_file_and_the_fix(tmp_path: Path) -> None:
+    root = _project(tmp_path / "app")
+    (root / LOCK).write_bytes(b"# caf\xe9\na==1 --hash=sha256:aa\n")
+    done = _run(root)
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"onboard: error: {LOCK}:1: is not UTF-8 (byte 0xe9 at offset 5); pip and pinship read "
+        "requirement files as UTF-8: regenerate it with nox -s lock\n"
+    )
 
 
 def test_a_missing_lock_says_to_run_nox_lock(tmp_path: Path) -> None:
@@ -501,18 +529,39 @@ def test_pip_failures_are_explained_in_one_line() -> None:
     assert explain("ERROR: Some other failure", LOCK) is None
 
 
-def test_the_script_uses_only_the_standard_library() -> None:
+def _loaded_by_the_script(cwd: Path) -> dict[str, str]:
+    """Module -> file of everything outside the standard library that importing the script loads,
+    under -I -S: no site-packages, no PYTHONPATH, as on a machine where nothing is installed."""
     code = (
-        "import sys; sys.path.insert(0, 'scripts'); before = set(sys.modules); import onboard; "
-        "print(sorted(m for m in set(sys.modules) - before "
-        "if m.split('.')[0] not in sys.stdlib_module_names and m != 'onboard'))"
+        "import json, sys; sys.path.insert(0, sys.argv[1]); before = set(sys.modules); "
+        "import onboard; "
+        "print(json.dumps({m: getattr(sys.modules[m], '__file__', None) or '' "
+        "for m in set(sys.modules) - before "
+        "if m.split('.')[0] not in sys.stdlib_module_names and m != 'onboard'}))"
     )
     done = subprocess.run(
-        [sys.executable, "-I", "-c", code],
-        cwd=SCRIPT.parent.parent,
+        [sys.executable, "-I", "-S", "-c", code, str(SCRIPT.parent)],
+        cwd=cwd,
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": ""},
         check=True,
     )
-    assert done.stdout.strip() == "[]"
+    return dict(json.loads(done.stdout))
+
+
+def test_the_script_loads_only_the_standard_library_and_the_checkouts_own_readers(
+    tmp_path: Path,
+) -> None:
+    loaded = _loaded_by_the_script(tmp_path)
+    checkout = SCRIPT.parent.parent
+    assert {"deploy.lock.reqfile", "deploy.lock.lockfile"} <= set(loaded)
+    assert all(name == "deploy" or name.startswith("deploy.") for name in loaded), sorted(loaded)
+    assert all(Path(file).is_relative_to(checkout / "deploy") for file in loaded.values())
+
+
+def test_what_the_script_loads_parses_as_python_3_8_so_old_pythons_hear_they_are_too_old(
+    tmp_path: Path,
+) -> None:
+    files = [SCRIPT, *map(Path, _loaded_by_the_script(tmp_path).values())]
+    for file in files:
+        ast.parse(file.read_text(encoding="utf-8"), str(file), feature_version=(3, 8))
