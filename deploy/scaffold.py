@@ -9,7 +9,6 @@ written outside the project or through a symlink.
 from __future__ import annotations
 
 import os
-import re
 import stat
 import sys
 import tomllib
@@ -18,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from packaging.requirements import InvalidRequirement, Requirement
-
+from deploy.adopt import sources
+from deploy.adopt.entries import Adoption
 from deploy.errors import ConfigError
-from deploy.lock.reqfile import ENV_VARIABLE, clip, read_text
+from deploy.lock.reqfile import clip, read_text
 from deploy.render import inert
 
 NOXFILE = '''"""Nox sessions: lock, verify, upgrade and audit this project's layered requirements."""
@@ -40,12 +39,12 @@ ns = namespace
 '''
 
 LAYERS = {
-    "base.in": "# What the application needs to run, everywhere. Compiled by `nox -s lock`.\n",
-    "prod.in": "# The deploy layer: what ships to servers (base plus server-only packages).\n-r base.in\n",
-    "test.in": "# What CI installs: exactly what ships, plus the test tools.\n-r prod.in\npytest\n",
-    "dev.in": "# A developer's machine: everything CI has, plus the tools that lock and deploy.\n"
-    "-r test.in\npinship\n",
+    "base": "# What the application needs to run, everywhere. Compiled by `nox -s lock`.\n",
+    "prod": "# The deploy layer: what ships to servers (base plus server-only packages).\n-r base.in\n",
+    "test": "# What CI installs: exactly what ships, plus the test tools.\n-r prod.in\n",
+    "dev": "# A developer's machine: everything CI has, plus the tools that lock and deploy.\n-r test.in\n",
 }
+TOP = "dev"  # the layer that includes every other: its lock is seeded with the adopted versions
 
 TOOL_TABLE = '''
 [tool.deploy]
@@ -64,19 +63,6 @@ deploy-layer = "prod"           # the layer installed on servers
 '''
 
 
-# pip reads a requirements file line by line and gives some text on a line a meaning of its own:
-# a token starting with '-' is an option (`--index-url`, `-r`), ' #' starts a comment, a trailing
-# backslash joins the next line and ${NAME} is replaced from the environment. packaging accepts
-# all of these inside a marker's quoted string or a URL, so each is refused on its own.
-_PIP_SYNTAX = (
-    (re.compile(r"(?:^|\s)-"), "a word starting with '-' is a pip option there"),
-    (re.compile(r"(?:^|\s)#"), "' #' starts a comment there"),
-    (re.compile(r"\\$"), "a trailing backslash joins the next line there"),
-    (ENV_VARIABLE, "pip replaces ${NAME} with an environment variable there"),
-)
-# Sources init does not translate yet (issue 13): named loudly rather than dropped.
-_REQUIREMENTS_TXT = re.compile(r"requirements[\w.-]*\.txt")
-
 Say = Callable[[str], object]
 
 
@@ -89,33 +75,38 @@ class _Write:
     replace: bool  # --force over an existing file or symlink: the link itself is replaced, never its target
 
 
-def init(root: Path, *, force: bool = False, say: Say = print, warn: Say | None = None) -> list[Path]:
-    """Write the adoption files into `root`; return the ones written."""
+def init(root: Path, *, force: bool = False, source: Path | None = None, say: Say = print,
+         warn: Say | None = None) -> list[Path]:
+    """Write the adoption files into `root`; return the ones written.
+
+    `source` is the requirements file to adopt (`--from`); without it the project's own
+    declaration is read, or a lone requirements.txt.
+    """
     warn = warn or (lambda line: print(line, file=sys.stderr))
     root = root.absolute()
     pyproject = root / "pyproject.toml"
-    if not pyproject.is_file():
-        raise ConfigError(
-            f"{pyproject} does not exist: init adopts an existing Python project",
-            fix="create a pyproject.toml with a [project] table first (name, version, dependencies)",
-        )
-    text = read_text(pyproject, root)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"pyproject.toml: {clip(str(exc))}", fix="correct that line of pyproject.toml") from None
-    project = _table(data, "project", "[project]")
-    tool = _table(data, "tool", "[tool]")
+    text = read_text(pyproject, root) if pyproject.is_file() else None
+    data: dict[str, Any] | None = None
+    if text is not None:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"pyproject.toml: {clip(str(exc))}", fix="correct that line of pyproject.toml") from None
+        _table(data, "project", "[project]")
+    tool = _table(data or {}, "tool", "[tool]")
     folder = _requirements_folder(root, tool)
-    base = LAYERS["base.in"] + "".join(f"{dep}\n" for dep in _dependencies(project))
-    layers = {"base.in": base, **{name: body for name, body in LAYERS.items() if name != "base.in"}}
+    adoption = sources.read(root, data, None if source is None else (root / source))
     planned = [(root / "noxfile.py", NOXFILE), (root / "tasks.py", TASKS)]
-    planned += [(folder / name, body) for name, body in layers.items()]
+    planned += [(folder / f"{name}.in", body) for name, body in _layers(adoption).items()]
+    if adoption.preferences:
+        planned.append((folder / f"{TOP}.txt", _seed(adoption)))
     actions = [_plan(root, path, body, force) for path, body in planned]
-    append = "deploy" not in tool
+    if text is None:
+        actions.insert(0, _plan(root, pyproject, (adoption.pyproject or "") + TOOL_TABLE, force))
+    append = text is not None and "deploy" not in tool
     if append:
+        assert text is not None
         _check_appendable(pyproject, text)
-    unadopted = _unadopted(root, data, project, tool)
 
     written: list[Path] = []
     for action in actions:
@@ -130,12 +121,46 @@ def init(root: Path, *, force: bool = False, say: Say = print, warn: Say | None 
             handle.write(TOOL_TABLE)
         written.append(pyproject)
         say("added [tool.deploy] to pyproject.toml")
-    else:
+    elif text is not None:
         say("kept pyproject.toml [tool.deploy] (already there)")
-    for source, layer in unadopted:
-        warn(f"warning: not adopted: {source}; add it to {_shown(folder / layer, root)} by hand")
+    for told in adoption.told:
+        say(f"  {_shown(folder, root)}/{told}")
+    if adoption.preferences:
+        say(f"  {_shown(folder, root)}/{TOP}.txt: the {len(adoption.preferences)} versions of "
+            f"{adoption.preferred_from}, which the first lock keeps where the layers allow")
+    for what, layer in adoption.unadopted:
+        warn(f"warning: not adopted: {what}; add it to {_shown(folder / layer, root)} by hand")
     say(f"next: nox -s lock, then commit {_shown(folder, root)}/*.in and *.txt")
     return written
+
+
+def _layers(adoption: Adoption) -> dict[str, str]:
+    """Each layer's text: its header, then what was adopted for it (test.in keeps pytest by default)."""
+    texts: dict[str, str] = {}
+    for name, header in LAYERS.items():
+        lines = adoption.layers.get(name, [])
+        if name == "test" and not lines:
+            lines = ["pytest"]
+        if name == "dev":
+            lines = [*lines, *(["pinship"] if "pinship" not in lines else [])]
+        texts[name] = header + "".join(f"{line}\n" for line in lines)
+    for name, lines in adoption.layers.items():
+        if name not in texts:
+            texts[name] = (f"# The {name} group: compiled by `nox -s lock`; not shipped unless prod.in includes "
+                           "it.\n-r base.in\n" + "".join(f"{line}\n" for line in lines))
+    return texts
+
+
+def _seed(adoption: Adoption) -> str:
+    """The top layer's lock, seeded with today's versions: pip-compile keeps a pin it finds in its
+    output file wherever the inputs allow, so the first lock moves nothing it need not move."""
+    lines = [
+        f"# The versions {adoption.preferred_from} pinned, written by `python -m deploy init` (no hashes yet).",
+        "# The first `nox -s lock` keeps each where the layers allow, says which it could not keep,",
+        "# and replaces this file with the real lock.",
+    ]
+    lines += [f"{name}=={version}" for name, version in sorted(adoption.preferences.items())]
+    return "\n".join(lines) + "\n"
 
 
 def _table(data: dict[str, Any], key: str, name: str) -> dict[str, Any]:
@@ -149,36 +174,6 @@ def _table(data: dict[str, Any], key: str, name: str) -> dict[str, Any]:
 def _type(value: object) -> str:
     names = {str: "a string", bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "a table"}
     return names.get(type(value), type(value).__name__)
-
-
-def _dependencies(project: dict[str, Any]) -> list[str]:
-    """[project] dependencies, each checked to be one requirement pip will read exactly as written."""
-    dependencies = project.get("dependencies", [])
-    fix = 'list one PEP 508 requirement per string, e.g. dependencies = ["requests>=2.31"]'
-    if not isinstance(dependencies, list):
-        raise ConfigError(
-            f"pyproject.toml: [project] dependencies must be a list of strings, not {_type(dependencies)}", fix=fix)
-    checked: list[str] = []
-    for number, entry in enumerate(dependencies):
-        where = f"pyproject.toml: [project] dependencies[{number}]"
-        if not isinstance(entry, str):
-            raise ConfigError(f"{where} is {_type(entry)}, not a string", fix=fix)
-        shown = f"{where} \"{inert(entry, 120)}\""
-        if not entry.isprintable():  # a line break, a NUL or an escape sequence: never one line of base.in
-            raise ConfigError(f"{shown} holds a line break or control character: not one requirement", fix=fix)
-        try:
-            requirement = Requirement(entry)
-        except InvalidRequirement:
-            raise ConfigError(f"{shown} is not a PEP 508 requirement", fix=fix) from None
-        for pattern, why in _PIP_SYNTAX:
-            if pattern.search(entry.strip()):
-                raise ConfigError(f"{shown} would not be read by pip as written ({why})",
-                                  fix="write the requirement alone; pip options and indexes go in [tool.deploy] "
-                                  "compile-options")
-        # A URL is written as `name @ url`, the one spelling of it that every reader of .in files
-        # (pip's, and the lock's check that inputs stay in the project) takes for a URL.
-        checked.append(str(requirement) if requirement.url else entry.strip())
-    return checked
 
 
 def _requirements_folder(root: Path, tool: dict[str, Any]) -> Path:
@@ -241,46 +236,6 @@ def _check_appendable(pyproject: Path, text: str) -> None:
     except tomllib.TOMLDecodeError:
         raise ConfigError("pyproject.toml: a [tool.deploy] table cannot be appended to it (e.g. [tool] is an inline "
                           "table)", fix="add [tool.deploy] with requirements = \"requirements\" by hand") from None
-
-
-def _unadopted(root: Path, data: dict[str, Any], project: dict[str, Any], tool: dict[str, Any]
-               ) -> list[tuple[str, str]]:
-    """Requirement sources init cannot translate yet (issue 13), each with the layer it suggests."""
-    found: list[tuple[str, str]] = []
-
-    def names(value: object) -> list[str]:
-        return [str(key) for key in value] if isinstance(value, dict) else []
-
-    def layer(name: str) -> str:
-        return f"{name}.in" if f"{name}.in" in LAYERS else "<layer>.in"
-
-    dynamic = project.get("dynamic")
-    for key, suggested in (("dependencies", "base.in"), ("optional-dependencies", "<layer>.in")):
-        if isinstance(dynamic, list) and key in dynamic:  # the build backend reads them, e.g. from a file
-            found.append((f"[project] {key} (listed in dynamic, so read by the build backend)", suggested))
-    for extra in names(project.get("optional-dependencies")):
-        found.append((f'[project.optional-dependencies] "{inert(extra, 80)}"', layer(extra)))
-    for group in names(data.get("dependency-groups")):
-        found.append((f'[dependency-groups] "{inert(group, 80)}"', layer(group)))
-    poetry = tool.get("poetry")
-    if isinstance(poetry, dict):
-        if set(names(poetry.get("dependencies"))) - {"python"}:  # `python` is the interpreter, not a package
-            found.append(("[tool.poetry.dependencies]", "base.in"))
-        if poetry.get("dev-dependencies"):
-            found.append(("[tool.poetry.dev-dependencies]", "dev.in"))
-        groups = poetry.get("group")
-        for group in names(groups):
-            body = groups[group] if isinstance(groups, dict) else None
-            if isinstance(body, dict) and body.get("dependencies"):
-                found.append((f'[tool.poetry.group."{inert(group, 80)}".dependencies]', layer(group)))
-    for name in ("uv", "pdm"):
-        table = tool.get(name)
-        if isinstance(table, dict) and table.get("dev-dependencies"):
-            found.append((f"[tool.{name}] dev-dependencies", "dev.in"))
-    for entry in sorted(os.listdir(root)):
-        if _REQUIREMENTS_TXT.fullmatch(entry):
-            found.append((entry, "base.in" if entry == "requirements.txt" else "<layer>.in"))
-    return found
 
 
 def _no_follow(path: str, flags: int) -> int:

@@ -340,10 +340,8 @@ def test_a_configured_folder_outside_the_project_is_refused(tmp_path: Path, fold
     only_pyproject_is_left(root, text)
 
 
-def test_sources_init_cannot_adopt_yet_are_named_in_a_warning(tmp_path: Path) -> None:
+def test_sources_init_does_not_read_are_named_in_a_warning(tmp_path: Path) -> None:
     text = PYPROJECT + (
-        '[project.optional-dependencies]\ntest = ["pytest"]\nweb = ["flask"]\n'
-        '[dependency-groups]\ndev = ["ruff"]\n'
         '[tool.poetry.dependencies]\npython = "^3.8"\nalpha = "^1.0"\n'
         '[tool.poetry.group.docs.dependencies]\nsphinx = "*"\n'
     )
@@ -354,12 +352,10 @@ def test_sources_init_cannot_adopt_yet_are_named_in_a_warning(tmp_path: Path) ->
 
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines() == [
-        'warning: not adopted: [project.optional-dependencies] "test"; add it to requirements/test.in by hand',
-        'warning: not adopted: [project.optional-dependencies] "web"; add it to requirements/<layer>.in by hand',
-        'warning: not adopted: [dependency-groups] "dev"; add it to requirements/dev.in by hand',
         "warning: not adopted: [tool.poetry.dependencies]; add it to requirements/base.in by hand",
         'warning: not adopted: [tool.poetry.group."docs".dependencies]; add it to requirements/<layer>.in by hand',
-        "warning: not adopted: requirements.txt; add it to requirements/base.in by hand",
+        "warning: not adopted: requirements.txt (adopt it with: python -m deploy init --from requirements.txt); "
+        "add it to requirements/base.in by hand",
     ]
 
 

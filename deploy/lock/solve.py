@@ -266,7 +266,8 @@ def solve(
             lines = [line.text for line in layer.options + layer.requirements]
             lines += [f"-c {path}" for path in layer.external_constraints]
             (work / f"{name}.in").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        (work / "all.in").write_text("".join(f"-r {name}.in\n" for name in graph.order), encoding="utf-8")
+        # Not `all.in`: a layer may be called `all` (init names one after an extra such as `all`).
+        (work / "layers.union").write_text("".join(f"-r {name}.in\n" for name in graph.order), encoding="utf-8")
         if not upgrade_all:
             # The existing pins (with hashes) are pip-compile's preferences: nothing moves unless
             # an input demands it or an upgrade is asked for, and known hashes are reused.
@@ -274,7 +275,7 @@ def solve(
             (work / "all.txt").write_text("\n".join(_pin_lines(preferred)) + "\n", encoding="utf-8")
         command = [sys.executable, "-m", "piptools", "compile", *COMPILE_OPTIONS, *config.compile_options]
         # -v: pip explains a conflict ("The conflict is caused by: …") only at that verbosity.
-        command += ["--annotation-style=line", "--no-header", "-v", "-o", "all.txt", "all.in"]
+        command += ["--annotation-style=line", "--no-header", "-v", "-o", "all.txt", "layers.union"]
         command += [arg for name in upgrade for arg in ("--upgrade-package", name)]
         if upgrade_all:
             command.append("--upgrade")

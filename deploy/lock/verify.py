@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from deploy.adopt import drift
 from deploy.config import Config
 from deploy.errors import DeployError, VerifyFailed
 from deploy.lock.layers import LayerGraph
@@ -51,6 +52,8 @@ def check(config: Config) -> list[str]:
         problems += _line_problems(config.root, lock)
     problems += _cross_layer(config, graph, locks)
     problems += _unpinned(config, graph, {name: lock for name, lock in locks.items() if name not in stale})
+    if "base" in graph.layers:  # [project] dependencies is the one source of the base layer
+        problems += drift.check(config.root, graph.layers["base"].requirements)
     return problems
 
 

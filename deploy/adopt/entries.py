@@ -1,0 +1,101 @@
+"""What init takes from a project: requirement lines per layer, where each came from, and the
+versions the project runs today (kept as the first lock's preferences)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from packaging.requirements import InvalidRequirement, Requirement
+
+from deploy.errors import ConfigError
+from deploy.lock.reqfile import ENV_VARIABLE, canonical
+from deploy.render import inert
+
+# The layers init always writes, bottom up; a group of another name becomes a layer of its own.
+LAYERS = ("base", "prod", "test", "dev")
+_TEST = {"test", "tests", "testing", "ci", "check", "checks"}
+_DEV = {"dev", "develop", "development", "lint", "linting", "linters", "typing", "types", "typecheck", "mypy",
+        "docs", "doc", "style", "format", "fmt", "tools", "quality", "pre-commit"}
+_LAYER_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
+
+# pip reads a requirements file line by line and gives some text on a line a meaning of its own:
+# a token starting with '-' is an option (`--index-url`, `-r`), ' #' starts a comment, a trailing
+# backslash joins the next line and ${NAME} is replaced from the environment. packaging accepts
+# all of these inside a marker's quoted string or a URL, so each is refused on its own.
+_PIP_SYNTAX = (
+    (re.compile(r"(?:^|\s)-"), "a word starting with '-' is a pip option there"),
+    (re.compile(r"(?:^|\s)#"), "' #' starts a comment there"),
+    (re.compile(r"\\$"), "a trailing backslash joins the next line there"),
+    (ENV_VARIABLE, "pip replaces ${NAME} with an environment variable there"),
+)
+
+
+@dataclass
+class Adoption:
+    """Everything init read, decided before anything is written."""
+
+    layers: dict[str, list[str]] = field(default_factory=dict)
+    # What the output says went where: one "layer: source: names" line per source.
+    told: list[str] = field(default_factory=list)
+    # What init could not translate: (what, the layer file it suggests), each a loud warning.
+    unadopted: list[tuple[str, str]] = field(default_factory=list)
+    # canonical name -> the version the project runs today, and where those versions come from.
+    preferences: dict[str, str] = field(default_factory=dict)
+    preferred_from: str = ""
+    # The text of a pyproject.toml to create, for a project that has none.
+    pyproject: str | None = None
+
+    def add(self, layer: str, lines: list[str], source: str) -> None:
+        if not lines:
+            return
+        held = self.layers.setdefault(layer, [])
+        held.extend(line for line in lines if line not in held)
+        names = ", ".join(inert(line, 60) for line in lines[:8]) + (" …" if len(lines) > 8 else "")
+        self.told.append(f"{layer}.in: {source}: {names}")
+
+
+def layer_for(group: str, where: str) -> str:
+    """The layer a group or extra of this name goes to: test and dev tools by their usual names,
+    anything else a layer of its own name (which includes base.in)."""
+    name = canonical(group)
+    if name in LAYERS:
+        return name
+    if name in _TEST:
+        return "test"
+    if name in _DEV:
+        return "dev"
+    if not _LAYER_NAME.fullmatch(name):
+        raise ConfigError(f"{where}: the group name \"{inert(group, 80)}\" cannot name a layer file",
+                          fix="rename the group to letters, digits and '-'")
+    return name
+
+
+def requirement(entry: object, where: str, fix: str) -> Requirement:
+    """One entry checked to be one PEP 508 requirement that pip reads back exactly as written."""
+    if not isinstance(entry, str):
+        raise ConfigError(f"{where} is {kind(entry)}, not a string", fix=fix)
+    shown = f"{where} \"{inert(entry, 120)}\""
+    if not entry.isprintable():  # a line break, a NUL or an escape sequence: never one line of a layer
+        raise ConfigError(f"{shown} holds a line break or control character: not one requirement", fix=fix)
+    try:
+        parsed = Requirement(entry)
+    except InvalidRequirement:
+        raise ConfigError(f"{shown} is not a PEP 508 requirement", fix=fix) from None
+    for pattern, why in _PIP_SYNTAX:
+        if pattern.search(entry.strip()):
+            raise ConfigError(f"{shown} would not be read by pip as written ({why})",
+                              fix="write the requirement alone; pip options and indexes go in [tool.deploy] "
+                              "compile-options")
+    return parsed
+
+
+def line(entry: str, parsed: Requirement) -> str:
+    # A URL is written as `name @ url`, the one spelling of it that every reader of .in files
+    # (pip's, and the lock's check that inputs stay in the project) takes for a URL.
+    return str(parsed) if parsed.url else entry.strip()
+
+
+def kind(value: object) -> str:
+    names = {str: "a string", bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "a table"}
+    return names.get(type(value), type(value).__name__)

@@ -1,0 +1,210 @@
+"""A `pip freeze` file (or any requirements.txt) read into layers, its versions kept.
+
+Top-level packages are those no other listed package requires. Who requires whom comes from each
+package's metadata on the index the lock will use, read by `pip install --dry-run --no-deps
+--report` for exactly the listed versions: the environment the file came from is often gone (a
+server, a colleague's laptop, a Docker image), the index is what the lock reads anyway, and pip
+fetches only metadata where the index offers it (PEP 658). A dependency that only an extra of a
+listed package brings in is written as that extra (`uvicorn[standard]`) when every requirement of
+the extra is listed, so nothing the app ran with falls out of the base layer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging.markers import UndefinedEnvironmentName
+from packaging.requirements import InvalidRequirement, Requirement
+
+from deploy.adopt import newproject, tools
+from deploy.adopt.entries import Adoption
+from deploy.errors import ConfigError
+from deploy.lock.reqfile import Line, canonical, clip, display, logical_lines, read_text
+
+
+@dataclass
+class _Listed:
+    """One requirement line of the file."""
+
+    line: Line
+    requirement: Requirement
+    version: str | None  # the frozen version, for `name==version`
+    requires: list[Requirement] = field(default_factory=list)
+    extras: dict[str, list[Requirement]] = field(default_factory=dict)
+    known: bool = False  # its metadata was read
+
+
+def read(root: Path, path: Path, data: dict[str, Any] | None, adoption: Adoption) -> None:
+    """Adopt `path`: top-level packages to base.in, tools to test.in/dev.in, versions as preferences."""
+    shown = display(path, root)
+    listed = _parse(root, path, adoption)
+    if not listed:
+        raise ConfigError(f"{shown}: lists no requirement to adopt", fix="name the file pip freeze wrote")
+    adoption.preferences.update({key: item.version for key, item in listed.items() if item.version})
+    adoption.preferred_from = shown
+    problem = _read_metadata(listed)
+    if problem:
+        adoption.unadopted.append((f"which packages of {shown} are top-level (the index did not give their "
+                                   f"metadata: {clip(problem)}), so every one went to a layer", "base.in"))
+    wanted: dict[str, set[str]] = {}
+    required = _required(listed, wanted)
+    layers: dict[str, list[str]] = {"base": [], "test": [], "dev": []}
+    only_tools: list[str] = []
+    for key, item in listed.items():
+        if key in tools.INSTALLERS:
+            adoption.unadopted.append((f"{item.line.where(root)} {clip(item.line.text)} (an installer tool; a "
+                                       "layer needs it only if the app imports it)", "base.in"))
+            continue
+        if key in required:
+            if not any(tools.layer_of(parent) is None for parent in required[key]):
+                only_tools.append(item.requirement.name)
+            continue
+        layers[tools.layer_of(key) or "base"].append(_written(item, wanted.get(key, set())))
+    adoption.add("base", layers["base"], f"{shown} (top-level: no other listed package requires them)")
+    adoption.add("test", layers["test"], f"{shown} (test tools: move any your app needs to base.in)")
+    adoption.add("dev", layers["dev"], f"{shown} (development tools: move any your app needs to base.in)")
+    if only_tools:
+        adoption.told.append(f"not in base.in, as only test and dev tools require them: {', '.join(only_tools)} "
+                             "(add any your app imports to base.in)")
+    if data is None:
+        adoption.pyproject = newproject.text(root, layers["base"])
+
+
+def _parse(root: Path, path: Path, adoption: Adoption) -> dict[str, _Listed]:
+    listed: dict[str, _Listed] = {}
+    for line in logical_lines(path, read_text(path, root)):
+        where = f"{line.where(root)} '{clip(line.text, 120)}'"
+        if line.text.startswith("-"):
+            why = ("an editable install cannot be locked with hashes; pinship builds the project's own wheel"
+                   if line.text.startswith(("-e", "--editable")) else "a pip option: give indexes in [tool.deploy] "
+                   "compile-options")
+            adoption.unadopted.append((f"{where} ({why})", "base.in"))
+            continue
+        text = line.text.split(" --")[0].strip()
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement:
+            adoption.unadopted.append((f"{where} (not a PEP 508 requirement)", "base.in"))
+            continue
+        if requirement.url:
+            adoption.unadopted.append((f"{where} (a direct reference: layer locks pin name==version from an "
+                                       "index; publish it to one, or install it beside the lock)", "base.in"))
+            continue
+        version = None
+        specs = list(requirement.specifier)
+        if len(specs) == 1 and specs[0].operator in ("==", "===") and "*" not in specs[0].version:
+            version = specs[0].version
+        listed[canonical(requirement.name)] = _Listed(line, requirement, version)
+    return listed
+
+
+def _read_metadata(listed: dict[str, _Listed]) -> str | None:
+    """Fill each item's requirements from the index; return why not, when pip could not."""
+    with tempfile.TemporaryDirectory(prefix="pinship-adopt-") as work:
+        wanted = Path(work) / "frozen.txt"
+        wanted.write_text("".join(f"{item.requirement}\n" for item in listed.values()), encoding="utf-8")
+        command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--no-deps",
+                   "--quiet", "--disable-pip-version-check", "--report", "-", "-r", str(wanted)]
+        done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=work, env=dict(os.environ))
+    if done.returncode != 0:
+        errors = [raw.strip() for raw in done.stderr.splitlines() if raw.startswith("ERROR")]
+        return (errors or done.stderr.strip().splitlines()[-1:] or ["pip failed"])[0]
+    try:
+        report = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        return "pip's report was not JSON"
+    for entry in report.get("install", []):
+        metadata = entry.get("metadata", {})
+        item = listed.get(canonical(str(metadata.get("name", ""))))
+        if item is None:
+            continue
+        item.known = True
+        for text in metadata.get("requires_dist", []) or []:
+            try:
+                dependency = Requirement(text)
+            except InvalidRequirement:
+                continue
+            for extra in _extras_of(dependency):
+                item.extras.setdefault(extra, []).append(dependency)
+            if _applies(dependency, ""):
+                item.requires.append(dependency)
+    return None
+
+
+def _extras_of(requirement: Requirement) -> list[str]:
+    marker = str(requirement.marker or "")
+    if "extra" not in marker:
+        return []
+    found: list[str] = []
+    for part in marker.replace("'", '"').split('"')[1::2]:
+        if _applies(requirement, part) and not _applies(requirement, ""):
+            found.append(canonical(part))
+    return found
+
+
+def _applies(requirement: Requirement, extra: str) -> bool:
+    if requirement.marker is None:
+        return True
+    try:
+        return requirement.marker.evaluate({"extra": extra})
+    except UndefinedEnvironmentName:
+        return False
+
+
+def _required(listed: dict[str, _Listed], wanted: dict[str, set[str]]) -> dict[str, list[str]]:
+    """Each listed package some other listed package requires -> those packages' names.
+
+    An extra counts when every requirement of it is listed: its parent is then written with that
+    extra (`wanted`), which keeps its dependencies in the same layer. Packages that require each
+    other in a circle would all be "required": the first of such a circle stays top-level.
+    """
+    required: dict[str, list[str]] = {}
+    for key, item in listed.items():
+        reached = [canonical(dep.name) for dep in item.requires]
+        for extra, deps in item.extras.items():
+            names = [canonical(dep.name) for dep in deps]
+            if names and all(name in listed for name in names) and any(name not in reached for name in names):
+                wanted.setdefault(key, set()).add(extra)
+                reached += names
+        for name in reached:
+            if name in listed and name != key:
+                required.setdefault(name, []).append(key)
+    tops = [key for key in listed if key not in required]
+    seen = _reach(tops, listed, wanted)
+    for key in listed:
+        if key not in seen:  # a circle nobody outside it requires
+            required.pop(key, None)
+            seen |= _reach([key], listed, wanted)
+    return required
+
+
+def _reach(start: list[str], listed: dict[str, _Listed], wanted: dict[str, set[str]]) -> set[str]:
+    seen: set[str] = set()
+    stack = list(start)
+    while stack:
+        key = stack.pop()
+        if key in seen or key not in listed:
+            continue
+        seen.add(key)
+        item = listed[key]
+        stack += [canonical(dep.name) for dep in item.requires]
+        for extra in wanted.get(key, ()):
+            stack += [canonical(dep.name) for dep in item.extras.get(extra, [])]
+    return seen
+
+
+def _written(item: _Listed, extras: set[str]) -> str:
+    """The base.in line: the name (with its extras and marker), a frozen `==` left to the preferences,
+    any other constraint kept as the user wrote it."""
+    requirement = Requirement(str(item.requirement))
+    requirement.extras |= extras
+    if item.version is not None:
+        requirement.specifier = type(requirement.specifier)()
+    return str(requirement)

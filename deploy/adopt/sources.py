@@ -1,0 +1,84 @@
+"""Which of a project's requirement sources init reads, and what it names as not adopted.
+
+One source gives the layers: `--from FILE` when given, else the project's own declaration
+([project], then [tool.poetry]), else a lone requirements.txt. Every other source found is named in
+a warning, so nothing a project declares is passed over in silence.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from deploy.adopt import freeze, pep621
+from deploy.adopt.entries import Adoption
+from deploy.errors import ConfigError
+from deploy.render import inert
+
+_REQUIREMENTS_TXT = re.compile(r"requirements[\w.-]*\.txt")
+
+
+def read(root: Path, data: dict[str, Any] | None, chosen: Path | None) -> Adoption:
+    """The adoption of `root` (`data` is its parsed pyproject.toml, None when there is none)."""
+    adoption = Adoption()
+    project = (data or {}).get("project")
+    if chosen is not None:
+        if not chosen.is_file():
+            raise ConfigError(f"--from {inert(str(chosen), 200)}: no such file",
+                              fix="name the requirements file to adopt, e.g. --from requirements.txt")
+        freeze.read(root, chosen, data, adoption)
+    elif data is not None and isinstance(project, dict):
+        pep621.read(data, adoption)
+    elif (root / "requirements.txt").is_file():
+        freeze.read(root, root / "requirements.txt", data, adoption)
+    elif data is None:
+        raise ConfigError(
+            f"{root / 'pyproject.toml'} does not exist: init adopts an existing Python project",
+            fix="create a pyproject.toml with a [project] table first (name, version, dependencies), or run "
+            "init --from requirements.txt",
+        )
+    adoption.unadopted += _unadopted(root, data or {}, chosen)
+    return adoption
+
+
+def _unadopted(root: Path, data: dict[str, Any], chosen: Path | None) -> list[tuple[str, str]]:
+    """Requirement sources init has not read, each with the layer it suggests."""
+    found: list[tuple[str, str]] = []
+    tool = data.get("tool") if isinstance(data.get("tool"), dict) else {}
+    assert isinstance(tool, dict)
+
+    def names(value: object) -> list[str]:
+        return [str(key) for key in value] if isinstance(value, dict) else []
+
+    project = data.get("project")
+    # --from a file: [project]'s own list is the user's to reconcile with what was adopted.
+    if chosen is not None and isinstance(project, dict) and project.get("dependencies"):
+        found.append(("pyproject.toml [project] dependencies (adopted from the file given with --from "
+                      "instead)", "base.in"))
+    poetry = tool.get("poetry")
+    if isinstance(poetry, dict):
+        if set(names(poetry.get("dependencies"))) - {"python"}:  # `python` is the interpreter, not a package
+            found.append(("[tool.poetry.dependencies]", "base.in"))
+        if poetry.get("dev-dependencies"):
+            found.append(("[tool.poetry.dev-dependencies]", "dev.in"))
+        groups = poetry.get("group")
+        for group in names(groups):
+            body = groups[group] if isinstance(groups, dict) else None
+            if isinstance(body, dict) and body.get("dependencies"):
+                layer = "dev.in" if group in ("dev", "test") else "<layer>.in"
+                found.append((f'[tool.poetry.group."{inert(group, 80)}".dependencies]', layer))
+    for name in ("uv", "pdm"):
+        table = tool.get(name)
+        if isinstance(table, dict) and table.get("dev-dependencies"):
+            found.append((f"[tool.{name}] dev-dependencies", "dev.in"))
+    adopted = chosen.resolve() if chosen is not None else None
+    for entry in sorted(os.listdir(root)):
+        if not _REQUIREMENTS_TXT.fullmatch(entry) or (root / entry).resolve() == adopted:
+            continue
+        if entry == "requirements.txt" and not isinstance(project, dict) and chosen is None:
+            continue  # it was the source
+        found.append((f"{entry} (adopt it with: python -m deploy init --from {entry})",
+                      "base.in" if entry == "requirements.txt" else "<layer>.in"))
+    return found

@@ -1,0 +1,135 @@
+"""Adopting a PEP 621 project: [project] dependencies is base.in's one source, extras and PEP 735
+dependency groups land on layers, and verify fails when base.in and [project] drift apart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.lockproject import LockProject, Names
+from tests.support.adopt import init, lines, tools
+from tests.support.pkgindex import PackageIndex
+
+PYPROJECT = """\
+[project]
+name = "acme"
+version = "1.0"
+dependencies = ["{alpha}>=1"]
+
+[project.optional-dependencies]
+test = ["{checker}"]
+postgres = ["{pg}"]
+all = ["acme[postgres]"]
+
+[dependency-groups]
+lint = ["{linter}"]
+dev = [{{include-group = "lint"}}, "{debugger}"]
+"""
+
+
+def write_project(root: Path, names: Names) -> Path:
+    root.mkdir()
+    (root / "pyproject.toml").write_text(PYPROJECT.format(**{n: getattr(names, n) for n in (
+        "alpha", "checker", "pg", "linter", "debugger")}), encoding="utf-8")
+    return root
+
+
+def test_extras_and_dependency_groups_land_on_layers_and_the_output_says_where(tmp_path: Path) -> None:
+    names = Names()
+    root = write_project(tmp_path / "acme", names)
+
+    done = init(root)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "", "everything was adopted: no warning"
+    requirements = root / "requirements"
+    assert lines(requirements / "base.in") == [f"{names.alpha}>=1"]
+    assert lines(requirements / "test.in") == [names.checker], "the test extra replaces the default pytest"
+    assert lines(requirements / "dev.in") == [names.linter, names.debugger, "pinship"], "include-group is followed"
+    assert lines(requirements / "postgres.in") == [names.pg]
+    assert lines(requirements / "all.in") == [names.pg], "acme[postgres] is the project's own extra, expanded"
+    assert (requirements / "all.in").read_text().splitlines()[1] == "-r base.in"
+    told = done.stdout.splitlines()
+    assert f"  requirements/base.in: [project] dependencies: {names.alpha}>=1" in told
+    assert f"  requirements/dev.in: [dependency-groups] dev: {names.linter}, {names.debugger}" in told
+
+
+def test_a_cycle_of_include_group_is_one_error_and_nothing_is_written(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "acme"\nversion = "1"\n[dependency-groups]\n'
+        'a = [{include-group = "b"}]\nb = [{include-group = "a"}]\n', encoding="utf-8")
+
+    done = init(tmp_path)
+
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[0] == (
+        "error: pyproject.toml: [dependency-groups] a: include-group forms a cycle (a -> b -> a)")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["pyproject.toml"]
+
+
+def test_the_adopted_project_locks_and_verifies_on_the_index(use_index: PackageIndex, tmp_path: Path) -> None:
+    names = Names()
+    for short in ("alpha", "checker", "pg", "linter", "debugger"):
+        use_index.add(getattr(names, short), "1.0")
+    tools(use_index)
+    root = write_project(tmp_path / "acme", names)
+    assert init(root).returncode == 0
+
+    project = LockProject(root)
+    project.lock()
+
+    assert project.run("verify").returncode == 0
+    assert names.pg in project.read("all.txt")
+    assert names.debugger in project.read("dev.txt") and names.debugger not in project.read("prod.txt")
+
+
+@pytest.fixture
+def locked(use_index: PackageIndex, tmp_path: Path) -> tuple[LockProject, Names]:
+    names = Names()
+    use_index.add(names.alpha, "1.0")
+    use_index.add(names.beta, "1.0")
+    pyproject = f'[project]\nname = "acme"\nversion = "1"\ndependencies = ["{names.alpha}>=1"]\n'
+    project = LockProject.create(tmp_path / "p", {"base.in": f"{names.alpha}>=1\n"}, pyproject=pyproject)
+    project.lock()
+    return project, names
+
+
+def test_a_dependency_added_to_pyproject_but_not_to_base_in_fails_verify_naming_both(
+    locked: tuple[LockProject, Names],
+) -> None:
+    project, names = locked
+    pyproject = project.root / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace(
+        f'["{names.alpha}>=1"]', f'[\n  "{names.alpha}>=1",\n  "{names.beta}",\n]'))
+
+    done = project.run("verify")
+
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"verify: pyproject.toml:6: '{names.beta}' is in [project] dependencies but not in requirements/base.in; "
+        "add it there, then run: nox -s lock"
+    ]
+
+
+def test_a_requirement_that_differs_or_is_only_in_base_in_fails_verify(locked: tuple[LockProject, Names]) -> None:
+    project, names = locked
+    project.write("base.in", f"{names.alpha}>=2\n{names.beta}\n")
+
+    done = project.run("verify")
+
+    problems = [line.removeprefix("verify: ") for line in done.stderr.splitlines()]
+    assert (f"requirements/base.in:1: '{names.alpha}>=2' differs from pyproject.toml:4 '{names.alpha}>=1' in "
+            "[project] dependencies; make them the same, then run: nox -s lock") in problems
+    assert (f"requirements/base.in:2: '{names.beta}' is not in pyproject.toml [project] dependencies, so the app's "
+            "wheel does not declare it; add it there (or move it to prod.in), then run: nox -s lock") in problems
+
+
+def test_the_same_requirement_spelled_otherwise_is_no_drift(locked: tuple[LockProject, Names]) -> None:
+    project, names = locked
+    project.write("base.in", f"{names.alpha.upper()} >= 1\n")
+    project.lock()
+
+    done = project.run("verify")
+
+    assert done.returncode == 0, done.stderr
