@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from deploy.remote.bundle import AGENT, AGENT_DIGEST, LOADER, first_request
+from deploy.remote.bundle import AGENT_DIGEST, LOADER, PARTS, first_request
 from deploy.remote.target import MARK
 
 
@@ -23,6 +23,13 @@ def probe(path: Path) -> dict[str, object]:
     return reply
 
 
+def cached_parts(cached: Path) -> set[str]:
+    """The parts whose code a cache file holds, each compiled from the agent's own source."""
+    codes = marshal.loads(cached.read_bytes())
+    assert all(code.co_filename == f"pinship-agent/{name}.py" for name, code in codes.items())
+    return set(codes)
+
+
 def test_the_agent_is_compiled_once_and_then_loaded_from_the_deploy_path(tmp_path: Path) -> None:
     cache = tmp_path / ".agent"
     cache.mkdir()
@@ -31,12 +38,13 @@ def test_the_agent_is_compiled_once_and_then_loaded_from_the_deploy_path(tmp_pat
     assert probe(tmp_path)["ok"] is True
     [cached] = cache.glob("code-*.bin")  # the older one is gone
     assert cached.name.startswith(f"code-{AGENT_DIGEST[:32]}-")
-    assert marshal.loads(cached.read_bytes()).co_filename == "pinship-agent"
+    assert cached_parts(cached) == set(PARTS)
 
     # What is cached is what runs: an agent compiled with a different probe answers from the cache.
-    changed = AGENT.replace('"free_bytes": usage.free,', '"free_bytes": usage.free, "from_cache": True,')
-    assert changed != AGENT
-    cached.write_bytes(marshal.dumps(compile(changed, "pinship-agent", "exec")))
+    changed = PARTS["status"].replace('"free_bytes": usage.free,', '"free_bytes": usage.free, "from_cache": True,')
+    assert changed != PARTS["status"]
+    codes = {name: compile(source, name, "exec") for name, source in {**PARTS, "status": changed}.items()}
+    cached.write_bytes(marshal.dumps(codes))
     reply = probe(tmp_path)
     assert reply["result"]["from_cache"] is True  # type: ignore[index]
 
@@ -46,7 +54,7 @@ def test_an_unreadable_cache_is_compiled_again_and_a_missing_path_is_not_created
     [cached] = (tmp_path / ".agent").glob("code-*.bin")
     cached.write_bytes(b"\x00 not marshal data")
     assert probe(tmp_path)["ok"] is True
-    assert marshal.loads(cached.read_bytes()).co_filename == "pinship-agent"
+    assert cached_parts(cached) == set(PARTS)
 
     missing = tmp_path / "not-yet"
     assert probe(missing)["ok"] is True

@@ -1,4 +1,4 @@
-"""The host agent's own wheel installer (deploy/agent/install.py), judged against real pip.
+"""The host agent's own wheel installer (deploy/agent/wheel.py, venv.py), judged against real pip.
 
 The same wheel goes into one venv with `pip install --no-deps` and into another with the agent's
 `make_venv` + `install_wheels`, run the way a host runs them (`python -I -S`, the source as text).
@@ -27,8 +27,10 @@ from deploy.release import depcheck
 from deploy.remote.bundle import AGENT
 from tests.support.pipenv import isolated_pip_env
 
-# The agent exactly as hosts get it (all its parts); run as __main__, it defines and does not serve.
-SOURCE = AGENT
+# The agent exactly as hosts get it (all its parts, importable as pinship_agent), then the names the
+# drivers below call, imported as any module of the agent imports them.
+SOURCE = (f"{AGENT}\nfrom pinship_agent.protocol import Refused\nfrom pinship_agent.reuse import reuse_live\n"
+          "from pinship_agent.venv import make_venv\nfrom pinship_agent.wheel import install_wheels\n")
 TOOL_FILES = {
     "tool/__init__.py": b"def main():\n    print('tool main')\n\nclass App:\n    @staticmethod\n    def run():\n"
                         b"        print('app run')\n",

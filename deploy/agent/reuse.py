@@ -1,20 +1,26 @@
-"""Host side, part one: reusing the live release's packages. Sent to hosts ahead of agent.py
-(same rules: stdlib only, any Python 3.8+, no annotations old interpreters would trip on).
+"""Reusing the live release's packages in a new release.
 
 A new release reuses what the live release installed from the very same wheel (same sha256):
 those files are hard-linked after each is checked against its RECORD hash, so only changed wheels
-are installed (agent_install.py). A new app version then installs one wheel instead of all of them, and a file
+are installed (wheel.py). A new app version then installs one wheel instead of all of them, and a file
 someone edited in the live venv is never carried over (that package is installed afresh).
 
 Every file linked is proven unchanged: our RECORDs give each file a sha256 (.pyc files and
 launchers too), a package whose RECORD has a row without one is installed afresh, and the hashes
-are cached by inode, size and mtime (digest_of in agent.py), so a kept agent pays a stat per file.
+are cached by inode, size and mtime (files.digest_of), so a kept agent pays a stat per file.
 Only regular files inside the live venv are linked, and no two packages may hold one file.
 """
+
+from __future__ import annotations
 
 import json
 import os
 import shutil
+
+from .files import digest_of
+from .protocol import Refused
+from .scripts import script_head, split_head
+from .wheel import record_form
 
 # Other modules are imported where they are used: every call of the agent runs this file, and
 # most calls (probe, lock, switch) need none of them; importing them costs more than the call.
@@ -38,7 +44,7 @@ def venv_identity(venv):
 
 
 def record_hash(path):
-    return record_form(digest_of(path))  # noqa: F821 (agent_install.py, agent.py)
+    return record_form(digest_of(path))
 
 
 def dist_info(site, filename):
@@ -91,9 +97,9 @@ def copy_installed(plan, donor_venv, venv):
             os.remove(target)
         if script:
             with open(source, "rb") as handle:
-                found = split_head(handle.read(), old)  # noqa: F821 (agent_install.py)
+                found = split_head(handle.read(), old)
             if found is not None:
-                data = script_head(new, found[0]) + found[1]  # noqa: F821 (agent_install.py)
+                data = script_head(new, found[0]) + found[1]
                 with open(target, "wb") as handle:
                     handle.write(data)
                 shutil.copymode(source, target)
@@ -147,7 +153,7 @@ def reuse_live(root, release, wheels, live_release):
             continue
         for _, target, _ in plan:
             if target in claimed:  # the live venv was not made by this agent's rules
-                raise Refused("%s: %s is also installed by %s" % (  # noqa: F821 (agent_install.py)
+                raise Refused("%s: %s is also installed by %s" % (
                     wheel["filename"], os.path.relpath(target, site), claimed[target]))
             claimed[target] = wheel["filename"]
         changed = copy_installed(plan, donor_venv, venv)

@@ -1,10 +1,95 @@
-"""Host side, the read-only part: what `status` and `releases` ask of a host, in one round trip.
-Sent to hosts ahead of agent.py (stdlib only, any Python 3.8+); uses its helpers at call time.
-"""
+"""The read-only steps: what `probe`, `status` and `releases` ask of a host, and the files `read`
+returns, each in one round trip; none of them writes anything."""
+
+from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
+import sys
+
+from .claim import read_owner
+from .command import run
+from .files import check_layout_of, path_problem, read_bytes
+from .protocol import Failure, is_hex, is_release_id, shown
+from .store import complete_releases, layout_problems, live, previous_release, release_dir
+
+
+def platform_tags():
+    """The platform tags this host's Python installs wheels for (as pip would compute them)."""
+    machine = os.uname().machine
+    if not sys.platform.startswith("linux"):
+        import sysconfig
+
+        return [sysconfig.get_platform().replace("-", "_").replace(".", "_")]
+    found = []
+    try:
+        libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (ValueError, OSError, AttributeError):
+        libc = ""
+    if libc.startswith("glibc "):
+        major, minor = [int(part) for part in libc.split()[1].split(".")[:2]]
+        found += ["manylinux_%d_%d_%s" % (major, m, machine) for m in range(minor, 4, -1)]
+        legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
+        found += ["%s_%s" % (name, machine) for floor, name in sorted(legacy.items(), reverse=True) if minor >= floor]
+    return [*found, "linux_%s" % machine]
+
+
+def marker_environment():
+    """The values PEP 508 markers test, as this interpreter sees them (what pip check uses)."""
+    import platform
+
+    info = sys.implementation.version
+    implementation_version = "%d.%d.%d" % info[:3]
+    if info.releaselevel != "final":
+        implementation_version += info.releaselevel[0] + str(info.serial)
+    return {
+        "implementation_name": sys.implementation.name,
+        "implementation_version": implementation_version,
+        "os_name": os.name,
+        "platform_machine": platform.machine(),
+        "platform_release": platform.release(),
+        "platform_system": platform.system(),
+        "platform_version": platform.version(),
+        "python_full_version": platform.python_version(),
+        "platform_python_implementation": platform.python_implementation(),
+        "python_version": ".".join(platform.python_version_tuple()[:2]),
+        "sys_platform": sys.platform,
+    }
+
+
+def op_probe(req):
+    root = req["path"]
+    store = os.path.join(root, "wheels")
+    inventory = []
+    for digest in os.listdir(store) if not path_problem(store, "dir") and os.path.isdir(store) else []:
+        folder = os.path.join(store, digest)
+        if is_hex(digest, 64) and not path_problem(folder, "dir") and os.path.isdir(folder) and os.listdir(folder):
+            inventory.append(digest)
+    owner = read_owner(root)
+    existing = root
+    while not os.path.isdir(existing):
+        existing = os.path.dirname(existing) or "/"
+    usage = shutil.disk_usage(existing)
+    return {
+        "tags": platform_tags(),
+        "markers": marker_environment(),
+        "python": {
+            "implementation": sys.implementation.name,
+            "version": "%d.%d" % sys.version_info[:2],
+            "platform": sys.platform,
+            "machine": os.uname().machine,
+        },
+        "current": live(root),
+        "previous": previous_release(root),
+        "releases": complete_releases(root),
+        "store": inventory,
+        "lock": owner,
+        "unsafe": layout_problems(root),  # each a path pinship will not work through, and why
+        "free_bytes": usage.free,
+    }
+
 
 # Run inside the live venv: what is installed, and which installed files no longer match the
 # hashes their wheel's RECORD gave them (someone edited site-packages on the host).
@@ -82,3 +167,26 @@ def op_status(req):
             except (ValueError, IndexError):
                 pass
     return result
+
+
+# What `read` may return: nothing but these, each opened without following a link.
+READABLE = ("manifest.json", "requirements.lock")
+
+
+def op_read(req):
+    """A file from a release (its manifest, lock) or the deploy log, for status and history."""
+    root, name = req["path"], req.get("file")
+    parts = name.split("/") if isinstance(name, str) else []
+    if name == "deploy.log":
+        path = os.path.join(root, name)
+    elif len(parts) == 3 and parts[0] == "releases" and is_release_id(parts[1]) and parts[2] in READABLE:
+        check_layout_of(os.path.join(root, "releases"), "dir")
+        check_layout_of(release_dir(root, parts[1]), "dir")
+        path = os.path.join(root, *parts)
+    else:
+        raise Failure("bad-request", "%s is not a file pinship reads (deploy.log, releases/<release>/manifest.json "
+                      "or releases/<release>/requirements.lock): refused" % shown(name))
+    data = read_bytes(path)
+    return {"text": None if data is None else data.decode("utf-8", "replace")}
+
+

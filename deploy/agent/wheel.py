@@ -1,6 +1,5 @@
-"""Host side, part two: making a release's venv and installing its wheels, in the agent's own
-process (the agent runs on the interpreter the venv is made from, so files are compiled for it).
-Sent to hosts ahead of agent.py (stdlib only, any Python 3.8+).
+"""The wheel installer: a release's wheels installed into its venv in the agent's own process (the
+agent runs on the interpreter the venv is made from, so files are compiled for it).
 
 Like `python -m venv --without-pip` then `pip install --no-index --no-deps --require-hashes`,
 without starting either: pip's start-up alone is about half a second of CPU, and a host paid it
@@ -23,19 +22,23 @@ sha256 (scripts, launchers and .pyc files included, where pip leaves .pyc rows w
 `invoke status` checks for drift, and what the next release checks before it links a file.
 """
 
+from __future__ import annotations
+
 import os
-import shutil
 import sys
 
-# Other modules are imported where they are used: every call of the agent runs this file, and
-# most calls (probe, lock, switch) need none of them; importing them costs more than the call.
+from .files import digest_of, file_digest
+from .protocol import Refused
+from .scripts import entry_points, launcher, script_bytes
+from .venv import scheme_paths, venv_python, venv_scheme
+
+# Other modules are imported where they are used: most calls of the agent (probe, lock, switch)
+# install nothing, and importing them costs more than the call.
 
 INSTALLER = "pinship"
+
+
 SCHEMES = ("purelib", "platlib", "scripts", "headers", "data")
-
-
-class Refused(Exception):
-    pass
 
 
 def record_form(digest):
@@ -67,98 +70,9 @@ def record_matches(name, recorded, data):
     return record_form(hashlib.new(algorithm, data)) == algorithm + "=" + value.rstrip("=")
 
 
-def make_venv(venv, templates=None):
-    """`python -m venv --without-pip VENV`, without starting another interpreter.
-
-    With a templates folder, the venv module's output is made there once per interpreter and each
-    later venv is a copy of it with the template's path replaced by its own: the same files, but
-    without importing venv (and logging, subprocess …) in every release, most of a stage's CPU
-    when only the app changed.
-    """
-    template = venv_template(templates) if templates else None
-    if template is None:
-        build_venv(venv)
-    else:
-        copy_venv(template, venv)
-
-
-def build_venv(venv):
-    import venv as venv_module
-
-    venv_module.EnvBuilder(symlinks=os.name != "nt", with_pip=False).create(venv)
-
-
-def venv_template(templates):
-    """The venv module's venv for this interpreter, made under `templates` on first use; None
-    where it cannot be made (the venv is then made directly)."""
-    import hashlib
-    base = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
-    key = hashlib.sha256(("%s\0%s" % (sys.version, base)).encode()).hexdigest()[:16]
-    template = os.path.join(templates, "venv-" + key)
-    if os.path.isfile(os.path.join(template, "origin")):
-        return template
-    partial = "%s.%d" % (template, os.getpid())
-    try:
-        shutil.rmtree(partial, ignore_errors=True)
-        os.makedirs(partial)
-        build_venv(os.path.join(partial, "venv"))
-        with open(os.path.join(partial, "origin"), "w") as handle:
-            handle.write(os.path.join(partial, "venv"))  # the path the venv module wrote into its files
-        os.rename(partial, template)
-    except OSError:
-        shutil.rmtree(partial, ignore_errors=True)
-        return template if os.path.isfile(os.path.join(template, "origin")) else None
-    return template
-
-
-def copy_venv(template, venv):
-    """Copy a template venv to `venv`: links as links, files with the template's own path (in
-    pyvenv.cfg's command and the activate scripts) replaced by the new one, modes kept."""
-    with open(os.path.join(template, "origin")) as handle:
-        origin = handle.read()
-    source_root = os.path.join(template, "venv")
-    old, new = origin.encode(), venv.encode()
-    os.makedirs(venv)
-    for folder, dirs, files in os.walk(source_root):
-        target_folder = os.path.join(venv, os.path.relpath(folder, source_root))
-        for name in list(dirs) + files:
-            source, target = os.path.join(folder, name), os.path.join(target_folder, name)
-            if os.path.islink(source):
-                os.symlink(os.readlink(source).replace(origin, venv), target)
-                if name in dirs:
-                    dirs.remove(name)  # lib64 -> lib: a link, not a folder to copy
-            elif name in dirs:
-                os.mkdir(target)
-            else:
-                with open(source, "rb") as handle:
-                    data = handle.read().replace(old, new)
-                with open(target, "wb") as handle:
-                    handle.write(data)
-                os.chmod(target, os.stat(source).st_mode & 0o7777)
-
-
-def venv_scheme(venv):
-    """The venv's install folders, as its own interpreter (this one) would compute them."""
-    import sysconfig
-    scheme = "venv" if "venv" in sysconfig.get_scheme_names() else ("nt" if os.name == "nt" else "posix_prefix")
-    base = {"base": venv, "platbase": venv, "installed_base": venv, "installed_platbase": venv}
-    paths = sysconfig.get_paths(scheme, vars=base)
-    return {key: paths[key] for key in ("purelib", "platlib", "scripts", "data")}
-
-
-def scheme_paths(venv, scheme, dist_name):
-    # Where pip puts a venv's headers: sysconfig has no per-distribution folder for them.
-    headers = os.path.join(venv, "include", "site", "python%d.%d" % sys.version_info[:2], dist_name)
-    return dict(scheme, headers=headers)
-
-
-def venv_python(venv):
-    return os.path.join(venv, "Scripts" if os.name == "nt" else "bin", "python")
-
-
 def verify_open_file(handle, sha256):
     """Hash the very file object the wheel will be read from, then rewind it."""
-    found = file_digest(handle).hexdigest()  # noqa: F821 (agent.py)
+    found = file_digest(handle).hexdigest()
     if found != sha256:
         raise Refused("hash mismatch: expected sha256 %s, got %s" % (sha256, found))
     handle.seek(0)
@@ -263,118 +177,6 @@ def fresh_write(target, data, mode, written):
     written[target] = (urlsafe_hash(data), str(len(data)))
 
 
-def quoted(text):
-    """Bytes as one sh word in single quotes: never three quotes in a row, so Python's string holds."""
-    return b"'" + text.replace(b"'", b"'\"'\"'") + b"'"
-
-
-# Linux reads only the first 127 bytes of a shebang line before 5.1 (255 since), and no kernel
-# takes an interpreter path with a space in it.
-SHEBANG_MAX = 127
-TRAMPOLINE = b"#!/bin/sh\n'''exec' %s \"$0\" \"$@\"\n' '''\n"
-
-
-def script_head(python, args=b""):
-    """The first line(s) of a script run by `python` with `args` (bytes, passed as one word, as the
-    kernel passes a shebang's arguments). Where the path has whitespace or the line would be too
-    long: a /bin/sh trampoline, as pip (distlib) and pypa/installer write. sh runs its `exec` line;
-    to Python the same lines are a string."""
-    python = os.fsencode(python)
-    line = b"#!" + python + (b" " + args if args else b"") + b"\n"
-    if not any(space in python for space in (b" ", b"\t", b"\n")) and len(line) <= SHEBANG_MAX:
-        return line
-    if b"\\" in python + args:
-        raise Refused("cannot write a launcher naming %s: a backslash in the path (or in a script's #!python "
-                      "arguments) cannot be quoted for both sh and Python; deploy to a path without one"
-                      % ascii(os.fsdecode(python)))
-    try:
-        (python + args).decode("utf-8")
-    except UnicodeDecodeError:
-        raise Refused("cannot write a launcher naming %s: the path is not UTF-8; deploy to a path that is"
-                      % ascii(os.fsdecode(python))) from None
-    return TRAMPOLINE % b" ".join([quoted(python)] + ([quoted(args)] if args else []))
-
-
-def split_head(data, python):
-    """(args, rest) if `data` starts with script_head(python, args) for some args, else None: how a
-    reused script is told from one that names another interpreter."""
-    for args in candidate_args(data, os.fsencode(python)):
-        try:
-            head = script_head(python, args)
-        except Refused:
-            continue
-        if data.startswith(head):
-            return args, data[len(head):]
-    return None
-
-
-def candidate_args(data, python):
-    """The arguments `data`'s head would carry if it named `python`, in either form."""
-    import shlex
-    if data.startswith(b"#!" + python):
-        line = data.partition(b"\n")[0][len(python) + 2:]
-        return [line[1:]] if line[:1] == b" " else [b""]
-    lines = data.split(b"\n", 2)
-    prefix = b"'''exec' " + quoted(python)
-    if len(lines) == 3 and lines[0] == b"#!/bin/sh" and lines[1].startswith(prefix):
-        try:
-            words = shlex.split(lines[1][len(prefix):].decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            return []
-        if words[-2:] == ["$0", "$@"] and len(words) <= 3:
-            return [words[0].encode("utf-8") if len(words) == 3 else b""]
-    return []
-
-
-def script_bytes(data, python):
-    """A first line starting with `#!python` names the venv's interpreter. The wheel spec says just
-    that: a line *starting* with b"#!python", so `#!pythonw`, `#!python3`, `#!python3.12` too (pip
-    and pypa/installer rewrite any such line). What follows the first word (`-u` in `#!python -u`)
-    stays the interpreter's argument, as distlib keeps it (pip and installer drop it)."""
-    if not data.startswith(b"#!python"):
-        return data
-    first, _, rest = data.partition(b"\n")
-    words = first[2:].rstrip(b"\r").split(None, 1)
-    return script_head(python, words[1].strip() if len(words) > 1 else b"") + rest
-
-
-def entry_points(text):
-    """console_scripts and gui_scripts from entry_points.txt, as (name, module, attribute)."""
-    found, section = [], None
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("["):
-            section = line.strip("[]").strip()
-            continue
-        if section in ("console_scripts", "gui_scripts") and "=" in line:
-            name, target = [part.strip() for part in line.split("=", 1)]
-            module, _, attribute = [part.strip() for part in target.split("[")[0].partition(":")]  # extras: no matter
-            shown = ascii("%s = %s" % (name, target))
-            if not attribute:
-                # A launcher would have nothing to call and crash when run; pip refuses it too.
-                raise Refused("%s entry point %s names no function to call (the form is name = module:function)"
-                              % (section, shown))
-            if not (dotted(module) and dotted(attribute)) or name in ("", ".", "..") or "/" in name or "\0" in name:
-                raise Refused("%s entry point %s is not of the form name = module:function" % (section, shown))
-            found.append((name, module, attribute))
-    return found
-
-
-def dotted(text):
-    return all(part.isidentifier() for part in text.split("."))
-
-
-def launcher(module, attribute, python):
-    lines = ["import sys", "from %s import %s" % (module, attribute.split(".")[0]),
-             "if __name__ == '__main__':",
-             "    if sys.argv[0].endswith('-script.py'):",
-             "        sys.argv[0] = sys.argv[0][:-len('-script.py')]",
-             "    sys.exit(%s())" % attribute, ""]
-    return script_head(python) + "\n".join(lines).encode()
-
-
 def compile_sources(targets, written):
     import py_compile
     for target in sorted(set(targets)):
@@ -386,7 +188,7 @@ def compile_sources(targets, written):
             # Hashed like every other file (pip leaves .pyc rows without one): the next release
             # links it only if unchanged, and `status` reports an edited one, which runs as surely
             # as an edited .py.
-            written[compiled] = (record_form(digest_of(compiled)), str(os.path.getsize(compiled)))  # noqa: F821 (agent.py)
+            written[compiled] = (record_form(digest_of(compiled)), str(os.path.getsize(compiled)))
 
 
 def write_record(site, info_path, written):
@@ -486,3 +288,5 @@ def unpack(venv, scheme, archive, wheel, claimed):
     for target in written:
         claimed[target] = wheel["filename"]
     return written, sources, site, info_path
+
+
