@@ -38,24 +38,9 @@ if sys.path[:1] != [str(CHECKOUT)]:
 from deploy.errors import DeployError  # noqa: E402
 from deploy.lock.lockfile import REGENERATE, Pin, read_pin_line  # noqa: E402
 from deploy.lock.markers import MarkerError, evaluate_marker, marker_environment  # noqa: E402
-from deploy.lock.reqfile import (  # noqa: E402
-    Line,
-    canonical,
-    clip,
-    hides_reference,
-    logical_lines,
-    parse_reference,
-    read_text,
-)
-from deploy.lock.specifiers import (  # noqa: E402
-    SpecifierError,
-    clause_ok,
-    pad,
-    parse_release,
-    parse_specifier,
-    release_of,
-    satisfies,
-)
+from deploy.lock.reqfile import Line, canonical, clip, hides_reference, logical_lines, parse_reference, read_text  # noqa: E402
+from deploy.lock.specifiers import SpecifierError, clause_ok, pad, parse_release, parse_specifier, release_of, satisfies  # noqa: E402
+from deploy.render import inert_lines  # noqa: E402
 
 LAYER = "dev"
 STAMP = ".onboard-stamp"
@@ -404,7 +389,7 @@ def run(command: list[str], cwd: Path, echo: bool = False) -> tuple[int, str]:
 
 
 def show_tail(output: str) -> None:
-    for line in output.rstrip().splitlines()[-PIP_TAIL_LINES:]:
+    for line in inert_lines(output, PIP_TAIL_LINES):  # the package's one rule for quoted output
         print(f"  {line}", file=sys.stderr)
 
 
@@ -415,7 +400,7 @@ def pip_failure(output: str, shown: str) -> str | None:
         expected = re.search(r"Expected sha256 (\w+)", output)
         got = re.search(r"Got\s+(\w+)", output)
         detail = (
-            f" for {which[1] if which else 'a file'}: the lock says sha256 "
+            f" for {clip(which[1]) if which else 'a file'}: the lock says sha256 "
             f"{expected[1] if expected else '?'}, the index serves {got[1] if got else '?'}"
         )
         return (
@@ -428,12 +413,12 @@ def pip_failure(output: str, shown: str) -> str | None:
     if missing and missing[2] == "none":
         # Also what pip says when it never got an answer (with retries off it logs no cause).
         return (
-            f"the package index has no {missing[1]}, or could not be reached: check your "
+            f"the package index has no {clip(missing[1])}, or could not be reached: check your "
             f"network or proxy and the index pip uses {WHERE_PIP_LOOKS}"
         )
     if missing:
         return (
-            f"the package index has no {missing[1]} (it has {missing[2]}): check the index pip "
+            f"the package index has no {clip(missing[1])} (it has {clip(missing[2])}): check the index pip "
             f"uses {WHERE_PIP_LOOKS}, or re-lock with nox -s lock"
         )
     return None
@@ -531,7 +516,7 @@ def sync(
     if code != 0:
         first = output.strip().splitlines()[0] if output.strip() else "no output"
         raise OnboardError(
-            f"pip check in .venv failed ({first}): {name} is incomplete; "
+            f"pip check in .venv failed ({clip(first)}): {name} is incomplete; "
             f"run {venv_command('nox')} -s lock and commit the result"
         )
     (venv / STAMP).write_text(json.dumps(wanted, indent=1) + "\n", encoding="utf-8")
@@ -601,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--root",
         type=Path,
-        default=Path(__file__).resolve().parent.parent,
+        default=CHECKOUT,
         help="the project to set up (default: the checkout holding this script)",
     )
     parser.add_argument("--verbose", action="store_true", help="show pip's output as it runs")

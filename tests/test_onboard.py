@@ -529,6 +529,15 @@ def test_pip_failures_are_explained_in_one_line() -> None:
     assert explain("ERROR: Some other failure", LOCK) is None
 
 
+def test_the_tail_of_a_failed_command_is_shown_as_text_only(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    onboard.show_tail("Collecting alpha\n\x1b[2J\x1b[31mERROR: switched\x1b[0m\n")
+    assert capsys.readouterr().err == (
+        "  Collecting alpha\n  \\x1b[2J\\x1b[31mERROR: switched\\x1b[0m\n"
+    )
+
+
 def _loaded_by_the_script(cwd: Path) -> dict[str, str]:
     """Module -> file of everything outside the standard library that importing the script loads,
     under -I -S: no site-packages, no PYTHONPATH, as on a machine where nothing is installed."""
