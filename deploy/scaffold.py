@@ -128,6 +128,8 @@ def init(root: Path, *, force: bool = False, source: Path | None = None, say: Sa
     if adoption.preferences:
         say(f"  {_shown(folder, root)}/{TOP}.txt: the {len(adoption.preferences)} versions of "
             f"{adoption.preferred_from}, which the first lock keeps where the layers allow")
+    for line in adoption.warnings:
+        warn(f"warning: {line}")
     for what, layer in adoption.unadopted:
         warn(f"warning: not adopted: {what}; add it to {_shown(folder / layer, root)} by hand")
     say(f"next: nox -s lock, then commit {_shown(folder, root)}/*.in and *.txt")

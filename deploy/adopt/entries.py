@@ -40,6 +40,8 @@ class Adoption:
     told: list[str] = field(default_factory=list)
     # What init could not translate: (what, the layer file it suggests), each a loud warning.
     unadopted: list[tuple[str, str]] = field(default_factory=list)
+    # Anything else the user must hear about what was read: one warning line each.
+    warnings: list[str] = field(default_factory=list)
     # canonical name -> the version the project runs today, and where those versions come from.
     preferences: dict[str, str] = field(default_factory=dict)
     preferred_from: str = ""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -27,6 +28,9 @@ from deploy.adopt import newproject, tools
 from deploy.adopt.entries import Adoption
 from deploy.errors import ConfigError
 from deploy.lock.reqfile import Line, canonical, clip, display, logical_lines, read_text
+
+# pip's words for a pinned version the index does not have.
+_NOT_FOUND = re.compile(r"(?:No matching distribution found for|satisfies the requirement) ([A-Za-z0-9][\w.-]*)")
 
 
 @dataclass
@@ -47,12 +51,14 @@ def read(root: Path, path: Path, data: dict[str, Any] | None, adoption: Adoption
     listed = _parse(root, path, adoption)
     if not listed:
         raise ConfigError(f"{shown}: lists no requirement to adopt", fix="name the file pip freeze wrote")
-    adoption.preferences.update({key: item.version for key, item in listed.items() if item.version})
+    problem, missing = _read_metadata(listed)
+    # pip-compile takes a preferred version as a constraint: one the index lacks would stop the lock.
+    adoption.preferences.update({key: item.version for key, item in listed.items()
+                                 if item.version and key not in missing})
     adoption.preferred_from = shown
-    problem = _read_metadata(listed)
     if problem:
-        adoption.unadopted.append((f"which packages of {shown} are top-level (the index did not give their "
-                                   f"metadata: {clip(problem)}), so every one went to a layer", "base.in"))
+        adoption.warnings.append(f"{shown}: {clip(problem)}; the packages whose metadata pip could not read count "
+                                 "as top-level: move to where they belong any that another package requires")
     wanted: dict[str, set[str]] = {}
     required = _required(listed, wanted)
     layers: dict[str, list[str]] = {"base": [], "test": [], "dev": []}
@@ -105,21 +111,31 @@ def _parse(root: Path, path: Path, adoption: Adoption) -> dict[str, _Listed]:
     return listed
 
 
-def _read_metadata(listed: dict[str, _Listed]) -> str | None:
-    """Fill each item's requirements from the index; return why not, when pip could not."""
-    with tempfile.TemporaryDirectory(prefix="pinship-adopt-") as work:
-        wanted = Path(work) / "frozen.txt"
-        wanted.write_text("".join(f"{item.requirement}\n" for item in listed.values()), encoding="utf-8")
-        command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--no-deps",
-                   "--quiet", "--disable-pip-version-check", "--report", "-", "-r", str(wanted)]
-        done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=work, env=dict(os.environ))
-    if done.returncode != 0:
-        errors = [raw.strip() for raw in done.stderr.splitlines() if raw.startswith("ERROR")]
-        return (errors or done.stderr.strip().splitlines()[-1:] or ["pip failed"])[0]
+def _read_metadata(listed: dict[str, _Listed]) -> tuple[str | None, list[str]]:
+    """Fill each item's requirements from the index; return why not, when pip could not, and the
+    packages whose listed version the index does not offer.
+
+    A version the index does not offer (yanked files are still offered, removed ones are not) is
+    left out and tried without: the rest still gets its metadata, and the lock says it moved.
+    """
+    left = dict(listed)
+    missing: list[str] = []
+    for _ in range(10):
+        done = _dry_run(left)
+        if done.returncode == 0:
+            break
+        gone = {canonical(match.group(1)) for match in _NOT_FOUND.finditer(done.stderr)} & set(left)
+        if not gone:
+            errors = [raw.strip() for raw in done.stderr.splitlines() if raw.startswith("ERROR")]
+            return (errors or done.stderr.strip().splitlines()[-1:] or ["pip failed"])[0], missing
+        missing += sorted(gone)
+        left = {key: item for key, item in left.items() if key not in gone}
+    else:
+        return "pip could not read them", missing
     try:
         report = json.loads(done.stdout)
     except json.JSONDecodeError:
-        return "pip's report was not JSON"
+        return "pip's report was not JSON", missing
     for entry in report.get("install", []):
         metadata = entry.get("metadata", {})
         item = listed.get(canonical(str(metadata.get("name", ""))))
@@ -135,7 +151,19 @@ def _read_metadata(listed: dict[str, _Listed]) -> str | None:
                 item.extras.setdefault(extra, []).append(dependency)
             if _applies(dependency, ""):
                 item.requires.append(dependency)
-    return None
+    if missing:
+        versions = ", ".join(f"{key}=={listed[key].version}" for key in missing)
+        return f"the index offers no file of {versions}, so the lock will pick other versions", missing
+    return None, missing
+
+
+def _dry_run(listed: dict[str, _Listed]) -> subprocess.CompletedProcess[str]:
+    with tempfile.TemporaryDirectory(prefix="pinship-adopt-") as work:
+        wanted = Path(work) / "frozen.txt"
+        wanted.write_text("".join(f"{item.requirement}\n" for item in listed.values()), encoding="utf-8")
+        command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--no-deps",
+                   "--quiet", "--disable-pip-version-check", "--report", "-", "-r", str(wanted)]
+        return subprocess.run(command, capture_output=True, text=True, check=False, cwd=work, env=dict(os.environ))
 
 
 def _extras_of(requirement: Requirement) -> list[str]:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploy.adopt import kept
 from deploy.config import Config
 from deploy.errors import LockError
 from deploy.lock import conflicts
@@ -138,12 +139,18 @@ def lock(
         log(f"all {len(graph.order)} layers are up to date: {', '.join(graph.order)}")
         result.unchanged = [graph.layers[name].lock for name in graph.order]
         return result
-    for reasons in stale.values():
+    seeds = {} if upgrade_all else kept.seeded(existing)
+    for name, reasons in stale.items():
+        if name in seeds:  # written by init from the project's own pins: a preference, not a stale lock
+            reasons = [f"{display(seeds[name].path, config.root)}: {len(seeds[name].pins)} versions from before "
+                       "adopting pinship, kept where the layers allow"]
         for reason in reasons:
             log(reason)
     universe = solve(config, graph, existing, upgrade=wanted, upgrade_all=upgrade_all, env=env, log=log)
     result.solved = True
     _check_every_line_locked(graph, universe, log)
+    for line in kept.report(graph, seeds, universe):
+        log(line)
     header = _header()
     options = options_key(config)
     texts: dict[str, tuple[str, int]] = {}

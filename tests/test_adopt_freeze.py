@@ -1,0 +1,119 @@
+"""Adopting a project whose dependencies are a `pip freeze` file: top-level packages to base.in,
+tools to test.in/dev.in, and the first lock keeps every frozen version it can, saying which not."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tests.lockproject import LockProject, Names, pins
+from tests.support.adopt import init, lines, tools
+from tests.support.pkgindex import PackageIndex
+
+pytestmark = pytest.mark.index
+
+
+@pytest.fixture
+def names(use_index: PackageIndex) -> Names:
+    """An app's packages, each with a newer release than the one frozen."""
+    names = Names()
+    for version in ("1.0", "2.0"):
+        use_index.add(names.web, version, [f"{names.helper}>=1", f"{names.speedup}; extra == 'fast'"])
+        use_index.add(names.solo, version)
+    for version in ("1.0", "1.1"):
+        use_index.add(names.helper, version)
+    use_index.add(names.speedup, "1.0")
+    use_index.add(names.gone, "1.0")
+    tools(use_index)
+    return names
+
+
+def flask_like_app(root: Path, frozen: str) -> Path:
+    """A project as many are: a package, a script, a folder of docs, and requirements.txt; no pyproject."""
+    (root / "shop").mkdir(parents=True)
+    (root / "shop" / "__init__.py").write_text("")
+    (root / "shop" / "views").mkdir()
+    (root / "shop" / "views" / "__init__.py").write_text("")
+    (root / "wsgi.py").write_text("from shop import app\n")
+    (root / "deploy").mkdir()  # e.g. known_hosts: must not break the build
+    (root / "tests").mkdir()
+    (root / "tests" / "__init__.py").write_text("")
+    (root / "requirements.txt").write_text(frozen, encoding="utf-8")
+    return root
+
+
+def test_top_level_packages_go_to_base_and_known_tools_to_test_and_dev(names: Names, tmp_path: Path) -> None:
+    frozen = (f"{names.helper}==1.0\n{names.web}==1.0\n{names.solo}==1.0\n"
+              "pytest==1.0\npytest-cov==1.0\nruff==1.0\n")
+    root = flask_like_app(tmp_path / "shop", frozen)
+
+    done = init(root)
+
+    assert done.returncode == 0, done.stderr
+    requirements = root / "requirements"
+    assert lines(requirements / "base.in") == [names.web, names.solo], "helper is required by web"
+    assert lines(requirements / "test.in") == ["pytest-cov"], "pytest is required by pytest-cov"
+    assert lines(requirements / "dev.in") == ["ruff", "pinship"]
+    told = done.stdout.splitlines()
+    assert "  requirements/test.in: requirements.txt (test tools: move any your app needs to base.in): pytest-cov" \
+        in told
+    assert "  requirements/dev.txt: the 6 versions of requirements.txt, which the first lock keeps where the " \
+        "layers allow" in told
+
+
+def test_a_dependency_only_an_extra_brings_is_kept_by_writing_that_extra(names: Names, tmp_path: Path) -> None:
+    root = flask_like_app(tmp_path / "shop", f"{names.web}==1.0\n{names.helper}==1.0\n{names.speedup}==1.0\n")
+
+    assert init(root).returncode == 0
+
+    assert lines(root / "requirements" / "base.in") == [f"{names.web}[fast]"]
+
+
+def test_a_project_without_pyproject_gets_one_that_lists_its_code_and_dependencies(
+    names: Names, tmp_path: Path
+) -> None:
+    root = flask_like_app(tmp_path / "my shop", f"{names.web}==1.0\n{names.helper}==1.0\n")
+
+    done = init(root)
+
+    assert done.returncode == 0, done.stderr
+    assert "wrote pyproject.toml" in done.stdout.splitlines()
+    data = tomllib.loads((root / "pyproject.toml").read_text())
+    assert data["project"]["name"] == "my-shop"
+    assert data["project"]["dependencies"] == [names.web]
+    assert data["tool"]["setuptools"] == {"packages": ["shop", "shop.views"], "py-modules": ["wsgi"]}
+    assert data["tool"]["deploy"]["requirements"] == "requirements"
+
+
+def test_the_first_lock_keeps_every_frozen_version_and_says_which_it_could_not(
+    use_index: PackageIndex, names: Names, tmp_path: Path
+) -> None:
+    use_index.add(names.stray, "1.0")
+    frozen = (f"{names.web}==1.0\n{names.helper}==1.0\n{names.solo}==1.0\n{names.gone}==0.9\n"
+              f"{names.stray}==1.0\npytest==1.0\n")
+    root = flask_like_app(tmp_path / "shop", frozen)
+    done = init(root)
+    assert done.returncode == 0, done.stderr
+    assert f"the index offers no file of {names.gone}==0.9, so the lock will pick other versions" in done.stderr
+    project = LockProject(root)
+    # The user asks for a newer solo, and decides stray is not needed after all.
+    project.write("base.in", project.read("base.in").replace(names.solo, f"{names.solo}>=2")
+                  .replace(f"{names.stray}\n", ""))
+    pyproject = root / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace(f'"{names.solo}"', f'"{names.solo}>=2"')
+                         .replace(f'    "{names.stray}",\n', ""))
+
+    locked = project.lock()
+
+    prod = {name: version for name, (version, _) in pins(project.read("prod.txt")).items()}
+    assert prod == {names.web: "1.0", names.helper: "1.0", names.solo: "2.0", names.gone: "1.0"}, \
+        "web 1.0 and helper 1.0 are kept though 2.0 and 1.1 exist"
+    out = locked.stdout.splitlines()
+    assert "requirements/dev.txt: kept 3 of the 5 versions the project ran before adopting pinship; could not keep:" \
+        in out, locked.stdout
+    assert f"  {names.solo} 1.0 → 2.0: requirements/base.in:3 asks for '{names.solo}>=2'" in out
+    assert (f"  {names.stray} 1.0: not locked, as no layer requires it (add it to a layer if the app imports "
+            "it)") in out
+    assert project.run("verify").returncode == 0
