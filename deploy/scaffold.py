@@ -123,8 +123,8 @@ def init(root: Path, *, force: bool = False, source: Path | None = None, say: Sa
         say("added [tool.deploy] to pyproject.toml")
     elif text is not None:
         say("kept pyproject.toml [tool.deploy] (already there)")
-    for told in adoption.told:
-        say(f"  {_shown(folder, root)}/{told}")
+    for layer, told in adoption.told:
+        say(f"  {_shown(folder / f'{layer}.in', root)}: {told}" if layer else f"  {told}")
     if adoption.preferences:
         say(f"  {_shown(folder, root)}/{TOP}.txt: the {len(adoption.preferences)} versions of "
             f"{adoption.preferred_from}, which the first lock keeps where the layers allow")

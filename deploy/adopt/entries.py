@@ -36,8 +36,8 @@ class Adoption:
     """Everything init read, decided before anything is written."""
 
     layers: dict[str, list[str]] = field(default_factory=dict)
-    # What the output says went where: one "layer: source: names" line per source.
-    told: list[str] = field(default_factory=list)
+    # What the output says went where: (layer, "source: names"), or (None, a note).
+    told: list[tuple[str | None, str]] = field(default_factory=list)
     # What init could not translate: (what, the layer file it suggests), each a loud warning.
     unadopted: list[tuple[str, str]] = field(default_factory=list)
     # Anything else the user must hear about what was read: one warning line each.
@@ -54,7 +54,7 @@ class Adoption:
         held = self.layers.setdefault(layer, [])
         held.extend(line for line in lines if line not in held)
         names = ", ".join(inert(line, 60) for line in lines[:8]) + (" …" if len(lines) > 8 else "")
-        self.told.append(f"{layer}.in: {source}: {names}")
+        self.told.append((layer, f"{source}: {names}"))
 
 
 def layer_for(group: str, where: str) -> str:

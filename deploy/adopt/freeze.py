@@ -77,8 +77,8 @@ def read(root: Path, path: Path, data: dict[str, Any] | None, adoption: Adoption
     adoption.add("test", layers["test"], f"{shown} (test tools: move any your app needs to base.in)")
     adoption.add("dev", layers["dev"], f"{shown} (development tools: move any your app needs to base.in)")
     if only_tools:
-        adoption.told.append(f"not in base.in, as only test and dev tools require them: {', '.join(only_tools)} "
-                             "(add any your app imports to base.in)")
+        adoption.told.append((None, f"not in base.in, as only test and dev tools require them: {', '.join(only_tools)} "
+                             "(add any your app imports to base.in)"))
     if data is None:
         adoption.pyproject = newproject.text(root, layers["base"])
 
