@@ -17,6 +17,7 @@ from deploy.lock import audit
 from deploy.lock.reqfile import display, unusable_file
 from deploy.lock.solve import honour_ctrl_c, lock
 from deploy.lock.verify import verify
+from deploy.render import lock_changes
 from deploy.scaffold import init
 
 
@@ -65,32 +66,16 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "lock":
         lock(config)
     elif args.command == "audit":
-        return run_audit(config, args.osv_url)
+        return audit.run_audit(config, args.osv_url)
     elif args.command == "upgrade":
         result = lock(config, upgrade=args.packages, upgrade_all=not args.packages)
-        report_changes(config, result.changes)
+        _print(lock_changes(result.changes, lambda layer: display(config.requirements / f"{layer}.txt", config.root)))
     return 0
 
 
-def run_audit(config: config_module.Config, osv_url: str | None) -> int:
-    try:
-        findings = audit.audit(config, osv_url=osv_url)
-    except DeployError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return audit.COULD_NOT_RUN
-    print(audit.render(findings))
-    return audit.FOUND if findings else 0
-
-
-def report_changes(config: config_module.Config, changes: dict[str, list[str]]) -> None:
-    for layer, lines in changes.items():
-        path = display(config.requirements / f"{layer}.txt", config.root)
-        if not lines:
-            print(f"{path}: unchanged")
-            continue
-        print(f"{path}:")
-        for line in lines:
-            print(f"  {line}")
+def _print(text: str) -> None:
+    if text:
+        print(text)
 
 
 if __name__ == "__main__":

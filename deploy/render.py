@@ -10,7 +10,9 @@ the deploying side and the onboarding script all use it.
 
 from __future__ import annotations
 
+import time
 import unicodedata
+from collections.abc import Callable, Mapping, Sequence
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # Controls, format characters (bidi overrides and isolates, zero-width ones), line and paragraph
@@ -58,3 +60,49 @@ def inert_lines(text: str, max_lines: int, limit: int = 300) -> list[str]:
     if len(tail) < len(text) or len(lines) > len(kept):
         return ["… (earlier output left out)", *shown]
     return shown
+
+
+# Tables and the words in them: every table pinship prints is laid out here (the release side's
+# in deploy/release/report.py, from these pieces).
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def size(count: int) -> str:
+    """A byte count as a table shows it."""
+    return f"{count / 1e6:.1f} MB" if count >= 100_000 else f"{count / 1e3:.1f} kB" if count else "0"
+
+
+def age(stamp: str | None) -> str:
+    """How long ago a UTC time stamp (as the hosts' logs write it) was; '-' for none."""
+    if not stamp:
+        return "-"
+    try:
+        seconds = time.time() - time.mktime(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")) + time.timezone
+    except ValueError:
+        return stamp
+    for unit, length in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= length:
+            return f"{int(seconds // length)}{unit} ago"
+    return f"{int(seconds)}s ago"
+
+
+def table(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Rows as left-aligned columns two spaces apart; the first row is the heading."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
+
+
+def lock_changes(changes: Mapping[str, Sequence[str]], path_of: Callable[[str], str]) -> str:
+    """What `upgrade` changed, per layer: `path_of(layer)` is the lock file as the user sees it
+    (the caller knows the project's folders; this module reads none)."""
+    lines: list[str] = []
+    for layer, changed in changes.items():
+        if not changed:
+            lines.append(f"{path_of(layer)}: unchanged")
+            continue
+        lines.append(f"{path_of(layer)}:")
+        lines += [f"  {line}" for line in changed]
+    return "\n".join(lines)

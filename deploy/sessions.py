@@ -43,16 +43,19 @@ def verify(session: nox.Session) -> None:
 @nox.session(python=False)
 def upgrade(session: nox.Session) -> None:
     """Upgrade the named packages (or all) in every layer: nox -s upgrade -- PKG."""
-    from deploy.__main__ import report_changes
+    from deploy.lock.reqfile import display
     from deploy.lock.solve import honour_ctrl_c
     from deploy.lock.solve import lock as lock_layers
+    from deploy.render import lock_changes
 
     honour_ctrl_c()
 
     def run() -> None:
         config = config_module.load()
         result = lock_layers(config, upgrade=session.posargs, upgrade_all=not session.posargs, log=session.log)
-        report_changes(config, result.changes)
+        text = lock_changes(result.changes, lambda layer: display(config.requirements / f"{layer}.txt", config.root))
+        if text:
+            print(text)
 
     _guard(session, run)
 
@@ -60,7 +63,7 @@ def upgrade(session: nox.Session) -> None:
 @nox.session(python=False)
 def audit(session: nox.Session) -> None:
     """Check the deploy layer for known vulnerabilities with pip-audit (hash mode)."""
-    from deploy.__main__ import run_audit
+    from deploy.lock.audit import run_audit
 
     codes: list[int] = []
     _guard(session, lambda: codes.append(run_audit(config_module.load(), _option(session.posargs, "--osv-url"))))

@@ -61,3 +61,15 @@ def render(findings: list[Finding]) -> str:
         fix = f"fixed in {', '.join(f.fixed_in)}; run: nox -s upgrade -- {f.name}" if f.fixed_in else "no fix yet"
         lines.append(clip(f"  {f.name} {f.version}: {f.vuln} ({fix})", 400))
     return "\n".join(lines)
+
+
+def run_audit(config: Config, osv_url: str | None) -> int:
+    """The audit as an entry point runs it: findings printed, and the exit code CI reads
+    (0: none found, FOUND, or COULD_NOT_RUN with the reason on stderr)."""
+    try:
+        findings = audit(config, osv_url=osv_url)
+    except DeployError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return COULD_NOT_RUN
+    print(render(findings))
+    return FOUND if findings else 0
