@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 # The checkout's own package, ahead of any pinship installed elsewhere. What this imports is stdlib
-# only and parses on Python 3.8 (tests/test_onboard.py checks both), so an old python3 still gets
-# as far as check_python and is told in one line that it is too old.
+# only and parses as Python 3.7, the oldest that reads `from __future__ import annotations`
+# (tests/test_onboard.py checks both), so an old python3 still gets as far as check_python and is
+# told in one line that it is too old.
 CHECKOUT = Path(__file__).resolve().parent.parent
 if sys.path[:1] != [str(CHECKOUT)]:
     sys.path.insert(0, str(CHECKOUT))

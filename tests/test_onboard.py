@@ -6,7 +6,9 @@ import ast
 import hashlib
 import importlib.util
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -568,9 +570,41 @@ def test_the_script_loads_only_the_standard_library_and_the_checkouts_own_reader
     assert all(Path(file).is_relative_to(checkout / "deploy") for file in loaded.values())
 
 
-def test_what_the_script_loads_parses_as_python_3_8_so_old_pythons_hear_they_are_too_old(
+def test_what_the_script_loads_parses_as_python_3_7_so_old_pythons_hear_they_are_too_old(
     tmp_path: Path,
 ) -> None:
+    # 3.7 is the oldest Python that reads the script's own `from __future__ import annotations`.
     files = [SCRIPT, *map(Path, _loaded_by_the_script(tmp_path).values())]
     for file in files:
-        ast.parse(file.read_text(encoding="utf-8"), str(file), feature_version=(3, 8))
+        ast.parse(file.read_text(encoding="utf-8"), str(file), feature_version=(3, 7))
+
+
+def _old_pythons() -> list[str]:
+    """Interpreters from 3.7 to 3.10 found on this machine (on PATH or pyenv's), that run."""
+    found = [shutil.which(f"python3.{minor}") for minor in range(7, 11)]
+    pyenv = Path(os.environ.get("PYENV_ROOT") or Path("~/.pyenv").expanduser())
+    found += map(str, sorted(pyenv.glob("versions/3.*/bin/python3")))
+    usable = []
+    for python in dict.fromkeys(filter(None, found)):
+        probe = [python, "-c", "import sys; print(int((3, 7) <= sys.version_info < (3, 11)))"]
+        done = subprocess.run(probe, capture_output=True, text=True)
+        if done.returncode == 0 and done.stdout.strip() == "1":
+            usable.append(python)
+    return usable
+
+
+def test_a_real_old_python_is_told_it_is_too_old_in_one_line(tmp_path: Path) -> None:
+    pythons = _old_pythons()
+    if not pythons:
+        pytest.skip("no Python from 3.7 to 3.10 on this machine")
+    root = _project(tmp_path / "app", requires_python=">=3.11")
+    for python in pythons:
+        done = subprocess.run(
+            [python, str(SCRIPT), "--root", str(root)], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 1, (python, done.stderr)
+        assert re.fullmatch(
+            r"onboard: error: Python 3\.(7|8|9|10)\.\d+ is too old: pyproject\.toml requires-python "
+            r">=3\.11\. Run this script with a newer python, e\.g\. python3\.11 .*\n",
+            done.stderr,
+        ), (python, done.stderr)

@@ -3,6 +3,9 @@
 The header carries a digest of every input (so `verify` can say which file changed) and a digest
 of the body (so a hand edit is caught). The body is what pip reads:
 `name==version --hash=sha256:…` lines, each annotated with why it is there.
+
+Stdlib only, and no syntax newer than Python 3.7 (no `:=`): scripts/onboard.py imports this module
+under whatever python3 a user starts it with, and must still be able to tell 3.7 it is too old.
 """
 
 from __future__ import annotations
@@ -130,10 +133,11 @@ def parse(path: Path, root: Path | None = None) -> LockFile:
         if not line.startswith("#"):
             break
         header_end = index + 1
-        if match := _INPUT.match(line):
-            lock.inputs[match.group(1)] = match.group(2)
-        elif match := _CONTENT.match(line):
-            lock.content_digest = match.group(1)
+        named, digest = _INPUT.match(line), _CONTENT.match(line)
+        if named:
+            lock.inputs[named.group(1)] = named.group(2)
+        elif digest:
+            lock.content_digest = digest.group(1)
             header_end = index + 2  # the closing "#" belongs to the header too
             break
     lock.body = "".join(raw_lines[header_end:])

@@ -5,7 +5,8 @@ write: the marker variables, quoted strings, `and`/`or`/parentheses, `in`/`not i
 comparisons of plain release numbers (deploy.lock.specifiers). Anything else, `extra` included,
 is a MarkerError, so a caller can leave that line to pip (or to `packaging`) instead of guessing.
 
-Stdlib only, so the onboarding script can use it before any venv exists.
+Stdlib only and no syntax newer than Python 3.7, like deploy.lock.specifiers: the onboarding script
+imports it under any python3, before any venv exists.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ This subset is what `requires-python`, `python_version` markers and most build r
 and it needs no `packaging`: the onboarding script reads them before any venv exists. A specifier
 outside it (pre-releases, local versions, `>=three`) is a SpecifierError, never a guess.
 
-Stdlib only, and parsed by Python 3.8 (tests/test_onboard.py checks): scripts/onboard.py imports it
-under whatever python3 a user starts it with, to tell an interpreter that is too old so.
+Stdlib only, and no syntax newer than Python 3.7 (tests/test_onboard.py checks): scripts/onboard.py
+imports it under whatever python3 a user starts it with, to tell an interpreter that is too old so.
 """
 
 from __future__ import annotations
