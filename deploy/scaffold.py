@@ -95,7 +95,7 @@ def init(root: Path, *, force: bool = False, source: Path | None = None, say: Sa
         _table(data, "project", "[project]")
     tool = _table(data or {}, "tool", "[tool]")
     folder = _requirements_folder(root, tool)
-    adoption = sources.read(root, data, None if source is None else (root / source))
+    adoption = sources.read(root, text, data, None if source is None else (root / source))
     planned = [(root / "noxfile.py", NOXFILE), (root / "tasks.py", TASKS)]
     planned += [(folder / f"{name}.in", body) for name, body in _layers(adoption).items()]
     if adoption.preferences:

@@ -352,14 +352,15 @@ def test_sources_init_does_not_read_are_named_in_a_warning(tmp_path: Path) -> No
 
     assert done.returncode == 0, done.stderr
     assert done.stderr.splitlines() == [
-        "warning: not adopted: [tool.poetry.dependencies]; add it to requirements/base.in by hand",
-        'warning: not adopted: [tool.poetry.group."docs".dependencies]; add it to requirements/<layer>.in by hand',
+        "warning: not adopted: [tool.poetry.dependencies] (beside [project] dependencies, which base.in follows); "
+        "add it to requirements/base.in by hand",
         "warning: not adopted: requirements.txt (adopt it with: python -m deploy init --from requirements.txt); "
         "add it to requirements/base.in by hand",
     ]
+    assert "sphinx" in (tmp_path / "requirements/dev.in").read_text(), "the docs group is a development tool"
 
 
-def test_dynamic_dependencies_and_other_tools_dev_dependencies_are_named_in_a_warning(tmp_path: Path) -> None:
+def test_dynamic_dependencies_are_named_in_a_warning_and_uv_dev_dependencies_adopted(tmp_path: Path) -> None:
     text = (
         '[project]\nname = "acme"\nversion = "1.0"\ndynamic = ["dependencies", "version"]\n'
         '[tool.setuptools.dynamic]\ndependencies = {file = ["deps/runtime.txt"]}\n'
@@ -373,8 +374,8 @@ def test_dynamic_dependencies_and_other_tools_dev_dependencies_are_named_in_a_wa
     assert done.stderr.splitlines() == [
         "warning: not adopted: [project] dependencies (listed in dynamic, so read by the build backend); "
         "add it to requirements/base.in by hand",
-        "warning: not adopted: [tool.uv] dev-dependencies; add it to requirements/dev.in by hand",
     ]
+    assert "pytest" in (tmp_path / "requirements/test.in").read_text(), "uv's dev-dependencies are adopted"
 
 
 def test_a_project_with_nothing_else_to_adopt_gets_no_warning(project: Path) -> None:

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 
 from packaging.requirements import InvalidRequirement, Requirement
 
+from deploy.adopt import tools
 from deploy.errors import ConfigError
-from deploy.lock.reqfile import ENV_VARIABLE, canonical
+from deploy.lock.reqfile import ENV_VARIABLE, canonical, requirement_name
 from deploy.render import inert
 
 # The layers init always writes, bottom up; a group of another name becomes a layer of its own.
@@ -49,6 +50,10 @@ class Adoption:
     pyproject: str | None = None
 
     def add(self, layer: str, lines: list[str], source: str) -> None:
+        if layer == "dev":  # a dev group's test tools are what CI needs: they go to test.in
+            tests = [line for line in lines if tools.layer_of(_name(line)) == "test"]
+            self.add("test", tests, source)
+            lines = [line for line in lines if line not in tests]
         if not lines:
             return
         held = self.layers.setdefault(layer, [])
@@ -101,3 +106,7 @@ def line(entry: str, parsed: Requirement) -> str:
 def kind(value: object) -> str:
     names = {str: "a string", bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "a table"}
     return names.get(type(value), type(value).__name__)
+
+
+def _name(text: str) -> str:
+    return requirement_name(text) or text

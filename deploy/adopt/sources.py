@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from deploy.adopt import freeze, pep621
+from deploy.adopt import freeze, pep621, poetry, uv
 from deploy.adopt.entries import Adoption
 from deploy.errors import ConfigError
 from deploy.render import inert
@@ -20,8 +20,8 @@ from deploy.render import inert
 _REQUIREMENTS_TXT = re.compile(r"requirements[\w.-]*\.txt")
 
 
-def read(root: Path, data: dict[str, Any] | None, chosen: Path | None) -> Adoption:
-    """The adoption of `root` (`data` is its parsed pyproject.toml, None when there is none)."""
+def read(root: Path, text: str | None, data: dict[str, Any] | None, chosen: Path | None) -> Adoption:
+    """The adoption of `root` (`text`/`data`: its pyproject.toml and what it parses to, None when it has none)."""
     adoption = Adoption()
     project = (data or {}).get("project")
     if chosen is not None:
@@ -29,8 +29,12 @@ def read(root: Path, data: dict[str, Any] | None, chosen: Path | None) -> Adopti
             raise ConfigError(f"--from {inert(str(chosen), 200)}: no such file",
                               fix="name the requirements file to adopt, e.g. --from requirements.txt")
         freeze.read(root, chosen, data, adoption)
-    elif data is not None and isinstance(project, dict):
-        pep621.read(data, adoption)
+    elif data is not None and (isinstance(project, dict) or isinstance(_poetry(data), dict)):
+        if isinstance(project, dict):
+            pep621.read(data, adoption)
+        if isinstance(_poetry(data), dict):  # Poetry 2 keeps groups in [tool.poetry] beside [project]
+            poetry.read(root, text or "", data, adoption, with_dependencies=not isinstance(project, dict))
+        uv.read(root, data, adoption)
     elif (root / "requirements.txt").is_file():
         freeze.read(root, root / "requirements.txt", data, adoption)
     elif data is None:
@@ -49,36 +53,30 @@ def _unadopted(root: Path, data: dict[str, Any], chosen: Path | None) -> list[tu
     tool = data.get("tool") if isinstance(data.get("tool"), dict) else {}
     assert isinstance(tool, dict)
 
-    def names(value: object) -> list[str]:
-        return [str(key) for key in value] if isinstance(value, dict) else []
-
     project = data.get("project")
     # --from a file: [project]'s own list is the user's to reconcile with what was adopted.
     if chosen is not None and isinstance(project, dict) and project.get("dependencies"):
         found.append(("pyproject.toml [project] dependencies (adopted from the file given with --from "
                       "instead)", "base.in"))
-    poetry = tool.get("poetry")
-    if isinstance(poetry, dict):
-        if set(names(poetry.get("dependencies"))) - {"python"}:  # `python` is the interpreter, not a package
-            found.append(("[tool.poetry.dependencies]", "base.in"))
-        if poetry.get("dev-dependencies"):
-            found.append(("[tool.poetry.dev-dependencies]", "dev.in"))
-        groups = poetry.get("group")
-        for group in names(groups):
-            body = groups[group] if isinstance(groups, dict) else None
-            if isinstance(body, dict) and body.get("dependencies"):
-                layer = "dev.in" if group in ("dev", "test") else "<layer>.in"
-                found.append((f'[tool.poetry.group."{inert(group, 80)}".dependencies]', layer))
-    for name in ("uv", "pdm"):
-        table = tool.get(name)
-        if isinstance(table, dict) and table.get("dev-dependencies"):
-            found.append((f"[tool.{name}] dev-dependencies", "dev.in"))
+    table = tool.get("poetry")
+    if chosen is not None and isinstance(table, dict) and set(table.get("dependencies") or {}) - {"python"}:
+        found.append(("[tool.poetry.dependencies] (adopted from the file given with --from instead)", "base.in"))
+    elif isinstance(project, dict) and isinstance(table, dict) and set(table.get("dependencies") or {}) - {"python"}:
+        found.append(("[tool.poetry.dependencies] (beside [project] dependencies, which base.in follows)", "base.in"))
+    pdm = tool.get("pdm")
+    if isinstance(pdm, dict) and pdm.get("dev-dependencies"):
+        found.append(("[tool.pdm] dev-dependencies", "dev.in"))
     adopted = chosen.resolve() if chosen is not None else None
     for entry in sorted(os.listdir(root)):
         if not _REQUIREMENTS_TXT.fullmatch(entry) or (root / entry).resolve() == adopted:
             continue
-        if entry == "requirements.txt" and not isinstance(project, dict) and chosen is None:
+        if entry == "requirements.txt" and chosen is None and not isinstance(project, dict) and table is None:
             continue  # it was the source
         found.append((f"{entry} (adopt it with: python -m deploy init --from {entry})",
                       "base.in" if entry == "requirements.txt" else "<layer>.in"))
     return found
+
+
+def _poetry(data: dict[str, Any]) -> object:
+    tool = data.get("tool")
+    return tool.get("poetry") if isinstance(tool, dict) else None

@@ -1,0 +1,132 @@
+"""Adopting a Poetry project: its constraints in PEP 440, its groups on layers, poetry.lock's versions kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deploy.adopt.poetry import Untranslatable, specifier
+from tests.lockproject import LockProject, Names, pins
+from tests.support.adopt import init, lines, tools
+from tests.support.pkgindex import PackageIndex
+
+
+@pytest.mark.parametrize(("poetry", "pep440"), [
+    ("^1.2.3", ">=1.2.3,<2"),
+    ("^1.2", ">=1.2,<2"),
+    ("^1", ">=1,<2"),
+    ("^0.2.3", ">=0.2.3,<0.3"),
+    ("^0.0.3", ">=0.0.3,<0.0.4"),
+    ("^0.0", ">=0.0,<0.1"),
+    ("^0", ">=0,<1"),
+    ("~1.2.3", ">=1.2.3,<1.3"),
+    ("~1.2", ">=1.2,<1.3"),
+    ("~1", ">=1,<2"),
+    ("~=1.2", "~=1.2"),
+    ("1.2.*", "==1.2.*"),
+    ("*", ""),
+    ("1.2.3", "==1.2.3"),
+    ("==1.2.3", "==1.2.3"),
+    (">= 1.2, < 1.5", ">=1.2,<1.5"),
+    (">=1.2 <1.5", ">=1.2,<1.5"),
+    ("!=1.3", "!=1.3"),
+])
+def test_poetry_constraints_read_as_poetry_documents_them(poetry: str, pep440: str) -> None:
+    assert specifier(poetry) == pep440
+
+
+def test_either_of_two_ranges_has_no_pep_440_form_and_is_refused() -> None:
+    with pytest.raises(Untranslatable, match="either of two ranges"):
+        specifier("^1.2 || ^2.0")
+
+
+PYPROJECT = """\
+[tool.poetry]
+name = "shop"
+version = "0.1.0"
+description = ""
+authors = []
+packages = [{{include = "shop"}}]
+
+[tool.poetry.dependencies]
+python = "^3.9"
+{web} = "^1.0"
+{helper} = {{version = "~1.1", extras = ["fast"], markers = "sys_platform != 'win32'"}}
+{pg} = {{version = "*", optional = true}}
+{newpy} = {{version = ">=1", python = ">=3.10"}}
+{vcs} = {{git = "https://example.com/vcs.git", rev = "v1"}}
+
+[tool.poetry.extras]
+postgres = ["{pg}"]
+
+[tool.poetry.dev-dependencies]
+pytest = "^1.0"
+
+[tool.poetry.group.lint.dependencies]
+ruff = "*"
+
+[build-system]
+requires = ["poetry-core"]
+build-backend = "poetry.core.masonry.api"
+"""
+
+
+def poetry_project(root: Path, names: Names) -> Path:
+    root.mkdir()
+    (root / "pyproject.toml").write_text(PYPROJECT.format(**{n: getattr(names, n) for n in (
+        "web", "helper", "pg", "newpy", "vcs")}), encoding="utf-8")
+    return root
+
+
+def test_dependencies_groups_and_extras_land_on_layers_and_a_git_dependency_is_named(tmp_path: Path) -> None:
+    names = Names()
+    root = poetry_project(tmp_path / "shop", names)
+
+    done = init(root)
+
+    assert done.returncode == 0, done.stderr
+    requirements = root / "requirements"
+    assert lines(requirements / "base.in") == [
+        f"{names.web}<2,>=1.0",
+        f"{names.helper}[fast]<1.2,>=1.1; sys_platform != \"win32\"",
+        f'{names.newpy}>=1; python_version >= "3.10"',
+    ]
+    assert lines(requirements / "postgres.in") == [names.pg], "an optional dependency goes with its extra"
+    assert lines(requirements / "test.in") == ["pytest<2,>=1.0"], "a test tool among dev-dependencies"
+    assert lines(requirements / "dev.in") == ["ruff", "pinship"]
+    assert "  requires-python >=3.9,<4 (from [tool.poetry.dependencies] python; the lock resolves for the Python " \
+        "that runs it)" in done.stdout.splitlines()
+    assert done.stderr.splitlines() == [
+        f"warning: not adopted: pyproject.toml:14 [tool.poetry.dependencies] {names.vcs}: a git dependency: layer "
+        "locks pin name==version from an index with a hash (publish it to an index and name a version); add it to "
+        "requirements/base.in by hand",
+    ]
+
+
+@pytest.mark.index
+def test_the_first_lock_keeps_the_versions_of_poetry_lock(use_index: PackageIndex, tmp_path: Path) -> None:
+    names = Names()
+    for version in ("1.0", "1.5"):
+        use_index.add(names.web, version, [f"{names.helper}>=1"])
+    for version in ("1.1.0", "1.1.4"):
+        use_index.add(names.helper, version)
+    tools(use_index)
+    root = tmp_path / "shop"
+    root.mkdir()
+    (root / "pyproject.toml").write_text(
+        f'[tool.poetry]\nname = "shop"\nversion = "0.1.0"\n[tool.poetry.dependencies]\npython = "^3.9"\n'
+        f'{names.web} = "^1.0"\n[tool.poetry.group.test.dependencies]\npytest = "*"\n', encoding="utf-8")
+    (root / "poetry.lock").write_text(
+        f'[[package]]\nname = "{names.web}"\nversion = "1.0"\n\n[[package]]\nname = "{names.helper}"\n'
+        'version = "1.1.0"\n\n[[package]]\nname = "pytest"\nversion = "1.0"\n', encoding="utf-8")
+
+    assert init(root).returncode == 0
+    project = LockProject(root)
+    done = project.lock()
+
+    prod = {name: version for name, (version, _) in pins(project.read("prod.txt")).items()}
+    assert prod == {names.web: "1.0", names.helper: "1.1.0"}, "poetry.lock's versions, though 1.5 and 1.1.4 exist"
+    assert "requirements/dev.txt: kept 3 of the 3 versions the project ran before adopting pinship: every one" \
+        in done.stdout.splitlines()
+    assert project.run("verify").returncode == 0
