@@ -17,6 +17,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from packaging.markers import default_environment
 
 from deploy.lock import markers, specifiers
 from tests.support.pipenv import isolated_pip_env
@@ -236,6 +237,10 @@ def test_too_old_for_requires_python_exits_1_without_a_venv(tmp_path: Path) -> N
 )
 def test_markers_are_evaluated(marker: str, expected: bool) -> None:
     assert markers.evaluate_marker(marker, ENV) is expected
+
+
+def test_this_machine_is_described_by_the_marker_variables_pip_uses() -> None:
+    assert markers.marker_environment() == default_environment()
 
 
 @pytest.mark.parametrize(
