@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deploy.adopt import sources
+from deploy.adopt import itself, sources
 from deploy.adopt.entries import Adoption
 from deploy.errors import ConfigError
 from deploy.lock.reqfile import clip, read_text
@@ -132,6 +132,7 @@ def init(root: Path, *, force: bool = False, source: Path | None = None, say: Sa
         warn(f"warning: {line}")
     for what, layer in adoption.unadopted:
         warn(f"warning: not adopted: {what}; add it to {_shown(folder / layer, root)} by hand")
+    say(f"pinship itself stays out of the layers; install it beside them with: {itself.install_command()}")
     say(f"next: nox -s lock, then commit {_shown(folder, root)}/*.in and *.txt")
     return written
 
@@ -144,7 +145,8 @@ def _layers(adoption: Adoption) -> dict[str, str]:
         if name == "test" and not lines:
             lines = ["pytest"]
         if name == "dev":
-            lines = [*lines, *(["pinship"] if "pinship" not in lines else [])]
+            header += (f"# pinship itself is installed beside the locks, not in them (its own dependencies never move "
+                       f"the app's):\n#   {itself.install_command()}\n")
         texts[name] = header + "".join(f"{line}\n" for line in lines)
     for name, lines in adoption.layers.items():
         if name not in texts:

@@ -55,7 +55,7 @@ def test_top_level_packages_go_to_base_and_known_tools_to_test_and_dev(names: Na
     requirements = root / "requirements"
     assert lines(requirements / "base.in") == [names.web, names.solo], "helper is required by web"
     assert lines(requirements / "test.in") == ["pytest-cov"], "pytest is required by pytest-cov"
-    assert lines(requirements / "dev.in") == ["ruff", "pinship"]
+    assert lines(requirements / "dev.in") == ["ruff"]
     told = done.stdout.splitlines()
     assert "  requirements/test.in: requirements.txt (test tools: move any your app needs to base.in): pytest-cov" \
         in told

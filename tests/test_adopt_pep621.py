@@ -46,7 +46,7 @@ def test_extras_and_dependency_groups_land_on_layers_and_the_output_says_where(t
     requirements = root / "requirements"
     assert lines(requirements / "base.in") == [f"{names.alpha}>=1"]
     assert lines(requirements / "test.in") == [names.checker], "the test extra replaces the default pytest"
-    assert lines(requirements / "dev.in") == [names.linter, names.debugger, "pinship"], "include-group is followed"
+    assert lines(requirements / "dev.in") == [names.linter, names.debugger], "include-group is followed"
     assert lines(requirements / "postgres.in") == [names.pg]
     assert lines(requirements / "all.in") == [names.pg], "acme[postgres] is the project's own extra, expanded"
     assert (requirements / "all.in").read_text().splitlines()[1] == "-r base.in"

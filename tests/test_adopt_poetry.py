@@ -94,7 +94,7 @@ def test_dependencies_groups_and_extras_land_on_layers_and_a_git_dependency_is_n
     ]
     assert lines(requirements / "postgres.in") == [names.pg], "an optional dependency goes with its extra"
     assert lines(requirements / "test.in") == ["pytest<2,>=1.0"], "a test tool among dev-dependencies"
-    assert lines(requirements / "dev.in") == ["ruff", "pinship"]
+    assert lines(requirements / "dev.in") == ["ruff"]
     assert "  requires-python >=3.9,<4 (from [tool.poetry.dependencies] python; the lock resolves for the Python " \
         "that runs it)" in done.stdout.splitlines()
     assert done.stderr.splitlines() == [

@@ -36,7 +36,7 @@ def test_groups_land_on_layers_and_the_first_lock_keeps_uv_lock_versions(
 
     assert done.returncode == 0, done.stderr
     assert lines(root / "requirements/test.in") == ["pytest"], "a test tool of the dev group is what CI needs"
-    assert lines(root / "requirements/dev.in") == ["ruff", "pinship"]
+    assert lines(root / "requirements/dev.in") == ["ruff"]
     assert "  requirements/dev.txt: the 2 versions of uv.lock, which the first lock keeps where the layers allow" \
         in done.stdout.splitlines()
     project = LockProject(root)

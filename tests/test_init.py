@@ -422,3 +422,17 @@ def test_a_refusal_prints_only_the_error_not_files_it_would_have_kept(project: P
     one_error(done)
     assert done.stdout == "", "no 'kept …' lines for a run that did nothing"
     assert (project / "noxfile.py").read_text() == "# my own noxfile\n"
+
+
+def test_pinship_itself_stays_out_of_the_layers_and_init_says_how_to_install_it(project: Path) -> None:
+    # In dev.in, pinship's own dependencies would be solved with the app's, and the first lock
+    # failed: pinship is not on the package index (issue 13).
+    done = init(project)
+
+    assert done.returncode == 0, done.stderr
+    dev = (project / "requirements/dev.in").read_text().splitlines()
+    assert [line for line in dev if line and not line.startswith("#")] == ["-r test.in"]
+    said = [line for line in done.stdout.splitlines() if line.startswith("pinship itself")]
+    assert said and said[0].startswith(
+        "pinship itself stays out of the layers; install it beside them with: pip install "), done.stdout
+    assert said[0].rsplit(": ", 1)[1] in "\n".join(dev), "dev.in keeps the same command as a comment"

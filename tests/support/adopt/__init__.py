@@ -1,6 +1,6 @@
 """Helpers for the adoption tests: run `init` as a user does, and serve the tools init writes.
 
-init puts `pytest` into test.in and `pinship` into dev.in, and a freeze file names real tools; the
+init puts `pytest` into test.in, and a freeze file names real tools; the
 tests' index holds none of them, so `tools()` publishes stand-ins (built deterministically: the
 same bytes in every test).
 """
@@ -23,7 +23,7 @@ def init(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def tools(index: PackageIndex) -> None:
     """Stand-ins for the tools init writes into test.in and dev.in by default."""
     names = {path.name for path in index.root.iterdir()}
-    for name, requires in (("pytest", []), ("pinship", []), ("ruff", []), ("pytest-cov", ["pytest"])):
+    for name, requires in (("pytest", []), ("ruff", []), ("pytest-cov", ["pytest"])):
         if not any(entry.startswith(f"{name.replace('-', '_')}-1.0") for entry in names):
             index.add(name, "1.0", requires)
 
