@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 
 
-def run(argv, timeout, cwd=None, env=None, shell=False):
+def run(argv: str | list[str], timeout: float, cwd: str | None = None, env: dict[str, str] | None = None,
+        shell: bool = False) -> tuple[int, str]:
     import subprocess
     try:
         # stdin is the deployer's request stream: a command must never read the next request.
@@ -17,7 +18,7 @@ def run(argv, timeout, cwd=None, env=None, shell=False):
     return proc.returncode, proc.stdout.decode("utf-8", "replace")
 
 
-def release_env(release):
+def release_env(release: str) -> dict[str, str]:
     env = dict(os.environ)
     env["VIRTUAL_ENV"] = os.path.join(release, "venv")
     env["PATH"] = os.path.join(release, "venv", "bin") + os.pathsep + env.get("PATH", "")

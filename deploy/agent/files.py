@@ -10,8 +10,13 @@ import stat
 
 from .protocol import Failure
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs a host's every session an import; the annotations need none
+    from hashlib import _Hash as Hash
+    from typing import Any, BinaryIO
 
-def file_digest(handle):
+
+def file_digest(handle: BinaryIO) -> Hash:
     """sha256 of an open binary file, read in blocks (wheels can be large)."""
     import hashlib
     digest = hashlib.sha256()
@@ -25,10 +30,10 @@ def file_digest(handle):
 # stage still checks every wheel in the store and every file it reuses; unchanged ones cost a stat.
 # Keyed by the inode, not the path: a wheel renamed into the store, or hard-linked into a release,
 # is the same file and is not read twice.
-HASHED = {}
+HASHED: dict[tuple[int, int, int, int], Hash] = {}
 
 
-def digest_of(path):
+def digest_of(path: str) -> Hash:
     """sha256 of a file (a hashlib object), read once per version of the file."""
     info = os.stat(path)
     key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
@@ -42,14 +47,14 @@ def digest_of(path):
     return digest
 
 
-def sha256(path):
+def sha256(path: str) -> str:
     return digest_of(path).hexdigest()
 
 
 READ_LIMIT = 16 << 20  # bytes: the most any file is read whole (a manifest, a lock, deploy.log)
 
 
-def path_problem(path, kind):
+def path_problem(path: str, kind: str) -> str | None:
     """Why pinship must not work in or through `path` (None if it is fine, or missing): a symbolic
     link where a real `kind` ("dir", "file", "link") should be, or a path of another user."""
     try:
@@ -71,25 +76,25 @@ def path_problem(path, kind):
     return None
 
 
-def kind_name(kind):
+def kind_name(kind: str) -> str:
     return {"dir": "directory", "file": "file", "link": "symbolic link"}[kind]
 
 
-def check_layout_of(path, kind):
+def check_layout_of(path: str, kind: str) -> None:
     problem = path_problem(path, kind)
     if problem:
         raise Failure("unsafe-path", "%s: pinship will not work through it; put it right on the host by hand"
                       % problem, paths=[problem])
 
 
-def is_regular(path):
+def is_regular(path: str) -> bool:
     try:
         return stat.S_ISREG(os.lstat(path).st_mode)
     except OSError:
         return False
 
 
-def read_bytes(path, limit=READ_LIMIT):
+def read_bytes(path: str, limit: int = READ_LIMIT) -> bytes | None:
     """A regular file's bytes, its last component never followed if it is a link; None if missing."""
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -109,7 +114,7 @@ def read_bytes(path, limit=READ_LIMIT):
     return data
 
 
-def append_log(root, entry):
+def append_log(root: str, entry: dict[str, Any]) -> None:
     """One JSON line onto deploy.log, which is never followed if it is a link."""
     descriptor = os.open(os.path.join(root, "deploy.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW,
                          0o644)
@@ -117,7 +122,7 @@ def append_log(root, entry):
         handle.write(json.dumps(entry, sort_keys=True) + "\n")
 
 
-def replace_file(root, name, text):
+def replace_file(root: str, name: str, text: str) -> None:
     """Write <root>/<name> whole by rename: a link standing there is replaced, never written through."""
     temporary = os.path.join(root, ".%s-%d" % (name.lstrip("."), os.getpid()))
     if os.path.lexists(temporary):
@@ -128,7 +133,7 @@ def replace_file(root, name, text):
     os.replace(temporary, os.path.join(root, name))
 
 
-def remove_entry(path):
+def remove_entry(path: str) -> None:
     """Remove the agent's own temporary entry: a real directory with what is in it, else the
     entry itself (a link is unlinked, never followed)."""
     try:

@@ -8,7 +8,11 @@ Everything a request names is checked here before anything on the host is touche
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs a host's every session an import; the annotations need none
+    from typing import Any
+
+    Request = dict[str, Any]  # one request, as decoded from its JSON line
 
 MARK = "PINSHIP-RESULT:"
 
@@ -59,11 +63,9 @@ def shown(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def release_arg(req: dict[str, Any], optional: bool = False) -> str | None:
+def release_arg(req: Request) -> str:
     """The request's release, checked before anything is touched."""
     release = req.get("release")
-    if release is None and optional:
-        return None
     if not is_release_id(release):
         raise Failure("bad-request", "%s is not a release id (12 lowercase hex digits): refused" % shown(release))
     return str(release)
@@ -75,7 +77,7 @@ def token_arg(token: object) -> str:
     return token
 
 
-def log_arg(req: dict[str, Any]) -> dict[str, Any]:
+def log_arg(req: Request) -> dict[str, Any]:
     log = req.get("log")
     if not isinstance(log, dict):
         raise Failure("bad-request", "the request has no deploy.log entry: refused")

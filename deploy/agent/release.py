@@ -8,7 +8,7 @@ import os
 import shutil
 import time
 
-from .claim import check_token, op_unlock, owns_lock
+from .claim import check_held, give_back, holds
 from .command import release_env, run
 from .files import append_log, check_layout_of, replace_file
 from .protocol import Failure, Refused, check_wheel, log_arg, release_arg, shown
@@ -29,8 +29,14 @@ from .store import (
 from .venv import make_venv
 from .wheel import install_wheels
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs a host's every session an import; the annotations need none
+    from typing import Any, NoReturn
 
-def stage_request(req):
+    from .protocol import Request
+
+
+def stage_request(req: Request) -> tuple[str, dict[str, Any]]:
     """Everything stage is sent, checked before anything is touched."""
     release = release_arg(req)
     manifest = req.get("manifest")
@@ -45,10 +51,10 @@ def stage_request(req):
     return release, manifest
 
 
-def op_stage(req):
+def op_stage(req: Request) -> dict[str, Any]:
     root = req["path"]
     release_id, manifest = stage_request(req)
-    check_token(req)
+    check_held(req)
     check_layout(root)
     bad = accept_incoming(root, manifest["wheels"])
     if bad:
@@ -104,23 +110,23 @@ def op_stage(req):
         if code != 0:
             discard(req, release_id)
             stage_failed("health check", code, out)
-    check_token(req)  # a deploy whose lock was taken over must not mark the new owner's release complete
+    check_held(req)  # a deploy whose claim was taken over must not mark the new owner's release complete
     with open(os.path.join(release, ".complete"), "w") as handle:
         handle.write(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     return {"reused": False, "linked": len(linked)}
 
 
-def discard(req, release_id):
-    if owns_lock(req):  # else a deploy that took the lock over (--break-lock) may be staging it
+def discard(req: Request, release_id: str) -> None:
+    if holds(req):  # else a deploy that took the claim over (--break-lock) may be staging it
         remove_release(req["path"], release_id)
 
 
-def stage_failed(step, code, out):
+def stage_failed(step: str, code: int, out: str) -> NoReturn:
     tail = "\n".join(out.strip().splitlines()[-8:]) or "(no output)"
     raise Failure("stage", "%s failed (exit %d): %s" % (step, code, tail), step=step)
 
 
-def point_current(root, release_id, temporary):
+def point_current(root: str, release_id: str, temporary: str) -> None:
     """Switch `current` by rename: it is never missing and never half-made."""
     if os.path.lexists(temporary):
         os.unlink(temporary)  # left by an earlier agent that had this pid
@@ -128,29 +134,30 @@ def point_current(root, release_id, temporary):
     os.replace(temporary, os.path.join(root, "current"))
 
 
-def op_switch(req):
+def op_switch(req: Request) -> dict[str, Any]:
     root, release_id = req["path"], release_arg(req)
     keep = req.get("keep", 5)
     if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
         raise Failure("bad-request", "keep %s is not a count of releases: refused" % shown(keep))
     log_arg(req)
-    check_token(req)
+    check_held(req)
     temporary = os.path.join(root, ".current-%d" % os.getpid())
     before = live(root)
     try:
         return switch(req, root, release_id, temporary, keep)
     except BaseException as exc:
-        # Whatever failed, the lock this deploy took is released and the attempt logged: a lock
+        # Whatever failed, the claim this deploy took is given back and the attempt logged: a claim
         # left by a finished deploy would stop every later one, and the reply says what is live.
         raise failed_switch(req, root, release_id, temporary, before, exc) from None
 
 
-def switch(req, root, release_id, temporary, keep):
+def switch(req: Request, root: str, release_id: str, temporary: str, keep: int) -> dict[str, Any]:
     check_layout(root)
     if not completed(root, release_id):
         raise Failure("missing", "release %s is not on this host (or never finished staging)" % release_id)
     before = live(root)
-    result = {"previous": before, "switched": before != release_id, "restart": None, "switched_back": False}
+    result: dict[str, Any] = {"previous": before, "switched": before != release_id, "restart": None,
+                              "switched_back": False}
     if before != release_id:
         point_current(root, release_id, temporary)
         if before:
@@ -171,8 +178,9 @@ def switch(req, root, release_id, temporary, keep):
     return result
 
 
-def failed_switch(req, root, release_id, temporary, before, exc):
-    """After a switch failed: remove its temporary link, log it, release the lock; the Failure
+def failed_switch(req: Request, root: str, release_id: str, temporary: str, before: str | None,
+                  exc: BaseException) -> Failure:
+    """After a switch failed: remove its temporary link, log it, give the claim back; the Failure
     to answer with, which says what the host now serves."""
     if os.path.islink(temporary):
         os.unlink(temporary)
@@ -182,12 +190,12 @@ def failed_switch(req, root, release_id, temporary, before, exc):
     entry = dict(req["log"], previous=before, result="failed", error=error, current=serving)
     notes = []
     try:
-        if owns_lock(req):
+        if holds(req):
             append_log(root, entry)
     except OSError as problem:
         notes.append("deploy.log not written (%s)" % problem.strerror)
-    op_unlock(req)
-    if owns_lock(req):
+    give_back(req)
+    if holds(req):
         notes.append("the lock could not be released")
     else:
         notes.append("lock released")
@@ -205,7 +213,7 @@ def failed_switch(req, root, release_id, temporary, before, exc):
     return Failure(kind, "switch to %s failed: %s; %s" % (release_id, error, "; ".join(notes)), **extra)
 
 
-def prune(root, keep):
+def prune(root: str, keep: int) -> list[str]:
     """Old releases beyond `keep`, and releases that never finished staging, each through
     remove_release (never the live or the previous one, never what the agent did not make)."""
     done = complete_releases(root)
@@ -216,26 +224,27 @@ def prune(root, keep):
     return removed
 
 
-def finish(req, entry):
+def finish(req: Request, entry: dict[str, Any]) -> None:
     try:
         check_layout_of(os.path.join(req["path"], "deploy.log"), "file")
         append_log(req["path"], entry)
     finally:
-        op_unlock(req)  # even on a full disk: a lock left behind would block every later deploy
+        give_back(req)  # even on a full disk: a claim left behind would block every later deploy
 
 
-def op_abort(req):
-    root, release = req["path"], release_arg(req, optional=True)
+def op_abort(req: Request) -> dict[str, Any]:
+    root = req["path"]
+    release = None if req.get("release") is None else release_arg(req)
     log_arg(req)
-    if not owns_lock(req):
-        return {}  # another deploy's lock, and perhaps the release it is staging: not ours to touch
+    if not holds(req):
+        return {}  # another deploy's claim, and perhaps the release it is staging: not ours to touch
     kept = None
     try:
         check_layout(root)
         if release and not completed(root, release):
             remove_release(root, release)
     except Failure as exc:
-        kept = exc  # the lock is released all the same, and the reply says why nothing was deleted
+        kept = exc  # the claim is given back all the same, and the reply says why nothing was deleted
     finish(req, dict(req["log"], previous=live(root), result=req.get("reason", "aborted")))
     if kept is not None:
         raise Failure(kept.kind, "%s (lock released, nothing deleted)" % kept, **kept.extra)

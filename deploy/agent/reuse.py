@@ -19,20 +19,27 @@ import shutil
 
 from .files import digest_of
 from .protocol import Refused
+from .record import record_form
 from .scripts import script_head, split_head
-from .wheel import record_form
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs a host's every session an import; the annotations need none
+    from typing import Any
+
+    Copy = tuple[str, str, bool]  # (source, target, is a script)
+
 
 # Other modules are imported where they are used: every call of the agent runs this file, and
 # most calls (probe, lock, switch) need none of them; importing them costs more than the call.
 
 
-def site_packages(venv):
+def site_packages(venv: str) -> str | None:
     import glob
     found = glob.glob(os.path.join(glob.escape(venv), "lib", "python*", "site-packages"))
     return found[0] if len(found) == 1 else None
 
 
-def venv_identity(venv):
+def venv_identity(venv: str) -> list[str] | None:
     """The interpreter a venv runs on: venvs of different interpreters cannot share files."""
     try:
         with open(os.path.join(venv, "pyvenv.cfg")) as handle:
@@ -43,17 +50,17 @@ def venv_identity(venv):
     return sorted(line.replace(" ", "") for line in lines if line.split("=")[0].strip() in keep)
 
 
-def record_hash(path):
+def record_hash(path: str) -> str:
     return record_form(digest_of(path))
 
 
-def dist_info(site, filename):
+def dist_info(site: str, filename: str) -> str | None:
     name, version = filename.split("-")[:2]
     path = os.path.join(site, "%s-%s.dist-info" % (name, version))
     return path if os.path.isdir(path) else None
 
 
-def plan_copy(donor_site, site, info):
+def plan_copy(donor_site: str, site: str, info: str) -> list[Copy] | None:
     """(source, target, script) for every file of one installed wheel, or None if any is off:
     missing, not a regular file, outside the venv, without a hash, or not matching it."""
     import csv
@@ -83,7 +90,7 @@ def plan_copy(donor_site, site, info):
     return plan
 
 
-def copy_installed(plan, donor_venv, venv):
+def copy_installed(plan: list[Copy], donor_venv: str, venv: str) -> dict[str, tuple[str, str]]:
     """Hard-link the files; scripts naming the live venv's python get their own copy naming the
     new venv's (in whichever form script_head writes for it: a path with a space, or a long one,
     needs the /bin/sh trampoline)."""
@@ -112,7 +119,7 @@ def copy_installed(plan, donor_venv, venv):
     return changed
 
 
-def rewrite_record(site, info, changed):
+def rewrite_record(site: str, info: str, changed: dict[str, tuple[str, str]]) -> None:
     """RECORD is a hard link too: give the new venv its own, with the rewritten scripts' hashes,
     in the line endings RECORD is written with (LF; the csv module's default is CRLF)."""
     import csv
@@ -128,7 +135,7 @@ def rewrite_record(site, info, changed):
         csv.writer(handle, lineterminator="\n").writerows(rows)
 
 
-def reuse_live(root, release, wheels, live_release):
+def reuse_live(root: str, release: str, wheels: list[dict[str, Any]], live_release: str | None) -> set[str]:
     """Link into `release` every wheel the live release installed from identical bytes."""
     if not live_release or live_release == os.path.basename(release):
         return set()
@@ -143,13 +150,14 @@ def reuse_live(root, release, wheels, live_release):
             donor_hashes = {w["sha256"] for w in json.load(handle)["wheels"]}
     except (OSError, ValueError, KeyError):
         return set()
-    reused, claimed = set(), {}
+    reused: set[str] = set()
+    claimed: dict[str, str] = {}  # file -> the wheel that holds it
     for wheel in wheels:
         if wheel["sha256"] not in donor_hashes or not donor_site or not site:
             continue
         info = dist_info(donor_site, wheel["filename"])
-        plan = info and plan_copy(donor_site, site, info)
-        if not plan:
+        plan = plan_copy(donor_site, site, info) if info else None
+        if not plan or not info:
             continue
         for _, target, _ in plan:
             if target in claimed:  # the live venv was not made by this agent's rules

@@ -8,7 +8,7 @@ import os
 from .protocol import Refused
 
 
-def quoted(text):
+def quoted(text: bytes) -> bytes:
     """Bytes as one sh word in single quotes: never three quotes in a row, so Python's string holds."""
     return b"'" + text.replace(b"'", b"'\"'\"'") + b"'"
 
@@ -21,7 +21,7 @@ SHEBANG_MAX = 127
 TRAMPOLINE = b"#!/bin/sh\n'''exec' %s \"$0\" \"$@\"\n' '''\n"
 
 
-def script_head(python, args=b""):
+def script_head(python: str | bytes, args: bytes = b"") -> bytes:
     """The first line(s) of a script run by `python` with `args` (bytes, passed as one word, as the
     kernel passes a shebang's arguments). Where the path has whitespace or the line would be too
     long: a /bin/sh trampoline, as pip (distlib) and pypa/installer write. sh runs its `exec` line;
@@ -42,7 +42,7 @@ def script_head(python, args=b""):
     return TRAMPOLINE % b" ".join([quoted(python)] + ([quoted(args)] if args else []))
 
 
-def split_head(data, python):
+def split_head(data: bytes, python: str) -> tuple[bytes, bytes] | None:
     """(args, rest) if `data` starts with script_head(python, args) for some args, else None: how a
     reused script is told from one that names another interpreter."""
     for args in candidate_args(data, os.fsencode(python)):
@@ -55,7 +55,7 @@ def split_head(data, python):
     return None
 
 
-def candidate_args(data, python):
+def candidate_args(data: bytes, python: bytes) -> list[bytes]:
     """The arguments `data`'s head would carry if it named `python`, in either form."""
     import shlex
     if data.startswith(b"#!" + python):
@@ -73,7 +73,7 @@ def candidate_args(data, python):
     return []
 
 
-def script_bytes(data, python):
+def script_bytes(data: bytes, python: str) -> bytes:
     """A first line starting with `#!python` names the venv's interpreter. The wheel spec says just
     that: a line *starting* with b"#!python", so `#!pythonw`, `#!python3`, `#!python3.12` too (pip
     and pypa/installer rewrite any such line). What follows the first word (`-u` in `#!python -u`)
@@ -85,7 +85,7 @@ def script_bytes(data, python):
     return script_head(python, words[1].strip() if len(words) > 1 else b"") + rest
 
 
-def entry_points(text):
+def entry_points(text: str) -> list[tuple[str, str, str]]:
     """console_scripts and gui_scripts from entry_points.txt, as (name, module, attribute)."""
     found, section = [], None
     for line in text.splitlines():
@@ -109,11 +109,11 @@ def entry_points(text):
     return found
 
 
-def dotted(text):
+def dotted(text: str) -> bool:
     return all(part.isidentifier() for part in text.split("."))
 
 
-def launcher(module, attribute, python):
+def launcher(module: str, attribute: str, python: str) -> bytes:
     lines = ["import sys", "from %s import %s" % (module, attribute.split(".")[0]),
              "if __name__ == '__main__':",
              "    if sys.argv[0].endswith('-script.py'):",

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any, Callable
 
-from .claim import op_lock, op_unlock
+from .claim import give_back, take
 from .protocol import MARK, Failure
 from .release import op_abort, op_stage, op_switch
 from .status import op_probe, op_read, op_status
@@ -21,14 +21,14 @@ from .status import op_probe, op_read, op_status
 def lock(req: dict[str, Any]) -> dict[str, Any]:
     """Take the claim, then say what probe says as seen under it: rollback needs no separate probe
     round trip."""
-    result = op_lock(req)
+    result = take(req)
     result["probe"] = op_probe(req)
     return result
 
 
 OPS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "probe": op_probe, "status": op_status, "read": op_read,
-    "lock": lock, "unlock": op_unlock, "stage": op_stage, "switch": op_switch, "abort": op_abort,
+    "lock": lock, "unlock": give_back, "stage": op_stage, "switch": op_switch, "abort": op_abort,
     "ping": lambda req: {},  # a kept session still answers (keeper.py)
 }
 
@@ -37,7 +37,8 @@ def main(req: object) -> None:
     """Answer one request on stdout, after MARK."""
     result: dict[str, Any]
     try:
-        op = OPS.get(req.get("op")) if isinstance(req, dict) and isinstance(req.get("path"), str) else None
+        name = req.get("op") if isinstance(req, dict) and isinstance(req.get("path"), str) else None
+        op = OPS.get(name) if isinstance(name, str) else None
         if op is None or not isinstance(req, dict):
             raise Failure("bad-request", "not a request this agent knows: refused")
         result = {"ok": True, "result": op(req)}

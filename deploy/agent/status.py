@@ -9,14 +9,20 @@ import shutil
 import stat
 import sys
 
-from .claim import read_owner
+from .claim import holder
 from .command import run
 from .files import check_layout_of, path_problem, read_bytes
 from .protocol import Failure, is_hex, is_release_id, shown
 from .store import complete_releases, layout_problems, live, previous_release, release_dir
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs a host's every session an import; the annotations need none
+    from typing import Any
 
-def platform_tags():
+    from .protocol import Request
+
+
+def platform_tags() -> list[str]:
     """The platform tags this host's Python installs wheels for (as pip would compute them)."""
     machine = os.uname().machine
     if not sys.platform.startswith("linux"):
@@ -36,7 +42,7 @@ def platform_tags():
     return [*found, "linux_%s" % machine]
 
 
-def marker_environment():
+def marker_environment() -> dict[str, str]:
     """The values PEP 508 markers test, as this interpreter sees them (what pip check uses)."""
     import platform
 
@@ -59,7 +65,7 @@ def marker_environment():
     }
 
 
-def op_probe(req):
+def op_probe(req: Request) -> dict[str, Any]:
     root = req["path"]
     store = os.path.join(root, "wheels")
     inventory = []
@@ -67,7 +73,7 @@ def op_probe(req):
         folder = os.path.join(store, digest)
         if is_hex(digest, 64) and not path_problem(folder, "dir") and os.path.isdir(folder) and os.listdir(folder):
             inventory.append(digest)
-    owner = read_owner(root)
+    owner = holder(root)
     existing = root
     while not os.path.isdir(existing):
         existing = os.path.dirname(existing) or "/"
@@ -116,7 +122,7 @@ print(json.dumps(out))
 """
 
 
-def read_log(root, limit=200, tail=1 << 20):
+def read_log(root: str, limit: int = 200, tail: int = 1 << 20) -> list[Any]:
     """The last `limit` entries of deploy.log, read from its last `tail` bytes (never through a link)."""
     try:
         descriptor = os.open(os.path.join(root, "deploy.log"), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -137,7 +143,7 @@ def read_log(root, limit=200, tail=1 << 20):
     return entries
 
 
-def read_manifest(root, release):
+def read_manifest(root: str, release: str) -> dict[str, Any] | None:
     try:
         manifest = json.loads(read_bytes(os.path.join(release_dir(root, release), "manifest.json")) or b"null")
     except (Failure, OSError, ValueError):
@@ -145,10 +151,10 @@ def read_manifest(root, release):
     return manifest if isinstance(manifest, dict) else None
 
 
-def op_status(req):
+def op_status(req: Request) -> dict[str, Any]:
     """Everything `status` and `releases` show, in one round trip; writes nothing.
 
-    "lock" is the deploy lock's owner as stored (None when free), "unsafe" every path pinship
+    "lock" is the claim's holder as stored (None when free), "unsafe" every path pinship
     will not work through (see layout_problems): both mean the next deploy will not go ahead.
     """
     root = req["path"]
@@ -156,7 +162,7 @@ def op_status(req):
     result = {"current": current, "previous": previous_release(root), "log": read_log(root),
               "releases": [{"release": name, "manifest": read_manifest(root, name)}
                            for name in complete_releases(root)],
-              "lock": read_owner(root), "unsafe": layout_problems(root)}
+              "lock": holder(root), "unsafe": layout_problems(root)}
     if current in complete_releases(root) and req.get("inspect", True):
         python = os.path.join(release_dir(root, current), "venv", "bin", "python")
         code, out = run([python, "-I", "-c", INSPECT], req.get("timeout", 600))
@@ -173,7 +179,7 @@ def op_status(req):
 READABLE = ("manifest.json", "requirements.lock")
 
 
-def op_read(req):
+def op_read(req: Request) -> dict[str, Any]:
     """A file from a release (its manifest, lock) or the deploy log, for status and history."""
     root, name = req["path"], req.get("file")
     parts = name.split("/") if isinstance(name, str) else []

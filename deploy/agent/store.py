@@ -14,6 +14,11 @@ import stat
 from .files import check_layout_of, is_regular, path_problem, read_bytes, remove_entry, sha256
 from .protocol import Failure, check_wheel, is_release_id, shown
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs a host's every session an import; the annotations need none
+    from typing import Any
+
+
 MARKER = ".pinship-release"  # written first in every release folder the agent makes
 
 
@@ -23,7 +28,7 @@ LAYOUT = (("releases", "dir"), ("wheels", "dir"), (os.path.join("wheels", ".inco
           (".agent", "dir"))
 
 
-def layout_problems(root):
+def layout_problems(root: str) -> list[str]:
     """Every entry of the deploy path pinship would write or delete through, that it must not."""
     problems = [problem for problem in (path_problem(os.path.join(root, name), kind) for name, kind in LAYOUT)
                 if problem]
@@ -40,7 +45,7 @@ def layout_problems(root):
     return problems
 
 
-def check_layout(root):
+def check_layout(root: str) -> None:
     """Refuse (unsafe-path) to write or delete on a host whose deploy path is not as pinship made it."""
     problems = layout_problems(root)
     if problems:
@@ -49,11 +54,11 @@ def check_layout(root):
                       % (problems[0], more), paths=problems)
 
 
-def release_dir(root, release):
+def release_dir(root: str, release: str) -> str:
     return os.path.join(root, "releases", release)
 
 
-def live(root):
+def live(root: str) -> str | None:
     """The release `current` links to, if it is a link of the one form the agent makes."""
     try:
         target = os.readlink(os.path.join(root, "current"))
@@ -63,7 +68,7 @@ def live(root):
     return name if is_release_id(name) else None
 
 
-def made_here(path):
+def made_here(path: str) -> bool:
     """Whether `path` is a release folder the agent made: a real directory (never a link) of this
     user, holding the agent's marker (or `.complete`, all that agents before the marker wrote)."""
     try:
@@ -75,7 +80,7 @@ def made_here(path):
     return is_regular(os.path.join(path, MARKER)) or is_regular(os.path.join(path, ".complete"))
 
 
-def completed(root, release):
+def completed(root: str, release: str) -> bool:
     """Whether releases/<release> finished staging (never judged through a linked releases/)."""
     path = release_dir(root, release)
     if path_problem(os.path.join(root, "releases"), "dir"):
@@ -83,7 +88,7 @@ def completed(root, release):
     return made_here(path) and is_regular(os.path.join(path, ".complete"))
 
 
-def release_names(root):
+def release_names(root: str) -> list[str]:
     """Release ids in releases/, listed only when it is a real directory of this user."""
     folder = os.path.join(root, "releases")
     if path_problem(folder, "dir") or not os.path.isdir(folder):
@@ -91,7 +96,7 @@ def release_names(root):
     return [name for name in os.listdir(folder) if is_release_id(name)]
 
 
-def complete_releases(root):
+def complete_releases(root: str) -> list[str]:
     """Releases that finished staging, oldest first (by when they were completed)."""
     found = []
     for name in release_names(root):
@@ -100,7 +105,7 @@ def complete_releases(root):
     return [name for _, name in sorted(found)]
 
 
-def previous_release(root):
+def previous_release(root: str) -> str | None:
     try:
         data = read_bytes(os.path.join(root, ".previous"), 1024)
     except (Failure, OSError):
@@ -109,7 +114,7 @@ def previous_release(root):
     return name if is_release_id(name) else None
 
 
-def remove_release(root, release):
+def remove_release(root: str, release: str) -> str | None:
     """The one way the agent deletes a release: releases/<release>, if it is a folder the agent
     made (see made_here) in a releases/ that is a real directory of this user, and neither live nor
     previous. Returns None once it is gone (or was never there), else why it is kept."""
@@ -127,12 +132,12 @@ def remove_release(root, release):
     return None
 
 
-def store_path(root, digest, filename):
+def store_path(root: str, digest: str, filename: str) -> str:
     check_wheel({"sha256": digest, "filename": filename})
     return os.path.join(root, "wheels", digest, filename)
 
 
-def accept_incoming(root, wheels):
+def accept_incoming(root: str, wheels: list[dict[str, Any]]) -> list[str]:
     """Move uploaded wheels into the store once their hash is right; report what is not."""
     incoming = os.path.join(root, "wheels", ".incoming")
     bad = []

@@ -8,7 +8,7 @@ import shutil
 import sys
 
 
-def make_venv(venv, templates=None):
+def make_venv(venv: str, templates: str | None = None) -> None:
     """`python -m venv --without-pip VENV`, without starting another interpreter.
 
     With a templates folder, the venv module's output is made there once per interpreter and each
@@ -23,13 +23,13 @@ def make_venv(venv, templates=None):
         copy_venv(template, venv)
 
 
-def build_venv(venv):
+def build_venv(venv: str) -> None:
     import venv as venv_module
 
     venv_module.EnvBuilder(symlinks=os.name != "nt", with_pip=False).create(venv)
 
 
-def venv_template(templates):
+def venv_template(templates: str) -> str | None:
     """The venv module's venv for this interpreter, made under `templates` on first use; None
     where it cannot be made (the venv is then made directly)."""
     import hashlib
@@ -52,7 +52,7 @@ def venv_template(templates):
     return template
 
 
-def copy_venv(template, venv):
+def copy_venv(template: str, venv: str) -> None:
     """Copy a template venv to `venv`: links as links, files with the template's own path (in
     pyvenv.cfg's command and the activate scripts) replaced by the new one, modes kept."""
     with open(os.path.join(template, "origin")) as handle:
@@ -78,7 +78,7 @@ def copy_venv(template, venv):
                 os.chmod(target, os.stat(source).st_mode & 0o7777)
 
 
-def venv_scheme(venv):
+def venv_scheme(venv: str) -> dict[str, str]:
     """The venv's install folders, as its own interpreter (this one) would compute them."""
     import sysconfig
     scheme = "venv" if "venv" in sysconfig.get_scheme_names() else ("nt" if os.name == "nt" else "posix_prefix")
@@ -87,13 +87,13 @@ def venv_scheme(venv):
     return {key: paths[key] for key in ("purelib", "platlib", "scripts", "data")}
 
 
-def scheme_paths(venv, scheme, dist_name):
+def scheme_paths(venv: str, scheme: dict[str, str], dist_name: str) -> dict[str, str]:
     # Where pip puts a venv's headers: sysconfig has no per-distribution folder for them.
     headers = os.path.join(venv, "include", "site", "python%d.%d" % sys.version_info[:2], dist_name)
     return dict(scheme, headers=headers)
 
 
-def venv_python(venv):
+def venv_python(venv: str) -> str:
     return os.path.join(venv, "Scripts" if os.name == "nt" else "bin", "python")
 
 
