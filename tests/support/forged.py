@@ -3,7 +3,7 @@
 A broken or compromised host can answer anything. To test what the deploying side does with
 that, `forge()` writes an executable script into each host's deploy path and returns its path,
 to be given as the environment's `python` setting. The deploying side runs it exactly as it runs
-an interpreter (`<python> -I -S -c LOADER`, the agent's source in the first request line, see
+an interpreter (`<python> -I -S -c LOADER`, the agent's loader and parts in the first request line, see
 deploy/remote/target.py), over a plain SSH session or through a keeper (keep-alive > 0) alike. The
 script loads the real agent from that first request and serves every request with it, except
 the steps it was told to forge on that host:
@@ -42,11 +42,11 @@ import sys
 
 RULES = json.loads({rules!r})
 first = json.loads(sys.stdin.readline())
-source = first.pop("source")
-for key in ("agent", "digest"):
-    first.pop(key, None)
-agent = {{"__name__": "pinship-forged"}}  # anything but "__agent__": the agent must not serve by itself
-exec(compile(source, "pinship-agent", "exec"), agent)
+boot = {{"__name__": "pinship-forged"}}  # anything but "__agent__": the agent must not serve by itself
+exec(compile(first.pop("agent"), "pinship-agent", "exec"), boot)
+served = boot["install"](boot["compile_parts"](first.pop("parts")))  # the real parts, as boot.py loads them
+first.pop("digest", None)
+agent = {{"main": served.main, "MARK": served.MARK}}
 
 
 def answer(request):
