@@ -23,7 +23,8 @@ from deploy import config as config_module
 from deploy.config import Environment, Host
 from deploy.errors import DeployError, VerifyFailed
 from deploy.progress import Board
-from deploy.release import engine
+from deploy.release import engine, report
+from deploy.release.run import Summary
 from deploy.render import inert
 
 _BOARD = Board(sys.stdout)
@@ -82,7 +83,7 @@ def _progress(host: str, message: str) -> None:
     _BOARD(host, message)
 
 
-def _entry(action: Callable[[], engine.Summary | None]) -> None:
+def _entry(action: Callable[[], Summary | None]) -> None:
     # A cancelled CI job sends SIGTERM: stop as Ctrl-C stops (finish the steps under way, release
     # every lock), not in the middle of a step with the hosts locked by a dead process.
     main = threading.current_thread() is threading.main_thread()  # only there can a handler be set
@@ -98,7 +99,7 @@ def _entry(action: Callable[[], engine.Summary | None]) -> None:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _report(action: Callable[[], engine.Summary | None]) -> None:
+def _report(action: Callable[[], Summary | None]) -> None:
     try:
         summary = action()
     except VerifyFailed as exc:
@@ -110,7 +111,7 @@ def _report(action: Callable[[], engine.Summary | None]) -> None:
     if summary is None:
         return
     print()
-    print(engine.render_summary(summary))
+    print(report.render_summary(summary))
     if not summary.ok:
         raise Exit(f"\n{summary.action} of '{summary.environment}' did not complete on every host", code=1)
 
@@ -178,14 +179,14 @@ def deploy(
         keep_alive=keep_alive,
     )
 
-    def action() -> engine.Summary | None:
+    def action() -> Summary | None:
         config, environment = _environment(env, overrides, hosts)
         if dry_run:
-            from deploy.release import ops
+            from deploy.release import plan
 
-            text, goes_ahead = ops.plan(config, environment, progress=_quiet)
-            print(text)
-            if not goes_ahead:
+            found = plan.plan(config, environment, progress=_quiet)
+            print(report.render_plan(found))
+            if not found.goes_ahead:
                 raise Exit("\nthe deploy would not go ahead as planned", code=1)
             return None
         _confirm(environment, yes, "deploy")
@@ -228,7 +229,7 @@ def rollback(
         keep_alive=keep_alive,
     )
 
-    def action() -> engine.Summary:
+    def action() -> Summary:
         config, environment = _environment(env, overrides, hosts)
         _confirm(environment, yes, "roll back")
         return engine.rollback(config, environment, to=to, progress=_progress, break_lock=break_lock)
@@ -280,12 +281,12 @@ def status(
     c: Context, env: str = "local", hosts: str | None = None, json: bool = False, connect_timeout: float | None = None
 ) -> None:
     """Show each host's live release and any drift; exit non-zero unless all are clean and agree."""
-    from deploy.release import ops
+    from deploy.release import inspect as live
 
     def action() -> None:
         config, environment = _environment(env, dict(connect_timeout=connect_timeout), hosts)
-        statuses = ops.status(config, environment, progress=_quiet)
-        print(ops.render_status(statuses, json))
+        statuses = live.status(config, environment, progress=_quiet)
+        print(report.render_status(statuses, json))
         if any(s.problems for s in statuses):
             raise Exit(code=1)
 
@@ -312,12 +313,12 @@ def disconnect(c: Context, env: str = "local") -> None:
 @task(auto_shortflags=False, help={"env": COMMON_HELP["env"], "hosts": COMMON_HELP["hosts"]})
 def releases(c: Context, env: str = "local", hosts: str | None = None) -> None:
     """List each host's releases, newest first, marking the live and previous ones."""
-    from deploy.release import ops
+    from deploy.release import inspect as live
 
     def action() -> None:
         config, environment = _environment(env, {}, hosts)
-        statuses = ops.status(config, environment, progress=_quiet)
-        print(ops.render_releases(statuses))
+        statuses = live.status(config, environment, progress=_quiet)
+        print(report.render_releases(statuses))
         if any(s.error for s in statuses):  # a host that could not be read has no list to trust
             raise Exit(code=1)
 
@@ -336,15 +337,15 @@ def releases(c: Context, env: str = "local", hosts: str | None = None) -> None:
 )
 def promote_(c: Context, from_: str, to: str, yes: bool = False, break_lock: bool = False) -> None:
     """Deploy to one environment the exact release live on another: the same wheels, no rebuild."""
-    from deploy.release import ops
+    from deploy.release import promote
 
-    def action() -> engine.Summary:
+    def action() -> Summary:
         config_module.check_name(from_, "--from")
         config_module.check_name(to, "--to")
         config = config_module.load()
         source, target = config.environment(from_, "--from"), config.environment(to, "--to")
         _confirm(target, yes, f"promote the release live on {from_}")
-        return ops.promote(config, source, target, progress=_progress, break_lock=break_lock)
+        return promote.promote(config, source, target, progress=_progress, break_lock=break_lock)
 
     _entry(action)
 

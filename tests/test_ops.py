@@ -215,3 +215,27 @@ def test_promote_refuses_a_source_whose_hosts_disagree(project: DeployProject, c
     assert outcome.code == 1
     assert "do not agree on one live release" in outcome.output
     assert live(cluster.hosts[2], cluster.deploy_path) is None
+
+
+def test_an_unreachable_host_is_named_once_on_each_of_its_lines_in_status_and_in_the_plan(
+    project: DeployProject, cluster: SshCluster
+) -> None:
+    _on_every_staging_host(project, cluster)
+    down = cluster.hosts[0]
+    project.new_version()
+    down.kill()
+    try:
+        status = project.invoke("status", "--env", "staging")
+        planned = project.deploy("--dry-run")
+    finally:
+        down.start()
+
+    name = down.spec()
+    assert status.code == 1, status.output
+    assert f"{name}: unreachable" in status.output
+    assert planned.code == 1, planned.output
+    assert f"{name}: cannot plan: unreachable" in planned.output
+    assert f"{cluster.hosts[1].spec()}: " in planned.output  # the host that answered is still planned for
+    for output in (status.output, planned.output):
+        lines = [line for line in output.splitlines() if name in line]
+        assert lines and all(line.count(name) == 1 for line in lines), output
