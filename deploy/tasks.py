@@ -2,81 +2,64 @@
 
 An explicit flag beats `[tool.deploy]`, which beats the defaults. These functions are entry
 points: they turn DeployError into a message and an exit code, and nothing else here has logic.
+Each setting's flag is declared once, in config.SETTINGS: `_task` adds it to a task's signature
+with its help, and deploy/release/select.py checks its value by the setting's rules.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import signal
 import sys
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from invoke.collection import Collection
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import task
+from invoke.tasks import Task
 
 from deploy import config as config_module
-from deploy.config import Environment, Host
+from deploy.config import Environment
 from deploy.errors import DeployError, VerifyFailed
 from deploy.progress import Board
-from deploy.release import engine, report
+from deploy.release import engine, report, select
 from deploy.release.run import Summary
-from deploy.render import inert
+from deploy.release.select import UsageError
 
 _BOARD = Board(sys.stdout)
 _SETTINGS = config_module.SETTINGS
 COMMON_HELP = {
+    **{attr: setting.described for attr, setting in _SETTINGS.items()},
     "env": f"environment from [tool.deploy.environments] ('local' needs no config; names: {config_module.NAME_RULE})",
-    "hosts": "comma-separated subset of the environment's hosts to work on",
-    **{attr: _SETTINGS[attr].described for attr in (
-        "path", "known_hosts", "identity", "python", "parallel", "connect_timeout", "command_timeout", "keep_alive",
-        "restart")},
+    "hosts": "comma-separated subset of the environment's hosts to work on",  # not the setting: a subset of it
     "break_lock": "take over a lock left by a deploy that died (check it is dead first)",
+    "yes": "do not ask for confirmation",
 }
+# The settings a deploy takes as flags: all but the environment's hosts (--hosts picks among
+# them) and confirm (--yes answers it). A rollback builds, stages and prunes nothing, so it has
+# no flags for that; nor --parallel, which it never had.
+DEPLOY_FLAGS = tuple(attr for attr in _SETTINGS if attr not in ("hosts", "confirm"))
+ROLLBACK_FLAGS = tuple(attr for attr in DEPLOY_FLAGS
+                       if attr not in ("python", "parallel", "max_failures", "healthcheck", "keep_releases"))
 
 
-def _typed(overrides: dict[str, Any]) -> dict[str, Any]:
-    """Invoke hands over flags whose default is None as text: check each by its setting's rules."""
-    return {key: None if value is None else config_module.flag_value(key, value) for key, value in overrides.items()}
+def _task(*flags: str, help: dict[str, str], name: str | None = None) -> Callable[[Callable[..., None]], Task[Any]]:
+    """An invoke task with a flag per setting in `flags`, typed and checked by that setting and
+    helped by its text. Invoke reads a task's flags from its signature, so they are added to the
+    signature here, and reach the body in its **settings."""
 
+    def decorate(body: Callable[..., None]) -> Task[Any]:
+        own = [p for p in inspect.signature(body).parameters.values() if p.kind is not p.VAR_KEYWORD]
+        added = [inspect.Parameter(attr, inspect.Parameter.KEYWORD_ONLY, default=None) for attr in flags]
+        body.__signature__ = inspect.Signature([*own, *added])  # type: ignore[attr-defined]
+        shared = {p.name: COMMON_HELP[p.name] for p in [*own, *added] if p.name in COMMON_HELP}
+        return Task(body, name=name, auto_shortflags=False,  # letters run out, and -h is help's
+                    help={**shared, **help})
 
-def _environment(name: str, overrides: dict[str, Any], hosts: str | None) -> tuple[config_module.Config, Environment]:
-    config_module.check_name(name, "--env")  # before anything is read or created
-    typed = _typed(overrides)
-    config = config_module.load()
-    env = config.environment(name, "--env").override(**typed)
-    if env.is_local and typed.get("path") is not None:
-        env = env.override(path=config_module.local_path(typed["path"], name, config.root, Path.cwd(), "--path"))
-    if hosts is not None:
-        env = env.override(hosts=_subset(env, hosts))
-    if not env.is_local and typed.get("path") is not None:
-        config_module.remote_path(env.path, "--path")
-    if typed.get("known_hosts") is not None:
-        config_module.inside_root(env.known_hosts or "", config.root, "--known-hosts")
-    return config, env
-
-
-def _subset(env: Environment, hosts: str) -> tuple[Host, ...]:
-    """The hosts of `env` that --hosts names, in the environment's order. Naming none is refused:
-    an empty subset would make an SSH environment a deploy on this machine."""
-    wanted = [Host.parse(spec, "--hosts") for spec in hosts.split(",") if spec.strip()]
-    shown = inert(hosts, 200)
-    if not wanted:
-        raise Exit(f"--hosts {shown!r}: names no host (give one or more hosts of '{env.name}', comma-separated)",
-                   code=2)
-    def matches(w: Host, h: Host) -> bool:
-        return w.hostname == h.hostname and w.port in (22, h.port) and w.user in (None, h.user)
-
-    strangers = [w for w in wanted if not any(matches(w, h) for h in env.hosts)]
-    if strangers:
-        known = ", ".join(str(h) for h in env.hosts) or "none (it deploys on this machine)"
-        raise Exit(f"--hosts {shown}: {', '.join(str(w) for w in strangers)} is not a host of '{env.name}' "
-                   f"(its hosts: {known})", code=2)
-    return tuple(h for h in env.hosts if any(matches(w, h) for w in wanted))
+    return decorate
 
 
 def _progress(host: str, message: str) -> None:
@@ -104,6 +87,8 @@ def _report(action: Callable[[], Summary | None]) -> None:
         summary = action()
     except VerifyFailed as exc:
         raise Exit("refusing to deploy: the locks are not fresh\n" + "\n".join(exc.problems), code=1) from exc
+    except UsageError as exc:
+        raise Exit(str(exc), code=2) from exc
     except DeployError as exc:
         raise Exit(f"error: {exc}", code=1) from exc
     except KeyboardInterrupt:
@@ -117,9 +102,10 @@ def _report(action: Callable[[], Summary | None]) -> None:
 
 
 def _ask(prompt: str) -> str:
+    """The one question pinship asks at a terminal; no terminal to answer from is not a yes."""
     try:
         return input(prompt)
-    except EOFError:  # no terminal to answer from: that is not a yes
+    except EOFError:
         print()
         return ""
 
@@ -129,58 +115,18 @@ def _confirm(env: Environment, yes: bool, what: str) -> None:
         return
     if not sys.stdin.isatty():
         raise Exit(f"'{env.name}' asks for confirmation (confirm = true): run again with --yes", code=1)
-    answer = input(f"{what} to {env.name} ({len(env.hosts) or 1} hosts)? [y/N] ")
-    if answer.strip().lower() not in ("y", "yes"):
+    if _ask(f"{what} to {env.name} ({len(env.hosts) or 1} hosts)? [y/N] ").strip().lower() not in ("y", "yes"):
         raise Exit("Aborting.", code=1)
 
 
-@task(
-    auto_shortflags=False,  # letters run out: keep-releases got '-' and hosts '-h' (help)
-    help={
-        **COMMON_HELP,
-        "yes": "do not ask for confirmation",
-        **{attr: _SETTINGS[attr].described for attr in ("max_failures", "healthcheck", "keep_releases")},
-        "dry_run": "print the plan (hosts, release, package changes, bytes to send) and change nothing",
-    }
-)
-def deploy(
-    c: Context,
-    env: str = "local",
-    hosts: str | None = None,
-    yes: bool = False,
-    path: str | None = None,
-    known_hosts: str | None = None,
-    identity: str | None = None,
-    python: str | None = None,
-    parallel: int | None = None,
-    max_failures: int | None = None,
-    healthcheck: str | None = None,
-    restart: str | None = None,
-    keep_releases: int | None = None,
-    connect_timeout: float | None = None,
-    command_timeout: float | None = None,
-    keep_alive: float | None = None,
-    break_lock: bool = False,
-    dry_run: bool = False,
-) -> None:
+@_task(*DEPLOY_FLAGS, help={
+    "dry_run": "print the plan (hosts, release, package changes, bytes to send) and change nothing"})
+def deploy(c: Context, env: str = "local", hosts: str | None = None, yes: bool = False, break_lock: bool = False,
+           dry_run: bool = False, **settings: Any) -> None:
     """Build the deploy layer's wheels once and ship them to every host of an environment."""
-    overrides = dict(
-        path=path,
-        known_hosts=known_hosts,
-        identity=identity,
-        python=python,
-        parallel=parallel,
-        max_failures=max_failures,
-        healthcheck=healthcheck,
-        restart=restart,
-        keep_releases=keep_releases,
-        connect_timeout=connect_timeout,
-        command_timeout=command_timeout,
-        keep_alive=keep_alive,
-    )
 
     def action() -> Summary | None:
-        config, environment = _environment(env, overrides, hosts)
+        config, environment = select.environment(env, settings, hosts)
         if dry_run:
             from deploy.release import plan
 
@@ -195,70 +141,32 @@ def deploy(
     _entry(action)
 
 
-@task(
-    auto_shortflags=False,
-    help={
-        **{k: v for k, v in COMMON_HELP.items() if k not in ("python", "parallel")},
-        "to": "release id to switch to (default: each host's previous release)",
-        "yes": "do not ask for confirmation",
-    }
-)
-def rollback(
-    c: Context,
-    env: str = "local",
-    to: str | None = None,
-    hosts: str | None = None,
-    yes: bool = False,
-    path: str | None = None,
-    known_hosts: str | None = None,
-    identity: str | None = None,
-    restart: str | None = None,
-    connect_timeout: float | None = None,
-    command_timeout: float | None = None,
-    keep_alive: float | None = None,
-    break_lock: bool = False,
-) -> None:
+@_task(*ROLLBACK_FLAGS, help={"to": "release id to switch to (default: each host's previous release)"})
+def rollback(c: Context, env: str = "local", to: str | None = None, hosts: str | None = None, yes: bool = False,
+             break_lock: bool = False, **settings: Any) -> None:
     """Switch every host back to its previous release, or to the one named with --to."""
-    overrides = dict(
-        path=path,
-        known_hosts=known_hosts,
-        identity=identity,
-        restart=restart,
-        connect_timeout=connect_timeout,
-        command_timeout=command_timeout,
-        keep_alive=keep_alive,
-    )
 
     def action() -> Summary:
-        config, environment = _environment(env, overrides, hosts)
+        config, environment = select.environment(env, settings, hosts)
         _confirm(environment, yes, "roll back")
         return engine.rollback(config, environment, to=to, progress=_progress, break_lock=break_lock)
 
     _entry(action)
 
 
-@task(
-    auto_shortflags=False,
-    help={
-        "env": COMMON_HELP["env"],
-        "hosts": COMMON_HELP["hosts"],
-        "known_hosts": COMMON_HELP["known_hosts"],
-        "yes": "write the keys without asking (only after checking the fingerprints another way)",
-        "connect_timeout": COMMON_HELP["connect_timeout"],
-    }
-)
+@_task("known_hosts", "connect_timeout", help={
+    "yes": "write the keys without asking (only after checking the fingerprints another way)"})
 def trust(
     c: Context,
     env: str = "local",  # a flag like the other tasks': as a positional, `invoke trust --help` was read as the env
     hosts: str | None = None,
-    known_hosts: str | None = None,
     yes: bool = False,
-    connect_timeout: float | None = None,
+    **settings: Any,
 ) -> None:
     """Show the hosts' key fingerprints and pin them in known-hosts once you confirm."""
 
     def action() -> None:
-        config, environment = _environment(env, dict(known_hosts=known_hosts, connect_timeout=connect_timeout), hosts)
+        config, environment = select.environment(env, settings, hosts)
         if environment.is_local:
             raise DeployError("the local environment has no hosts to trust", fix="run: invoke trust --env NAME")
         from deploy.remote import trust as trust_module  # paramiko: only tasks that connect import it
@@ -268,23 +176,13 @@ def trust(
     _entry(action)
 
 
-@task(
-    auto_shortflags=False,
-    help={
-        "env": COMMON_HELP["env"],
-        "hosts": COMMON_HELP["hosts"],
-        "json": "print JSON for machines",
-        "connect_timeout": COMMON_HELP["connect_timeout"],
-    }
-)
-def status(
-    c: Context, env: str = "local", hosts: str | None = None, json: bool = False, connect_timeout: float | None = None
-) -> None:
+@_task("connect_timeout", help={"json": "print JSON for machines"})
+def status(c: Context, env: str = "local", hosts: str | None = None, json: bool = False, **settings: Any) -> None:
     """Show each host's live release and any drift; exit non-zero unless all are clean and agree."""
     from deploy.release import inspect as live
 
     def action() -> None:
-        config, environment = _environment(env, dict(connect_timeout=connect_timeout), hosts)
+        config, environment = select.environment(env, settings, hosts)
         statuses = live.status(config, environment, progress=_quiet)
         print(report.render_status(statuses, json))
         if any(s.problems for s in statuses):
@@ -293,12 +191,12 @@ def status(
     _entry(action)
 
 
-@task(auto_shortflags=False, help={"env": COMMON_HELP["env"]})
+@_task(help={})
 def disconnect(c: Context, env: str = "local") -> None:
     """Close the connections kept for an environment's next run now (see keep-alive)."""
 
     def action() -> None:
-        config, environment = _environment(env, {}, None)
+        config, environment = select.environment(env, {}, None)
         if environment.is_local:
             print("the local environment has no connections")
             return
@@ -310,13 +208,13 @@ def disconnect(c: Context, env: str = "local") -> None:
     _entry(action)
 
 
-@task(auto_shortflags=False, help={"env": COMMON_HELP["env"], "hosts": COMMON_HELP["hosts"]})
+@_task(help={})
 def releases(c: Context, env: str = "local", hosts: str | None = None) -> None:
     """List each host's releases, newest first, marking the live and previous ones."""
     from deploy.release import inspect as live
 
     def action() -> None:
-        config, environment = _environment(env, {}, hosts)
+        config, environment = select.environment(env, {}, hosts)
         statuses = live.status(config, environment, progress=_quiet)
         print(report.render_releases(statuses))
         if any(s.error for s in statuses):  # a host that could not be read has no list to trust
@@ -325,16 +223,10 @@ def releases(c: Context, env: str = "local", hosts: str | None = None) -> None:
     _entry(action)
 
 
-@task(
-    name="promote",
-    auto_shortflags=False,
-    help={
-        "from_": "environment whose live release is promoted (e.g. staging)",
-        "to": "environment to deploy it to (e.g. production)",
-        "yes": "do not ask for confirmation",
-        "break_lock": COMMON_HELP["break_lock"],
-    },
-)
+@_task(name="promote", help={
+    "from_": "environment whose live release is promoted (e.g. staging)",
+    "to": "environment to deploy it to (e.g. production)",
+})
 def promote_(c: Context, from_: str, to: str, yes: bool = False, break_lock: bool = False) -> None:
     """Deploy to one environment the exact release live on another: the same wheels, no rebuild."""
     from deploy.release import promote

@@ -8,18 +8,17 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from invoke.exceptions import Exit
 
 from deploy.config import Environment, Host
 from deploy.errors import ConfigError
-from deploy.tasks import _environment, _subset, _typed
+from deploy.release.select import UsageError, environment, subset, typed
 from tests.deployproject import INVOKE, Outcome
 
 
 def test_numbers_get_the_settings_type_and_zero_where_it_means_something() -> None:
-    typed = _typed({"keep_alive": "0", "connect_timeout": "2.5", "parallel": "3", "max_failures": "0", "path": "/x"})
-    assert typed == {"keep_alive": 0.0, "connect_timeout": 2.5, "parallel": 3, "max_failures": 0, "path": "/x"}
-    assert _typed({"parallel": None, "keep_releases": "1"}) == {"parallel": None, "keep_releases": 1}
+    checked = typed({"keep_alive": "0", "connect_timeout": "2.5", "parallel": "3", "max_failures": "0", "path": "/x"})
+    assert checked == {"keep_alive": 0.0, "connect_timeout": 2.5, "parallel": 3, "max_failures": 0, "path": "/x"}
+    assert typed({"parallel": None, "keep_releases": "1"}) == {"parallel": None, "keep_releases": 1}
 
 
 @pytest.mark.parametrize(("key", "value", "message"), [
@@ -38,7 +37,7 @@ def test_numbers_get_the_settings_type_and_zero_where_it_means_something() -> No
 ])
 def test_a_number_out_of_range_names_the_flag_and_what_it_takes(key: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        _typed({key: value})
+        typed({key: value})
     assert str(caught.value) == message
 
 
@@ -54,7 +53,7 @@ def adopter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_an_environment_name_that_is_not_an_identifier_is_refused_before_the_config_is_read(adopter: Path) -> None:
     (adopter / "pyproject.toml").write_text("not toml at all [")
     with pytest.raises(ConfigError) as caught:
-        _environment("../x", {}, None)
+        environment("../x", {}, None)
     assert str(caught.value) == (
         "--env '../x': not an environment name "
         "(use letters, digits, '-' and '_', starting with a letter, at most 64 characters)")
@@ -63,10 +62,10 @@ def test_an_environment_name_that_is_not_an_identifier_is_refused_before_the_con
 def test_a_path_flag_for_a_hostless_environment_is_taken_from_the_working_folder(adopter: Path) -> None:
     (adopter / "sub").mkdir()
     os.chdir(adopter / "sub")
-    _, env = _environment("review", {"path": "out"}, None)
+    _, env = environment("review", {"path": "out"}, None)
     assert env.path == str(adopter.resolve() / "sub" / "out")
     with pytest.raises(ConfigError) as caught:
-        _environment("local", {"path": ".."}, None)
+        environment("local", {"path": ".."}, None)
     assert str(caught.value).startswith(f"--path: path '..' is the project root ({adopter.resolve()})")
 
 
@@ -112,13 +111,13 @@ def _fleet() -> Environment:
 
 @pytest.mark.parametrize("hosts", [",", ",,,", " , "])
 def test_a_hosts_flag_that_names_no_host_is_refused_never_a_deploy_on_this_machine(hosts: str) -> None:
-    with pytest.raises(Exit) as caught:
-        _subset(_fleet(), hosts)
+    with pytest.raises(UsageError) as caught:
+        subset(_fleet(), hosts)
     assert "names no host" in str(caught.value.message)
 
 
 def test_a_host_named_twice_or_without_its_port_is_one_host_of_the_environment() -> None:
-    assert _subset(_fleet(), "app1,deploy@app1,app2") == _fleet().hosts
-    with pytest.raises(Exit) as caught:
-        _subset(_fleet(), "app1,app3")
+    assert subset(_fleet(), "app1,deploy@app1,app2") == _fleet().hosts
+    with pytest.raises(UsageError) as caught:
+        subset(_fleet(), "app1,app3")
     assert "app3 is not a host of 'staging'" in str(caught.value.message)
