@@ -35,10 +35,10 @@ from deploy.render import inert, plural
 
 class Job:
     """What the steps of one deploy, promote or rollback share. The run over the hosts is opened
-    when a step first needs it, so a refused verify contacts no host."""
+    when a step first needs it, so a refused verify contacts no host (`run`: one opened already)."""
 
     def __init__(self, config: Config, env: Environment, action: str, progress: Progress, *,
-                 break_claim: bool = False, release: str | None = None) -> None:
+                 break_claim: bool = False, release: str | None = None, run: Run | None = None) -> None:
         self.config = config
         self.env = env
         self.action = action
@@ -54,7 +54,7 @@ class Job:
         self.kept: Path | None = None
         self.stack = contextlib.ExitStack()
         self.background = ThreadPoolExecutor(max_workers=1)
-        self._run: Run | None = None
+        self._run = run
 
     @property
     def run(self) -> Run:
