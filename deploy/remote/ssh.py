@@ -1,4 +1,4 @@
-"""A host over SSH (Fabric Connection, paramiko underneath), and the host-key helpers of `trust`.
+"""A host over SSH (Fabric Connection, paramiko underneath); its keys are checked by deploy/remote/trust.py.
 
 One agent process per host serves every request of a run, a JSON line each way on one channel of
 the connection, so a step costs no new session, Python start-up or compile of the agent. The
@@ -11,28 +11,37 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import logging
-import socket
-import stat
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import paramiko
 from fabric import Connection
 from invoke.context import Context
-from paramiko.hostkeys import HostKeyEntry
 
+from deploy.agent.protocol import MARK
 from deploy.config import Environment, Host
-from deploy.errors import ConfigError, HostError
+from deploy.errors import HostError
 from deploy.remote.bundle import first_request
-from deploy.remote.target import MARK, Target, identity_file, kind_of, step_budget
+from deploy.remote.target import Target, identity_file, step_budget
+from deploy.remote.trust import check_known_hosts, fingerprint, pinned_keys, private_key
 from deploy.render import inert
 
-# paramiko logs a failed handshake, traceback and all, from its own thread; the HostError raised
-# for it here says the same once, naming the host.
-logging.getLogger("paramiko").addHandler(logging.NullHandler())
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def opens(method: _Method) -> _Method:
+    """Connect (once: see SshTarget.open) before a method that needs the connection, as Fabric's
+    Connection methods do."""
+
+    @functools.wraps(method)
+    def opened(self: SshTarget, *args: Any, **kwargs: Any) -> Any:
+        self.open()
+        return method(self, *args, **kwargs)
+
+    return cast(_Method, opened)
 
 
 class SshTarget(Target):
@@ -79,11 +88,11 @@ class SshTarget(Target):
         finally:
             watchdog.cancel()
 
+    @opens
     def _session_call(self, op: str, request: dict[str, Any], limit: float) -> dict[str, Any]:
         """Send one request line to this host's agent (started with the first one) and read its
         reply line within `limit` seconds. A step that fails to answer ends the session; the next
         step starts another."""
-        self.open()
         message = {"op": op, "path": self.env.path, **request}
         try:
             if self._agent is None:
@@ -155,8 +164,8 @@ class SshTarget(Target):
         return HostError(self.name, f"{what} got no answer within {seconds:.0f} s: the host hangs",
                          fix="check the host, or raise --command-timeout")
 
+    @opens
     def context(self) -> Context:
-        self.open()
         connection: Context = self.connection
         return connection
 
@@ -251,8 +260,8 @@ class SshTarget(Target):
             raise HostError(self.name, f"unreachable: {exc.strerror or exc}",
                             fix="check the address and port in [tool.deploy.environments]") from exc
 
+    @opens
     def put(self, local: Path, remote: str) -> None:
-        self.open()
         watchdog = self._watchdog(self.env.command_timeout)
         try:
             self.connection.put(str(local), remote)
@@ -275,8 +284,8 @@ class SshTarget(Target):
         with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
             self.connection.sftp().remove(remote)
 
+    @opens
     def get(self, remote: str, local: Path) -> None:
-        self.open()
         try:
             self.connection.get(remote, str(local))
         except OSError as exc:
@@ -286,115 +295,3 @@ class SshTarget(Target):
         self._end_session()  # stdin closes: the agent's loop ends
         self.connection.close()
         self._close_client()  # also a connection Fabric never saw open (a refused host key)
-
-
-def check_known_hosts(path: Path, env: str) -> None:
-    """The known-hosts setting names a regular file: say what it is instead, never a traceback."""
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise ConfigError(f"the known-hosts file {path} does not exist",
-                          fix=f"run: invoke trust --env {env}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read the known-hosts file {path}: {exc.strerror or type(exc).__name__}",
-                          fix=f"run: invoke trust --env {env}") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(f"the known-hosts setting names {path}, which {kind_of(info.st_mode)}, not a file",
-                          fix=f"move {path} away (or set known-hosts to a file at the project root), "
-                          f"then run: invoke trust --env {env}")
-
-
-def private_key(path: Path) -> None:
-    """Refuse an identity file that holds no private key paramiko can use, naming the file and
-    what it holds instead; never its contents. An encrypted key passes: the ssh-agent may hold it."""
-    info = path.stat()
-    _check_key(str(path), info.st_size, info.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=8)
-def _check_key(path: str, size: int, mtime_ns: int) -> None:  # size and mtime: a changed file is read again
-    fix = "point identity at a private key file, e.g. ~/.ssh/id_ed25519 (setting: identity, or --identity)"
-    try:
-        paramiko.PKey.from_path(path)
-    except (paramiko.PasswordRequiredException, TypeError):
-        return  # TypeError: the cryptography package's word for an encrypted key read without a password
-    except paramiko.UnknownKeyType:  # its text holds the key's bytes: never shown
-        raise ConfigError(f"identity {path}: a private key of a type paramiko does not support (DSA?)",
-                          fix=fix) from None
-    except OSError as exc:
-        raise ConfigError(f"identity {path}: cannot be read ({exc.strerror or type(exc).__name__})", fix=fix) from None
-    except Exception:  # ValueError, SSHException …: not a key file; their text may quote it
-        head = b""
-        with contextlib.suppress(OSError), open(path, "rb") as handle:
-            head = handle.read(64)
-        if path.endswith(".pub") or head.startswith((b"ssh-", b"ecdsa-", b"sk-")):
-            raise ConfigError(f"identity {path}: a public key, not the private key", fix=fix) from None
-        raise ConfigError(f"identity {path}: not a private key file (no key paramiko can read)", fix=fix) from None
-
-
-def fingerprint(key: paramiko.PKey) -> str:
-    return str(key.fingerprint) if hasattr(key, "fingerprint") else str(key.get_base64())[:16]
-
-
-def host_key(host: Host, timeout: float, prefer: list[str] | None = None) -> paramiko.PKey:
-    """The key a host offers, read without logging in (for `invoke trust`). Key types already
-    pinned for it come first (`prefer`), as a connection asks for them: a host with an RSA key
-    pinned and a new ed25519 key then shows its RSA key, not a false "changed"."""
-    sock = socket.create_connection((host.hostname, host.port), timeout=timeout)
-    try:
-        transport = paramiko.Transport(sock)
-    except BaseException:
-        sock.close()
-        raise
-    try:
-        options = transport.get_security_options()
-        wanted = [kind for name in prefer or [] for kind in _negotiated(name) if kind in options.key_types]
-        options.key_types = tuple(dict.fromkeys([*wanted, *options.key_types]))
-        transport.banner_timeout = timeout
-        transport.start_client(timeout=timeout)
-        return transport.get_remote_server_key()
-    finally:
-        transport.close()
-
-
-def _negotiated(key_type: str) -> list[str]:
-    """The algorithm names a pinned key type is asked for by (an RSA key signs with SHA-2)."""
-    return ["rsa-sha2-512", "rsa-sha2-256", key_type] if key_type == "ssh-rsa" else [key_type]
-
-
-def pin_name(host: Host) -> str:
-    """A host's name in known_hosts, as OpenSSH and paramiko look it up."""
-    return host.hostname if host.port == 22 else f"[{host.hostname}]:{host.port}"
-
-
-def known_hosts_line(host: Host, key: paramiko.PKey) -> str:
-    return f"{pin_name(host)} {key.get_name()} {key.get_base64()}"
-
-
-def pinned_keys(path: Path, env: str) -> paramiko.HostKeys:
-    """The host keys pinned in a known_hosts file. A key of a type paramiko does not know is
-    skipped, as paramiko and OpenSSH do (its host stays unpinned, so it is refused); a line that
-    cannot be read at all is an error naming the file and line, never a traceback or its text."""
-    fix = f"delete that line (or fix it), then run: invoke trust --env {env}"
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the known-hosts file {path}: {exc.strerror or exc}",
-                          fix=f"run: invoke trust --env {env}") from exc
-    keys = paramiko.HostKeys()
-    for number, raw in enumerate(data.splitlines(), 1):
-        try:
-            line = raw.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            raise ConfigError(f"{path}:{number}: not UTF-8 text", fix=fix) from None
-        if not line or line.startswith("#"):
-            continue
-        try:
-            entry = HostKeyEntry.from_line(line, number)
-        except Exception as exc:  # InvalidHostKey (bad base64), ValueError (a key of the wrong size) …
-            raise ConfigError(f"{path}:{number}: not a host key paramiko can read ({type(exc).__name__})",
-                              fix=fix) from None
-        if entry is not None:
-            for name in entry.hostnames:
-                keys.add(name, entry.key.get_name(), entry.key)
-    return keys
