@@ -33,8 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from deploy.config import Environment, Host
 from deploy.errors import DeployError, HostError
-from deploy.remote.target import AgentFailure
-from deploy.remote.wire import Do, line, ok, peer, try_connect
+from deploy.remote.wire import Do, failed, ok, peer, try_connect
 from deploy.render import inert
 
 if TYPE_CHECKING:
@@ -138,16 +137,15 @@ class Keeper:
                     try:
                         entry = self.entry(message)
                     except DeployError as exc:  # a known-hosts file that is missing or unreadable
-                        failed = {"ok": False, "error": {"message": _own(exc), "fix": exc.fix}}
-                        conn.sendall(line(failed))
+                        conn.sendall(failed(exc))
                         continue
                     self.idle = _idle_time(message["env"].get("keep_alive"), self.idle)
                 if entry is None:
                     raise ValueError("a request before 'open', which names the host")
-                reply = self.answer(entry, do, message)
-                if do is Do.OPEN and not reply["ok"]:
+                went_well, reply = self.answer(entry, do, message)
+                if do is Do.OPEN and not went_well:
                     self.forget(entry)
-                conn.sendall(line(reply))
+                conn.sendall(reply)
         except OSError as exc:
             print(f"keeper: a client went away: {exc.strerror or type(exc).__name__}", file=sys.stderr, flush=True)
         except Exception as exc:  # a malformed request: named by its kind, never echoed
@@ -179,7 +177,8 @@ class Keeper:
         with entry.lock, contextlib.suppress(Exception):
             entry.target.close()
 
-    def answer(self, entry: _Entry, do: Do, message: dict[str, Any]) -> dict[str, Any]:
+    def answer(self, entry: _Entry, do: Do, message: dict[str, Any]) -> tuple[bool, bytes]:
+        """Do what a run asks of its host: whether it went well, and the reply line."""
         target = entry.target
         with entry.lock:
             try:
@@ -197,20 +196,12 @@ class Keeper:
                     result = {}
                 else:
                     raise ValueError(f"unknown request {do.value!r}")
-            except AgentFailure as exc:
-                return {"ok": False, "error": {"kind": exc.kind, "message": _own(exc), "extra": exc.extra}}
-            except HostError as exc:
-                return {"ok": False, "error": {"message": _own(exc), "fix": exc.fix}}
+            except DeployError as exc:  # a HostError or AgentFailure above all: sent with its fields
+                return False, failed(exc)
             except Exception as exc:  # reported to the run, which names the host
-                unexpected = f"unexpected {type(exc).__name__} in the keeper: {inert(str(exc))}"
-                return {"ok": False, "error": {"message": unexpected}}
-        return {"ok": True, "result": result}
-
-
-def _own(exc: DeployError) -> str:
-    """The message without the host's name in front, which the deploying side puts back."""
-    prefix = f"{exc.host}: " if isinstance(exc, HostError) else "\0"
-    return exc.message[len(prefix):] if exc.message.startswith(prefix) else exc.message
+                return False, failed(HostError("keeper", f"unexpected {type(exc).__name__} in the keeper: "
+                                               f"{inert(str(exc))}"))
+        return True, ok(result)
 
 
 def _idle_time(value: object, fallback: float) -> float:

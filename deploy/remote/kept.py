@@ -41,19 +41,21 @@ from pathlib import Path
 from typing import Any
 
 from deploy.config import Environment, Host
-from deploy.errors import HostError
+from deploy.errors import HostError, from_wire
 from deploy.remote import keeper
 from deploy.remote.bundle import AGENT_DIGEST
-from deploy.remote.target import AgentFailure, Target, step_budget
+from deploy.remote.target import Target, step_budget
 from deploy.remote.wire import Do, peer, request, try_connect
 
 _SPAWNING = threading.Lock()  # one thread of a deploy starts the keeper; the others wait for it
 # The keeper runs this package's code as it was when it started: its socket's name changes with any
-# of it (every module of deploy/remote/, and config.py and errors.py, whose objects cross its wire).
+# of it (every module of deploy/remote/; config.py and errors.py, whose objects cross its wire; and
+# render.py, which makes the hosts' text in those errors inert).
 _OWN_CODE = hashlib.sha256(b"".join(
     entry.read_bytes()
-    for entry in sorted((*resources.files("deploy.remote").iterdir(), resources.files("deploy") / "config.py",
-                         resources.files("deploy") / "errors.py"), key=lambda entry: entry.name)
+    for entry in sorted((*resources.files("deploy.remote").iterdir(),
+                         *(resources.files("deploy") / name for name in ("config.py", "errors.py", "render.py"))),
+                        key=lambda entry: entry.name)
     if entry.name.endswith(".py")
 )).hexdigest()
 
@@ -189,10 +191,7 @@ class KeptTarget(Target):
         reply = json.loads(line)
         if reply["ok"]:
             return reply["result"]
-        error = reply["error"]
-        if error.get("kind") is not None:
-            raise AgentFailure(self.name, error["kind"], error["message"], error.get("extra") or {})
-        raise HostError(self.name, error["message"], fix=error.get("fix"))
+        raise from_wire(self.name, reply["error"])
 
     def _drop(self) -> None:
         if self._socket is not None:

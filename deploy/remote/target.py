@@ -23,15 +23,19 @@ from typing import Any, cast
 from invoke.context import Context
 from invoke.exceptions import CommandTimedOut
 
+from deploy.agent.protocol import MARK as MARK  # the agent prints its reply after it
 from deploy.config import Environment
-from deploy.errors import ConfigError, HostError
+from deploy.errors import AgentFailure as AgentFailure  # where the engine has always found it
+from deploy.errors import ConfigError, HostError, from_wire
+from deploy.errors import host_output as host_output  # how the engine shows a host's output
 from deploy.remote.bundle import LOADER, first_request
 from deploy.remote.replies import FIX, check, failure
 from deploy.render import inert, inert_lines
 
-MARK = "PINSHIP-RESULT:"
 # A shell's complaint about an option it was given (bash, dash, zsh print it so, with exit 2).
 _SHELL_USAGE = re.compile(r"(?im)^\S*sh: .*\b(invalid|illegal|bad) option")
+
+
 def _commands(op: str, request: Mapping[str, Any]) -> int:
     """How many commands of the user's the agent may run within one step, each with the request's
     timeout: a switch runs `restart` up to twice (the new release's, then, after a failed one, the
@@ -102,28 +106,12 @@ def kind_of(mode: int) -> str:
     return "is not a regular file"
 
 
-def host_output(text: str, max_lines: int = 8) -> str:
-    """A host's message, with any output it quotes, as inert lines: the first as it is, the rest
-    behind a gutter, so that nothing a host prints can pass for a line of ours."""
-    first, _, rest = text.partition("\n")
-    return "\n".join([inert(first, 500), *(f"    | {line}" for line in inert_lines(rest, max_lines, 300))])
-
-
 class _Payload(io.StringIO):
     """A request stream invoke reads in one go: it asks for one byte per 10 ms from streams
     that are not terminals, which would make a 15 kB request take minutes."""
 
     def read(self, size: int | None = -1) -> str:
         return super().read(1 << 20)
-
-
-class AgentFailure(HostError):
-    """The agent ran and reported a failure of a known kind ('locked', 'corrupt', 'stage' …)."""
-
-    def __init__(self, host: str, kind: str, message: str, extra: dict[str, Any]) -> None:
-        super().__init__(host, message)
-        self.kind = kind
-        self.extra = extra
 
 
 class Target:
@@ -193,8 +181,9 @@ class Target:
                             fix=FIX) from None
         if isinstance(reply, dict) and reply.get("ok") is True:
             return cast(dict[str, Any], reply.get("result"))  # not yet: `call` checks its shape
-        failed = failure(self.name, reply)
-        raise AgentFailure(self.name, failed["kind"], host_output(failed["error"]), failed["extra"])
+        failed = failure(self.name, reply)  # the agent's own envelope, checked; then the one wire format of errors
+        raise from_wire(self.name, {"error": "agent", "kind": failed["kind"], "detail": failed["error"],
+                                    "fix": None, "extra": failed["extra"]})
 
     def _no_reply(self, op: str, exited: int | None, output: str) -> HostError:
         """The agent ended without a reply: say why, as far as its exit and output tell."""

@@ -2,7 +2,8 @@
 say to each other over the keeper's Unix socket, named once for both ends.
 
 One JSON object per line each way. A request names what it asks in "do"; every answer is
-{"ok": true, "result": …} or {"ok": false, "error": {…}}.
+{"ok": true, "result": …} or {"ok": false, "error": …}, the error in deploy.errors' wire format
+(to_wire, from_wire).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import os
 import socket
 import struct
 from typing import Any
+
+from deploy.errors import DeployError, to_wire
 
 
 class Do(enum.StrEnum):
@@ -38,6 +41,10 @@ def request(do: Do, **fields: Any) -> bytes:
 
 def ok(result: Any) -> bytes:
     return line({"ok": True, "result": result})
+
+
+def failed(exc: DeployError) -> bytes:
+    return line({"ok": False, "error": to_wire(exc)})
 
 
 def try_connect(path: os.PathLike[str] | str) -> socket.socket | None:
