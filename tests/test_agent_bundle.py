@@ -5,12 +5,14 @@ bundle serves a probe through the very loader hosts run."""
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import os
 import pwd
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,14 +80,15 @@ def test_the_digest_names_every_parts_name_and_source() -> None:
                 digest(BOOT + "\n", PARTS)}) == 5
 
 
-def probe(python: str, path: Path) -> dict[str, object]:
-    """A probe through the loader, as a host runs it: `python -I -S -c LOADER`, nothing installed."""
-    request = json.dumps({**first_request(), "op": "probe", "path": str(path)}) + "\n"
+def probe(python: str, path: Path, op: str = "probe", **fields: object) -> dict[str, Any]:
+    """A probe (or another step) through the loader, as a host runs it: `python -I -S -c LOADER`,
+    nothing installed."""
+    request = json.dumps({**first_request(), "op": op, "path": str(path), **fields}) + "\n"
     done = subprocess.run([python, "-I", "-S", "-c", LOADER], input=request, capture_output=True, text=True,
                           check=False, cwd=path.parent)
     assert done.returncode == 0, done.stdout + done.stderr
     [line] = [line for line in done.stdout.splitlines() if line.startswith(MARK)]
-    reply: dict[str, object] = json.loads(line[len(MARK):])
+    reply: dict[str, Any] = json.loads(line[len(MARK):])
     return reply
 
 
@@ -93,7 +96,6 @@ def test_the_bundle_serves_a_probe_through_the_hosts_loader(tmp_path: Path) -> N
     reply = probe(sys.executable, tmp_path / "srv")
     assert reply["ok"] is True, reply
     result = reply["result"]
-    assert isinstance(result, dict)
     assert result["python"]["version"] == "{}.{}".format(*sys.version_info[:2])
     assert result["current"] is None
 
@@ -112,4 +114,31 @@ def test_the_bundle_serves_a_probe_on_every_host_python_this_machine_has(version
         pytest.skip(f"no python{version} on this machine")
     reply = probe(python, tmp_path / "srv")
     assert reply["ok"] is True, reply
-    assert reply["result"]["python"]["version"] == version  # type: ignore[index]
+    assert reply["result"]["python"]["version"] == version
+
+
+LOCK = "alpha==1.0 --hash=sha256:" + "0" * 64 + "\n"
+RELEASE = hashlib.sha256(LOCK.encode()).hexdigest()[:12]
+TOKEN = "0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("op", "fields", "missing"),
+    [
+        ("stage", {"release": RELEASE, "lock": LOCK, "manifest": {"wheels": []}, "token": TOKEN}, "timeout"),
+        ("switch", {"release": RELEASE, "keep": 5, "log": {}, "token": TOKEN}, "timeout"),
+        ("switch", {"release": RELEASE, "timeout": 600, "log": {}, "token": TOKEN}, "keep"),
+        ("switch", {"release": RELEASE, "timeout": 0, "keep": 5, "log": {}, "token": TOKEN}, "timeout"),
+    ],
+)
+def test_a_step_without_its_timeout_or_keep_is_refused_and_touches_nothing(
+    op: str, fields: dict[str, object], missing: str, tmp_path: Path
+) -> None:
+    """The deploying side sends both (--command-timeout, keep-releases); the agent keeps no default."""
+    root = tmp_path / "srv"
+    root.mkdir()
+    reply = probe(sys.executable, root, op, **fields)
+    assert reply["ok"] is False
+    assert reply["kind"] == "bad-request"
+    assert reply["error"].startswith(f"{missing} ") and reply["error"].endswith(": refused")
+    assert sorted(path.name for path in root.iterdir()) == [".agent"]  # the compiled agent, nothing else

@@ -77,6 +77,23 @@ def token_arg(token: object) -> str:
     return token
 
 
+def timeout_arg(req: Request) -> float:
+    """How long each command the agent runs for this request may take (--command-timeout). The
+    deploying side sends it with every request; the agent keeps no default of its own."""
+    timeout = req.get("timeout")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+        raise Failure("bad-request", "timeout %s is not a number of seconds: refused" % shown(timeout))
+    return timeout
+
+
+def keep_arg(req: Request) -> int:
+    """How many finished releases a switch keeps (keep-releases); sent with every switch."""
+    keep = req.get("keep")
+    if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
+        raise Failure("bad-request", "keep %s is not a count of releases: refused" % shown(keep))
+    return keep
+
+
 def log_arg(req: Request) -> dict[str, Any]:
     log = req.get("log")
     if not isinstance(log, dict):

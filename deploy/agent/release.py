@@ -11,7 +11,7 @@ import time
 from .claim import check_held, give_back, holds
 from .command import release_env, run
 from .files import append_log, check_layout_of, replace_file
-from .protocol import Failure, Refused, check_wheel, log_arg, release_arg, shown
+from .protocol import Failure, Refused, check_wheel, keep_arg, log_arg, release_arg, timeout_arg
 from .reuse import reuse_live
 from .store import (
     MARKER,
@@ -36,9 +36,10 @@ if TYPE_CHECKING:  # typing costs a host's every session an import; the annotati
     from .protocol import Request
 
 
-def stage_request(req: Request) -> tuple[str, dict[str, Any]]:
+def stage_request(req: Request) -> tuple[str, dict[str, Any], float]:
     """Everything stage is sent, checked before anything is touched."""
     release = release_arg(req)
+    timeout = timeout_arg(req)
     manifest = req.get("manifest")
     if not isinstance(manifest, dict) or not isinstance(manifest.get("wheels"), list):
         raise Failure("bad-request", "the stage request has no manifest with a list of wheels: refused")
@@ -48,19 +49,18 @@ def stage_request(req: Request) -> tuple[str, dict[str, Any]]:
     lock = req.get("lock")
     if not isinstance(lock, str) or hashlib.sha256(lock.encode()).hexdigest()[:12] != release:
         raise Failure("bad-request", "release %s is not the id of the lock sent with it: refused" % release)
-    return release, manifest
+    return release, manifest, timeout
 
 
 def op_stage(req: Request) -> dict[str, Any]:
     root = req["path"]
-    release_id, manifest = stage_request(req)
+    release_id, manifest, timeout = stage_request(req)
     check_held(req)
     check_layout(root)
     bad = accept_incoming(root, manifest["wheels"])
     if bad:
         raise Failure("corrupt", "missing or corrupt in the store: " + ", ".join(bad), files=bad)
     release = release_dir(root, release_id)
-    timeout = req.get("timeout", 600)
     if completed(root, release_id):
         # Staged before (maybe never switched to): its files stand, but a health check is about
         # now, so it runs again before the release may go live. A failure keeps the release: it
@@ -136,22 +136,20 @@ def point_current(root: str, release_id: str, temporary: str) -> None:
 
 def op_switch(req: Request) -> dict[str, Any]:
     root, release_id = req["path"], release_arg(req)
-    keep = req.get("keep", 5)
-    if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
-        raise Failure("bad-request", "keep %s is not a count of releases: refused" % shown(keep))
+    keep, timeout = keep_arg(req), timeout_arg(req)
     log_arg(req)
     check_held(req)
     temporary = os.path.join(root, ".current-%d" % os.getpid())
     before = live(root)
     try:
-        return switch(req, root, release_id, temporary, keep)
+        return switch(req, root, release_id, temporary, keep, timeout)
     except BaseException as exc:
         # Whatever failed, the claim this deploy took is given back and the attempt logged: a claim
         # left by a finished deploy would stop every later one, and the reply says what is live.
         raise failed_switch(req, root, release_id, temporary, before, exc) from None
 
 
-def switch(req: Request, root: str, release_id: str, temporary: str, keep: int) -> dict[str, Any]:
+def switch(req: Request, root: str, release_id: str, temporary: str, keep: int, timeout: float) -> dict[str, Any]:
     check_layout(root)
     if not completed(root, release_id):
         raise Failure("missing", "release %s is not on this host (or never finished staging)" % release_id)
@@ -163,13 +161,13 @@ def switch(req: Request, root: str, release_id: str, temporary: str, keep: int) 
         if before:
             replace_file(root, ".previous", before)
     if req.get("restart") and result["switched"]:
-        code, out = run(req["restart"], req.get("timeout", 600), cwd=os.path.join(root, "current"),
+        code, out = run(req["restart"], timeout, cwd=os.path.join(root, "current"),
                         env=release_env(os.path.join(root, "current")), shell=True)
         result["restart"] = code
         if code != 0:
             if before:
                 point_current(root, before, temporary)
-                run(req["restart"], req.get("timeout", 600), cwd=os.path.join(root, "current"),
+                run(req["restart"], timeout, cwd=os.path.join(root, "current"),
                     env=release_env(os.path.join(root, "current")), shell=True)
             result["switched_back"] = True
             result["restart_output"] = "\n".join(out.strip().splitlines()[-8:])

@@ -12,7 +12,7 @@ import sys
 from .claim import holder
 from .command import run
 from .files import check_layout_of, path_problem, read_bytes
-from .protocol import Failure, is_hex, is_release_id, shown
+from .protocol import Failure, is_hex, is_release_id, shown, timeout_arg
 from .store import complete_releases, layout_problems, live, previous_release, release_dir
 
 TYPE_CHECKING = False
@@ -165,7 +165,7 @@ def op_status(req: Request) -> dict[str, Any]:
               "lock": holder(root), "unsafe": layout_problems(root)}
     if current in complete_releases(root) and req.get("inspect", True):
         python = os.path.join(release_dir(root, current), "venv", "bin", "python")
-        code, out = run([python, "-I", "-c", INSPECT], req.get("timeout", 600))
+        code, out = run([python, "-I", "-c", INSPECT], timeout_arg(req))
         result["venv"] = {"error": out[-2000:]}
         if code == 0:
             try:
