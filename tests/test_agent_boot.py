@@ -55,6 +55,11 @@ def test_an_unreadable_cache_is_compiled_again_and_a_missing_path_is_not_created
     cached.write_bytes(b"\x00 not marshal data")
     assert probe(tmp_path)["ok"] is True
     assert cached_parts(cached) == set(PARTS)
+    # Code of another shape (one script, as agents before the parts wrote; or parts missing) too.
+    for other in (compile("raise SystemExit(3)", "pinship-agent", "exec"), {"serve": compile("", "serve", "exec")}):
+        cached.write_bytes(marshal.dumps(other))
+        assert probe(tmp_path)["ok"] is True
+        assert cached_parts(cached) == set(PARTS)
 
     missing = tmp_path / "not-yet"
     assert probe(missing)["ok"] is True

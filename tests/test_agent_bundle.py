@@ -19,6 +19,8 @@ import pytest
 from deploy.agent import PARTS as DECLARED
 from deploy.agent.protocol import KINDS, MARK
 from deploy.remote.bundle import AGENT_DIGEST, BOOT, LOADER, PARTS, digest, first_request
+from tests.test_install import SOURCE, TOOL_FILES, make_wheel
+from tests.test_install_edges import STAGE, wheel_request
 
 FOLDER = Path(__file__).parent.parent / "deploy" / "agent"
 OLDEST = (3, 8)  # the oldest Python a host may run the agent on (README)
@@ -142,3 +144,25 @@ def test_a_step_without_its_timeout_or_keep_is_refused_and_touches_nothing(
     assert reply["kind"] == "bad-request"
     assert reply["error"].startswith(f"{missing} ") and reply["error"].endswith(": refused")
     assert sorted(path.name for path in root.iterdir()) == [".agent"]  # the compiled agent, nothing else
+
+
+def test_the_installer_and_reuse_run_on_the_oldest_host_python(tmp_path: Path) -> None:
+    """A probe imports every part on 3.8; this runs what a stage does there: make a venv, install a
+    wheel (launchers, scripts, .pyc, RECORD), then a second release that links it from the first."""
+    python = interpreter("{}.{}".format(*OLDEST))
+    if python is None:
+        pytest.skip("no python{}.{} on this machine".format(*OLDEST))
+    wheel = make_wheel(tmp_path, TOOL_FILES)
+    root = tmp_path / "srv"
+    linked: list[str] = []
+    for release, live in (("r1", None), ("r2", "r1")):
+        request = {"root": str(root), "release": release, "wheels": wheel_request([wheel]), "live": live}
+        done = subprocess.run([python, "-I", "-S", "-c", f"{SOURCE}\n{STAGE}"], input=json.dumps(request),
+                              capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        linked = json.loads(done.stdout.splitlines()[-1])
+    assert linked == [hashlib.sha256(wheel.read_bytes()).hexdigest()]
+    venv = root / "releases" / "r2" / "venv"
+    tool = subprocess.run([str(venv / "bin" / "tool")], capture_output=True, text=True, check=False)
+    assert (tool.returncode, tool.stdout) == (0, "tool main\n")
+    assert "python3.8" in str(next((venv / "lib").iterdir()))
