@@ -136,7 +136,7 @@ def deploy(c: Context, env: str = "local", hosts: str | None = None, yes: bool =
                 raise Exit("\nthe deploy would not go ahead as planned", code=1)
             return None
         _confirm(environment, yes, "deploy")
-        return engine.deploy(config, environment, progress=_progress, break_lock=break_lock)
+        return engine.deploy(config, environment, progress=_progress, break_claim=break_lock)
 
     _entry(action)
 
@@ -149,7 +149,7 @@ def rollback(c: Context, env: str = "local", to: str | None = None, hosts: str |
     def action() -> Summary:
         config, environment = select.environment(env, settings, hosts)
         _confirm(environment, yes, "roll back")
-        return engine.rollback(config, environment, to=to, progress=_progress, break_lock=break_lock)
+        return engine.rollback(config, environment, to=to, progress=_progress, break_claim=break_lock)
 
     _entry(action)
 
@@ -237,7 +237,7 @@ def promote_(c: Context, from_: str, to: str, yes: bool = False, break_lock: boo
         config = config_module.load()
         source, target = config.environment(from_, "--from"), config.environment(to, "--to")
         _confirm(target, yes, f"promote the release live on {from_}")
-        return promote.promote(config, source, target, progress=_progress, break_lock=break_lock)
+        return promote.promote(config, source, target, progress=_progress, break_claim=break_lock)
 
     _entry(action)
 

@@ -196,9 +196,9 @@ DEPLOY: tuple[Step, ...] = (verify, probe, pick_interpreter, build, check_depend
                             gate, switch)
 
 
-def deploy(config: Config, env: Environment, *, progress: Progress, break_lock: bool = False) -> Summary:
+def deploy(config: Config, env: Environment, *, progress: Progress, break_claim: bool = False) -> Summary:
     """Build a release once and ship it to every host of `env`."""
-    return execute(Job(config, env, "deploy", progress, break_claim=break_lock), DEPLOY)
+    return execute(Job(config, env, "deploy", progress, break_claim=break_claim), DEPLOY)
 
 
 def dependency_problems(run: Run, built: Build) -> list[str]:
@@ -298,6 +298,6 @@ ROLLBACK: tuple[Step, ...] = (check_release_id, claim_everywhere, choose, switch
 
 
 def rollback(config: Config, env: Environment, *, to: str | None, progress: Progress,
-             break_lock: bool = False) -> Summary:
+             break_claim: bool = False) -> Summary:
     """Switch every host of `env` back to its previous release, or to `to`."""
-    return execute(Job(config, env, "rollback", progress, break_claim=break_lock, release=to), ROLLBACK)
+    return execute(Job(config, env, "rollback", progress, break_claim=break_claim, release=to), ROLLBACK)

@@ -24,7 +24,7 @@ from deploy.remote.target import Target
 
 
 def promote(config: Config, source: Environment, to_env: Environment, *, progress: Progress,
-            break_lock: bool = False) -> Summary:
+            break_claim: bool = False) -> Summary:
     """Deploy to `to_env` the exact release live on every host of `source`, as this checkout
     vouches for it: the same release id, made of wheels the local lock and source account for."""
     kept = start_keeper(source, config.root)  # before any thread, as execute() starts the target's
@@ -34,7 +34,7 @@ def promote(config: Config, source: Environment, to_env: Environment, *, progres
         return None
 
     steps: tuple[Step, ...] = (fetch, engine.probe, engine.pick_interpreter, fits_interpreter, *engine.DEPLOY[4:])
-    return engine.execute(Job(config, to_env, "promote", progress, break_claim=break_lock), steps)
+    return engine.execute(Job(config, to_env, "promote", progress, break_claim=break_claim), steps)
 
 
 def fits_interpreter(job: Job) -> Summary | None:
