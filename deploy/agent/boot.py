@@ -52,7 +52,10 @@ class Importer:
         part = self.part(fullname)
         if part is None:
             return None
-        from importlib.machinery import ModuleSpec
+        try:  # the import system's own class, loaded already: importlib.machinery costs ms to import
+            from _frozen_importlib import ModuleSpec
+        except ImportError:  # not CPython
+            from importlib.machinery import ModuleSpec
 
         return ModuleSpec(fullname, self, origin=self.codes[part].co_filename,  # type: ignore[arg-type]
                           is_package=part == "__init__")

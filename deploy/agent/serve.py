@@ -10,15 +10,20 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Callable
 
 from .claim import give_back, take
 from .protocol import MARK, Failure
 from .release import op_abort, op_stage, op_switch
 from .status import op_probe, op_read, op_status
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs a host's every session an import; the annotations need none
+    from typing import Any, Callable
 
-def lock(req: dict[str, Any]) -> dict[str, Any]:
+    from .protocol import Request
+
+
+def lock(req: Request) -> dict[str, Any]:
     """Take the claim, then say what probe says as seen under it: rollback needs no separate probe
     round trip."""
     result = take(req)
@@ -26,7 +31,7 @@ def lock(req: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-OPS: dict[str, Callable[[dict[str, Any]], Any]] = {
+OPS: dict[str, Callable[[Request], Any]] = {
     "probe": op_probe, "status": op_status, "read": op_read,
     "lock": lock, "unlock": give_back, "stage": op_stage, "switch": op_switch, "abort": op_abort,
     "ping": lambda req: {},  # a kept session still answers (keeper.py)
