@@ -65,6 +65,21 @@ def test_the_parts_import_only_the_stdlib_and_each_other() -> None:
     assert wrong == []
 
 
+def test_the_parts_import_typing_only_for_the_type_checker() -> None:
+    """A host pays for every import at every session; typing alone costs more than a ping."""
+    found = []
+    for name, tree in trees().items():
+        checked_only = {id(node) for branch in ast.walk(tree) if isinstance(branch, ast.If)
+                        and getattr(branch.test, "id", None) == "TYPE_CHECKING" for node in ast.walk(branch)}
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)) or id(node) in checked_only:
+                continue
+            modules = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            if any(module.split(".")[0] == "typing" for module in modules):
+                found.append(f"{name}.py:{node.lineno}")
+    assert found == []
+
+
 def test_every_failure_the_agent_raises_is_a_kind_the_protocol_names() -> None:
     kinds = {node.args[0].value for tree in trees().values() for node in ast.walk(tree)
              if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Failure"
