@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 
 from deploy.agent import PARTS as DECLARED
+from deploy.agent import protocol
 from deploy.agent.protocol import KINDS, MARK
+from deploy.agent.serve import OPS
 from deploy.remote.bundle import AGENT_DIGEST, BOOT, LOADER, PARTS, digest, first_request
 from tests.test_install import SOURCE, TOOL_FILES, make_wheel
 from tests.test_install_edges import STAGE, wheel_request
@@ -78,6 +80,10 @@ def test_the_parts_import_typing_only_for_the_type_checker() -> None:
             if any(module.split(".")[0] == "typing" for module in modules):
                 found.append(f"{name}.py:{node.lineno}")
     assert found == []
+
+
+def test_the_agent_answers_exactly_the_steps_its_protocol_names() -> None:
+    assert set(OPS) == set(protocol.OPS)
 
 
 def test_every_failure_the_agent_raises_is_a_kind_the_protocol_names() -> None:
