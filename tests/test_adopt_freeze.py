@@ -117,3 +117,23 @@ def test_the_first_lock_keeps_every_frozen_version_and_says_which_it_could_not(
     assert (f"  {names.stray} 1.0: not locked, as no layer requires it (add it to a layer if the app imports "
             "it)") in out
     assert project.run("verify").returncode == 0
+
+
+def test_from_names_the_file_to_adopt_when_the_project_declares_its_own_too(names: Names, tmp_path: Path) -> None:
+    # `python -m deploy init --from requirements-prod.txt` (the flag is wired in deploy/__main__.py).
+    from deploy.scaffold import init as scaffold_init
+
+    root = tmp_path / "shop"
+    root.mkdir()
+    (root / "pyproject.toml").write_text(f'[project]\nname = "shop"\nversion = "1"\ndependencies = ["{names.solo}"]\n')
+    (root / "requirements-prod.txt").write_text(f"{names.web}==1.0\n{names.helper}==1.0\n")
+    said: list[str] = []
+    warned: list[str] = []
+
+    scaffold_init(root, source=Path("requirements-prod.txt"), say=said.append, warn=warned.append)
+
+    assert lines(root / "requirements" / "base.in") == [names.web]
+    assert warned == ["warning: not adopted: pyproject.toml [project] dependencies (adopted from the file given with "
+                      "--from instead); add it to requirements/base.in by hand"]
+    assert (root / "requirements" / "dev.txt").read_text().splitlines()[3:] == [
+        f"{names.helper}==1.0", f"{names.web}==1.0"]
