@@ -137,3 +137,22 @@ def test_from_names_the_file_to_adopt_when_the_project_declares_its_own_too(name
                       "--from instead); add it to requirements/base.in by hand"]
     assert (root / "requirements" / "dev.txt").read_text().splitlines()[3:] == [
         f"{names.helper}==1.0", f"{names.web}==1.0"]
+
+
+def test_pinship_in_the_freeze_file_and_what_only_it_requires_stay_out_of_the_layers(
+    names: Names, tmp_path: Path
+) -> None:
+    # Whoever ran init had pinship installed: a freeze lists it (often as a URL) and its dependencies.
+    frozen = f"{names.web}==1.0\n{names.helper}==1.0\npinship @ file:///home/me/pinship\ninvoke==2.2.0\n"
+    root = flask_like_app(tmp_path / "shop", frozen)
+
+    done = init(root)
+
+    assert done.returncode == 0, done.stderr
+    assert lines(root / "requirements" / "base.in") == [names.web]
+    assert lines(root / "requirements" / "dev.in") == []
+    assert "  not in the layers: pinship and the 1 packages only it requires (it is installed beside them)" \
+        in done.stdout.splitlines()
+    assert done.stderr == "", "nothing about invoke, which is not the app's"
+    seeded = (root / "requirements" / "dev.txt").read_text()
+    assert "invoke" not in seeded and "pinship==" not in seeded

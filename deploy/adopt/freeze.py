@@ -11,6 +11,7 @@ the extra is listed, so nothing the app ran with falls out of the base layer.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import re
@@ -29,6 +30,7 @@ from deploy.adopt.entries import Adoption
 from deploy.errors import ConfigError
 from deploy.lock.reqfile import Line, canonical, clip, display, logical_lines, read_text
 
+PINSHIP = "pinship"
 # pip's words for a pinned version the index does not have.
 _NOT_FOUND = re.compile(r"(?:No matching distribution found for|satisfies the requirement) ([A-Za-z0-9][\w.-]*)")
 
@@ -52,18 +54,28 @@ def read(root: Path, path: Path, data: dict[str, Any] | None, adoption: Adoption
     if not listed:
         raise ConfigError(f"{shown}: lists no requirement to adopt", fix="name the file pip freeze wrote")
     problem, missing = _read_metadata(listed)
-    # pip-compile takes a preferred version as a constraint: one the index lacks would stop the lock.
-    adoption.preferences.update({key: item.version for key, item in listed.items()
-                                 if item.version and key not in missing})
-    adoption.preferred_from = shown
     if problem:
         adoption.warnings.append(f"{shown}: {clip(problem)}; the packages whose metadata pip could not read count "
                                  "as top-level: move to where they belong any that another package requires")
     wanted: dict[str, set[str]] = {}
     required = _required(listed, wanted)
+    beside = _beside(listed, required, wanted)
+    if beside:
+        adoption.told.append((None, f"not in the layers: pinship and the {len(beside) - 1} packages only it requires "
+                                    "(it is installed beside them)"))
+    if gone := [key for key in missing if key not in beside]:
+        versions = ", ".join(f"{key}=={listed[key].version}" for key in gone)
+        adoption.warnings.append(f"{shown}: the index offers no file of {versions}, so the lock will pick other "
+                                 "versions")
+    # pip-compile takes a preferred version as a constraint: one the index lacks would stop the lock.
+    adoption.preferences.update({key: item.version for key, item in listed.items()
+                                 if item.version and key not in missing and key not in beside})
+    adoption.preferred_from = shown
     layers: dict[str, list[str]] = {"base": [], "test": [], "dev": []}
     only_tools: list[str] = []
     for key, item in listed.items():
+        if key in beside:
+            continue
         if key in tools.INSTALLERS:
             adoption.unadopted.append((f"{item.line.where(root)} {clip(item.line.text)} (an installer tool; a "
                                        "layer needs it only if the app imports it)", "base.in"))
@@ -99,6 +111,9 @@ def _parse(root: Path, path: Path, adoption: Adoption) -> dict[str, _Listed]:
         except InvalidRequirement:
             adoption.unadopted.append((f"{where} (not a PEP 508 requirement)", "base.in"))
             continue
+        if canonical(requirement.name) == PINSHIP:  # however it was installed: its requirements are known here
+            listed[PINSHIP] = _Listed(line, Requirement(PINSHIP), None)
+            continue
         if requirement.url:
             adoption.unadopted.append((f"{where} (a direct reference: layer locks pin name==version from an "
                                        "index; publish it to one, or install it beside the lock)", "base.in"))
@@ -118,7 +133,9 @@ def _read_metadata(listed: dict[str, _Listed]) -> tuple[str | None, list[str]]:
     A version the index does not offer (yanked files are still offered, removed ones are not) is
     left out and tried without: the rest still gets its metadata, and the lock says it moved.
     """
-    left = dict(listed)
+    left = {key: item for key, item in listed.items() if key != PINSHIP}
+    if PINSHIP in listed:
+        listed[PINSHIP].requires = _installed_requirements(PINSHIP)
     missing: list[str] = []
     for _ in range(10):
         done = _dry_run(left)
@@ -151,10 +168,23 @@ def _read_metadata(listed: dict[str, _Listed]) -> tuple[str | None, list[str]]:
                 item.extras.setdefault(extra, []).append(dependency)
             if _applies(dependency, ""):
                 item.requires.append(dependency)
-    if missing:
-        versions = ", ".join(f"{key}=={listed[key].version}" for key in missing)
-        return f"the index offers no file of {versions}, so the lock will pick other versions", missing
     return None, missing
+
+
+def _installed_requirements(name: str) -> list[Requirement]:
+    try:
+        texts = importlib.metadata.requires(name) or []
+    except importlib.metadata.PackageNotFoundError:
+        return []
+    return [requirement for requirement in map(Requirement, texts) if _applies(requirement, "")]
+
+
+def _beside(listed: dict[str, _Listed], required: dict[str, list[str]], wanted: dict[str, set[str]]) -> set[str]:
+    """pinship and what only it requires: installed beside the layers (deploy.adopt.itself), not in them."""
+    if PINSHIP not in listed:
+        return set()
+    others = [key for key in listed if key not in required and key != PINSHIP]
+    return _reach([PINSHIP], listed, wanted) - _reach(others, listed, wanted)
 
 
 def _dry_run(listed: dict[str, _Listed]) -> subprocess.CompletedProcess[str]:
