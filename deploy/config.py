@@ -22,6 +22,8 @@ LOCAL = "local"
 _NAME_PART = r"[A-Za-z0-9_][A-Za-z0-9._-]*"
 _HOST = re.compile(
     rf"(?:(?P<user>{_NAME_PART})@)?(?P<host>\[[0-9a-fA-F:.]+\]|{_NAME_PART})(?::(?P<port>[0-9]{{1,5}}))?")
+_USER = re.compile(_NAME_PART)
+_HOSTNAME = re.compile(rf"[0-9a-fA-F:.]+|{_NAME_PART}")  # as Host.parse leaves it: an address without brackets
 
 
 @dataclass(frozen=True)
@@ -207,6 +209,57 @@ class Environment:
         """A copy with the command line's values (None means 'not given') laid over it."""
         given = {key: value for key, value in values.items() if value is not None}
         return replace(self, **given)
+
+    def to_dict(self) -> dict[str, Any]:
+        """This environment as JSON values (the keeper's socket carries it): from_dict reads it back."""
+        return {"name": self.name, **{attr: getattr(self, attr) for attr in SETTINGS if attr != "hosts"},
+                "hosts": [{"user": host.user, "hostname": host.hostname, "port": host.port} for host in self.hosts]}
+
+    @classmethod
+    def from_dict(cls, data: object) -> Environment:
+        """The environment to_dict gave, each value checked by its setting's rule: one line naming
+        the first thing wrong, never a traceback or an environment with a value of the wrong type."""
+        try:
+            return cls(**_environment_fields(data))
+        except ValueError as exc:
+            raise ConfigError(f"an environment sent between pinship's processes is not one: {exc}",
+                              fix="run again; if it keeps happening, set keep-alive = 0") from None
+
+
+def _environment_fields(data: object) -> dict[str, Any]:
+    """Environment's fields from to_dict's form, or ValueError saying what is wrong."""
+    if not isinstance(data, dict):
+        raise ValueError(f"not a mapping but {type(data).__name__}")
+    missing, unknown = {"name", *SETTINGS} - set(data), {str(key) for key in data} - {"name", *SETTINGS}
+    if missing or unknown:
+        raise ValueError(f"missing {_names(missing) or 'nothing'}, unknown {_names(unknown) or 'nothing'}")
+    if not isinstance(data["name"], str) or not _NAME.fullmatch(data["name"]):
+        raise ValueError(f"name {_shown(data['name'])}: expected {NAME_RULE}")
+    fields: dict[str, Any] = {"name": data["name"]}
+    for attr, setting in SETTINGS.items():
+        value = data[attr]
+        if attr == "hosts":
+            if not isinstance(value, list):
+                raise ValueError(f"hosts {_shown(value)}: expected a list")
+            fields[attr] = tuple(_host(each) for each in value)
+        elif value is None and setting.default is None:
+            fields[attr] = None
+        else:
+            try:
+                fields[attr] = setting.check(value)
+            except ValueError:
+                raise ValueError(f"{setting.key} {_shown(value)}: expected {setting.expected}") from None
+    return fields
+
+
+def _host(value: object) -> Host:
+    """A host in to_dict's form: {"user": name or None, "hostname": name, "port": 1-65535}."""
+    if (isinstance(value, dict) and set(value) == {"user", "hostname", "port"}
+            and (value["user"] is None or (isinstance(value["user"], str) and _USER.fullmatch(value["user"])))
+            and isinstance(value["hostname"], str) and _HOSTNAME.fullmatch(value["hostname"])
+            and isinstance(value["port"], int) and not isinstance(value["port"], bool) and 0 < value["port"] < 65536):
+        return Host(value["user"], value["hostname"], value["port"])
+    raise ValueError(f"host {_shown(value)}: expected user, hostname and port")
 
 
 @dataclass(frozen=True)

@@ -2,19 +2,25 @@
 
 An error that crosses the keeper's socket, or an agent's failure envelope, comes back as the same
 error with the same fields, named by the host the receiving side asked, printed once; what arrives
-is not trusted, so a wrong shape is one line naming the host and host text stays inert.
+is not trusted, so a wrong shape is one line naming the host and host text stays inert. An
+environment crosses as a dict its own rules check on the way back in.
 """
 
 from __future__ import annotations
 
 import json
+import socket
+import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from deploy.config import Environment
+from deploy.config import Environment, Host
 from deploy.errors import AgentFailure, ConfigError, HostError, from_wire, host_output, to_wire
+from deploy.remote.kept import KeptTarget
 from deploy.remote.target import MARK, LocalTarget
+from deploy.remote.wire import Do, failed
 
 HOST = "deploy@app1:2222"
 
@@ -97,7 +103,7 @@ def test_text_in_an_error_from_the_wire_cannot_draw_a_line_of_ours() -> None:
     assert str(back) == f"{HOST}: failed\\x1b[2K\\rapp2: switched\\u202e\n  fix: run \\x1b]0;owned\\x07 now"
 
 
-def test_a_local_agent_failure_envelope_is_read_into_the_same_error(tmp_path: Any) -> None:
+def test_a_local_agent_failure_envelope_is_read_into_the_same_error(tmp_path: Path) -> None:
     target = LocalTarget(Environment("local", path=str(tmp_path)), "python3")
     envelope = {"ok": False, "kind": "corrupt", "error": "2 files differ\nsite-packages/x.py\x1b[0m",
                 "extra": {"files": ["site-packages/x.py"]}}
@@ -107,3 +113,85 @@ def test_a_local_agent_failure_envelope_is_read_into_the_same_error(tmp_path: An
 
     assert (caught.value.kind, caught.value.extra) == ("corrupt", {"files": ["site-packages/x.py"]})
     assert str(caught.value) == "local: 2 files differ\n    | site-packages/x.py\\x1b[0m"
+
+
+def staging() -> Environment:
+    return Environment("staging", hosts=(Host("deploy", "app1", 2222), Host(None, "::1", 22)),
+                       known_hosts="known_hosts", identity="~/.ssh/id_ed25519", healthcheck="curl -f localhost",
+                       command_timeout=500, keep_alive=0)
+
+
+def test_an_environment_crosses_as_json_and_comes_back_equal() -> None:
+    env = staging()
+
+    assert Environment.from_dict(json.loads(json.dumps(env.to_dict()))) == env
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"parallel": True}, "parallel True: expected a whole number of at least 1 and at most 1000"),
+    ({"command_timeout": -5}, "command-timeout -5: expected a number of seconds above 0"),
+    ({"python": "-c"}, "python -c: expected a plain non-empty string (no leading '-')"),
+    ({"hosts": [{"user": "-oProxyCommand=x", "hostname": "app1", "port": 22}]}, "host {'user': '-oProxyCommand=x'"),
+    ({"hosts": [{"user": None, "hostname": "app1", "port": 0}]}, "expected user, hostname and port"),
+    ({"name": "../x"}, "name ../x: expected letters, digits"),
+    ({"surprise": 1}, "missing nothing, unknown surprise"),
+])
+def test_an_environment_of_the_wrong_shape_is_one_line_saying_what_is_wrong(
+        change: dict[str, Any], problem: str) -> None:
+    sent = {**staging().to_dict(), **change}
+
+    with pytest.raises(ConfigError) as caught:
+        Environment.from_dict(sent)
+
+    assert caught.value.message.startswith("an environment sent between pinship's processes is not one: ")
+    assert problem in caught.value.message and "\n" not in caught.value.message
+
+
+class FakeKeeper:
+    """A socket that answers each request line with the next of `answers`, as a keeper would."""
+
+    def __init__(self, folder: Path, answers: list[bytes]) -> None:
+        self.path = folder / "k.sock"
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(str(self.path))
+        self.server.listen(1)
+        self.received: list[dict[str, Any]] = []
+        self.thread = threading.Thread(target=self.serve, args=(answers,), daemon=True)
+        self.thread.start()
+
+    def serve(self, answers: list[bytes]) -> None:
+        conn, _ = self.server.accept()
+        with conn, conn.makefile("rb") as reader:
+            for answer in answers:
+                self.received.append(json.loads(reader.readline()))
+                conn.sendall(answer)
+
+
+def kept_target(folder: Path, answers: list[bytes]) -> tuple[KeptTarget, FakeKeeper]:
+    fake = FakeKeeper(folder, answers)
+    env = staging()
+    return KeptTarget(env, env.hosts[0], folder, fake.path), fake
+
+
+def test_a_kept_hosts_failure_is_raised_as_the_error_the_keeper_sent(tmp_path: Path) -> None:
+    locked = AgentFailure("keeper", "locked", "held by ci@build1", {"owner": None}, fix="--break-lock")
+    target, fake = kept_target(tmp_path, [b'{"ok": true, "result": {}}\n', failed(locked)])
+
+    with pytest.raises(AgentFailure) as caught:
+        target.call("lock")
+
+    assert [message["do"] for message in fake.received] == [Do.OPEN, Do.CALL]
+    assert Environment.from_dict(fake.received[0]["env"]) == staging()
+    assert (caught.value.kind, caught.value.extra) == ("locked", {"owner": None})
+    assert str(caught.value) == "deploy@app1:2222: held by ci@build1\n  fix: --break-lock"
+
+
+@pytest.mark.parametrize("answer", [b"not json\n", b'{"result": {}}\n', b"[1, 2]\n"])
+def test_a_keeper_answering_what_pinship_never_sends_is_one_line_naming_the_host(
+        tmp_path: Path, answer: bytes) -> None:
+    target, _ = kept_target(tmp_path, [answer])
+
+    with pytest.raises(HostError) as caught:
+        target.open()
+
+    assert caught.value.message == "deploy@app1:2222: the connection keeper's answer to 'open' is not one pinship sends"

@@ -4,7 +4,7 @@ OpenSSH's ControlPersist does (deploy/remote/kept.py finds, starts and stops it 
 It connects with the very same code and checks as a direct connection (`SshTarget`: pinned host
 keys, RejectPolicy, timeouts, the watchdog), and stays for keep-alive seconds after the last run
 that used it. Started as `python -m deploy.remote.keeper <socket> <idle seconds>`, or forked from a
-run that has not started any thread yet (`fork`: no interpreter start-up, no imports).
+run that has not started any thread yet (`launch`: no interpreter start-up, no imports).
 
 A run talks to it over a Unix socket, one JSON line per step each way (deploy/remote/wire.py);
 uploads and downloads name local files, which the keeper (the same user, on the same machine)
@@ -25,9 +25,11 @@ import os
 import signal
 import socket
 import stat
+import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -135,11 +137,12 @@ class Keeper:
                     continue
                 if do is Do.OPEN:
                     try:
-                        entry = self.entry(message)
-                    except DeployError as exc:  # a known-hosts file that is missing or unreadable
+                        env = Environment.from_dict(message["env"])
+                        entry = self.entry(env, env.hosts[message["host"]], Path(message["root"]))
+                    except DeployError as exc:  # an environment that fails its checks, a known-hosts file missing …
                         conn.sendall(failed(exc))
                         continue
-                    self.idle = _idle_time(message["env"].get("keep_alive"), self.idle)
+                    self.idle = _idle_time(env.keep_alive, self.idle)
                 if entry is None:
                     raise ValueError("a request before 'open', which names the host")
                 went_well, reply = self.answer(entry, do, message)
@@ -157,15 +160,14 @@ class Keeper:
                 self.clients -= 1
                 self.last_used = time.monotonic()
 
-    def entry(self, message: dict[str, Any]) -> _Entry:
-        key = json.dumps(message["host"], sort_keys=True)
+    def entry(self, env: Environment, host: Host, root: Path) -> _Entry:
+        """The host's kept connection, made (not yet opened) for the first run that asks for it."""
+        key = json.dumps([host.user, host.hostname, host.port])
         with self.state:
             if key not in self.entries:
                 from deploy.remote.ssh import SshTarget  # the keeper, not the runs, needs paramiko
 
-                env = message["env"]
-                env = Environment(**{**env, "hosts": tuple(Host(**h) for h in env["hosts"])})
-                self.entries[key] = _Entry(key, SshTarget(env, Host(**message["host"]), Path(message["root"])))
+                self.entries[key] = _Entry(key, SshTarget(env, host, root))
             return self.entries[key]
 
     def forget(self, entry: _Entry) -> None:
@@ -262,6 +264,21 @@ def _bind(path: Path) -> socket.socket | None:
         os.umask(previous)
     server.listen(64)
     return server
+
+
+def launch(path: Path, idle: float, log: Path) -> Callable[[], int | None] | None:
+    """Start a keeper that will listen at `path`: forked from this process while it runs no other
+    thread (no interpreter start-up, no imports), else a new process of this interpreter. Returns
+    how to ask whether that process ended; None when forked (it is then no child of this one)."""
+    if hasattr(os, "fork") and threading.active_count() == 1:
+        fork(path, idle, log)
+        return None
+    with os.fdopen(open_log(log), "wb") as errors:
+        process = subprocess.Popen(  # this interpreter, this package, fixed arguments
+            [sys.executable, "-m", "deploy.remote.keeper", str(path), str(idle)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True,
+        )
+    return process.poll
 
 
 def fork(path: Path, idle: float, log: Path) -> None:

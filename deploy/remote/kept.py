@@ -23,7 +23,6 @@ not answer within seconds (stopped, hung) is passed by, never waited on.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import enum
 import hashlib
 import json
@@ -31,8 +30,6 @@ import os
 import signal
 import socket
 import stat
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -139,8 +136,8 @@ class KeptTarget(Target):
             try:
                 self._socket = _connect_keeper(self.path, self.env.keep_alive)
                 self._reader = self._socket.makefile("rb")
-                self._rpc(Do.OPEN, env=dataclasses.asdict(self.env), root=str(self.root),
-                          host=dataclasses.asdict(self.host))
+                # The host by its place in the environment: the keeper connects to no other.
+                self._rpc(Do.OPEN, env=self.env.to_dict(), root=str(self.root), host=self.env.hosts.index(self.host))
             except HostError as exc:
                 self._open_failed = exc
                 self._drop()
@@ -188,10 +185,16 @@ class KeptTarget(Target):
             self._drop()
             raise HostError(self.name, f"the connection keeper ended during '{what}'",
                             fix="run again; if it keeps happening, set keep-alive = 0")
-        reply = json.loads(line)
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            reply = None
+        if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
+            raise HostError(self.name, f"the connection keeper's answer to '{what}' is not one pinship sends",
+                            fix="run again; if it keeps happening, set keep-alive = 0")
         if reply["ok"]:
-            return reply["result"]
-        raise from_wire(self.name, reply["error"])
+            return reply.get("result")
+        raise from_wire(self.name, reply.get("error"))
 
     def _drop(self) -> None:
         if self._socket is not None:
@@ -269,16 +272,7 @@ def _start_at(path: Path, idle: float) -> None:
             # one at the same name, which that keeper never removes (it checks the inode).
             _remove(path)
         log = path.with_suffix(".log")
-        if hasattr(os, "fork") and threading.active_count() == 1:
-            keeper.fork(path, idle, log)
-            ended = None
-        else:
-            with os.fdopen(keeper.open_log(log), "wb") as errors:
-                process = subprocess.Popen(  # this interpreter, this package, fixed arguments
-                    [sys.executable, "-m", "deploy.remote.keeper", str(path), str(idle)],
-                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True,
-                )
-            ended = process.poll
+        ended = keeper.launch(path, idle, log)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if _probe(path) is _State.ALIVE:
