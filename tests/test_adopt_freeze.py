@@ -156,3 +156,20 @@ def test_pinship_in_the_freeze_file_and_what_only_it_requires_stay_out_of_the_la
     assert done.stderr == "", "nothing about invoke, which is not the app's"
     seeded = (root / "requirements" / "dev.txt").read_text()
     assert "invoke" not in seeded and "pinship==" not in seeded
+
+
+def test_lines_a_lock_cannot_hold_are_named_with_their_line_never_dropped(names: Names, tmp_path: Path) -> None:
+    frozen = (f"{names.web}==1.0\n{names.helper}==1.0\n-e git+https://example.com/shop.git@abc#egg=shop\n"
+              f"{names.solo} @ https://example.com/solo-1.0-py3-none-any.whl\nsetuptools==69.0.0\n")
+    root = flask_like_app(tmp_path / "shop", frozen)
+
+    done = init(root)
+
+    assert done.returncode == 0, done.stderr
+    warned = done.stderr.splitlines()
+    assert warned[0].startswith("warning: not adopted: requirements.txt:3 '-e git+https://example.com/shop.git@abc"
+                                "#egg=shop' (an editable install cannot be locked with hashes"), warned
+    assert warned[1].startswith(f"warning: not adopted: requirements.txt:4 '{names.solo} @ https://example.com/"
+                                "solo-1.0-py3-none-any.whl' (a direct reference: layer locks pin name==version"), warned
+    assert warned[2].startswith("warning: not adopted: requirements.txt:5 setuptools==69.0.0 (an installer tool"), warned
+    assert len(warned) == 3

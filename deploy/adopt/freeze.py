@@ -133,7 +133,8 @@ def _read_metadata(listed: dict[str, _Listed]) -> tuple[str | None, list[str]]:
     A version the index does not offer (yanked files are still offered, removed ones are not) is
     left out and tried without: the rest still gets its metadata, and the lock says it moved.
     """
-    left = {key: item for key, item in listed.items() if key != PINSHIP}
+    # The installers are named as not adopted anyway; pinship's requirements are read where it runs.
+    left = {key: item for key, item in listed.items() if key != PINSHIP and key not in tools.INSTALLERS}
     if PINSHIP in listed:
         listed[PINSHIP].requires = _installed_requirements(PINSHIP)
     missing: list[str] = []
