@@ -174,3 +174,18 @@ def test_lines_a_lock_cannot_hold_are_named_with_their_line_never_dropped(names:
     installer = "warning: not adopted: requirements.txt:5 setuptools==69.0.0 (an installer tool"
     assert warned[2].startswith(installer), warned
     assert len(warned) == 3
+
+
+def test_a_pyproject_without_a_project_table_is_kept_and_the_user_is_told_the_app_cannot_build(
+    names: Names, tmp_path: Path
+) -> None:
+    root = flask_like_app(tmp_path / "shop", f"{names.web}==1.0\n")
+    (root / "pyproject.toml").write_text("[tool.black]\nline-length = 100\n")
+
+    done = init(root)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        "warning: pyproject.toml has no [project] table, so the app's wheel cannot be built: add one with name, "
+        "version and dependencies = base.in's requirements"]
+    assert lines(root / "requirements" / "base.in") == [names.web]

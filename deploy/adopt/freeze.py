@@ -93,6 +93,9 @@ def read(root: Path, path: Path, data: dict[str, Any] | None, adoption: Adoption
                              "(add any your app imports to base.in)"))
     if data is None:
         adoption.pyproject = newproject.text(root, layers["base"])
+    elif "project" not in data and "poetry" not in (data.get("tool") or {}):
+        adoption.warnings.append("pyproject.toml has no [project] table, so the app's wheel cannot be built: add one "
+                                 "with name, version and dependencies = base.in's requirements")
 
 
 def _parse(root: Path, path: Path, adoption: Adoption) -> dict[str, _Listed]:
