@@ -55,7 +55,7 @@ def render_status(statuses: list[HostStatus], as_json: bool) -> str:
                      "clean" if not s.problems else f"{len(s.problems)} problem(s)"))
     lines = table([tuple(inert(cell, 60) for cell in row) for row in rows])  # host text: deployed by, git, time
     for s in statuses:
-        lines += [f"{s.host}: {problem}" for problem in s.problems]  # made of inert host text
+        lines += [f"{s.host}: {found}" for found in s.problems]  # made of inert host text
     return "\n".join(lines)
 
 
@@ -83,7 +83,7 @@ def render_plan(plan: Plan) -> str:
     lines = [f"release {plan.release} ({len(plan.wheels)} wheels) to '{plan.environment}':"]
     if plan.problems:
         lines += ["the deploy would stop here: the release does not meet its own packages' requirements",
-                  *(f"  {problem}" for problem in plan.problems)]
+                  *(f"  {found}" for found in plan.problems)]
     for host in plan.hosts:
         lines += _host_plan(host, plan)
     return "\n".join(lines)
