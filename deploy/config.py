@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from deploy.errors import ConfigError
+from deploy.settings import SETTINGS as SETTINGS
+from deploy.settings import flag_value as flag_value
+from deploy.settings import shown as _shown
 
 LOCAL = "local"
 # A user or host name starting with '-' would read as an option to whatever takes it; names hold
@@ -46,137 +49,6 @@ class Host:
         user = f"{self.user}@" if self.user else ""
         port = f":{self.port}" if self.port != 22 else ""
         return f"{user}{self.hostname}{port}"
-
-
-_WORD = re.compile(r"(?!-)[^\x00-\x1f\x7f]+")
-_INTEGER = re.compile(r"[+-]?[0-9]+")
-_DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
-WEEK = 7 * 24 * 3600  # the longest wait any setting may ask for: every timer and socket can hold it
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One environment setting, declared once: pyproject.toml, the flags and their help read it.
-
-    `kind` is bool, int, float (seconds), str, or tuple (the hosts). Numbers run from `least`
-    (excluded when `above`, as for a timeout, where 0 would mean nothing) to `most`.
-    """
-
-    key: str
-    kind: type
-    default: Any
-    help: str
-    least: float = 0
-    above: bool = False
-    most: float | None = None
-    zero: str = ""  # what 0 means, where it means something
-    blank: bool = True  # whether an empty string (or list) means something
-    word: bool = False  # a string that must not read as an option ('-…') or hold control characters
-
-    @property
-    def attr(self) -> str:
-        return self.key.replace("-", "_")
-
-    @property
-    def expected(self) -> str:
-        if self.kind is bool:
-            return "true or false"
-        if self.kind is int:
-            high = f" and at most {self.most:g}" if self.most is not None else ""
-            return (f"a whole number of at least {self.least:g}{high}" if self.least
-                    else f"a whole number, 0 or more{high}")
-        if self.kind is float:
-            low = f"above {self.least:g}" if self.above else f"from {self.least:g}"
-            high = f" {'and at most' if self.above else 'to'} {self.most:g}" if self.most is not None else ""
-            week = " (a week)" if self.most == WEEK else ""
-            return f"a number of seconds {low}{high}{week}" + (f"; 0: {self.zero}" if self.zero else "")
-        if self.kind is tuple:
-            return "a list of strings" if self.blank else "a list of at least one string"
-        if self.word:  # and no control characters: "plain"
-            return "a plain non-empty string (no leading '-')"
-        return "a string" if self.blank else "a non-empty string"
-
-    @property
-    def described(self) -> str:
-        """The help text, with the default when there is one worth showing."""
-        if self.kind is int:
-            return f"{self.help} (default {self.default}; at least {self.least:g})"
-        if self.kind is float:
-            low = f"above {self.least:g}" if self.above else f"{self.least:g} or more"
-            zero = f"; 0: {self.zero}" if self.zero else ""
-            high = f", at most {self.most:g}" if self.most is not None else ""
-            return f"{self.help} (default {self.default:g}; {low}{high}{zero})"
-        return f"{self.help} (default {str(self.default).lower()})" if self.kind is bool else self.help
-
-    def check(self, value: object) -> Any:
-        """The value with this setting's type, or ValueError: bool is no number, nan no time."""
-        checked = self._check(value)
-        if self.kind is int and self.most is not None and checked > self.most:
-            raise ValueError(self.expected)
-        return checked
-
-    def _check(self, value: object) -> Any:
-        if self.kind is tuple:
-            if isinstance(value, list) and all(isinstance(v, str) for v in value) and (value or self.blank):
-                return value
-        elif isinstance(value, bool) or self.kind is bool:
-            if isinstance(value, bool) and self.kind is bool:
-                return value
-        elif self.kind is str:
-            if isinstance(value, str) and (value.strip() or self.blank) and (not self.word or _WORD.fullmatch(value)):
-                return value
-        elif isinstance(value, int) or (self.kind is float and isinstance(value, float)):
-            try:
-                number = self.kind(value)
-            except OverflowError:  # an int too large for a float: no timer holds it either
-                raise ValueError(self.expected) from None
-            if (math.isfinite(number) and (number > self.least if self.above else number >= self.least)
-                    and (self.most is None or number <= self.most)):
-                return number
-        raise ValueError(self.expected)
-
-    def parse(self, text: str) -> Any:
-        """A flag's value: invoke hands over the text of a flag whose default is None."""
-        if self.kind not in (int, float):
-            return self.check(text)
-        # ASCII digits only, as TOML has them: int() would also take full-width digits, '1_0' and ' 5 '.
-        if not (_INTEGER if self.kind is int else _DECIMAL).fullmatch(text):
-            raise ValueError(self.expected)
-        return self.check(self.kind(text))
-
-
-SETTINGS = {s.attr: s for s in (
-    # An empty list would quietly turn a fleet into a deploy on this machine: leave hosts out for that.
-    Setting("hosts", tuple, (), "hosts as user@host[:port]; none: deploy on this machine", blank=False),
-    Setting("path", str, ".deploy/local", "where releases live on each host (absolute on SSH hosts)",
-            blank=False, word=True),
-    Setting("known-hosts", str, None, "pinned host keys file, inside the project", blank=False, word=True),
-    Setting("identity", str, None, "SSH private key file", blank=False, word=True),
-    Setting("python", str, "python3", "interpreter on the hosts used to make release venvs", blank=False,
-            word=True),
-    Setting("keep-releases", int, 5, "releases kept per host; the live and the previous one are never pruned",
-            least=1, most=10_000),
-    Setting("parallel", int, 10, "hosts worked on at once", least=1, most=1_000),
-    Setting("max-failures", int, 0, "hosts that may fail staging while the others still switch"),
-    Setting("healthcheck", str, None, "command run in the new release before the switch"),
-    Setting("restart", str, None, "command run after the switch; a failure switches that host back"),
-    Setting("confirm", bool, False, "ask before deploying; --yes skips the question"),
-    Setting("connect-timeout", float, 15.0, "seconds to wait for a host to answer when connecting",
-            above=True, most=WEEK),
-    Setting("command-timeout", float, 600.0, "seconds one remote step may take before the host counts as hung",
-            above=True, most=WEEK),
-    Setting("keep-alive", float, 60.0, "seconds the hosts' connections are kept for the next run",
-            most=WEEK, zero="close them at the end"),
-)}
-
-
-def flag_value(attr: str, value: object) -> Any:
-    """A command-line value for setting `attr`, checked by the same rules as pyproject.toml."""
-    setting = SETTINGS[attr]
-    try:
-        return setting.parse(value) if isinstance(value, str) else setting.check(value)
-    except ValueError:
-        raise ConfigError(f"--{setting.key} {_shown(value)}: expected {setting.expected}") from None
 
 
 def _default(attr: str) -> Any:
@@ -438,16 +310,6 @@ def _environment(name: str, body: object, root: Path) -> Environment:
             fix=f'add known-hosts = "known_hosts" there, then run: invoke trust --env {name}',
         )
     return env
-
-
-def _shown(value: object, quote: bool = False) -> str:
-    """A setting's value as an error shows it: at most a line, and ASCII only. Stricter than
-    render.inert on purpose: settings are names and numbers, where a non-ASCII character (a
-    look-alike letter or digit) is itself what is wrong, so it is shown as its escape."""
-    text = str(value)
-    plain = text.isprintable() and text.isascii() and text.strip() == text and text
-    shown = text if plain and not quote else ascii(text)
-    return shown if len(shown) <= 80 else shown[:77] + "..."
 
 
 def _names(keys: set[str]) -> str:

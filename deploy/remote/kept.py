@@ -46,12 +46,13 @@ from deploy.remote.wire import Do, peer, request, try_connect
 
 _SPAWNING = threading.Lock()  # one thread of a deploy starts the keeper; the others wait for it
 # The keeper runs this package's code as it was when it started: its socket's name changes with any
-# of it (every module of deploy/remote/; config.py and errors.py, whose objects cross its wire; and
+# of it (every module of deploy/remote/; config.py, settings.py and errors.py, whose objects cross its wire; and
 # render.py, which makes the hosts' text in those errors inert).
 _OWN_CODE = hashlib.sha256(b"".join(
     entry.read_bytes()
     for entry in sorted((*resources.files("deploy.remote").iterdir(),
-                         *(resources.files("deploy") / name for name in ("config.py", "errors.py", "render.py"))),
+                         *(resources.files("deploy") / name
+                           for name in ("config.py", "settings.py", "errors.py", "render.py"))),
                         key=lambda entry: entry.name)
     if entry.name.endswith(".py")
 )).hexdigest()
