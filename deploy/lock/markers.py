@@ -30,7 +30,7 @@ class MarkerError(DeployError):
 
 def marker_environment() -> dict[str, str]:
     """The marker variables of the running interpreter: the eleven PEP 508 defines, with the values
-    `packaging` (and the host agent's own copy, deploy/agent/serve.py) give them."""
+    `packaging` (and the host agent's own copy, deploy/agent/status.py) give them."""
     info = sys.implementation.version
     implementation_version = "{}.{}.{}".format(*info[:3])
     if info.releaselevel != "final":
