@@ -23,10 +23,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy.adopt import kept
 from deploy.config import Config
 from deploy.errors import LockError
-from deploy.lock import conflicts
+from deploy.lock import conflicts, preferences
 from deploy.lock.layers import LayerGraph
 from deploy.lock.layers import load as load_layers
 from deploy.lock.lockfile import REGENERATE, LockFile, Pin, parse, render
@@ -139,7 +138,7 @@ def lock(
         log(f"all {len(graph.order)} layers are up to date: {', '.join(graph.order)}")
         result.unchanged = [graph.layers[name].lock for name in graph.order]
         return result
-    seeds = {} if upgrade_all else kept.seeded(existing)
+    seeds = {} if upgrade_all else preferences.seeded(existing)
     for name, reasons in stale.items():
         if name in seeds:  # written by init from the project's own pins: a preference, not a stale lock
             reasons = [f"{display(seeds[name].path, config.root)}: {len(seeds[name].pins)} versions from before "
@@ -149,7 +148,7 @@ def lock(
     universe = solve(config, graph, existing, upgrade=wanted, upgrade_all=upgrade_all, env=env, log=log)
     result.solved = True
     _check_every_line_locked(graph, universe, log)
-    for line in kept.report(graph, seeds, universe):
+    for line in preferences.report(graph, seeds, universe):
         log(line)
     header = _header()
     options = options_key(config)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from deploy.adopt import drift
 from deploy.config import Config
 from deploy.errors import DeployError, VerifyFailed
+from deploy.lock import drift
 from deploy.lock.layers import LayerGraph
 from deploy.lock.layers import load as load_layers
 from deploy.lock.lockfile import REGENERATE, LockFile
