@@ -175,20 +175,31 @@ def test_a_new_release_links_unchanged_packages_from_the_live_one_but_never_an_e
     assert clean.code == 0, clean.output
 
 
-def test_a_dependency_the_release_lacks_stops_the_deploy_before_any_host_is_touched(
-    project: DeployProject,
-) -> None:
-    before = live(project)
-    entries = len(log_lines(project))
-    text = project.pyproject.read_text()
-    # The app now needs delta, which only the test layer has: `pip check` on a host would fail.
-    project.pyproject.write_text(text.replace('version = "', 'dependencies = ["delta>=1", "alpha>=1"]\nversion = "', 1))
-    try:
-        project.set_version("3.0")
-        planned = project.deploy("--dry-run", env="local")
-        refused = project.deploy(env="local")
-    finally:
-        project.pyproject.write_text(text)
+def test_a_dependency_the_release_lacks_stops_the_deploy_before_any_host_is_touched(tmp_path: Path) -> None:
+    with PackageIndex(tmp_path / "index") as index:
+        index.add("alpha", "1.0", ["beta>=1"])
+        index.add("beta", "1.0")
+        index.add("gamma", "1.0", sdist_only=True)
+        index.add("delta", "1.0")
+        project = make_project(tmp_path / "app", index.url)
+        project.deploy_ok(env="local")
+        before = live(project)
+        entries = len(log_lines(project))
+        # The app now needs delta, declared in both places verify compares ([project] and base.in),
+        # but the deploy layer was written without `-r base.in`: a fresh lock that ships no delta.
+        text = project.pyproject.read_text()
+        project.pyproject.write_text(
+            text.replace('version = "', 'dependencies = ["delta>=1", "alpha>=1"]\nversion = "', 1))
+        layers = project.root / "requirements"
+        (layers / "base.in").write_text("delta>=1\nalpha>=1\n")
+        (layers / "prod.in").write_text("alpha\ngamma\n")
+        (layers / "test.in").write_text("-r prod.in\n-r base.in\n")
+        relock = subprocess.run([sys.executable, "-m", "deploy", "lock"], cwd=project.root, env=project.env,
+                                capture_output=True, text=True, check=False)
+        assert relock.returncode == 0, relock.stdout + relock.stderr
+    project.set_version("3.0")
+    planned = project.deploy("--dry-run", env="local")
+    refused = project.deploy(env="local")
     assert planned.code == 1, planned.output
     assert "the deploy would stop here" in planned.output and "requires delta>=1" in planned.output
     refused.assert_clean()
