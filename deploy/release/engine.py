@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -24,8 +25,10 @@ from deploy.config import Config, Environment
 from deploy.errors import DeployError, HostError
 from deploy.lock.verify import verify as verify_locks
 from deploy.release import depcheck
-from deploy.release.build import Build, Wheel, check_wheel, is_release_id, prebuild_app
+from deploy.release.app import check_app
+from deploy.release.build import Build, is_release_id, prebuild_app
 from deploy.release.build import build as build_release
+from deploy.release.cache import Wheel, check_wheel
 from deploy.release.platforms import Interpreter, agree
 from deploy.release.run import HostState, Progress, Run, Summary
 from deploy.remote.connect import start_keeper
@@ -48,6 +51,7 @@ class Job:
         self.built: Build | None = None
         self.interpreter = Interpreter.here()
         self.app: Future[None] | None = None  # the app's wheel, built while the hosts are probed
+        self.end_build = threading.Event()  # set when the run stops: a build under way is ended
         self.staged: list[Target] = []
         self.switch_to: dict[str, str] = {}  # host -> the release it switches to
         self.holding = False  # from the claim on: Ctrl-C releases the claims before stopping
@@ -99,21 +103,35 @@ def execute(job: Job, steps: Sequence[Step]) -> Summary:
                     return done
             return job.stop()
         finally:
+            # A host refused (a wrong key, no identity) or Ctrl-C: end the build under way instead of
+            # waiting for it; the pool then waits only for its process to be gone.
+            job.end_build.set()
             if job.app is not None:
-                job.app.cancel()  # and the pool waits for a build under way: no pip left running
+                job.app.cancel()
 
 
 def verify(job: Job) -> Summary | None:
     verify_locks(job.config)
-    job.app = job.background.submit(prebuild_app, job.config, lambda line: job.progress("build", line))
+    check_app(job.config)  # a release without the app is refused before any host is contacted
+    job.app = job.background.submit(prebuild_app, job.config, lambda line: job.progress("build", line),
+                                    job.end_build)
     return None
 
 
 def probe(job: Job) -> Summary | None:
-    job.run.probe()
-    if job.run.cancelled.is_set():
+    """One round trip to every host. When more hosts failed it (a wrong key, no answer) than
+    max-failures allows, nobody could switch: stop now, and the app's build under way with it."""
+    run = job.run
+    run.probe()
+    if run.cancelled.is_set():
         return job.interrupted()
-    return None if job.run.healthy() else job.stop()
+    failed = [r for r in run.results.values() if r.failed]
+    if not run.healthy() or len(failed) > job.env.max_failures:
+        for result in run.results.values():
+            if not result.failed:
+                result.state, result.reason = HostState.NOT_SWITCHED, f"{len(failed)} host(s) could not be probed"
+        return job.stop()
+    return None
 
 
 def pick_interpreter(job: Job) -> Summary | None:
@@ -124,7 +142,8 @@ def pick_interpreter(job: Job) -> Summary | None:
 def build(job: Job) -> Summary | None:
     if job.app is not None:
         job.app.result()  # the app's wheel, built while the hosts were probed (or its error)
-    job.built = build_release(job.config, log=lambda line: job.progress("build", line), target=job.interpreter)
+    job.built = build_release(job.config, log=lambda line: job.progress("build", line), target=job.interpreter,
+                              stop=job.end_build)
     job.release = job.built.release
     return None
 

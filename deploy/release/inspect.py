@@ -18,7 +18,8 @@ from deploy.lock.layers import load as load_layers
 from deploy.lock.lockfile import Pin, parse
 from deploy.lock.reqfile import canonical
 from deploy.lock.verify import deploy_layer
-from deploy.release.build import Wheel, wheel_identity
+from deploy.release.app import app_name
+from deploy.release.cache import Wheel, wheel_identity
 from deploy.release.run import Progress, Run, describe_owner, detail
 from deploy.remote.target import Target
 from deploy.render import age, inert
@@ -54,7 +55,8 @@ def status(config: Config, env: Environment, progress: Progress) -> list[HostSta
         run.each(run.targets, lambda t: replies.__setitem__(t.name, t.call("status", timeout=env.command_timeout)))
     pins = deploy_pins(config)
     local = {name: pin.version for name, pin in pins.items()} if pins is not None else None
-    app = canonical(config.app_name) if config.app_name else None
+    name = app_name(config)
+    app = canonical(name) if name else None
     statuses = []
     for target in run.targets:
         host = HostStatus(target.name)

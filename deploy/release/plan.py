@@ -13,8 +13,9 @@ from pathlib import Path
 from deploy.config import Config, Environment
 from deploy.errors import HostError
 from deploy.lock.verify import verify
-from deploy.release.build import Wheel
+from deploy.release.app import check_app
 from deploy.release.build import build as build_release
+from deploy.release.cache import Wheel
 from deploy.release.engine import check_interpreters, dependency_problems
 from deploy.release.inspect import source_wheels
 from deploy.release.run import Progress, Run
@@ -47,6 +48,7 @@ class Plan:
 def plan(config: Config, env: Environment, progress: Progress) -> Plan:
     """The dry run's findings, host by host, after the same gate a deploy has (verify)."""
     verify(config)
+    check_app(config)
     with Run.over(config, env, "plan", progress) as run:
         run.probe()
         interpreter = check_interpreters(run)

@@ -14,8 +14,10 @@ from deploy.config import Config, Environment
 from deploy.errors import DeployError, HostError
 from deploy.lock.reqfile import canonical
 from deploy.release import engine
-from deploy.release.build import Build, Cache, Wheel, file_sha256
+from deploy.release.app import app_name
+from deploy.release.build import Build
 from deploy.release.build import build as build_release
+from deploy.release.cache import Cache, Wheel, file_sha256
 from deploy.release.engine import Job, Step, check_interpreters
 from deploy.release.inspect import deploy_pins, source_wheels
 from deploy.release.run import Progress, Run, Summary, detail
@@ -103,7 +105,8 @@ def _seed_cache(config: Config, origin: Target, release: str, shipped: list[Whee
     pins = deploy_pins(config)
     if pins is None:
         raise DeployError("there is no deploy layer lock to promote against", fix="run: nox -s lock")
-    app = canonical(config.app_name) if config.app_name else None
+    name = app_name(config)
+    app = canonical(name) if name else None
     cache = Cache(config.root / ".deploy" / "cache")
     vouched = []
     for wheel in shipped:

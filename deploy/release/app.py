@@ -1,0 +1,167 @@
+"""The app's own wheel, built with the project's own build backend (PEP 517), once per source.
+
+A release without the app would install its dependencies and nothing of the project's, and say
+"switched": so a project with nothing to build is refused before any host is contacted, and a
+build that fails is shown by the backend's own last lines. Whatever the backend is (setuptools,
+poetry-core, hatchling, an in-tree one), it is called as pip would call it: directly when this
+environment has its build requirements already, else by `pip wheel` in an isolated environment
+that fetches them from the index the locks are compiled against.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import subprocess
+import sys
+import tempfile
+import threading
+import tomllib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from pyproject_hooks import BuildBackendHookCaller
+
+from deploy.config import Config
+from deploy.errors import DeployError
+from deploy.release.cache import Cache, Wheel
+from deploy.release.process import pip, run_checked
+
+Log = Callable[[str], None]
+
+_REPRODUCIBLE = {"SOURCE_DATE_EPOCH": "315532800"}  # the same source gives the same wheel, byte for byte
+_BUILD_FIX = "fix the build (try: pip wheel --no-deps . and read its error), then deploy again"
+# pip options of [tool.deploy] compile-options that say where packages come from: the app's
+# build requirements (e.g. poetry-core) come from the index its locks come from.
+_INDEX_OPTIONS = ("--index-url", "-i", "--extra-index-url", "--find-links", "-f", "--trusted-host")
+_INDEX_FLAGS = ("--no-index",)
+
+
+def _pyproject(root: Path) -> dict[str, Any]:
+    path = root / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError:
+        return {}  # loading the config reports that, with its line
+
+
+def app_name(config: Config) -> str | None:
+    """The app's distribution name: [project] name, or a Poetry project's [tool.poetry] name."""
+    if config.app_name:
+        return config.app_name
+    tool = _pyproject(config.root).get("tool")
+    poetry = tool.get("poetry") if isinstance(tool, dict) else None
+    name = poetry.get("name") if isinstance(poetry, dict) else None
+    return name if isinstance(name, str) and name else None
+
+
+def has_app(config: Config) -> bool:
+    """Whether the project names a package of its own to build (or has a setup script to)."""
+    return bool(app_name(config)) or any((config.root / name).is_file() for name in ("setup.py", "setup.cfg"))
+
+
+def check_app(config: Config) -> None:
+    """Refuse, before any host is contacted, a project that has no app of its own to build."""
+    if has_app(config):
+        return
+    raise DeployError(
+        "there is no app to deploy: pyproject.toml has no [project] table (name, version), so no wheel of "
+        "the project can be built, and a release of its dependencies alone would serve nothing",
+        fix="add a [project] table with the app's name, version and packages, and a [build-system], then "
+            "deploy again")
+
+
+def app_wheel(config: Config, cache: Cache, log: Log, stop: threading.Event | None = None) -> Wheel | None:
+    """The app's wheel from the cache, or built into it by the project's own build backend; None
+    for a project with no app (deploy and its dry run refuse one, with check_app, before this)."""
+    if not has_app(config):
+        return None
+    key = f"app {_source_digest(config.root)}"
+    known = cache.built.get(key)
+    if known in cache.by_hash:
+        return cache.wheel(known)
+    name = app_name(config) or "the app"
+    log(f"building the wheel of {name}")
+    with tempfile.TemporaryDirectory(prefix="pinship-app-") as tmp:
+        if not _build_with_local_tools(config, Path(tmp), name, stop):
+            # Build requirements this environment lacks: pip fetches them into an isolated one.
+            pip(["wheel", "--no-deps", *index_options(config.compile_options), "-w", tmp, str(config.root)],
+                config.root, fix=_BUILD_FIX, extra_env=_REPRODUCIBLE, stop=stop, what=f"building the wheel of {name}")
+        built = sorted(Path(tmp).glob("*.whl"))
+        if not built:
+            raise DeployError(f"the build backend produced no wheel for {name}", fix=_BUILD_FIX)
+        wheel = cache.add(built[0])
+    cache.remember(key, wheel.sha256)
+    return wheel
+
+
+def index_options(options: Sequence[str]) -> list[str]:
+    """The options of `options` (pip-compile's) that choose the index, for pip to use the same."""
+    chosen: list[str] = []
+    for at, option in enumerate(options):
+        flag = option.split("=", 1)[0]
+        if flag in _INDEX_FLAGS:
+            chosen.append(option)
+        elif flag in _INDEX_OPTIONS:
+            chosen += [option] if "=" in option or at + 1 == len(options) else [option, options[at + 1]]
+    return chosen
+
+
+def _build_with_local_tools(config: Config, out: Path, name: str, stop: threading.Event | None) -> bool:
+    """Build the app's wheel by calling its PEP 517 backend directly, as `pip wheel
+    --no-build-isolation` would, when this environment already has every build requirement at a
+    version they allow (the dev layer pins them): one backend process instead of pip's start-up
+    and an isolated environment. Returns False when something is missing."""
+    system = _pyproject(config.root).get("build-system", {})
+    # PEP 517/518 defaults for a project that names no backend.
+    backend = str(system.get("build-backend", "setuptools.build_meta:__legacy__"))
+    requires = system.get("requires", ["setuptools>=40.8.0"])
+    if not all(_installed(line) for line in requires):
+        return False
+    if not system.get("backend-path") and importlib.util.find_spec(backend.split(":")[0].split(".")[0]) is None:
+        return False
+
+    def runner(cmd: Sequence[str], cwd: str | None = None, extra_environ: Mapping[str, str] | None = None) -> None:
+        run_checked(list(cmd), cwd, {**(extra_environ or {}), **_REPRODUCIBLE}, f"building the wheel of {name}",
+                    _BUILD_FIX, stop)
+
+    hooks = BuildBackendHookCaller(str(config.root), backend, backend_path=system.get("backend-path"),
+                                   runner=runner, python_executable=sys.executable)
+    hooks.build_wheel(str(out))
+    return True
+
+
+def _installed(line: str) -> bool:
+    try:
+        requirement = Requirement(line)
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            return True
+        version = importlib.metadata.version(requirement.name)
+    except (InvalidRequirement, importlib.metadata.PackageNotFoundError):
+        return False
+    return requirement.specifier.contains(version, prereleases=True)
+
+
+def _source_digest(root: Path) -> str:
+    """What the app wheel is built from: every file git would ship, by content."""
+    digest = hashlib.sha256()
+    for path in _source_files(root):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _source_files(root: Path) -> Iterable[Path]:
+    proc = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=root, capture_output=True, check=False
+    )
+    if proc.returncode == 0:
+        names = sorted(name for name in proc.stdout.decode().split("\0") if name)
+        return [root / name for name in names if (root / name).is_file()]
+    skip = {".git", ".deploy", ".venv", ".nox", "__pycache__", "build", "dist"}
+    return sorted(p for p in root.rglob("*") if p.is_file() and not skip & set(p.relative_to(root).parts))

@@ -1,0 +1,175 @@
+"""The app's own wheel in a release: there must be one, it is built by the project's own backend
+(fetched from the index when this machine lacks it), a failed build is shown in the backend's own
+words, and a host that refuses stops the deploy without waiting for the build."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.deployproject import (
+    APP,
+    SHIPPED,
+    DeployProject,
+    backend_source,
+    new_cluster,
+    new_project,
+    ssh_project,
+)
+from tests.support.pipenv import isolated_pip_env
+from tests.support.pkgindex import PackageIndex
+from tests.support.sshd import SshCluster
+from tests.test_deploy_local import installed, live, local
+
+GUTTER = "    | "
+# A backend module as a package on the index, so that pip must fetch it to build the app.
+NOISY_FAILURE = """
+import sys
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    for number in range(30):
+        print(f"backend says line {number}", file=sys.stderr)
+    raise SystemExit("error: Multiple top-level packages discovered in a flat-layout: ['deploy', 'demoapp'].")
+"""
+
+
+def without_project_table(project: DeployProject) -> None:
+    text = project.pyproject.read_text()
+    start, end = text.index("[project]"), text.index("[tool.deploy]")
+    project.pyproject.write_text(text[:start] + text[end:])
+
+
+def backend_from_index(project: DeployProject, index: PackageIndex, requirement: str, backend: str) -> None:
+    """The project's build backend is `requirement`, which only `index` has."""
+    text = project.pyproject.read_text()
+    start = text.index("[build-system]")
+    end = text.index("\n[", start) + 1
+    system = f'[build-system]\nrequires = ["{requirement}"]\nbuild-backend = "{backend}"\n\n'
+    project.pyproject.write_text(text[:start] + system + text[end:])
+    (project.root / "_backend.py").unlink()
+    project.env = isolated_pip_env(index.url, project.root.parent / "pip-cache")
+
+
+def test_a_project_without_an_app_is_refused_before_any_host_is_contacted(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    project = new_project(tmp_path_factory, "no-app")
+    without_project_table(project)
+
+    planned = project.deploy("--dry-run", env="local")
+    refused = project.deploy(env="local")
+
+    for outcome in (planned, refused):
+        outcome.assert_clean()
+        assert outcome.code == 1, outcome.output
+        assert "there is no app to deploy: pyproject.toml has no [project] table" in outcome.output
+        assert "fix: add a [project] table" in outcome.output
+        assert "switched" not in outcome.output and "connecting" not in outcome.output
+    assert not local(project).exists()
+
+
+def test_a_failed_app_build_shows_the_backends_own_last_lines_and_sends_nothing(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    project = new_project(tmp_path_factory, "failing-build")
+    with PackageIndex(tmp_path / "index") as index:
+        index.add("noisybackend", "1.0", files={"noisybackend/__init__.py": NOISY_FAILURE})
+        backend_from_index(project, index, "noisybackend", "noisybackend")
+        outcome = project.deploy(env="local")
+
+    assert outcome.code == 1, outcome.output
+    shown = [line.removeprefix(GUTTER).strip() for line in outcome.output.splitlines() if line.startswith(GUTTER)]
+    assert "error: Multiple top-level packages discovered in a flat-layout: ['deploy', 'demoapp']." in shown
+    assert "backend says line 29" in shown
+    assert len(shown) <= 16  # the last lines, and a line saying earlier ones were left out
+    assert "backend says line 0" not in outcome.output, outcome.output
+    assert "pip wheel --no-deps ." in outcome.output
+    assert "nox -s verify" not in outcome.output
+    assert not local(project).exists()
+
+
+def _poetry_core_wheel() -> Path | None:
+    """poetry-core as a wheel on this machine, for a test index (there is no network)."""
+    for folder in (Path("/opt/pypi/files"), Path(os.environ.get("PINSHIP_TEST_WHEELS", "/nonexistent"))):
+        found = sorted(folder.glob("poetry_core-*.whl")) if folder.is_dir() else []
+        if found:
+            return found[-1]
+    return None
+
+
+def test_a_poetry_project_ships_its_app_built_by_poetry_core_from_the_index(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    wheel = _poetry_core_wheel()
+    if wheel is None:
+        pytest.skip("no poetry-core wheel on this machine to serve from the test index")
+    project = new_project(tmp_path_factory, "poetry-app")
+    without_project_table(project)
+    text = project.pyproject.read_text()
+    project.pyproject.write_text(text.replace(
+        "[tool.deploy]",
+        f'[tool.poetry]\nname = "{APP}"\nversion = "2.0"\ndescription = ""\nauthors = []\n'
+        f'packages = [{{ include = "{APP}" }}]\n\n[tool.deploy]', 1))
+    with PackageIndex(tmp_path / "index") as index:
+        shutil.copy(wheel, index.root / wheel.name)
+        backend_from_index(project, index, "poetry-core>=1.0.0", "poetry.core.masonry.api")
+        outcome = project.deploy(env="local")
+
+    assert outcome.code == 0, outcome.output
+    assert installed(project) == {**SHIPPED, APP: "2.0"}
+    assert live(project)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshCluster]:
+    with new_cluster(tmp_path_factory, 2) as started:
+        yield started
+
+
+@pytest.mark.ssh
+def test_a_changed_host_key_stops_the_deploy_without_waiting_for_the_apps_build(
+    tmp_path_factory: pytest.TempPathFactory, cluster: SshCluster
+) -> None:
+    project = ssh_project(tmp_path_factory, cluster, "key-before-build")
+    # A build that would take a minute: the deploy must not wait for it.
+    slow = backend_source().replace(
+        "def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):\n",
+        "def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):\n"
+        "    import time\n    time.sleep(60)\n", 1)
+    assert slow != backend_source()
+    (project.root / "_backend.py").write_text(slow)
+    impostor = cluster.hosts[1]
+    impostor.rotate_host_key()
+
+    started = time.monotonic()
+    outcome = project.deploy(timeout=120)
+    seconds = time.monotonic() - started
+
+    assert outcome.code == 1, outcome.output
+    assert f"{impostor.spec()}: HOST KEY CHANGED" in outcome.output
+    assert seconds < 15, f"{seconds:.1f} s: the deploy waited for the build\n{outcome.output}"
+    assert re.search(rf"{re.escape(cluster.hosts[0].spec())}\s+-\s+not switched: 1 host\(s\) could not be probed",
+                     outcome.output), outcome.output
+    assert not _processes_in(project.root), "the app's build was left running"
+
+
+def _processes_in(folder: Path) -> list[int]:
+    """Processes of this user whose working folder is `folder` (a build backend runs there)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if Path(os.readlink(entry / "cwd")) == folder:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
