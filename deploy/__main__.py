@@ -20,9 +20,15 @@ from deploy.lock.verify import verify
 from deploy.render import lock_changes
 from deploy.scaffold import init
 
+DESCRIPTION = (
+    "Keep a project's requirements as layers (requirements/*.in) locked with hashes (*.txt): lock and "
+    "upgrade them, check offline that they are fresh, audit the deploy layer, or adopt pinship in a "
+    "project (init). Deploys, rollbacks and host status are invoke tasks: run `invoke --list`."
+)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deploy", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m deploy", description=DESCRIPTION)
     parser.add_argument("--root", type=Path, default=None, help="project folder (default: nearest pyproject.toml)")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("verify", help="check offline that every lock is fresh and consistent")

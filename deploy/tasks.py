@@ -227,11 +227,17 @@ def releases(c: Context, env: str = "local", hosts: str | None = None) -> None:
     "from_": "environment whose live release is promoted (e.g. staging)",
     "to": "environment to deploy it to (e.g. production)",
 })
-def promote_(c: Context, from_: str, to: str, yes: bool = False, break_lock: bool = False) -> None:
+def promote_(c: Context, from_: str | None = None, to: str | None = None, yes: bool = False,
+             break_lock: bool = False) -> None:
     """Deploy to one environment the exact release live on another: the same wheels, no rebuild."""
+    # --from and --to are flags with no default rather than positionals: invoke reads a required
+    # positional's absence before it reads --help, so `invoke promote --help` failed.
     from deploy.release import promote
 
     def action() -> Summary:
+        if from_ is None or to is None:
+            raise UsageError("promote needs both environments: invoke promote --from ENV --to ENV "
+                             "(e.g. --from staging --to production)")
         config_module.check_name(from_, "--from")
         config_module.check_name(to, "--to")
         config = config_module.load()

@@ -4,7 +4,9 @@ text), and a bad one is one line naming the flag, through the real `invoke` comm
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -121,3 +123,33 @@ def test_a_host_named_twice_or_without_its_port_is_one_host_of_the_environment()
     with pytest.raises(UsageError) as caught:
         subset(_fleet(), "app1,app3")
     assert "app3 is not a host of 'staging'" in str(caught.value.message)
+
+
+def test_every_task_shows_its_help_even_one_with_required_environments(adopter: Path) -> None:
+    listing = run_invoke(adopter, "--list")
+    tasks = re.findall(r"(?m)^  ([a-z][a-z-]*)  ", listing.output)
+    assert "promote" in tasks and "deploy" in tasks, listing.output
+    for task in tasks:
+        shown = run_invoke(adopter, task, "--help")
+        shown.assert_clean()
+        assert shown.code == 0, f"invoke {task} --help:\n{shown.output}"
+        assert f"{task} [--options]" in shown.output or f"{task} [" in shown.output, shown.output
+    promote = run_invoke(adopter, "promote", "--help")
+    assert "--from=STRING" in promote.output and "--to=STRING" in promote.output
+
+
+def test_promote_without_both_environments_says_how_to_call_it(adopter: Path) -> None:
+    outcome = run_invoke(adopter, "promote", "--from", "review")
+    outcome.assert_clean()
+    assert outcome.code == 2, outcome.output
+    assert outcome.output.strip() == ("promote needs both environments: invoke promote --from ENV --to ENV "
+                                      "(e.g. --from staging --to production)")
+
+
+def test_python_m_deploy_help_tells_a_user_what_it_does_and_where_deploys_are() -> None:
+    shown = subprocess.run([sys.executable, "-m", "deploy", "--help"], capture_output=True, text=True, timeout=60,
+                           check=False)
+    assert shown.returncode == 0, shown.stderr
+    flat = " ".join(shown.stdout.split())
+    assert "locked with hashes" in flat and "invoke --list" in flat
+    assert "DeployError" not in flat and "entry point" not in flat
