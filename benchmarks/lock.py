@@ -30,9 +30,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deploy import config as config_module
+from deploy.lock.freshness import COMPILE_OPTIONS
 from deploy.lock.layers import load as load_layers
 from deploy.lock.lockfile import parse
-from deploy.lock.solve import COMPILE_OPTIONS
 from deploy.lock.verify import check
 from deploy.scaffold import NOXFILE
 from tests.support.pipenv import isolated_pip_env

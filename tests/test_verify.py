@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from deploy.lock.freshness import options_key
 from deploy.lock.layers import load as load_layers
 from deploy.lock.lockfile import parse, render
-from deploy.lock.solve import options_key
 from deploy.lock.verify import check
 from deploy.scaffold import NOXFILE
 from tests.lockproject import LockProject, Names, locked_copy, publish

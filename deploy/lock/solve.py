@@ -19,31 +19,20 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.config import Config
 from deploy.errors import LockError
 from deploy.lock import conflicts, preferences
+from deploy.lock.freshness import COMPILE_OPTIONS, options_key, read_locks, stale_layers
 from deploy.lock.layers import LayerGraph
 from deploy.lock.layers import load as load_layers
-from deploy.lock.lockfile import REGENERATE, LockFile, Pin, parse, render
+from deploy.lock.lockfile import REGENERATE, LockFile, Pin, render
 from deploy.lock.reqfile import canonical, clip, display, requirement_name
+from deploy.lock.universe import describe_changes, pin_lines, read_universe, select, union
 
-COMPILE_OPTIONS = (
-    "--generate-hashes",
-    "--strip-extras",
-    "--allow-unsafe",
-    "--no-emit-index-url",
-    "--no-emit-find-links",
-    "--no-emit-trusted-host",
-    "--no-emit-options",
-    "--resolver=backtracking",
-    # pip-compile would otherwise read [tool.pip-tools] from a pyproject.toml or .pip-tools.toml next
-    # to its inputs: settings that are not among the digested inputs, so verify could not see them.
-    "--no-config",
-)
 Log = Callable[[str], None]
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|CREDENTIAL|API_?KEY|AUTH|PRIVATE|SESSION", re.IGNORECASE)
 _PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
@@ -58,58 +47,6 @@ def honour_ctrl_c() -> None:
     """
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
-def options_key(config: Config) -> str:
-    return " ".join((*COMPILE_OPTIONS, *config.compile_options))
-
-
-def read_locks(graph: LayerGraph) -> dict[str, LockFile]:
-    """Every layer's lock file that exists, parsed once for all the checks that need it."""
-    # Anything at the lock's path is read (and refused if it is not a regular file): a FIFO taken
-    # for "missing" would have `lock` block forever writing into it.
-    return {
-        name: parse(graph.layers[name].lock, graph.root) for name in graph.order if _present(graph.layers[name].lock)
-    }
-
-
-def _present(path: Path) -> bool:
-    return path.exists() or path.is_symlink()
-
-
-def stale_layers(config: Config, graph: LayerGraph, locks: Mapping[str, LockFile]) -> dict[str, list[str]]:
-    """Why each layer needs compiling, given `read_locks(graph)`; a layer missing from the result is fresh."""
-    stale: dict[str, list[str]] = {}
-    options = options_key(config)
-    for name in graph.order:
-        layer = graph.layers[name]
-        lock_name = display(layer.lock, config.root)
-        recorded = locks.get(name)
-        if recorded is None:
-            stale[name] = [f"{lock_name} is missing"]
-            continue
-        reasons = [
-            f"{lock_name} is out of date: {changed} changed since it was locked"
-            for changed in _changed_inputs(recorded.inputs, graph.input_digests(name, options))
-        ]
-        if not recorded.body_is_intact():
-            reasons.append(f"{lock_name} was edited by hand (its content no longer matches its header)")
-        if reasons:
-            stale[name] = reasons
-    return stale
-
-
-def _changed_inputs(recorded: Mapping[str, str], current: Mapping[str, str]) -> list[str]:
-    changed = [
-        "the compile options (pip-compile flags, [tool.deploy] compile-options)" if name == "(options)" else name
-        for name, value in current.items()
-        if recorded.get(name) != value
-    ]
-    # Names read from a lock's header are the lock's text: shown clipped like any quoted line.
-    changed += [f"{clip(name)} (no longer an input)" for name in recorded if name not in current]
-    if not recorded:
-        return ["its header (no input digests: not written by nox -s lock)"]
-    return changed
 
 
 @dataclass
@@ -277,8 +214,8 @@ def solve(
         if not upgrade_all:
             # The existing pins (with hashes) are pip-compile's preferences: nothing moves unless
             # an input demands it or an upgrade is asked for, and known hashes are reused.
-            preferred = _union(existing.values())
-            (work / "all.txt").write_text("\n".join(_pin_lines(preferred)) + "\n", encoding="utf-8")
+            preferred = union(existing.values())
+            (work / "all.txt").write_text("\n".join(pin_lines(preferred)) + "\n", encoding="utf-8")
         command = [sys.executable, "-m", "piptools", "compile", *COMPILE_OPTIONS, *config.compile_options]
         # -v: pip explains a conflict ("The conflict is caused by: …") only at that verbosity.
         command += ["--annotation-style=line", "--no-header", "-v", "-o", "all.txt", "layers.union"]
@@ -294,7 +231,7 @@ def solve(
             probe = None if proxied else conflicts.probe
             message = conflicts.explain(_real_places(output, work, graph), graph, probe=probe)
             raise LockError(_hide_secrets(message, run_env), fix=None)
-        return _read_universe(work / "all.txt")
+        return read_universe(work / "all.txt")
 
 
 def _compile(command: list[str], work: Path, env: Mapping[str, str]) -> tuple[int, str]:
@@ -368,111 +305,3 @@ def _hide_secrets(message: str, env: Mapping[str, str]) -> str:
     return message
 
 
-def _union(locks: Iterable[LockFile]) -> list[Pin]:
-    """Every existing pin once; only locks whose body is as `lock` wrote it lend their hashes.
-
-    pip-compile reuses a preferred pin's hashes as they are (pip only checks that one of them matches
-    the file), so a hash slipped into a lock by hand would come back out under a fresh header that
-    verifies, and a wrong one would make pip-compile die of a HashMismatch. A hand-edited lock's
-    versions are still a fine preference: its hashes are fetched afresh.
-    """
-    intact: list[LockFile] = []
-    edited: list[LockFile] = []
-    for lock in locks:
-        (intact if lock.body_is_intact() else edited).append(lock)
-    merged: dict[str, Pin] = {}
-    for lock in intact:
-        for name, pin in lock.pins.items():
-            merged.setdefault(name, pin)
-    for lock in edited:
-        for name, pin in lock.pins.items():
-            merged.setdefault(name, Pin(pin.name, pin.version, ()))
-    return list(merged.values())
-
-
-def _pin_lines(pins: Sequence[Pin]) -> list[str]:
-    return [" ".join([pin.requirement(), *(f"--hash={h}" for h in pin.hashes)]) for pin in pins]
-
-
-def _read_universe(path: Path) -> dict[str, Pin]:
-    pins: dict[str, Pin] = {}
-    current: list[str] = []
-
-    def flush() -> None:
-        if current:
-            pin = _pin_from(" ".join(current))
-            if pin is not None:
-                pins[canonical(pin.name)] = pin
-            current.clear()
-
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        if not raw.strip() or (raw.startswith("#") and not current):
-            continue
-        if not raw.startswith((" ", "\t")):
-            flush()
-        current.append(raw.strip().rstrip("\\"))
-    flush()
-    return pins
-
-
-def _pin_from(text: str) -> Pin | None:
-    requirement, _, comment = text.partition("#")
-    parts = requirement.split()
-    if not parts or "==" not in parts[0]:
-        return None
-    name, version = parts[0].split(";")[0].split("==", 1)
-    hashes = tuple(part.split("=", 1)[1] for part in parts[1:] if part.startswith("--hash="))
-    via: tuple[str, ...] = ()
-    comment = comment.strip()
-    if comment.startswith("via"):
-        via = tuple(item.strip() for item in comment[3:].split(",") if item.strip())
-    return Pin(name, version, hashes, via)
-
-
-def select(graph: LayerGraph, name: str, universe: Mapping[str, Pin]) -> list[Pin]:
-    """The pins one layer needs: what its own requirements reach in the dependency graph."""
-    children: dict[str, set[str]] = {}
-    for child, pin in universe.items():
-        for reason in pin.via:
-            if not reason.startswith("-"):
-                children.setdefault(canonical(reason), set()).add(child)
-    direct: dict[str, list[str]] = {}
-    for member in graph.included(name):
-        source = display(graph.layers[member].source, graph.root)
-        for line in graph.layers[member].requirements:
-            req = requirement_name(line.text)
-            if req is not None:
-                direct.setdefault(req, []).append(f"-r {source}")
-    reached: set[str] = set()
-    stack = [req for req in direct if req in universe]
-    while stack:
-        current = stack.pop()
-        if current in reached:
-            continue
-        reached.add(current)
-        stack.extend(children.get(current, ()))
-    selected = []
-    for key in sorted(reached):
-        pin = universe[key]
-        parents = sorted(canonical(r) for r in pin.via if not r.startswith("-") and canonical(r) in reached)
-        selected.append(Pin(pin.name, pin.version, pin.hashes, tuple(direct.get(key, []) + parents)))
-    return selected
-
-
-def describe_changes(before: LockFile | None, after: Sequence[Pin]) -> list[str]:
-    """`django 4.2.1 → 4.2.7`, `+ sqlparse 0.4.4`, `- oldlib 1.0` for one layer."""
-    old_pins = dict(before.pins) if before else {}
-    old = {name: pin.version for name, pin in old_pins.items()}
-    new = {canonical(pin.name): pin.version for pin in after}
-    hashes = {canonical(pin.name): set(pin.hashes) for pin in after}
-    lines = []
-    for name in sorted(old.keys() & new.keys()):
-        if old[name] != new[name]:
-            lines.append(f"{name} {old[name]} → {new[name]}")
-        elif set(old_pins[name].hashes) != hashes[name]:
-            # Same version, other files: the index changed them, which a reviewer should see.
-            lines.append(f"{name} {new[name]}: other hashes")
-    lines += [f"+ {name} {new[name]}" for name in sorted(new.keys() - old.keys())]
-    lines += [f"- {name} {old[name]}" for name in sorted(old.keys() - new.keys())]
-    # The old pins are a file's text (a hand edit can hold anything): shown like any quoted line.
-    return [clip(line) for line in lines]

@@ -12,11 +12,11 @@ from pathlib import Path
 from deploy.config import Config
 from deploy.errors import DeployError, VerifyFailed
 from deploy.lock import drift
+from deploy.lock.freshness import read_locks, stale_layers
 from deploy.lock.layers import LayerGraph
 from deploy.lock.layers import load as load_layers
 from deploy.lock.lockfile import REGENERATE, LockFile
 from deploy.lock.reqfile import clip, display, requirement_name
-from deploy.lock.solve import read_locks, stale_layers
 
 FIX = f"run: {REGENERATE}"
 _MACHINE_SPECIFIC = [
