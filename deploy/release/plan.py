@@ -28,7 +28,7 @@ class HostPlan:
     current: str | None = None
     live: bool = False  # it serves the release already
     unreadable: HostError | None = None  # its live manifest could not be read: compared as empty
-    before: dict[str, str] = field(default_factory=dict)  # package -> version, live now
+    before: dict[str, Wheel] = field(default_factory=dict)  # package -> its wheel live now
     send: list[Wheel] = field(default_factory=list)
 
 
@@ -72,7 +72,7 @@ def plan(config: Config, env: Environment, progress: Progress) -> Plan:
                 continue
             if host.current:
                 try:
-                    host.before = {w.name: w.version for w in source_wheels(target, host.current)}
+                    host.before = {w.name: w for w in source_wheels(target, host.current)}
                 except HostError as exc:
                     host.unreadable = exc
             store = set(result.probe["store"])

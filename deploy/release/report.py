@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 from deploy.errors import HostError
+from deploy.release.cache import Wheel
 from deploy.release.inspect import HostStatus
 from deploy.release.plan import HostPlan, Plan
 from deploy.release.run import HostResult, Summary, detail
@@ -51,7 +52,7 @@ def render_status(statuses: list[HostStatus], as_json: bool) -> str:
         return json.dumps([s.as_json() for s in statuses], indent=2)
     rows: list[tuple[str, ...]] = [("host", "release", "deployed", "by", "git", "state")]
     for s in statuses:
-        rows.append((s.host, s.release or "-", age(s.deployed_at), s.deployed_by or "-", (s.git or "-")[:12],
+        rows.append((s.host, s.release or "-", age(s.deployed_at), s.deployed_by or "-", short_git(s.git),
                      "clean" if not s.problems else f"{len(s.problems)} problem(s)"))
     lines = table([tuple(inert(cell, 60) for cell in row) for row in rows])  # host text: deployed by, git, time
     for s in statuses:
@@ -59,8 +60,19 @@ def render_status(statuses: list[HostStatus], as_json: bool) -> str:
     return "\n".join(lines)
 
 
+def short_git(revision: object) -> str:
+    """A release's commit as the tables show it: 12 digits, and `+dirty` when it was built from
+    uncommitted changes (two releases of one commit differ by those)."""
+    if not isinstance(revision, str) or not revision:
+        return "-"
+    commit, dirty, _ = revision.partition("+dirty")
+    return commit[:12] + dirty
+
+
 def render_releases(statuses: list[HostStatus]) -> str:
-    lines: list[str] = []
+    # The first column is what `rollback --to` takes: two releases of one version and commit
+    # (built from different changes) are told apart by it.
+    lines = [f"  {'release':12}  {'built at':20}  {'app':10}  {'git':18}  on the host"]
     for s in statuses:
         if s.error is not None:
             lines.append(f"{s.host}: {detail(s.error)}")
@@ -72,8 +84,8 @@ def render_releases(statuses: list[HostStatus]) -> str:
             app = manifest.get("app")
             version = app.get("version", "-") if isinstance(app, dict) else "-"
             built_at, version, git = (inert(str(value), limit) for value, limit in (
-                (manifest.get("built_at", "-"), 20), (version, 20), (str(manifest.get("git") or "-")[:12], 12)))
-            lines.append(f"  {item['release']}  {built_at:20}  {version:10}  {git:12}  {mark}".rstrip())
+                (manifest.get("built_at", "-"), 20), (version, 20), (short_git(manifest.get("git")), 18)))
+            lines.append(f"  {item['release']}  {built_at:20}  {version:10}  {git:18}  {mark}".rstrip())
     return "\n".join(lines)
 
 
@@ -97,12 +109,19 @@ def _host_plan(host: HostPlan, plan: Plan) -> list[str]:
     lines = [f"{host.host}: {host.unreadable.detail} (compared as empty)"] if host.unreadable else []
     lines.append(f"{host.host}: {host.current or 'nothing'} → {plan.release}; send {plural(len(host.send), 'wheel')} "
                  f"({sum(w.size for w in host.send) / 1e6:.1f} MB)")
-    after = {w.name: w.version for w in plan.wheels}
+    after = {w.name: w for w in plan.wheels}
     return lines + [f"  {change}" for change in _changes(host.before, after)]
 
 
-def _changes(before: dict[str, str], after: dict[str, str]) -> list[str]:
-    out = [f"+ {n} {after[n]}" for n in sorted(after.keys() - before.keys())]
-    out += [f"- {n} {before[n]}" for n in sorted(before.keys() - after.keys())]
-    out += [f"~ {n} {before[n]} → {after[n]}" for n in sorted(before.keys() & after.keys()) if before[n] != after[n]]
-    return out or ["(same packages; the app's wheel changed)"]
+def _changes(before: dict[str, Wheel], after: dict[str, Wheel]) -> list[str]:
+    """Package by package: added, removed, another version, or another wheel of the same version
+    (a rebuild, e.g. the app's after an edit); nothing else is claimed."""
+    out = [f"+ {n} {after[n].version}" for n in sorted(after.keys() - before.keys())]
+    out += [f"- {n} {before[n].version}" for n in sorted(before.keys() - after.keys())]
+    for n in sorted(before.keys() & after.keys()):
+        old, new = before[n], after[n]
+        if old.version != new.version:
+            out.append(f"~ {n} {old.version} → {new.version}")
+        elif old.sha256 != new.sha256:
+            out.append(f"~ {n} {new.version}: another build of the same version")
+    return out or ["(the same wheels as live)"]
