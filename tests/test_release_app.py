@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy.release.app import index_options
 from tests.deployproject import (
     APP,
     SHIPPED,
@@ -95,6 +96,15 @@ def test_a_failed_app_build_shows_the_backends_own_last_lines_and_sends_nothing(
     assert "pip wheel --no-deps ." in outcome.output
     assert "nox -s verify" not in outcome.output
     assert not local(project).exists()
+
+
+def test_the_apps_build_requirements_come_from_the_index_the_locks_are_compiled_against() -> None:
+    compile_options = ["--index-url", "https://mirror.example/simple", "--generate-hashes", "--allow-unsafe",
+                       "--find-links=/wheels", "--extra-index-url", "https://extra.example/simple", "--no-index"]
+    assert index_options(compile_options) == [
+        "--index-url", "https://mirror.example/simple", "--find-links=/wheels",
+        "--extra-index-url", "https://extra.example/simple", "--no-index"]
+    assert index_options(["--strip-extras"]) == []
 
 
 def _poetry_core_wheel() -> Path | None:
