@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.lock import conflicts
+from deploy.lock import conflicts, network
+from deploy.lock.layers import load as load_layers
 from deploy.scaffold import NOXFILE, TASKS
 from tests.lockproject import PYPROJECT, LockProject, Names, locked_copy, publish
 from tests.support.pkgindex import PackageIndex
@@ -388,7 +389,7 @@ def test_pips_dns_failure_names_the_index_without_its_password() -> None:
         "  ERROR: Could not find a version that satisfies the requirement alpha (from versions: none)\n"
     )
 
-    assert conflicts.unreachable(output) == [
+    assert network.unreachable(output) == [
         "the package index https://ci:****@pypi.example.invalid/simple could not be reached "
         "(DNS lookup failed: Name or service not known)"
     ]
@@ -441,7 +442,7 @@ def test_an_unreachable_default_index_is_named_from_pip_tools_own_listing() -> N
         tried.append((host, port))
         return "connection refused"
 
-    assert conflicts.unreachable(output, probe) == [
+    assert network.unreachable(output, probe) == [
         "the package index https://pypi.org/simple could not be reached (connection refused)"
     ]
     assert tried == [("pypi.org", 443)]
@@ -496,3 +497,29 @@ def test_an_escape_sequence_in_a_lock_is_shown_inert(project: LockProject, names
     lines = _error_lines(done)
     assert "\x1b" not in done.stderr
     assert any(f"{names.alpha}==1.0\\x1b[2J\\x1b[1Averify:ok but base.txt pins" in line for line in lines), lines
+
+
+def test_files_replaced_on_the_index_under_several_pins_are_named_with_one_upgrade_for_them_all(
+    project: LockProject,
+) -> None:
+    # pip lists each refused file; one package with two changed files is still one package to upgrade.
+    graph = load_layers(project.root, project.requirements, ())
+    refused = "".join(
+        f"    {name}==1.0 from https://index.example/{name}-1.0-{tag}.whl:\n"
+        f"        Expected sha256 {'0' * 64}\n             Got        {sha * 64}\n"
+        for name, tag, sha in (("alpha", "py3", "a"), ("alpha", "cp312", "b"), ("zeta", "py3", "c"))
+    )
+    output = f"ERROR: THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE.\n{refused}"
+
+    lines = conflicts.explain(output, graph).splitlines()
+
+    assert lines[0] == "the index serves other files than were locked:"
+    assert lines[1:4] == [
+        f"  package {name} 1.0: the index serves a file with sha256:{sha * 64}, which is not among the hashes "
+        "locked for it"
+        for name, sha in (("alpha", "a"), ("alpha", "b"), ("zeta", "c"))
+    ]
+    assert lines[4:] == [
+        "  fix: find out why the file changed on the index; if you trust it, take it with: "
+        "nox -s upgrade -- alpha zeta"
+    ]

@@ -12,26 +12,25 @@ What pip prints (pip-compile must run with -v, or pip keeps the explanation to i
     ERROR: Could not find a version that satisfies the requirement nosuch (from versions: none)
 
 An index that cannot be reached looks like a missing package to pip ("from versions: none"), so
-that is told apart first: from pip's retry warnings, or (when retries are off) by trying to connect.
+that is told apart first (lock/network.py); then each kind of failure in EXPLAINERS, in turn.
 Everything quoted from pip's output is cut to one short inert line: pip quotes the lines it read.
 """
 
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Callable
-from urllib.parse import urlsplit
+from dataclasses import dataclass
 
 from packaging.version import InvalidVersion
 
 from deploy.lock.layers import LayerGraph
 from deploy.lock.lockfile import parse
+from deploy.lock.network import INDEX_FIX, Probe, redact, unreachable
 from deploy.lock.reqfile import Line, canonical, clip, display, logical_lines, requirement_name
 
 # What pip printed and the message quote: the first lines, each clipped (see reqfile.clip).
 MAX_LINES = 10
-Probe = Callable[[str, int], str | None]
 
 _CAUSED_BY = re.compile(r"^\s*The conflict is caused by:\s*$")
 _USER = re.compile(r"^\s*The user requested (?P<constraint>\(constraint\) )?(?P<spec>\S+)")
@@ -46,17 +45,7 @@ _TRACE = ("Traceback", "The above exception", "During handling")
 _HASHES_DIFFER = "DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE"
 _MISMATCHED = re.compile(r"^\s+(?P<name>[A-Za-z0-9][\w.-]*)==(?P<version>\S+) from \S+")
 _GOT = re.compile(r"^\s+Got\s+(?P<sha>[0-9a-f]{64})\s*$")
-_INDEXES = re.compile(r"^\s*Looking in indexes: (?P<urls>.+)$")
-# WARNING: Retrying (Retry(total=4, …)) after connection broken by 'NewConnectionError("HTTPConnection(
-#   host='127.0.0.1', port=9): Failed to establish a new connection: [Errno 111] Connection refused")': /simple/x/
-_BROKEN = re.compile(
-    r"connection broken by '(?P<error>\w+)\(.*?(?P<scheme>HTTPS?)Connection(?:Pool)?\(host='(?P<host>[^']*)', "
-    r"port=(?P<port>\d+)\)(?P<detail>.*)$"
-)
-_ERRNO = re.compile(r"\[Errno -?\d+\] (?P<text>[^)\]\"']+)")
-_NONE_FOUND = "(from versions: none)"
 _UNAVAILABLE = "have no matching distributions available for your environment"
-_CREDENTIALS = re.compile(r"://(?P<user>[^/@:\s]+)(?::(?P<password>[^/@\s]*))?@")
 
 
 def explain(output: str, graph: LayerGraph, *, probe: Probe | None = None) -> str:
@@ -65,31 +54,13 @@ def explain(output: str, graph: LayerGraph, *, probe: Probe | None = None) -> st
     `probe(host, port)` says why a connection to an index fails (None: it does not); it is asked
     only when pip found no version at all and printed nothing about the network.
     """
-    unavailable = _unavailable(output)
     # Network evidence first: to pip an index that is down (or hangs) is an index without files, and
     # with the existing pins as constraints that reads as a conflict between layers.
-    if lines := unreachable(output, probe, suspect=bool(unavailable)):
+    if lines := unreachable(output, probe, suspect=bool(_unavailable(output))):
         return _bounded(lines, "\n") + INDEX_FIX
-    if lines := _unobtainable(output, graph, unavailable):
-        names = " ".join(dict.fromkeys(line.split()[1].rstrip(":") for line in lines))
-        return "the index offers no file pip may use for the locked versions:\n  " + _bounded(lines) + (
-            "\n  fix: check that the index still serves that file and that no option (--no-binary, --only-binary, "
-            f"a marker) excludes it; to move to another version, run: nox -s upgrade -- {clip(names)}"
-        )
-    if lines := _conflicts(output, graph):
-        return "the layers cannot be locked together:\n  " + _bounded(lines) + (
-            "\n  fix: change one of those requirements so they agree, then run: nox -s lock"
-        )
-    if lines := _hash_mismatch(output):
-        names = " ".join(dict.fromkeys(line.split()[1] for line in lines))
-        return "the index serves other files than were locked:\n  " + _bounded(lines) + (
-            "\n  fix: find out why the file changed on the index; if you trust it, take it with: "
-            f"nox -s upgrade -- {clip(names)}"
-        )
-    if lines := _missing(output, graph):
-        return "the layers cannot be locked:\n  " + _bounded(lines) + (
-            "\n  fix: check the name and version against the index, then run: nox -s lock"
-        )
+    for explainer in EXPLAINERS:
+        if lines := explainer.find(output, graph):
+            return explainer.message(lines)
     # Otherwise show pip's ERROR lines, else the exception pip-compile died of: the trace above it
     # shows pip-tools' internals, not the user's files.
     summary = [raw.strip() for raw in output.splitlines() if _ERROR.match(raw)] or _exception(output)
@@ -98,105 +69,26 @@ def explain(output: str, graph: LayerGraph, *, probe: Probe | None = None) -> st
     )
 
 
-INDEX_FIX = (
-    "\n  fix: check that URL (--index-url/-i in requirements/*.in or [tool.deploy] compile-options, "
-    "else PIP_INDEX_URL or pip.conf) and the network or proxy, then run the command again"
-)
+@dataclass(frozen=True)
+class Explainer:
+    """One kind of resolver failure: how to find it in pip's output, and what the user is told."""
+
+    find: Callable[[str, LayerGraph], list[str]]  # one line per package, each `package NAME…`
+    headline: str
+    fix: str  # `{names}` stands for the packages found
+
+    def message(self, lines: list[str]) -> str:
+        names = " ".join(dict.fromkeys(line.split()[1].rstrip(":") for line in lines))
+        return f"{self.headline}:\n  {_bounded(lines)}\n  fix: {self.fix.format(names=clip(names))}"
 
 
 def _bounded(lines: list[str], separator: str = "\n  ") -> str:
     """At most MAX_LINES distinct lines, each clipped: pip's output can quote whole input files."""
     unique = list(dict.fromkeys(lines))
-    shown = [clip(_redact(line), 400) for line in unique[:MAX_LINES]]
+    shown = [clip(redact(line), 400) for line in unique[:MAX_LINES]]
     if len(unique) > MAX_LINES:
         shown.append(f"… and {len(unique) - MAX_LINES} more")
     return separator.join(shown)
-
-
-def unreachable(output: str, probe: Probe | None = None, *, suspect: bool = False) -> list[str]:
-    """`the package index URL could not be reached (reason)`, one line per index pip could not reach.
-
-    Without pip's retry warnings each index is probed when pip found no file at all for something
-    ("from versions: none"), or when the caller `suspect`s the index (pip found no distribution).
-    """
-    indexes = _indexes(output)
-    found: dict[str, str] = {}
-    for raw in output.splitlines():
-        if match := _BROKEN.search(raw):
-            host, port, scheme = match.group("host"), int(match.group("port")), match.group("scheme").lower()
-            shown_port = "" if port == (443 if scheme == "https" else 80) else f":{port}"
-            url = _index_for(indexes, host, port) or f"{scheme}://{host}{shown_port}"
-            found.setdefault(url, _reason(match.group("error"), match.group("detail")))
-    # With retries off pip says nothing of the network: all that shows is that nothing was found.
-    for url in dict.fromkeys(indexes) if not found and (suspect or _NONE_FOUND in output) and probe else ():
-        parts = urlsplit(url)
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError:
-            continue
-        if parts.hostname and probe and (reason := probe(parts.hostname, port)) is not None:
-            found[url] = reason
-    return [f"the package index {_redact(url)} could not be reached ({clip(reason)})" for url, reason in found.items()]
-
-
-def _indexes(output: str) -> list[str]:
-    """The index URLs pip used (passwords already hidden by pip), from pip-tools' and pip's own lines."""
-    urls: list[str] = []
-    listing = False
-    for raw in output.splitlines():
-        if raw.strip() == "Using indexes:":  # pip-tools -v, printed for PyPI too
-            listing = True
-        elif listing and raw.startswith(" ") and "://" in raw:
-            urls.append(raw.strip())
-        else:
-            listing = False
-            if match := _INDEXES.match(raw):  # pip: only for an index other than PyPI
-                urls += [url.strip() for url in match.group("urls").split(",") if url.strip()]
-    return list(dict.fromkeys(urls))
-
-
-def _index_for(indexes: list[str], host: str, port: int) -> str | None:
-    for url in indexes:
-        parts = urlsplit(url)
-        try:
-            default = 443 if parts.scheme == "https" else 80
-            if parts.hostname == host.lower() and (parts.port or default) == port:
-                return url
-        except ValueError:
-            continue
-    return None
-
-
-def _reason(error: str, detail: str) -> str:
-    if "refused" in detail.lower():
-        return "connection refused"
-    if error == "NameResolutionError" or "resolve" in detail.lower():
-        errno = _ERRNO.search(detail)
-        return "DNS lookup failed" + (f": {errno.group('text').strip()}" if errno else "")
-    if "Timeout" in error or "timed out" in detail:
-        return "timed out"
-    errno = _ERRNO.search(detail)
-    return errno.group("text").strip().lower() if errno else error
-
-
-def _redact(url: str) -> str:
-    """pip hides passwords in the URLs it prints; hide any that reach a message some other way."""
-    return _CREDENTIALS.sub(lambda m: f"://{m.group('user')}:****@" if m.group("password") else "://****@", url)
-
-
-def probe(host: str, port: int, timeout: float = 5.0) -> str | None:
-    """Why a TCP connection to host:port fails, in a few words; None when it succeeds."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return None
-    except socket.gaierror as exc:
-        return f"DNS lookup failed: {exc.strerror}"
-    except ConnectionRefusedError:
-        return "connection refused"
-    except TimeoutError:
-        return "timed out"
-    except OSError as exc:
-        return (exc.strerror or type(exc).__name__).lower()
 
 
 def _exception(output: str) -> list[str]:
@@ -265,12 +157,13 @@ def _unavailable(output: str) -> set[str]:
     return names
 
 
-def _unobtainable(output: str, graph: LayerGraph, unavailable: set[str]) -> list[str]:
+def _unobtainable(output: str, graph: LayerGraph) -> list[str]:
     """Locked pins the index no longer offers a usable file for, told apart from a real conflict.
 
     pip-compile passes the existing pins as constraints; when every other requirement on a package
     admits its locked version and pip still found no file, the version itself could not be had.
     """
+    unavailable = _unavailable(output)
     if not unavailable:
         return []
     wanted: dict[str, list[str]] = {}
@@ -383,3 +276,29 @@ def _constrained(graph: LayerGraph, spec: str) -> list[tuple[str, Line]]:
             lines = [line for line in logical_lines(path, root=graph.root) if requirement_name(line.text) == wanted]
             found.extend((name, line) for line in lines[:1])
     return found
+
+
+# Told apart in this order: a locked version the index no longer offers also shows as a conflict.
+EXPLAINERS = (
+    Explainer(
+        _unobtainable,
+        "the index offers no file pip may use for the locked versions",
+        "check that the index still serves that file and that no option (--no-binary, --only-binary, a marker) "
+        "excludes it; to move to another version, run: nox -s upgrade -- {names}",
+    ),
+    Explainer(
+        _conflicts,
+        "the layers cannot be locked together",
+        "change one of those requirements so they agree, then run: nox -s lock",
+    ),
+    Explainer(
+        lambda output, _graph: _hash_mismatch(output),  # pip names the package: no layer to look up
+        "the index serves other files than were locked",
+        "find out why the file changed on the index; if you trust it, take it with: nox -s upgrade -- {names}",
+    ),
+    Explainer(
+        _missing,
+        "the layers cannot be locked",
+        "check the name and version against the index, then run: nox -s lock",
+    ),
+)

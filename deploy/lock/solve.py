@@ -25,7 +25,7 @@ from pathlib import Path
 
 from deploy.config import Config
 from deploy.errors import LockError
-from deploy.lock import conflicts, preferences
+from deploy.lock import conflicts, network, preferences
 from deploy.lock.freshness import COMPILE_OPTIONS, options_key, read_locks, stale_layers
 from deploy.lock.layers import LayerGraph
 from deploy.lock.layers import load as load_layers
@@ -228,7 +228,7 @@ def solve(
         if returncode != 0:
             # Through a proxy, a direct connection says nothing about whether pip reached the index.
             proxied = any(run_env.get(key) for key in _PROXIES)
-            probe = None if proxied else conflicts.probe
+            probe = None if proxied else network.probe
             message = conflicts.explain(_real_places(output, work, graph), graph, probe=probe)
             raise LockError(_hide_secrets(message, run_env), fix=None)
         return read_universe(work / "all.txt")
