@@ -240,3 +240,17 @@ def test_a_direct_reference_missing_from_a_fresh_looking_lock_fails_verify_namin
     assert problems == [
         "requirements/dev.txt: pinship is not pinned, though requirements/dev.in:3 asks for it; run: nox -s lock"
     ]
+
+
+def test_verify_loads_neither_the_resolver_nor_packaging_nor_network_code() -> None:
+    # verify is the first step of every deploy and fits a pre-commit hook: offline, and cheap to import.
+    loaded = (
+        "import sys, deploy.lock.verify; "
+        "print(*(name for name in ('deploy.lock.solve', 'packaging', 'subprocess', 'socket') if name in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", loaded], cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
+        check=True,
+    )
+
+    assert done.stdout.strip() == ""
