@@ -72,7 +72,8 @@ def short_git(revision: object) -> str:
 def render_releases(statuses: list[HostStatus]) -> str:
     # The first column is what `rollback --to` takes: two releases of one version and commit
     # (built from different changes) are told apart by it.
-    lines = [f"  {'release':12}  {'built at':20}  {'app':10}  {'git':18}  on the host"]
+    listed = any(s.error is None and s.releases for s in statuses)  # no heading above errors alone
+    lines = [f"  {'release':12}  {'built at':20}  {'app':10}  {'git':18}  on the host"] if listed else []
     for s in statuses:
         if s.error is not None:
             lines.append(f"{s.host}: {detail(s.error)}")
