@@ -1,7 +1,7 @@
 """PEP 621 `[project]` and PEP 735 `[dependency-groups]`: the project's own declared requirements.
 
 `[project] dependencies` is the one source of the base layer: init copies it into base.in, and
-`verify` fails when the two drift apart (deploy.adopt.drift).
+`verify` fails when the two drift apart (deploy.lock.drift).
 """
 
 from __future__ import annotations
