@@ -4,13 +4,17 @@ versions the project runs today (kept as the first lock's preferences)."""
 from __future__ import annotations
 
 import re
+import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 
 from deploy.adopt import tools
 from deploy.errors import ConfigError
-from deploy.lock.reqfile import ENV_VARIABLE, canonical, requirement_name
+from deploy.lock.reqfile import ENV_VARIABLE, canonical, clip, read_text, requirement_name
 from deploy.render import inert
 
 # The layers init always writes, bottom up; a group of another name becomes a layer of its own.
@@ -110,3 +114,27 @@ def kind(value: object) -> str:
 
 def _name(text: str) -> str:
     return requirement_name(text) or text
+
+
+def keep_locked_versions(root: Path, adoption: Adoption, name: str,
+                         from_index: Callable[[Mapping[str, Any]], bool]) -> None:
+    """The versions a tool's lock file (`name`: poetry.lock, uv.lock) holds for packages that came
+    from an index, as the first lock's preferences. A lock of another shape keeps nothing and
+    says so; an entry of another shape is passed over."""
+    path = root / name
+    if not path.is_file():
+        return
+    try:
+        data = tomllib.loads(read_text(path, root))
+    except tomllib.TOMLDecodeError as exc:
+        adoption.warnings.append(f"{name}: {clip(str(exc))}: its versions are not kept")
+        return
+    packages = data.get("package")
+    if not isinstance(packages, list):
+        adoption.warnings.append(f"{name}: no [[package]] list: its versions are not kept")
+        return
+    for package in packages:
+        if (isinstance(package, dict) and isinstance(package.get("name"), str)
+                and isinstance(package.get("version"), str) and package["version"] and from_index(package)):
+            adoption.preferences[canonical(package["name"])] = package["version"]
+    adoption.preferred_from = name

@@ -10,15 +10,15 @@ two ranges) has no PEP 440 spelling and is refused naming its line.
 from __future__ import annotations
 
 import re
-import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from deploy.adopt.entries import Adoption, layer_for
+from deploy.adopt.entries import Adoption, keep_locked_versions, layer_for
 from deploy.errors import ConfigError
-from deploy.lock.reqfile import canonical, clip, read_text
+from deploy.lock.reqfile import canonical, clip
 
 FIX = "write it as a PEP 440 range (e.g. \">=1.2,<2\"), then run python -m deploy init again"
 _PART = re.compile(r"^(\^|~=|~|==|!=|>=|<=|>|<|=)?\s*(\S+)$")
@@ -66,7 +66,7 @@ def read(root: Path, text: str, data: dict[str, Any], adoption: Adoption, *, wit
             by_layer.setdefault(target, []).extend(lines)
         for target, lines in by_layer.items():
             adoption.add(target, lines, f"[{header}]")
-    _preferences(root, adoption)
+    keep_locked_versions(root, adoption, "poetry.lock", _from_index)
 
 
 def _lines(name: str, spec: object) -> list[str]:
@@ -163,22 +163,10 @@ def _python_marker(constraint: str) -> str:
     return " and ".join(found) or 'python_version >= "0"'
 
 
-def _preferences(root: Path, adoption: Adoption) -> None:
-    """poetry.lock's versions, as the first lock's preferences (packages from git, a path or a URL skipped)."""
-    path = root / "poetry.lock"
-    if not path.is_file():
-        return
-    try:
-        data = tomllib.loads(read_text(path, root))
-    except tomllib.TOMLDecodeError as exc:
-        adoption.warnings.append(f"poetry.lock: {clip(str(exc))}: its versions are not kept")
-        return
-    for package in data.get("package", []):
-        source = package.get("source") or {}
-        if isinstance(package, dict) and package.get("name") and package.get("version") and \
-                source.get("type") in (None, "legacy"):
-            adoption.preferences[canonical(str(package["name"]))] = str(package["version"])
-    adoption.preferred_from = "poetry.lock"
+def _from_index(package: Mapping[str, Any]) -> bool:
+    """A poetry.lock package from an index (not git, a path or a URL)."""
+    source = package.get("source") or {}
+    return isinstance(source, dict) and source.get("type") in (None, "legacy")
 
 
 def _line_of(text: str, header: str, key: str) -> int:

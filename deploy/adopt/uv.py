@@ -3,12 +3,11 @@ dev-dependencies` and uv.lock's versions, kept as the first lock's preferences."
 
 from __future__ import annotations
 
-import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from deploy.adopt.entries import Adoption, line, requirement
-from deploy.lock.reqfile import canonical, clip, read_text
+from deploy.adopt.entries import Adoption, keep_locked_versions, line, requirement
 
 FIX = 'list one PEP 508 requirement per string, e.g. dev-dependencies = ["pytest>=8"]'
 
@@ -25,18 +24,12 @@ def read(root: Path, data: dict[str, Any], adoption: Adoption) -> None:
     preferences(root, adoption)
 
 
+def _from_index(package: Mapping[str, Any]) -> bool:
+    """A uv.lock package from a registry (the project itself, git and paths are not)."""
+    source = package.get("source")
+    return isinstance(source, dict) and "registry" in source
+
+
 def preferences(root: Path, adoption: Adoption) -> None:
-    """uv.lock's versions of packages from an index (the project itself, git and paths are skipped)."""
-    path = root / "uv.lock"
-    if not path.is_file():
-        return
-    try:
-        data = tomllib.loads(read_text(path, root))
-    except tomllib.TOMLDecodeError as exc:
-        adoption.warnings.append(f"uv.lock: {clip(str(exc))}: its versions are not kept")
-        return
-    for package in data.get("package", []):
-        source = package.get("source") if isinstance(package, dict) else None
-        if isinstance(source, dict) and "registry" in source and package.get("version"):
-            adoption.preferences[canonical(str(package["name"]))] = str(package["version"])
-    adoption.preferred_from = "uv.lock"
+    """uv.lock's versions of packages from an index, as the first lock's preferences."""
+    keep_locked_versions(root, adoption, "uv.lock", _from_index)
