@@ -132,7 +132,9 @@ def test_the_first_lock_keeps_the_versions_of_poetry_lock(use_index: PackageInde
     assert project.run("verify").returncode == 0
 
 
-@pytest.mark.parametrize("lock", ['package = ["web"]\n', "[package]\nname = 1\n", '[[package]]\nname = "web"\nsource = "x"\n'])
+@pytest.mark.parametrize("lock", [
+    'package = ["web"]\n', "[package]\nname = 1\n", '[[package]]\nname = "web"\nsource = "x"\n',
+])
 def test_a_poetry_lock_of_another_shape_keeps_no_version_and_prints_no_traceback(tmp_path: Path, lock: str) -> None:
     root = poetry_project(tmp_path / "shop", Names())
     (root / "poetry.lock").write_text(lock, encoding="utf-8")
