@@ -18,8 +18,8 @@ import sys
 import tempfile
 import threading
 import tomllib
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -38,6 +38,11 @@ _BUILD_FIX = "fix the build (try: pip wheel --no-deps . and read its error), the
 # build requirements (e.g. poetry-core) come from the index its locks come from.
 _INDEX_OPTIONS = ("--index-url", "-i", "--extra-index-url", "--find-links", "-f", "--trusted-host")
 _INDEX_FLAGS = ("--no-index",)
+# Folders at the project's top that tools write and no build reads (see _is_output); at any depth,
+# only __pycache__ and *.egg-info, as a package may well have a sub-package called build.
+_OUTPUT_FOLDERS = {".deploy", ".git", ".nox", ".tox", ".venv", "venv", "build", "dist", ".mypy_cache",
+                   ".pytest_cache", ".ruff_cache"}
+_SAID: set[str] = set()  # source digests this process has said something about
 
 
 def _pyproject(root: Path) -> dict[str, Any]:
@@ -77,16 +82,20 @@ def check_app(config: Config) -> None:
 
 
 def app_wheel(config: Config, cache: Cache, log: Log, stop: threading.Event | None = None) -> Wheel | None:
-    """The app's wheel from the cache, or built into it by the project's own build backend; None
-    for a project with no app (deploy and its dry run refuse one, with check_app, before this)."""
+    """The app's wheel from the cache, or built into it by the project's own backend when its
+    source changed since (see source_digest); None for a project with no app (deploy and its dry
+    run refuse one, with check_app, before this)."""
     if not has_app(config):
         return None
-    key = f"app {_source_digest(config.root)}"
-    known = cache.built.get(key)
-    if known in cache.by_hash:
-        return cache.wheel(known)
+    digest = source_digest(config.root)
+    known = cache.app_wheel(digest)
+    if known is not None:
+        if digest not in _SAID:  # the engine asks twice a run (while probing, then building)
+            _SAID.add(digest)
+            log(f"app wheel unchanged (source digest {digest[:12]}), not rebuilt")
+        return known
     name = app_name(config) or "the app"
-    log(f"building the wheel of {name}")
+    log(f"building the wheel of {name} (source digest {digest[:12]})")
     with tempfile.TemporaryDirectory(prefix="pinship-app-") as tmp:
         if not _build_with_local_tools(config, Path(tmp), name, stop):
             # Build requirements this environment lacks: pip fetches them into an isolated one.
@@ -96,7 +105,8 @@ def app_wheel(config: Config, cache: Cache, log: Log, stop: threading.Event | No
         if not built:
             raise DeployError(f"the build backend produced no wheel for {name}", fix=_BUILD_FIX)
         wheel = cache.add(built[0])
-    cache.remember(key, wheel.sha256)
+    cache.remember_app(digest, wheel.sha256)
+    _SAID.add(digest)
     return wheel
 
 
@@ -147,8 +157,11 @@ def _installed(line: str) -> bool:
     return requirement.specifier.contains(version, prereleases=True)
 
 
-def _source_digest(root: Path) -> str:
-    """What the app wheel is built from: every file git would ship, by content."""
+def source_digest(root: Path) -> str:
+    """What the app's wheel is built from, by name and content: every file git would ship (tracked,
+    or untracked and not ignored; without git, every file), less what tools write there (see
+    _OUTPUTS). Conservative on purpose: a file no backend reads costs a rebuild when it changes,
+    while a file left out that one does read would ship a stale app."""
     digest = hashlib.sha256()
     for path in _source_files(root):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")
@@ -156,12 +169,23 @@ def _source_digest(root: Path) -> str:
     return digest.hexdigest()
 
 
-def _source_files(root: Path) -> Iterable[Path]:
+def _is_output(relative: PurePosixPath) -> bool:
+    """Whether a file is something a build, a tool or pinship wrote, not a source: these change
+    with every build (setuptools writes build/ and *.egg-info/ into the tree) and would make every
+    deploy rebuild the app even when no .gitignore leaves them out."""
+    folders = relative.parts[:-1]
+    return ((bool(folders) and folders[0] in _OUTPUT_FOLDERS) or relative.suffix in (".pyc", ".pyo")
+            or any(part == "__pycache__" or part.endswith(".egg-info") for part in folders))
+
+
+def _source_files(root: Path) -> list[Path]:
     proc = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=root, capture_output=True, check=False
     )
     if proc.returncode == 0:
-        names = sorted(name for name in proc.stdout.decode().split("\0") if name)
-        return [root / name for name in names if (root / name).is_file()]
-    skip = {".git", ".deploy", ".venv", ".nox", "__pycache__", "build", "dist"}
-    return sorted(p for p in root.rglob("*") if p.is_file() and not skip & set(p.relative_to(root).parts))
+        names = sorted({name for name in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if name})
+        found = [root / name for name in names]
+    else:
+        found = sorted(p for p in root.rglob("*") if ".git" not in p.relative_to(root).parts)
+    return [path for path in found
+            if not _is_output(PurePosixPath(path.relative_to(root).as_posix())) and path.is_file()]

@@ -77,6 +77,14 @@ class Cache:
         partial.write_text(json.dumps(self.built, indent=1, sort_keys=True))
         partial.replace(self.index_file)
 
+    def app_wheel(self, digest: str) -> Wheel | None:
+        """The app's wheel built from the source whose digest is `digest`, if the cache has it."""
+        sha = self.built.get(_app_key(digest))
+        return self.wheel(sha) if sha in self.by_hash else None
+
+    def remember_app(self, digest: str, sha: str) -> None:
+        self.remember(_app_key(digest), sha)
+
     def find(self, pin: Pin, target: Interpreter) -> Wheel | None:
         """A cached wheel for `pin` that installs on `target` (a lock lists every platform's files)."""
         for value in pin.hashes:
@@ -93,6 +101,10 @@ def _partial(path: Path) -> Path:
     """Where to write `path` before renaming it into place: a second deploy from the same
     checkout, running at the same time, must never read a half-written cache file."""
     return path.with_name(f".{path.name}.{os.getpid()}")
+
+
+def _app_key(digest: str) -> str:
+    return f"app {digest}"  # beside the sdists' keys in built.json: a digest is no requirement
 
 
 def sdist_key(pin: Pin) -> str:
