@@ -1,0 +1,225 @@
+"""Which file each locked hash is: its name and URL as the package index lists it.
+
+A requirements lock needs only `name==version --hash=…`; a PEP 751 `pylock.toml` names every file
+(wheel or sdist) with where to get it. pip-compile does not write that down, so after a solve each
+pinned project's page is read once from the index the lock was solved against (PEP 691 JSON where
+the index offers it, else the PEP 503 HTML page) and every locked hash is matched to a listed file
+by its sha256. A file in a local find-links folder (a wheel vendored into the project) is named by
+its path relative to the lock instead, never by an absolute path. URLs keep no credentials.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+
+from deploy.errors import LockError
+from deploy.lock.lockfile import Pin
+from deploy.lock.reqfile import canonical, clip
+
+PYPI = "https://pypi.org/simple"
+_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
+_JSON = "application/vnd.pypi.simple.v1+json"
+# A project page is small; a page this large is not an index page.
+_PAGE_LIMIT = 64 * 1024 * 1024
+
+# (url) -> (content type, body); a test may pass its own.
+Fetch = Callable[[str], "tuple[str, bytes]"]
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One locked file: exactly one of `url` (from an index) and `path` (relative to the lock)."""
+
+    name: str
+    sha256: str
+    url: str | None = None
+    path: str | None = None
+    index: str | None = None
+
+    @property
+    def is_wheel(self) -> bool:
+        return self.name.endswith(".whl")
+
+
+def locate(
+    pins: Iterable[Pin],
+    indexes: Sequence[str],
+    find_links: Sequence[Path] = (),
+    *,
+    lock_folder: Path,
+    fetch: Fetch | None = None,
+) -> dict[str, Artifact]:
+    """sha256 -> the file it is, for every hash of every pin; one clear error when one is unknown."""
+    wanted: dict[str, Pin] = {}
+    for pin in pins:
+        for value in pin.hashes:
+            algorithm, _, digest = value.partition(":")
+            if algorithm == "sha256" and digest:
+                wanted[digest] = pin
+    found: dict[str, Artifact] = {}
+    for folder in find_links:
+        for artifact in _local_files(folder, lock_folder):
+            if artifact.sha256 in wanted:
+                found.setdefault(artifact.sha256, artifact)
+    names = sorted({canonical(pin.name) for digest, pin in wanted.items() if digest not in found})
+    getter = fetch or _fetch
+    for index in indexes:
+        missing = [name for name in names if any(
+            canonical(pin.name) == name and digest not in found for digest, pin in wanted.items())]
+        if not missing:
+            break
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            pages = pool.map(_project_files, [index] * len(missing), missing, [getter] * len(missing))
+            for artifacts in pages:
+                for artifact in artifacts:
+                    if artifact.sha256 in wanted:
+                        found.setdefault(artifact.sha256, artifact)
+    unknown = sorted(f"{pin.name} {pin.version}" for digest, pin in wanted.items() if digest not in found)
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        searched = ", ".join(_public(index) for index in indexes) or "no index"
+        raise LockError(
+            f"no index lists the locked files of {clip(shown)} (searched {clip(searched)}): a pylock file must "
+            "name every file it allows",
+            fix="lock against the index these files come from, or turn pylock files off with "
+            "[tool.deploy] pylock = false",
+        )
+    return found
+
+
+def _local_files(folder: Path, lock_folder: Path) -> list[Artifact]:
+    artifacts: list[Artifact] = []
+    if not folder.is_dir():
+        return artifacts
+    for entry in sorted(folder.iterdir()):
+        if entry.is_file() and entry.name.endswith((".whl", ".tar.gz", ".zip")):
+            digest = hashlib.sha256(entry.read_bytes()).hexdigest()
+            path = Path(os.path.relpath(entry, lock_folder)).as_posix()
+            artifacts.append(Artifact(entry.name, digest, path=path))
+    return artifacts
+
+
+def _project_files(index: str, name: str, fetch: Fetch) -> list[Artifact]:
+    page = f"{index.rstrip('/')}/{name}/"
+    try:
+        content_type, body = fetch(page)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return []
+        raise LockError(f"{_public(page)}: the index answered HTTP {exc.code}", fix="check the index, then run: "
+                        "nox -s lock") from None
+    except (OSError, ValueError) as exc:
+        raise LockError(f"{_public(page)}: could not read the index ({clip(str(exc))})",
+                        fix="check the network and the index, then run: nox -s lock") from None
+    pairs = _json_files(body) if content_type.split(";")[0].strip() == _JSON else _html_files(body)
+    artifacts = []
+    for filename, href, digest in pairs:
+        if digest:
+            url = _public(urllib.parse.urljoin(page, href).split("#", 1)[0])
+            artifacts.append(Artifact(filename, digest.lower(), url=url, index=_public(index.rstrip("/"))))
+    return artifacts
+
+
+def _json_files(body: bytes) -> list[tuple[str, str, str | None]]:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return []
+    files = data.get("files") if isinstance(data, dict) else None
+    out = []
+    for entry in files if isinstance(files, list) else []:
+        if isinstance(entry, dict) and isinstance(entry.get("filename"), str) and isinstance(entry.get("url"), str):
+            hashes = entry.get("hashes")
+            digest = hashes.get("sha256") if isinstance(hashes, dict) else None
+            out.append((entry["filename"], entry["url"], digest if isinstance(digest, str) else None))
+    return out
+
+
+class _Anchors(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[tuple[str, str]] = []
+        self._href: str | None = None
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self._href = dict(attrs).get("href")
+            self._text = []
+
+    def handle_data(self, data: str) -> None:
+        if self._href is not None:
+            self._text.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._href is not None:
+            self.found.append((self._href, "".join(self._text).strip()))
+            self._href = None
+
+
+def _html_files(body: bytes) -> list[tuple[str, str, str | None]]:
+    parser = _Anchors()
+    parser.feed(body.decode("utf-8", "replace"))
+    out = []
+    for href, text in parser.found:
+        fragment = urllib.parse.urlsplit(href).fragment
+        digest = fragment[len("sha256="):] if fragment.startswith("sha256=") else None
+        filename = text or urllib.parse.unquote(urllib.parse.urlsplit(href).path.rsplit("/", 1)[-1])
+        out.append((filename, href, digest))
+    return out
+
+
+def _public(url: str) -> str:
+    """`url` without user, password or token: a lock is committed, a credential must never be in it."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def _fetch(url: str) -> tuple[str, bytes]:
+    # The project's own index, read as pip reads it (http, https or file).
+    request = urllib.request.Request(url, headers={"Accept": _ACCEPT, "User-Agent": "pinship"})  # noqa: S310
+    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+        body = response.read(_PAGE_LIMIT + 1)
+        if len(body) > _PAGE_LIMIT:
+            raise ValueError("the page is larger than any index page")
+        return response.headers.get("Content-Type", "text/html"), body
+
+
+def index_sources(options: Sequence[str], env: Mapping[str, str], root: Path) -> tuple[list[str], list[Path]]:
+    """The indexes and local find-links folders a solve with these pip options used, in pip's order.
+
+    `options` are pip-compile's (`[tool.deploy] compile-options` and the layers' option lines);
+    PIP_INDEX_URL / PIP_EXTRA_INDEX_URL are read as pip reads them; with none, PyPI.
+    """
+    index: str | None = env.get("PIP_INDEX_URL") or None
+    extra = (env.get("PIP_EXTRA_INDEX_URL") or "").split()
+    links: list[Path] = []
+    no_index = (env.get("PIP_NO_INDEX") or "").lower() in ("1", "true", "yes", "on")
+    words = [part for option in options for part in option.split("=", 1)] if options else []
+    for at, flag in enumerate(words):
+        value = words[at + 1] if at + 1 < len(words) else ""
+        if flag in ("-i", "--index-url"):
+            index = value
+        elif flag == "--extra-index-url":
+            extra.append(value)
+        elif flag in ("-f", "--find-links"):
+            if value.startswith("file:"):
+                value = urllib.parse.unquote(urllib.parse.urlsplit(value).path)
+            if value and "://" not in value:
+                links.append((root / value).resolve())
+        elif flag == "--no-index":
+            no_index = True
+    indexes = [] if no_index else [index or PYPI, *extra]
+    return indexes, links

@@ -1,0 +1,155 @@
+"""PEP 751 `pylock.<layer>.toml`: the same versions and hashes as the `.txt` lock, installable by pip."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import tomllib
+import venv
+from pathlib import Path
+
+import pytest
+
+from deploy.errors import LockError
+from deploy.lock import indexfiles, pylock
+from deploy.lock.lockfile import Pin, parse
+from tests.lockproject import LockProject, Names, pins, publish
+from tests.support.pkgindex import PackageIndex
+
+pytestmark = pytest.mark.index
+
+
+def _write_pylock(project: LockProject, layer: str, index: PackageIndex, find_links: tuple[Path, ...] = ()) -> Path:
+    lock = parse(project.path(f"{layer}.txt"), project.root)
+    artifacts = indexfiles.locate(lock.pins.values(), [index.url], find_links, lock_folder=project.requirements)
+    target = pylock.path_for(lock.path)
+    target.write_text(pylock.render(layer, list(lock.pins.values()), artifacts, requires_python=">=3.8",
+                                    source=f"requirements/{layer}.txt"), encoding="utf-8")
+    return target
+
+
+@pytest.fixture
+def locked(use_index: PackageIndex, tmp_path: Path) -> tuple[LockProject, Names]:
+    names = Names()
+    project = LockProject.create(tmp_path / "app", publish(use_index, names))
+    project.lock()
+    return project, names
+
+
+def test_the_pylock_file_holds_the_same_versions_and_hashes_as_the_txt_lock(
+    locked: tuple[LockProject, Names], use_index: PackageIndex
+) -> None:
+    project, names = locked
+    path = _write_pylock(project, "prod", use_index)
+    assert path.name == "pylock.prod.toml"
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    assert data["lock-version"] == "1.0" and data["requires-python"] == ">=3.8"
+    found = {}
+    for package in data["packages"]:
+        files = package.get("wheels", []) + ([package["sdist"]] if "sdist" in package else [])
+        for entry in files:
+            # Every file is named as the index names it and located by its URL there: no local path.
+            assert entry["url"].startswith(use_index.url.rsplit("/simple", 1)[0]), entry
+            assert entry["url"].endswith("/" + entry["name"])
+            assert "path" not in entry
+        found[package["name"]] = (package["version"], tuple(sorted(f"sha256:{e['hashes']['sha256']}" for e in files)))
+    expected = {name.lower(): value for name, value in pins(project.read("prod.txt")).items()}
+    assert found == expected
+    # The sdist-only dependency is an sdist entry, with the hash the index serves.
+    [delta] = [p for p in data["packages"] if p["name"] == names.delta]
+    assert delta["sdist"]["name"].endswith(".tar.gz") and "wheels" not in delta
+
+
+def test_pip_installs_the_pylock_file_into_a_fresh_venv_with_exactly_the_locked_versions(
+    locked: tuple[LockProject, Names], use_index: PackageIndex, tmp_path: Path
+) -> None:
+    project, _ = locked
+    path = _write_pylock(project, "prod", use_index)
+    target = tmp_path / "venv"
+    venv.create(target, with_pip=False)
+    python = target / "bin" / "python"
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "-r", str(path)],
+        capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    listed = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "list", "--format=json"],
+                            capture_output=True, text=True, check=True)
+    installed = {item["name"].lower(): item["version"] for item in json.loads(listed.stdout)}
+    assert installed == {name.lower(): version for name, (version, _) in pins(project.read("prod.txt")).items()}
+
+
+def test_verify_finds_a_tampered_or_stale_pylock_file(
+    locked: tuple[LockProject, Names], use_index: PackageIndex
+) -> None:
+    project, names = locked
+    path = _write_pylock(project, "prod", use_index)
+    lock = parse(project.path("prod.txt"), project.root)
+    assert pylock.check(path, lock.pins, project.root) == []
+    original = path.read_text(encoding="utf-8")
+    # A hand edit, even one that keeps the TOML valid, is caught by the content digest.
+    path.write_text(original.replace('version = "1.0"', 'version = "1.1"', 1), encoding="utf-8")
+    [problem] = pylock.check(path, lock.pins, project.root)
+    assert "edited by hand" in problem and "requirements/pylock.prod.toml" in problem
+    # A pylock file from an older solve: written intact, but the .txt now pins another version.
+    path.write_text(original, encoding="utf-8")
+    moved = dict(lock.pins)
+    moved[names.alpha] = Pin(names.alpha, "9.9", moved[names.alpha].hashes)
+    [problem] = pylock.check(path, moved, project.root)
+    assert f"{names.alpha} 1.0, but the .txt lock pins 9.9" in problem
+    path.unlink()
+    assert pylock.check(path, lock.pins, project.root) == ["requirements/pylock.prod.toml is missing: run nox -s lock"]
+
+
+def test_a_vendored_wheel_is_named_by_its_path_beside_the_lock_never_an_absolute_one(tmp_path: Path) -> None:
+    wheels = tmp_path / "requirements" / "wheels"
+    wheels.mkdir(parents=True)
+    wheel = wheels / "tool-1.0-py3-none-any.whl"
+    wheel.write_bytes(b"not really a zip, but a file with a hash")
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    pin = Pin("tool", "1.0", (f"sha256:{digest}",))
+    artifacts = indexfiles.locate([pin], [], [wheels], lock_folder=tmp_path / "requirements")
+    text = pylock.render("dev", [pin], artifacts, requires_python=None, source="requirements/dev.txt")
+    [package] = tomllib.loads(text)["packages"]
+    assert package["wheels"] == [{"name": wheel.name, "path": "wheels/tool-1.0-py3-none-any.whl",
+                                  "hashes": {"sha256": digest}}]
+    assert str(tmp_path) not in text
+
+
+def test_a_locked_file_that_no_index_lists_stops_the_pylock_with_one_line(tmp_path: Path) -> None:
+    pin = Pin("ghost", "1.0", ("sha256:" + "0" * 64,))
+
+    def fetch(url: str) -> tuple[str, bytes]:
+        assert url == "https://user:secret@example.invalid/simple/ghost/"
+        return "text/html", b'<a href="../../f/ghost-1.0.tar.gz#sha256=' + b"1" * 64 + b'">ghost-1.0.tar.gz</a>'
+
+    with pytest.raises(LockError) as caught:
+        indexfiles.locate([pin], ["https://user:secret@example.invalid/simple"], lock_folder=tmp_path, fetch=fetch)
+    message = str(caught.value)
+    assert "ghost 1.0" in message and "secret" not in message and "example.invalid/simple" in message
+
+
+def test_index_urls_keep_no_credentials_and_json_pages_are_read(tmp_path: Path) -> None:
+    digest = "a" * 64
+    page = {"files": [{"filename": "pkg-2.0-py3-none-any.whl", "url": "https://files.example/p/pkg-2.0-py3-none-any.whl",
+                       "hashes": {"sha256": digest}}]}
+
+    def fetch(url: str) -> tuple[str, bytes]:
+        return "application/vnd.pypi.simple.v1+json", json.dumps(page).encode()
+
+    found = indexfiles.locate([Pin("pkg", "2.0", (f"sha256:{digest}",))], ["https://tok@idx.example/simple/"],
+                              lock_folder=tmp_path, fetch=fetch)
+    assert found[digest].url == "https://files.example/p/pkg-2.0-py3-none-any.whl"
+    assert found[digest].index == "https://idx.example/simple"
+
+
+def test_index_sources_follow_pip_options_and_variables(tmp_path: Path) -> None:
+    env = {"PIP_INDEX_URL": "https://a.example/simple", "PIP_EXTRA_INDEX_URL": "https://b.example/simple"}
+    indexes, links = indexfiles.index_sources(["--index-url=https://c.example/simple", "--find-links", "wheels"],
+                                              env, tmp_path)
+    assert indexes == ["https://c.example/simple", "https://b.example/simple"]
+    assert links == [(tmp_path / "wheels").resolve()]
+    assert indexfiles.index_sources([], {"PIP_NO_INDEX": "1"}, tmp_path) == ([], [])
+    assert indexfiles.index_sources([], {}, tmp_path)[0] == [indexfiles.PYPI]
