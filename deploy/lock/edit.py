@@ -1,0 +1,151 @@
+"""`nox -s add` and `nox -s remove`: change one requirement and every lock in one step, or nothing.
+
+As `poetry add` and `uv add` do: the requirement is written where the layer takes it from (the
+layer's `.in`; for the base layer also `[project] dependencies`, which verify keeps equal to
+base.in), then the layers are locked. Every file the step may touch is read first; if the lock
+fails (a spec nothing satisfies, a package the index does not have, Ctrl-C), each is put back byte
+for byte and files the step created are removed, so a failed `add` leaves the project as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+from deploy.config import Config
+from deploy.errors import DeployError, LockError, VerifyFailed
+from deploy.lock import pyproject_deps
+from deploy.lock.reqfile import canonical, clip, display, read_text, requirement_name
+from deploy.lock.solve import LockResult, lock
+
+Log = Callable[[str], None]
+BASE = "base"
+
+
+def add(
+    config: Config,
+    specs: Sequence[str],
+    *,
+    layer: str | None = None,
+    env: Mapping[str, str] | None = None,
+    log: Log = print,
+) -> LockResult:
+    """Write each spec into `layer` (default: the base layer, else the deploy layer), then lock."""
+    parsed = [_parse(spec) for spec in specs]
+    if not parsed:
+        raise LockError("nothing to add", fix="name a requirement: nox -s add -- 'requests>=2.31'")
+    target = _layer_file(config, layer)
+    with _all_or_nothing(config):
+        for name, text in parsed:
+            _write_line(target, name, text, config.root)
+            log(f"{display(target, config.root)}: {clip(text)}")
+            if target.stem == BASE and pyproject_deps.declares(config.root):
+                pyproject_deps.put(config.root, name, text)
+                log(f"pyproject.toml [project] dependencies: {clip(text)}")
+        return lock(config, env=env, log=log)
+
+
+def remove(
+    config: Config,
+    names: Sequence[str],
+    *,
+    layer: str | None = None,
+    env: Mapping[str, str] | None = None,
+    log: Log = print,
+) -> LockResult:
+    """Take each package's line out of the layers that ask for it (or only `layer`), then lock:
+    what nothing else needs leaves every lock; what another requirement still needs stays."""
+    if not names:
+        raise LockError("nothing to remove", fix="name a package: nox -s remove -- requests")
+    folder = config.requirements
+    files = [_layer_file(config, layer)] if layer else sorted(folder.glob("*.in"))
+    with _all_or_nothing(config):
+        for name in names:
+            key = canonical(name)
+            found = False
+            for path in files:
+                if _drop_lines(path, key, config.root):
+                    found = True
+                    log(f"{display(path, config.root)}: removed {clip(name)}")
+                    if path.stem == BASE and pyproject_deps.declares(config.root):
+                        pyproject_deps.drop(config.root, key)
+                        log(f"pyproject.toml [project] dependencies: removed {clip(name)}")
+            if not found:
+                where = display(files[0], config.root) if layer else f"{display(folder, config.root)}/*.in"
+                raise LockError(f"no requirement line names {clip(name)} in {where}",
+                                fix="check the name: nox -s remove -- PKG removes a package a layer asks for")
+        return lock(config, env=env, log=log)
+
+
+def _parse(spec: str) -> tuple[str, str]:
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        requirement = Requirement(spec)
+    except InvalidRequirement as exc:
+        raise LockError(f"'{clip(spec)}' is not a requirement ({clip(str(exc))})",
+                        fix="write it as PEP 508 does, e.g. nox -s add -- 'requests>=2.31'") from None
+    if requirement.url:
+        raise LockError(f"'{clip(spec)}' is a direct reference: a hash-checked lock pins versions from an index",
+                        fix="add it by name and version, or vendor its wheel in a find-links folder")
+    return canonical(requirement.name), str(requirement)
+
+
+def _layer_file(config: Config, layer: str | None) -> Path:
+    folder = config.requirements
+    name = layer or (BASE if (folder / f"{BASE}.in").is_file() else config.deploy_layer or "prod")
+    path = folder / f"{name}.in"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in folder.glob("*.in"))) or "none"
+        raise LockError(f"--layer {clip(name)}: there is no {display(path, config.root)} (layers: {clip(known)})",
+                        fix="name one of the layers with --layer")
+    return path
+
+
+def _write_line(path: Path, name: str, text: str, root: Path) -> None:
+    """Replace the line that names `name` (keeping its place and comment), or add one at the end."""
+    lines = read_text(path, root).splitlines(keepends=True)
+    for at, raw in enumerate(lines):
+        if requirement_name(raw.split(" #")[0].strip()) == name:
+            comment = raw[len(raw.split(" #")[0]):].rstrip("\n") if " #" in raw else ""
+            lines[at] = f"{text}{comment}\n"
+            break
+    else:
+        if lines and not lines[-1].endswith("\n"):
+            lines[-1] += "\n"
+        lines.append(f"{text}\n")
+    path.write_text("".join(lines), encoding="utf-8")
+
+
+def _drop_lines(path: Path, key: str, root: Path) -> bool:
+    lines = read_text(path, root).splitlines(keepends=True)
+    kept = [raw for raw in lines if requirement_name(raw.split(" #")[0].strip()) != key]
+    if len(kept) == len(lines):
+        return False
+    path.write_text("".join(kept), encoding="utf-8")
+    return True
+
+
+@contextlib.contextmanager
+def _all_or_nothing(config: Config) -> Iterator[None]:
+    """Every file the step may change, put back exactly as it was if the step does not finish."""
+    folder = config.requirements
+    watched = [config.root / "pyproject.toml", *folder.glob("*.in"), *folder.glob("*.txt"),
+               *folder.glob("pylock.*.toml")]
+    saved = {path: path.read_bytes() for path in watched if path.is_file()}
+    try:
+        yield
+    except BaseException as exc:
+        for path in [*folder.glob("*.txt"), *folder.glob("pylock.*.toml"), *folder.glob("*.in")]:
+            if path not in saved:
+                path.unlink(missing_ok=True)
+        for path, data in saved.items():
+            if not path.is_file() or path.read_bytes() != data:
+                temporary = path.with_name(f".{path.name}.restore")
+                temporary.write_bytes(data)
+                os.replace(temporary, path)
+        if isinstance(exc, DeployError) and not isinstance(exc, VerifyFailed):
+            raise LockError(f"{exc.message}\nnothing was changed: every file is as it was", fix=exc.fix) from None
+        raise

@@ -1,0 +1,164 @@
+"""Edit `[project] dependencies` in pyproject.toml as text, keeping everything else byte for byte.
+
+`nox -s add`/`remove` change the base layer, whose requirements pyproject.toml also declares (the
+app's wheel carries them; verify's drift check keeps both lists equal). A TOML library would
+rewrite the whole file, losing its comments and layout, so the array is found and edited in place:
+its strings are read as TOML strings (basic or literal), and only the one entry changes, or a new
+entry goes in after the last one, in the array's own style (one per line, or all on one).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploy.errors import LockError
+from deploy.lock.reqfile import canonical, clip, read_text
+
+_TABLE = re.compile(r"^\s*\[\s*project\s*\]\s*(?:#.*)?$", re.MULTILINE)
+_NEXT_TABLE = re.compile(r"^\s*\[", re.MULTILINE)
+_KEY = re.compile(r"^\s*(?:dependencies|\"dependencies\"|'dependencies')\s*=\s*\[", re.MULTILINE)
+
+
+@dataclass
+class _Entry:
+    start: int  # of the string token, in the file's text
+    end: int
+    value: str
+
+
+def declares(root: Path) -> bool:
+    """Whether pyproject.toml has a static `[project] dependencies` list that add/remove must keep."""
+    path = root / "pyproject.toml"
+    if not path.is_file():
+        return False
+    try:
+        project = tomllib.loads(read_text(path, root)).get("project")
+    except tomllib.TOMLDecodeError:
+        return False
+    return (isinstance(project, dict) and isinstance(project.get("dependencies"), list)
+            and "dependencies" not in (project.get("dynamic") or []))
+
+
+def put(root: Path, name: str, text: str) -> None:
+    """Replace the entry for `name` with `text`, or append `text` to the list."""
+    path = root / "pyproject.toml"
+    source = read_text(path, root)
+    opening, entries, closing = _array(source)
+    for entry in entries:
+        if _name(entry.value) == name:
+            _save(path, source[:entry.start] + _quote(text) + source[entry.end:])
+            return
+    if not entries:
+        _save(path, source[:opening + 1] + _quote(text) + source[opening + 1:])
+        return
+    inside = source[opening + 1:closing]
+    indent = re.search(r"\n([ \t]*)[\"']", inside)
+    pad = indent[1] if indent else "    "
+    pos = entries[-1].end
+    comma = re.match(r"[ \t]*,", source[pos:])
+    if comma:
+        pos += comma.end()
+    else:
+        source = source[:pos] + "," + source[pos:]
+        pos, closing = pos + 1, closing + 1
+    line_end = source.find("\n", pos)
+    if line_end == -1 or line_end > closing:  # the list ends on this line: stay on it
+        _save(path, source[:pos] + f" {_quote(text)}" + source[pos:])
+    else:  # one entry per line: a line of its own, after the last entry's (and its comment)
+        _save(path, source[:line_end] + f"\n{pad}{_quote(text)}," + source[line_end:])
+
+
+def drop(root: Path, name: str) -> None:
+    """Take the entry for `name` out of the list, with its comma (and its line, when alone on it)."""
+    path = root / "pyproject.toml"
+    source = read_text(path, root)
+    _opening, entries, _closing = _array(source)
+    for entry in entries:
+        if _name(entry.value) != name:
+            continue
+        end = entry.end
+        after = re.match(r"\s*,[ \t]*", source[end:])
+        end += after.end() if after else 0
+        start = entry.start
+        line_start = source.rfind("\n", 0, start) + 1
+        line_end = source.find("\n", end)
+        tail = source[end:] if line_end == -1 else source[end:line_end]
+        if not source[line_start:start].strip() and (not tail.strip() or tail.strip().startswith("#")):
+            start, end = line_start, (len(source) if line_end == -1 else line_end + 1)
+        elif not after:
+            before = re.search(r",\s*$", source[:start])
+            start = before.start() if before else start
+        _save(path, source[:start] + source[end:])
+        return
+
+
+def _array(source: str) -> tuple[int, list[_Entry], int]:
+    """(offset of `[`, the string entries, offset of the closing `]`) of `[project] dependencies`."""
+    table = _TABLE.search(source)
+    if table is None:
+        raise _unreadable("no [project] table")
+    following = _NEXT_TABLE.search(source, table.end())
+    section_end = following.start() if following else len(source)
+    key = _KEY.search(source, table.end(), section_end)
+    if key is None:
+        raise _unreadable("no dependencies = [ … ] in [project]")
+    at = key.end()
+    entries: list[_Entry] = []
+    while at < len(source):
+        char = source[at]
+        if char == "]":
+            return key.end() - 1, entries, at
+        if char == "#":
+            at = source.find("\n", at)
+            at = len(source) if at == -1 else at
+        elif char in "\"'":
+            end = _string_end(source, at)
+            entries.append(_Entry(at, end, tomllib.loads(f"v = {source[at:end]}")["v"]))
+            at = end
+        elif char in " \t\r\n,":
+            at += 1
+        else:
+            raise _unreadable("an entry that is not a string")
+    raise _unreadable("an unclosed dependencies array")
+
+
+def _string_end(source: str, start: int) -> int:
+    quote = source[start]
+    if source.startswith(quote * 3, start):
+        end = source.find(quote * 3, start + 3)
+        if end == -1:
+            raise _unreadable("an unclosed string")
+        return end + 3
+    at = start + 1
+    while at < len(source):
+        if quote == '"' and source[at] == "\\":
+            at += 2
+            continue
+        if source[at] == quote:
+            return at + 1
+        if source[at] == "\n":
+            break
+        at += 1
+    raise _unreadable("an unclosed string")
+
+
+def _name(value: str) -> str | None:
+    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", value)
+    return canonical(match[1]) if match else None
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _save(path: Path, text: str) -> None:
+    tomllib.loads(text)  # never write a pyproject.toml that no longer parses
+    path.write_text(text, encoding="utf-8")
+
+
+def _unreadable(what: str) -> LockError:
+    return LockError(f"pyproject.toml: cannot edit [project] dependencies ({clip(what)})",
+                     fix="edit [project] dependencies and requirements/base.in by hand, then run: nox -s lock")

@@ -1,0 +1,167 @@
+"""`nox -s add` / `nox -s remove`: one requirement changed in its input and every lock, or nothing at all."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from deploy.errors import LockError
+from deploy.lock import edit, pyproject_deps
+from deploy.lock.verify import verify
+from tests.lockproject import LockProject, Names, pins, publish
+from tests.support.pkgindex import PackageIndex
+
+PYPROJECT = """\
+[build-system]
+requires = ["setuptools>=68"]  # the app's own build
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "shop"
+version = "0.1.0"
+# What the app imports; requirements/base.in says the same.
+dependencies = [
+    "{alpha}",  # everywhere
+]
+
+[tool.deploy]
+requirements = "requirements"
+deploy-layer = "prod"
+"""
+
+
+@pytest.fixture
+def project(use_index: PackageIndex, tmp_path: Path) -> tuple[LockProject, Names]:
+    names = Names()
+    layers = publish(use_index, names)
+    use_index.add(names.gamma, "1.0", [f"{names.alpha}>=1"])
+    use_index.add(names.gamma, "2.0", [f"{names.alpha}>=1", names.omega])
+    use_index.add(names.omega, "1.0")
+    created = LockProject.create(tmp_path / "shop", layers, pyproject=PYPROJECT.format(alpha=names.alpha))
+    created.lock()
+    return created, names
+
+
+def _everything(project: LockProject) -> dict[str, bytes]:
+    files = [project.root / "pyproject.toml", *project.requirements.iterdir()]
+    return {path.name: path.read_bytes() for path in sorted(files) if path.is_file()}
+
+
+def test_add_writes_the_base_layer_and_pyproject_then_every_lock_and_verify_passes(
+    project: tuple[LockProject, Names],
+) -> None:
+    created, names = project
+    before = {layer: pins(created.read(f"{layer}.txt")) for layer in ("prod", "test", "dev")}
+    lines: list[str] = []
+    result = edit.add(created.config(), [f"{names.gamma}>=2"], log=lines.append)
+    assert created.read("base.in").splitlines()[-1] == f"{names.gamma}>=2"
+    dependencies = tomllib.loads((created.root / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert dependencies == [names.alpha, f"{names.gamma}>=2"]
+    # The comments and layout of pyproject.toml stay as they were.
+    assert '    "' + names.alpha + '",  # everywhere\n    "' + f"{names.gamma}>=2" + '",\n]' in (
+        created.root / "pyproject.toml").read_text()
+    for layer in ("base", "prod", "test", "dev"):
+        locked = pins(created.read(f"{layer}.txt"))
+        assert locked[names.gamma][0] == "2.0" and locked[names.omega][0] == "1.0", layer
+    for layer, old in before.items():  # every other pin is kept
+        now = pins(created.read(f"{layer}.txt"))
+        assert {k: v for k, v in now.items() if k not in (names.gamma, names.omega)} == old
+    assert f"+ {names.gamma} 2.0" in result.changes["prod"]
+    assert verify(created.config()) == 4
+
+
+def test_add_into_another_layer_touches_only_that_input(project: tuple[LockProject, Names]) -> None:
+    created, names = project
+    pyproject = (created.root / "pyproject.toml").read_bytes()
+    edit.add(created.config(), [names.omega], layer="test", log=lambda _: None)
+    assert created.read("test.in").splitlines()[-1] == names.omega
+    assert (created.root / "pyproject.toml").read_bytes() == pyproject
+    assert names.omega in pins(created.read("test.txt")) and names.omega not in pins(created.read("prod.txt"))
+    assert verify(created.config()) == 4
+
+
+def test_adding_a_package_the_index_does_not_have_leaves_every_file_as_it_was(
+    project: tuple[LockProject, Names],
+) -> None:
+    created, names = project
+    before = _everything(created)
+    with pytest.raises(LockError) as caught:
+        edit.add(created.config(), [f"{names.token}-nowhere"], log=lambda _: None)
+    assert "nothing was changed" in str(caught.value)
+    assert _everything(created) == before
+
+
+def test_adding_an_unsatisfiable_spec_leaves_every_file_as_it_was(project: tuple[LockProject, Names]) -> None:
+    created, names = project
+    before = _everything(created)
+    with pytest.raises(LockError):
+        edit.add(created.config(), [f"{names.gamma}>=9"], log=lambda _: None)
+    assert _everything(created) == before
+
+
+def test_a_bad_spec_or_layer_is_one_line_and_changes_nothing(project: tuple[LockProject, Names]) -> None:
+    created, _ = project
+    before = _everything(created)
+    with pytest.raises(LockError, match="is not a requirement"):
+        edit.add(created.config(), ["not a requirement!"])
+    with pytest.raises(LockError, match="direct reference"):
+        edit.add(created.config(), ["x @ https://example.invalid/x-1.0.tar.gz"])
+    with pytest.raises(LockError, match=r"--layer nope: there is no requirements/nope.in \(layers: base, dev"):
+        edit.add(created.config(), ["x"], layer="nope")
+    assert _everything(created) == before
+
+
+def test_remove_drops_the_package_and_what_only_it_needed_but_keeps_what_others_need(
+    project: tuple[LockProject, Names],
+) -> None:
+    created, names = project
+    edit.add(created.config(), [f"{names.gamma}>=2"], log=lambda _: None)
+    edit.remove(created.config(), [names.gamma], log=lambda _: None)
+    assert names.gamma not in created.read("base.in")
+    dependencies = tomllib.loads((created.root / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert dependencies == [names.alpha]
+    for layer in ("base", "prod", "test", "dev"):
+        locked = pins(created.read(f"{layer}.txt"))
+        assert names.gamma not in locked and names.omega not in locked, layer
+        assert names.alpha in locked, layer  # still asked for by base.in
+    assert verify(created.config()) == 4
+
+
+def test_removing_a_package_no_layer_asks_for_says_so(project: tuple[LockProject, Names]) -> None:
+    created, names = project
+    before = _everything(created)
+    with pytest.raises(LockError, match=f"no requirement line names {names.delta}"):
+        edit.remove(created.config(), [names.delta])  # delta is only a dependency of beta
+    assert _everything(created) == before
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('dependencies = ["a"]\n', 'dependencies = ["a", "b>=1"]\n'),
+        ('dependencies = []\n', 'dependencies = ["b>=1"]\n'),
+        ('dependencies = [\n  "a",\n]\n', 'dependencies = [\n  "a",\n  "b>=1",\n]\n'),
+        ('dependencies = [\n  "a"  # c\n]\n', 'dependencies = [\n  "a",  # c\n  "b>=1",\n]\n'),
+        ("dependencies = ['a', 'b<1']  # x\n", "dependencies = ['a', \"b>=1\"]  # x\n"),
+    ],
+)
+def test_pyproject_dependencies_are_edited_in_place(tmp_path: Path, text: str, expected: str) -> None:
+    (tmp_path / "pyproject.toml").write_text(f'[project]\nname = "x"\n{text}\n[tool.x]\ny = 1\n')
+    pyproject_deps.put(tmp_path, "b", "b>=1")
+    assert (tmp_path / "pyproject.toml").read_text() == f'[project]\nname = "x"\n{expected}\n[tool.x]\ny = 1\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('dependencies = ["a", "b"]\n', 'dependencies = ["a"]\n'),
+        ('dependencies = ["b", "a"]\n', 'dependencies = ["a"]\n'),
+        ('dependencies = [\n  "a",\n  "B>=1",  # why\n]\n', 'dependencies = [\n  "a",\n]\n'),
+    ],
+)
+def test_pyproject_dependencies_lose_one_entry_in_place(tmp_path: Path, text: str, expected: str) -> None:
+    (tmp_path / "pyproject.toml").write_text(f'[project]\n{text}')
+    pyproject_deps.drop(tmp_path, "b")
+    assert (tmp_path / "pyproject.toml").read_text() == f"[project]\n{expected}"
