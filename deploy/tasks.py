@@ -28,6 +28,7 @@ from deploy.progress import Board
 from deploy.release import engine, report, select
 from deploy.release.run import Summary
 from deploy.release.select import UsageError
+from deploy.remote.limits import raise_open_files
 
 _BOARD = Board(sys.stdout)
 _SETTINGS = config_module.SETTINGS
@@ -127,6 +128,7 @@ def deploy(c: Context, env: str = "local", hosts: str | None = None, yes: bool =
 
     def action() -> Summary | None:
         config, environment = select.environment(env, settings, hosts)
+        raise_open_files(environment)
         if dry_run:
             from deploy.release import plan
 
@@ -148,6 +150,7 @@ def rollback(c: Context, env: str = "local", to: str | None = None, hosts: str |
 
     def action() -> Summary:
         config, environment = select.environment(env, settings, hosts)
+        raise_open_files(environment)
         _confirm(environment, yes, "roll back")
         return engine.rollback(config, environment, to=to, progress=_progress, break_claim=break_lock)
 
@@ -183,6 +186,7 @@ def status(c: Context, env: str = "local", hosts: str | None = None, json: bool 
 
     def action() -> None:
         config, environment = select.environment(env, settings, hosts)
+        raise_open_files(environment)
         statuses = live.status(config, environment, progress=_quiet)
         print(report.render_status(statuses, json))
         if any(s.problems for s in statuses):
@@ -215,6 +219,7 @@ def releases(c: Context, env: str = "local", hosts: str | None = None) -> None:
 
     def action() -> None:
         config, environment = select.environment(env, {}, hosts)
+        raise_open_files(environment)
         statuses = live.status(config, environment, progress=_quiet)
         print(report.render_releases(statuses))
         if any(s.error for s in statuses):  # a host that could not be read has no list to trust
@@ -242,6 +247,7 @@ def promote_(c: Context, from_: str | None = None, to: str | None = None, yes: b
         config_module.check_name(to, "--to")
         config = config_module.load()
         source, target = config.environment(from_, "--from"), config.environment(to, "--to")
+        raise_open_files(source if len(source.hosts) > len(target.hosts) else target)
         _confirm(target, yes, f"promote the release live on {from_}")
         return promote.promote(config, source, target, progress=_progress, break_claim=break_lock)
 

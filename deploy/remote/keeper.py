@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from deploy.config import Environment, Host
 from deploy.errors import DeployError, HostError
+from deploy.remote.limits import raise_open_files
 from deploy.remote.wire import Do, failed, ok, peer, try_connect
 from deploy.render import inert
 
@@ -318,6 +319,7 @@ def open_log(log: Path) -> int:
 
 def main(argv: list[str]) -> int:
     path, idle = Path(argv[1]), float(argv[2])
+    raise_open_files()  # each host's connection is a socket here: as many as this machine allows
     if _inode_of(2) is not None:
         sys.stderr = _CappedLog(2)
     server = _bind(path)
@@ -328,8 +330,6 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: keeper.stopping.set())
     keeper.serve()
     return 0
-
-
 
 
 if __name__ == "__main__":
