@@ -274,7 +274,7 @@ def test_a_file_replaced_on_the_index_under_a_locked_version_stops_the_lock_and_
     project.lock()
     replaced = use_index.add(names.linter, "1.0", files={"backdoor.py": "owned = True\n"})
     new = hashlib.sha256(replaced.read_bytes()).hexdigest()
-    project.write("dev.in", project.read("dev.in") + "# any edit makes lock resolve again\n")
+    project.write("dev.in", project.read("dev.in") + f"{names.alpha}\n")  # any requirement edit resolves again
 
     done = project.run("lock")
 

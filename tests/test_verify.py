@@ -71,11 +71,38 @@ def test_verify_passes_on_a_fresh_lock_without_asking_the_index(
 
 
 def test_an_edited_in_file_makes_its_lock_stale(project: LockProject, names: Names) -> None:
-    project.write("dev.in", project.read("dev.in") + "# a comment counts too: the file is the input\n")
+    project.write("dev.in", project.read("dev.in") + f"{names.beta}\n")
 
     assert failures(project.run("verify")) == [
         "requirements/dev.txt is out of date: requirements/dev.in changed since it was locked; run: nox -s lock",
     ]
+
+
+def test_a_comment_only_edit_keeps_verify_green_and_lock_resolves_nothing(
+    use_index: PackageIndex, project: LockProject, names: Names
+) -> None:
+    # Comments, blank lines, trailing spaces and a continued line ask pip for nothing new.
+    before = project.snapshot()
+    project.write("base.in", f"# Reworded: what the app needs.\n\n{names.alpha}   # the core  \n\n")
+    project.write("prod.in", f"-r \\\n    base.in\n{names.beta}\n# a trailing comment\n")
+    use_index.requests.clear()
+
+    verified = project.run("verify")
+    assert verified.returncode == 0, verified.stderr
+    done = project.lock()
+
+    assert "all 4 layers are up to date" in done.stdout
+    assert "resolving" not in done.stdout + done.stderr
+    assert use_index.requests == []
+    assert project.snapshot() == before
+
+
+def test_a_comment_hiding_a_requirement_is_an_edit(project: LockProject, names: Names) -> None:
+    # pip takes '#' as a comment only at the line start or after whitespace: 'alpha#x' is no comment.
+    project.write("base.in", f"# {names.alpha}\n")
+
+    stale = "requirements/base.txt is out of date: requirements/base.in changed since it was locked; run: nox -s lock"
+    assert stale in failures(project.run("verify"))
 
 
 def test_an_edited_lower_layer_makes_every_layer_above_it_stale(project: LockProject, names: Names) -> None:
@@ -169,7 +196,7 @@ def test_machine_specific_content_in_a_lock_fails_verify(
 
 def test_every_problem_is_reported_in_one_run(project: LockProject, names: Names) -> None:
     project.path("base.txt").unlink()
-    project.write("dev.in", project.read("dev.in") + "\n")
+    project.write("dev.in", project.read("dev.in") + f"{names.beta}\n")
     project.write("test.txt", project.read("test.txt") + "# note\n")
 
     problems = failures(project.run("verify"))

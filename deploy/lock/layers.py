@@ -27,9 +27,9 @@ from deploy.lock.reqfile import (
     local_target,
     logical_lines,
     parse_reference,
-    read_bytes,
     read_text,
     requirement_problem,
+    requirement_text,
 )
 
 # The options pip's requirement-file parser takes (pip's req_file.py), and whether each takes a value:
@@ -109,8 +109,13 @@ class LayerGraph:
         return sorted(files, key=lambda p: display(p, self.root))
 
     def input_digests(self, name: str, options: str) -> dict[str, str]:
-        """A short digest per input file, plus one for the compile options."""
-        digests = {input_key(path, self.root): digest(read_bytes(path, self.root)) for path in self.input_files(name)}
+        """A short digest per input file, plus one for the compile options.
+
+        What is digested is the requirements a file states (reqfile.requirement_text), not its
+        bytes: a comment or a blank line changes no lock, so editing one must not make it stale.
+        """
+        digests = {input_key(path, self.root): digest(requirement_text(path, self.root).encode())
+                   for path in self.input_files(name)}
         digests["(options)"] = digest(options.encode())
         return digests
 

@@ -179,6 +179,15 @@ def logical_lines(path: Path, text: str | None = None, *, root: Path | None = No
             yield Line(path, start, joined)
 
 
+def requirement_text(path: Path, root: Path) -> str:
+    """A requirements file as what it asks pip for: its logical lines, without comments or blanks.
+
+    Two files that differ only in comments, blank lines, trailing spaces or where a line is
+    continued read the same here, as pip reads them the same.
+    """
+    return "".join(line.text + "\n" for line in logical_lines(path, read_text(path, root)))
+
+
 def _strip_comment(raw: str) -> str:
     # pip treats '#' as a comment at the line start or after whitespace only (URLs keep fragments).
     if raw.lstrip().startswith("#"):
