@@ -24,10 +24,11 @@ from invoke.context import Context
 from deploy.agent.protocol import MARK
 from deploy.config import Environment, Host
 from deploy.errors import HostError
+from deploy.remote import stream
 from deploy.remote.bundle import first_request
 from deploy.remote.target import Target, identity_file, step_budget
 from deploy.remote.trust import check_known_hosts, fingerprint, pinned_keys, private_key
-from deploy.render import inert
+from deploy.render import inert, inert_lines
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -72,6 +73,7 @@ class SshTarget(Target):
         self._opening = threading.Lock()
         self._open_failed: HostError | None = None
         self._agent: paramiko.Channel | None = None  # the agent serving this host's requests
+        self._no_sftp: paramiko.Transport | None = None  # the connection whose host refused SFTP
         self._output = b""
 
     def _exchange(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
@@ -264,31 +266,69 @@ class SshTarget(Target):
     def put(self, local: Path, remote: str) -> None:
         watchdog = self._watchdog(self.env.command_timeout)
         try:
-            self.connection.put(str(local), remote)
+            if self._has_sftp():
+                self.connection.put(str(local), remote)
+            else:
+                self._copied(stream.send(
+                    self._transport(), self.python(), local, remote, self.env.connect_timeout))
         except (OSError, EOFError, paramiko.SSHException) as exc:
             if self.hung:
                 raise self._hangs(f"the upload of {local.name}", self._limit(self.env.command_timeout)) from exc
             self._remove_partial(remote)
-            text = inert(str(exc))  # SFTP status text comes from the host
-            # SFTP reports a full disk as a bare "Failure", or (with pipelined writes) as a short file.
-            if "No space" in text or getattr(exc, "errno", None) == 28 or "Failure" in text or "size mismatch" in text:
-                raise HostError(self.name, f"upload of {local.name} failed: no space left on the host? ({text})",
-                                fix="free disk space on the host, then deploy again") from exc
-            raise HostError(self.name, f"upload of {local.name} failed: {text}") from exc
+            raise self._upload_failed(local, inert(str(exc)), getattr(exc, "errno", None) == 28) from exc
         finally:
             watchdog.cancel()
         self.sent_bytes += local.stat().st_size
 
+    def _upload_failed(self, local: Path, text: str, full: bool = False) -> HostError:
+        # SFTP reports a full disk as a bare "Failure", or (with pipelined writes) as a short file.
+        if full or "No space" in text or "Failure" in text or "size mismatch" in text:
+            return HostError(self.name, f"upload of {local.name} failed: no space left on the host? ({text})",
+                             fix="free disk space on the host, then deploy again")
+        return HostError(self.name, f"upload of {local.name} failed: {text}")
+
+    def _has_sftp(self) -> bool:
+        """Whether the host serves SFTP (Fabric opens it once per connection). A host whose sshd
+        has no `Subsystem sftp` line closes the channel at once: its files then go over an exec
+        channel of the same connection (deploy/remote/stream.py) for as long as it lasts."""
+        if self._no_sftp is self.connection.transport:
+            return False
+        try:
+            self.connection.sftp()
+        except paramiko.SSHException as exc:
+            if "Channel closed" not in str(exc) or not self.connection.is_connected:
+                raise
+            self._no_sftp = self.connection.transport
+            return False
+        return True
+
+    def _transport(self) -> paramiko.Transport:
+        transport = self.connection.transport
+        assert transport is not None  # @opens connected it
+        return transport
+
+    def _copied(self, copied: stream.Copied) -> None:
+        if copied.status != 0:
+            detail = " / ".join(inert_lines(copied.output, 3, 200)) or "no output"
+            raise OSError(f"copied over an exec channel, as the host has no SFTP subsystem (exit {copied.status}): "
+                          f"{detail}")
+
     def _remove_partial(self, remote: str) -> None:
-        # Left behind, a partial upload would keep the disk full for the clean-up that follows.
-        with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
-            self.connection.sftp().remove(remote)
+        # Left behind, a partial upload would keep the disk full for the clean-up that follows
+        # (a copy over an exec channel removes its own).
+        if self._no_sftp is not self.connection.transport:
+            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                self.connection.sftp().remove(remote)
 
     @opens
     def get(self, remote: str, local: Path) -> None:
         try:
-            self.connection.get(remote, str(local))
-        except OSError as exc:
+            if self._has_sftp():
+                self.connection.get(remote, str(local))
+            else:
+                self._copied(stream.fetch(
+                    self._transport(), self.python(), remote, local, self.env.connect_timeout))
+        except (OSError, EOFError, paramiko.SSHException) as exc:
             raise HostError(self.name, f"could not fetch {remote}: {inert(str(exc))}") from exc
 
     def close(self) -> None:

@@ -352,6 +352,17 @@ class SshHost:
         return self.log.read_text(errors="replace")[-4000:].strip() or "(empty)"
 
 
+# All of 127.0.0.0/8 is loopback on Linux: past 127.0.0.254 the hosts go on at 127.0.1.2, and so on.
+_PER_BLOCK = 253
+_MAX_HOSTS = _PER_BLOCK * 255
+
+
+def host_address(number: int) -> str:
+    """The loopback address of the cluster's host `number` (0: 127.0.0.2, 253: 127.0.1.2)."""
+    block, offset = divmod(number, _PER_BLOCK)
+    return f"127.0.{block}.{offset + 2}"
+
+
 class SshCluster:
     """`count` test hosts sharing one deploy path, one client key and one known_hosts file.
 
@@ -360,10 +371,18 @@ class SshCluster:
     """
 
     def __init__(
-        self, workdir: Path, count: int, *, deploy_path: str, disk_limit_mb: int | None = None
+        self,
+        workdir: Path,
+        count: int,
+        *,
+        deploy_path: str,
+        disk_limit_mb: int | None = None,
+        sftp: bool = True,
+        permit_open: tuple[str, ...] = (),
+        first: int = 0,
     ) -> None:
-        if not 1 <= count <= 253:
-            raise ValueError(f"count must be 1..253 (127.0.0.2 upwards), not {count}")
+        if not 1 <= count <= _MAX_HOSTS - first or first < 0:
+            raise ValueError(f"count must be 1..{_MAX_HOSTS - first} (127.0.0.2 upwards), not {count}")
         if not os.path.isabs(deploy_path):
             raise ValueError(f"deploy_path must be absolute, not {deploy_path!r}")
         self.workdir = workdir.resolve()
@@ -371,6 +390,12 @@ class SshCluster:
         self.client_key = self.workdir / "client_key"
         self.known_hosts = self.workdir / "known_hosts"
         self.authorized_keys = self.workdir / "authorized_keys"
+        # Without sftp, no Subsystem line (a host whose admin removed it); with permit_open
+        # ("address:port", ...), the hosts open TCP connections to those for a client, and to
+        # nothing else (a bastion's direct-tcpip channels).
+        self.sftp = sftp
+        self.permit_open = permit_open
+        self.first = first  # hosts take addresses from the first+1'th on (two clusters side by side)
         self.hosts: list[SshHost] = []
         self._made_mount_point = False
         _LIVE.add(self)
@@ -412,8 +437,8 @@ class SshCluster:
         # sshd's privilege separation directory; a fresh container may lack it.
         Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
         self._make_mount_point()
-        for number in range(2, count + 2):
-            address = f"127.0.0.{number}"
+        for number in range(self.first, self.first + count):
+            address = host_address(number)
             state = self.workdir / "sshd" / address
             state.mkdir(parents=True, exist_ok=True)
             root = self.workdir / "hosts" / address
@@ -468,8 +493,8 @@ class SshCluster:
             ("StrictModes", "no"),
             ("PrintMotd", "no"),
             ("PrintLastLog", "no"),
-            # Fabric's put() speaks SFTP.
-            ("Subsystem", "sftp internal-sftp"),
+            # Fabric's put() speaks SFTP (a test may take it away: sftp=False).
+            *([("Subsystem", "sftp internal-sftp")] if self.sftp else []),
             # Benchmarks open up to `parallel` connections per host at once.
             ("MaxStartups", "100"),
             ("MaxSessions", "50"),
@@ -477,8 +502,10 @@ class SshCluster:
             # Root's real home is out: its ~/.bashrc (bash reads it for ssh commands) could
             # rewrite PATH and slow every command, and hosts would share one ~/.cache.
             ("SetEnv", f"{_quote(f'PATH={session_path()}')} {_quote(f'HOME={host.home}')}"),
-            # Loopback only, ever: no forwarding out of a test host.
-            ("AllowTcpForwarding", "no"),
+            # Loopback only, ever: no forwarding out of a test host, unless it is a bastion
+            # (permit_open), and then only to the addresses named.
+            ("AllowTcpForwarding", "local" if self.permit_open else "no"),
+            *([("PermitOpen", " ".join(self.permit_open))] if self.permit_open else []),
             ("AllowAgentForwarding", "no"),
             ("X11Forwarding", "no"),
             ("PermitTunnel", "no"),
