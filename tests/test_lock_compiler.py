@@ -1,0 +1,312 @@
+"""Running pip-compile: the lock does not depend on this machine's pip settings, an old pip is refused
+before solving, pip's warnings reach the user, and a long solve shows how far it got.
+
+Real pip-compile on the local index, and a real venv with the pip a fresh Python 3.11 venv brings.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deploy.errors import LockError
+from deploy.lock import compiler, isolation
+from deploy.lock.freshness import COMPILE_OPTIONS
+from tests.lockproject import Names
+from tests.support.pkgindex import PackageIndex, build_wheel
+
+pytestmark = pytest.mark.index
+
+
+def _command(python: str = sys.executable) -> list[str]:
+    """The command solve.py builds, on the one input file x.in."""
+    return [python, "-m", "piptools", "compile", *COMPILE_OPTIONS, "--annotation-style=line", "--no-header", "-v",
+            "-o", "all.txt", "x.in"]
+
+
+def _work(tmp_path: Path, text: str) -> Path:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "x.in").write_text(text, encoding="utf-8")
+    return work
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key != "PIP_NO_INDEX"}
+    env.update(extra)
+    return env
+
+
+def _pins(work: Path) -> list[str]:
+    return [line.split(" ")[0] for line in (work / "all.txt").read_text(encoding="utf-8").splitlines()
+            if "==" in line and not line.startswith(" ")]
+
+
+# --- 1: this machine's pip settings ----------------------------------------------------------------
+
+
+def test_find_links_extra_index_and_constraint_of_this_machine_do_not_change_the_lock(
+    use_index: PackageIndex, tmp_path: Path
+) -> None:
+    names = Names()
+    use_index.add(names.alpha, "1.0")
+    folder = tmp_path / "wheels"
+    build_wheel(folder, names.alpha, "3.0")
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text(f"{names.alpha}<1\n", encoding="utf-8")
+    pip_conf = tmp_path / "pip.conf"
+    pip_conf.write_text(f"[global]\nfind-links = {folder}\nconstraint = {constraints}\n", encoding="utf-8")
+    work = _work(tmp_path, f"{names.alpha}\n")
+    lines: list[str] = []
+
+    with PackageIndex(tmp_path / "mirror") as mirror:
+        mirror.add(names.alpha, "2.0")
+        env = _env(PIP_FIND_LINKS=str(folder), PIP_EXTRA_INDEX_URL=mirror.url, PIP_CONSTRAINT=str(constraints),
+                   PIP_PRE="1", PIP_CONFIG_FILE=str(pip_conf))
+        compiled = compiler.run(_command(), work, env, lines.append)
+
+    assert compiled.returncode == 0, compiled.output
+    assert _pins(work) == [f"{names.alpha}==1.0"]
+    assert mirror.requests == []
+    note = next(line for line in lines if line.startswith("this machine's pip settings are not used"))
+    for left_out in ("PIP_CONSTRAINT", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_PRE",
+                     f"find-links in {pip_conf} [global]", f"constraint in {pip_conf} [global]"):
+        assert left_out in note
+    assert f"index: {use_index.url}" in lines
+
+
+def test_transport_settings_from_a_pip_conf_still_apply_and_the_environment_wins(tmp_path: Path) -> None:
+    pip_conf = tmp_path / "pip.conf"
+    pip_conf.write_text("[global]\ntimeout = 7\ncert = /etc/company-ca.pem\nindex-url = http://mirror/simple\n"
+                        "[install]\nretries = 2\ntrusted-host = a.example\n  b.example\n", encoding="utf-8")
+    env = {"PIP_CONFIG_FILE": str(pip_conf), "XDG_CONFIG_DIRS": str(tmp_path / "none"), "HOME": str(tmp_path),
+           "PIP_RETRIES": "9", "PIP_INDEX_URL": "http://127.0.0.1:1/simple", "PIP_NO_BINARY": ":all:", "PATH": "/bin"}
+
+    pip_env = isolation.pip_environment(env)
+
+    assert pip_env.env["PIP_CONFIG_FILE"] == os.devnull
+    assert pip_env.env["PIP_TIMEOUT"] == "7"
+    assert pip_env.env["PIP_CERT"] == "/etc/company-ca.pem"
+    assert pip_env.env["PIP_RETRIES"] == "9"
+    assert pip_env.env["PIP_TRUSTED_HOST"] == "a.example b.example"
+    assert pip_env.env["PIP_INDEX_URL"] == "http://127.0.0.1:1/simple"
+    assert "PIP_NO_BINARY" not in pip_env.env
+    assert pip_env.env["PATH"] == "/bin"
+    assert pip_env.left_out == ["PIP_NO_BINARY", f"index-url in {pip_conf} [global]"]
+
+
+# --- 2: a pip new enough to resolve correctly ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def old_pip_python(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A fresh venv of this Python with the pip its ensurepip bundles (23.2.1 for 3.11), made offline."""
+    folder = tmp_path_factory.mktemp("oldpip") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, capture_output=True)
+    python = str(folder / "bin" / "python")
+    version = subprocess.run([python, "-c", "import pip; print(pip.__version__)"], check=True, capture_output=True,
+                             text=True).stdout.strip()
+    if tuple(int(part) for part in version.split(".")[:2]) >= compiler.MIN_PIP:
+        pytest.skip(f"this Python's ensurepip bundles pip {version}, which is not old")
+    return python
+
+
+def test_a_pip_too_old_to_resolve_extras_is_refused_before_solving_naming_it_and_the_fix(
+    use_index: PackageIndex, tmp_path: Path, old_pip_python: str
+) -> None:
+    names = Names()
+    use_index.add(names.alpha, "1.0")
+    work = _work(tmp_path, f"{names.alpha}\n")
+    use_index.requests.clear()
+
+    with pytest.raises(LockError) as raised:
+        compiler.run(_command(old_pip_python), work, _env(), print)
+
+    message = str(raised.value)
+    assert message.splitlines()[0].startswith(f"pip 23.2.1 ({old_pip_python}) is too old to lock with: pip 24.1 or "
+                                              "newer is needed")
+    assert raised.value.fix == f"{old_pip_python} -m pip install 'pip>=24.1', then run the lock again"
+    assert use_index.requests == []
+    assert not (work / "all.txt").exists()
+
+
+# --- 3: pip's warnings -----------------------------------------------------------------------------
+
+
+def test_pips_warning_that_an_extra_does_not_exist_reaches_the_user_when_the_lock_succeeds(
+    use_index: PackageIndex, tmp_path: Path
+) -> None:
+    names = Names()
+    use_index.add(names.alpha, "1.0")
+    work = _work(tmp_path, f"{names.alpha}[html_clean]\n")
+    lines: list[str] = []
+
+    compiled = compiler.run(_command(), work, _env(), lines.append)
+
+    assert compiled.returncode == 0, compiled.output
+    assert f"pip: WARNING: {names.alpha} 1.0 does not provide the extra 'html-clean'" in lines
+    assert compiled.warnings == [f"WARNING: {names.alpha} 1.0 does not provide the extra 'html-clean'"]
+
+
+FAKE_COMPILE = r"""
+import sys, time
+print("Using indexes:\n  http://user:secret@127.0.0.1:9/simple\n", file=sys.stderr, flush=True)
+for n in range(3):
+    print(f"  Collecting p{n} (from -r x.in (line 1))", flush=True)
+    print(f"    Downloading p{n}-1.0.tar.gz (10 kB)", flush=True)
+print("  WARNING: You are using pip version 23.0; however, version 26.3 is available.", file=sys.stderr)
+print("[notice] A new release of pip is available: 23.0 -> 26.3", file=sys.stderr)
+print("  WARNING: p1 1.0 does not provide the extra '\x1b[31mred'", file=sys.stderr)
+print("  WARNING: p1 1.0 does not provide the extra '\x1b[31mred'", file=sys.stderr)
+sys.stderr.write("e" * 2_000_000 + "\n")
+sys.stdout.write("o" * 2_000_000 + "\n")
+sys.exit(int(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("returncode", [0, 1])
+def test_warnings_are_shown_once_and_inert_while_pips_version_check_stays_hidden_and_no_pipe_fills_up(
+    tmp_path: Path, returncode: int
+) -> None:
+    work = _work(tmp_path, "")
+    (work / "fake.py").write_text(FAKE_COMPILE, encoding="utf-8")
+    lines: list[str] = []
+
+    compiled = compiler.run([sys.executable, "fake.py", str(returncode)], work, _env(), lines.append,
+                            places=lambda text: text.replace("p1", "p-one"))
+
+    assert compiled.returncode == returncode
+    assert [line for line in lines if line.startswith(("pip:", "index:"))] == [
+        "index: http://user:****@127.0.0.1:9/simple",
+        "pip: WARNING: p-one 1.0 does not provide the extra '\\x1b[31mred'",
+    ]
+    assert "e" * 2_000_000 in compiled.output and "o" * 2_000_000 in compiled.output
+    assert "You are using pip version" in compiled.output
+
+
+# --- 4: progress -----------------------------------------------------------------------------------
+
+
+def test_a_solve_not_on_a_terminal_prints_plain_progress_lines_counting_packages(
+    use_index: PackageIndex, tmp_path: Path
+) -> None:
+    names = Names()
+    use_index.add(names.alpha, "1.0")
+    use_index.add(names.delta, "1.0", sdist_only=True)
+    use_index.add(names.beta, "1.0", [names.alpha, names.delta])
+    work = _work(tmp_path, f"{names.beta}\n")
+    lines: list[str] = []
+
+    compiled = compiler.run(_command(), work, _env(), lines.append, every=0.0)
+
+    assert compiled.returncode == 0, compiled.output
+    progress = [line for line in lines if line.startswith("pip-compile: ")]
+    assert any(line.startswith(f"pip-compile: 1 package so far, collecting {names.beta} (") for line in progress)
+    assert any(f"3 packages so far, fetching {names.delta.replace('-', '_')}-1.0.tar.gz" in line
+               for line in progress), progress
+    assert any("3 packages so far, hashing " in line for line in progress)
+    assert not any("\r" in line or "\x1b" in line for line in lines)
+
+
+class FakeTerminal:
+    def __init__(self) -> None:
+        self.written: list[str] = []
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.written.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_on_a_terminal_progress_is_one_line_redrawn_in_place_and_cleared_at_the_end(tmp_path: Path) -> None:
+    work = _work(tmp_path, "")
+    (work / "fake.py").write_text(FAKE_COMPILE.replace("flush=True)", "flush=True); time.sleep(0.15)"),
+                                  encoding="utf-8")
+    terminal = FakeTerminal()
+    lines: list[str] = []
+
+    compiler.run([sys.executable, "fake.py", "0"], work, _env(), lines.append, live=terminal)  # type: ignore[arg-type]
+
+    drawn = [text for text in terminal.written if text != "\r\x1b[2K"]
+    assert drawn, terminal.written
+    assert all(text.startswith("\r\x1b[2Kpip-compile: ") and "\n" not in text for text in drawn)
+    assert any("3 packages so far, fetching p2-1.0.tar.gz" in text for text in drawn)
+    assert terminal.written[-1] == "\r\x1b[2K"
+    assert not any(line.startswith("pip-compile: ") for line in lines)
+
+
+# --- Ctrl-C ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def silent_index() -> Iterator[str]:
+    """An index that accepts connections and never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    yield f"http://127.0.0.1:{server.getsockname()[1]}/simple"
+    server.close()
+
+
+def _running_in(folder: Path) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            alive = entry.name.isdigit() and (entry / "stat").read_text().split(") ")[1][0] != "Z"
+            if alive and Path(os.readlink(entry / "cwd")) == folder:
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_ctrl_c_while_the_index_stalls_ends_pip_compile_and_everything_it_started_at_once(
+    tmp_path: Path, silent_index: str
+) -> None:
+    work = _work(tmp_path, "anything\n")
+    env = _env(PIP_INDEX_URL=silent_index, PIP_TIMEOUT="60")
+    sent: list[float] = []
+
+    def ctrl_c() -> None:
+        sent.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    timer = threading.Timer(3.0, ctrl_c)
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            compiler.run(_command(), work, env, lambda line: None)
+        stopped = time.monotonic()
+    finally:
+        timer.cancel()
+
+    assert stopped - sent[0] < 5
+    assert _running_in(work.resolve()) == []
+
+
+# --- 5: the header ---------------------------------------------------------------------------------
+
+
+def test_the_header_line_names_the_python_and_platform_and_what_markers_left_out() -> None:
+    import platform
+
+    line = compiler.solve_environment(['pywin32; sys_platform == "win32"'])
+
+    assert line.startswith(f"solved for {platform.python_implementation()} {sys.version_info[0]}."
+                           f"{sys.version_info[1]} on {sys.platform} {platform.machine()}")
+    assert line.endswith('left out, and not in this lock: pywin32; sys_platform == "win32")')
+    assert "(" not in compiler.solve_environment()
