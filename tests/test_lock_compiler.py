@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import signal
+import site
 import socket
 import subprocess
 import sys
 import threading
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -109,10 +111,14 @@ def test_transport_settings_from_a_pip_conf_still_apply_and_the_environment_wins
 
 @pytest.fixture(scope="module")
 def old_pip_python(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A fresh venv of this Python with the pip its ensurepip bundles (23.2.1 for 3.11), made offline."""
+    """A fresh venv of this Python with the pip its ensurepip bundles (23.2.1 for 3.11), made offline;
+    pip-tools comes from this venv's packages, after the venv's own pip."""
     folder = tmp_path_factory.mktemp("oldpip") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, capture_output=True)
     python = str(folder / "bin" / "python")
+    own = subprocess.run([python, "-c", "import site; print(site.getsitepackages()[0])"], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    Path(own, "zz_pinship.pth").write_text(site.getsitepackages()[0] + "\n", encoding="utf-8")
     version = subprocess.run([python, "-c", "import pip; print(pip.__version__)"], check=True, capture_output=True,
                              text=True).stdout.strip()
     if tuple(int(part) for part in version.split(".")[:2]) >= compiler.MIN_PIP:
@@ -137,6 +143,40 @@ def test_a_pip_too_old_to_resolve_extras_is_refused_before_solving_naming_it_and
     assert raised.value.fix == f"{old_pip_python} -m pip install 'pip>=24.1', then run the lock again"
     assert use_index.requests == []
     assert not (work / "all.txt").exists()
+
+
+def _wheel_with_unnormalised_extra(folder: Path, name: str, needs: str) -> None:
+    """A wheel whose metadata spells its extra `html_clean`, as setuptools writes lxml's."""
+    dist_info = f"{name.replace('-', '_')}-5.3.0.dist-info"
+    metadata = (f"Metadata-Version: 2.1\nName: {name}\nVersion: 5.3.0\nProvides-Extra: html_clean\n"
+                f'Requires-Dist: {needs}; extra == "html_clean"\n')
+    files = {f"{dist_info}/METADATA": metadata, f"{dist_info}/WHEEL":
+             "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    with zipfile.ZipFile(folder / f"{name.replace('-', '_')}-5.3.0-py3-none-any.whl", "w") as archive:
+        for path, text in files.items():
+            archive.writestr(path, text)
+        archive.writestr(f"{dist_info}/RECORD", "".join(f"{path},,\n" for path in [*files, f"{dist_info}/RECORD"]))
+
+
+def test_an_extra_spelled_with_an_underscore_is_locked_with_the_required_pip_and_lost_with_the_old_one(
+    use_index: PackageIndex, tmp_path: Path, old_pip_python: str
+) -> None:
+    names = Names()
+    use_index.add(names.cleaner, "1.0")
+    _wheel_with_unnormalised_extra(use_index.root, names.lxml, names.cleaner)
+    work = _work(tmp_path, f"{names.lxml}[html_clean]\n")
+
+    compiled = compiler.run(_command(), work, _env(), print)
+
+    assert compiled.returncode == 0, compiled.output
+    assert _pins(work) == [f"{names.cleaner}==1.0", f"{names.lxml}==5.3.0"]
+    # Why the old pip is refused: the same input locks without the extra's package, exit 0.
+    (work / "all.txt").unlink()
+    old = subprocess.run(_command(old_pip_python), cwd=work, env=isolation.pip_environment(_env()).env,
+                         capture_output=True, text=True)
+    assert old.returncode == 0, old.stderr
+    assert _pins(work) == [f"{names.lxml}==5.3.0"]
+    assert f"{names.lxml} 5.3.0 does not provide the extra 'html-clean'" in old.stderr
 
 
 # --- 3: pip's warnings -----------------------------------------------------------------------------
