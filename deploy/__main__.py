@@ -41,6 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     audit_parser.add_argument("--osv-url", help="OSV API to query instead of PyPI's vulnerability data")
     scaffold = commands.add_parser("init", help="adopt the tool in this project")
     scaffold.add_argument("--force", action="store_true", help="overwrite files that already exist")
+    scaffold.add_argument(
+        "--from", dest="source", type=Path, metavar="FILE",
+        help="the requirements file to adopt (a pip freeze file …), or pyproject.toml for the project's own "
+        "declaration; needed when the project has more than one",
+    )
     args = parser.parse_args(argv)
     honour_ctrl_c()
     try:
@@ -62,7 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "init":
-        init(args.root or Path.cwd(), force=args.force)
+        # --from is relative to where the command runs, as a shell completes it, even with --root.
+        source = args.source if args.source is None or args.root is None else args.source.absolute()
+        init(args.root or Path.cwd(), force=args.force, source=source)
         return 0
     config = config_module.load(args.root)
     if args.command == "verify":

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from deploy.lock.layers import load
+from tests.support.pkgindex import PackageIndex
 
 PYPROJECT = """\
 [project]
@@ -340,7 +341,23 @@ def test_a_configured_folder_outside_the_project_is_refused(tmp_path: Path, fold
     only_pyproject_is_left(root, text)
 
 
-def test_sources_init_does_not_read_are_named_in_a_warning(tmp_path: Path) -> None:
+def test_two_sources_of_dependencies_and_no_from_is_one_refusal_naming_them_and_the_flag(tmp_path: Path) -> None:
+    # Issue 13: init used to adopt [project] and only warn about requirements.txt, although the
+    # project may really install from the frozen file.
+    (tmp_path / "pyproject.toml").write_text(PYPROJECT, encoding="utf-8")
+    (tmp_path / "requirements.txt").write_text("alpha==1.0\n")
+
+    done = init(tmp_path)
+
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[0] == (
+        "error: init found 2 sources of the app's dependencies: pyproject.toml [project] dependencies, "
+        "requirements.txt; it adopts one")
+    assert "--from" in done.stderr.splitlines()[1]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["pyproject.toml", "requirements.txt"]
+
+
+def test_from_pyproject_adopts_the_declaration_and_names_every_other_source_in_a_warning(tmp_path: Path) -> None:
     text = PYPROJECT + (
         '[tool.poetry.dependencies]\npython = "^3.8"\nalpha = "^1.0"\n'
         '[tool.poetry.group.docs.dependencies]\nsphinx = "*"\n'
@@ -348,16 +365,58 @@ def test_sources_init_does_not_read_are_named_in_a_warning(tmp_path: Path) -> No
     (tmp_path / "pyproject.toml").write_text(text, encoding="utf-8")
     (tmp_path / "requirements.txt").write_text("alpha==1.0\n")
 
-    done = init(tmp_path)
+    done = init(tmp_path, "--from", "pyproject.toml")
 
     assert done.returncode == 0, done.stderr
-    assert done.stderr.splitlines() == [
+    assert [line for line in done.stderr.splitlines() if "not adopted" in line] == [
         "warning: not adopted: [tool.poetry.dependencies] (beside [project] dependencies, which base.in follows); "
         "add it to requirements/base.in by hand",
         "warning: not adopted: requirements.txt (adopt it with: python -m deploy init --from requirements.txt); "
         "add it to requirements/base.in by hand",
     ]
     assert "sphinx" in (tmp_path / "requirements/dev.in").read_text(), "the docs group is a development tool"
+
+
+def test_from_a_frozen_file_adopts_it_on_the_command_line(use_index: PackageIndex, tmp_path: Path) -> None:
+    use_index.add("gamma-from", "2.0")
+    (tmp_path / "pyproject.toml").write_text(PYPROJECT, encoding="utf-8")
+    (tmp_path / "requirements.txt").write_text("alpha==1.0\n")
+    (tmp_path / "frozen").mkdir()
+    (tmp_path / "frozen" / "prod.txt").write_text("gamma-from==2.0\n")
+
+    done = init(tmp_path, "--from", "frozen/prod.txt")
+
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "requirements/base.in").read_text().splitlines()[1:] == ["gamma-from"]
+    assert "gamma-from==2.0" in (tmp_path / "requirements/dev.txt").read_text().splitlines(), "its version is kept"
+
+
+@pytest.mark.parametrize(("given", "said"), [("missing.txt", "no such file"), ("frozen", "is a folder, not a file")])
+def test_from_a_file_that_is_not_there_is_one_line_and_nothing_is_written(
+    tmp_path: Path, given: str, said: str,
+) -> None:
+    (tmp_path / "pyproject.toml").write_text(PYPROJECT, encoding="utf-8")
+    (tmp_path / "frozen").mkdir()
+
+    done = init(tmp_path, "--from", given)
+
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"error: --from {given}: {said}",
+        "  fix: name the requirements file to adopt, e.g. --from requirements.txt",
+    ]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["frozen", "pyproject.toml"]
+
+
+def test_from_a_file_that_is_not_utf8_is_one_line_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(PYPROJECT, encoding="utf-8")
+    (tmp_path / "frozen.txt").write_bytes(b"caf\xe9==1.0\n")
+
+    done = init(tmp_path, "--from", "frozen.txt")
+
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[0].startswith("error: frozen.txt:1: is not UTF-8"), done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_dynamic_dependencies_are_named_in_a_warning_and_uv_dev_dependencies_adopted(tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
 """Which of a project's requirement sources init reads, and what it names as not adopted.
 
-One source gives the layers: `--from FILE` when given, else the project's own declaration
-([project], then [tool.poetry]), else a lone requirements.txt. Every other source found is named in
-a warning, so nothing a project declares is passed over in silence.
+One source gives the layers: `--from FILE` when given (`--from pyproject.toml`: the project's own
+declaration), else the only one there is: the project's declaration ([project], then [tool.poetry])
+or a requirements.txt. Two or more of those and no --from is a refusal naming them, as init cannot
+know which one the project really installs from. Every other source found is named in a warning,
+so nothing a project declares is passed over in silence.
 """
 
 from __future__ import annotations
@@ -24,12 +26,25 @@ def read(root: Path, text: str | None, data: dict[str, Any] | None, chosen: Path
     """The adoption of `root` (`text`/`data`: its pyproject.toml and what it parses to, None when it has none)."""
     adoption = Adoption()
     project = (data or {}).get("project")
-    if chosen is not None:
+    declared = data is not None and (isinstance(project, dict) or isinstance(_poetry(data), dict))
+    if chosen is not None and chosen.absolute() == root / "pyproject.toml":
+        if not declared:
+            raise ConfigError("--from pyproject.toml: it has no [project] or [tool.poetry] table to adopt",
+                              fix="name a requirements file instead, e.g. --from requirements.txt")
+        chosen = None  # the declaration, with the other sources named as not adopted
+    elif chosen is not None:
         if not chosen.is_file():
-            raise ConfigError(f"--from {inert(str(chosen), 200)}: no such file",
+            what = "is a folder, not a file" if chosen.is_dir() else "no such file"
+            shown = chosen.relative_to(root) if chosen.is_relative_to(root) else chosen
+            raise ConfigError(f"--from {inert(str(shown), 200)}: {what}",
                               fix="name the requirements file to adopt, e.g. --from requirements.txt")
         freeze.read(root, chosen, data, adoption)
-    elif data is not None and (isinstance(project, dict) or isinstance(_poetry(data), dict)):
+        adoption.unadopted += _unadopted(root, data or {}, chosen)
+        return adoption
+    else:
+        _only_one(root, data)
+    if declared:
+        assert data is not None
         if isinstance(project, dict):
             pep621.read(data, adoption)
         if isinstance(_poetry(data), dict):  # Poetry 2 keeps groups in [tool.poetry] beside [project]
@@ -45,6 +60,28 @@ def read(root: Path, text: str | None, data: dict[str, Any] | None, chosen: Path
         )
     adoption.unadopted += _unadopted(root, data or {}, chosen)
     return adoption
+
+
+def _only_one(root: Path, data: dict[str, Any] | None) -> None:
+    """Refuse to guess between two sources of the app's dependencies."""
+    found = []
+    project = (data or {}).get("project")
+    dynamic = project.get("dynamic") if isinstance(project, dict) else None
+    if isinstance(project, dict) and (project.get("dependencies") or
+                                      (isinstance(dynamic, list) and "dependencies" in dynamic)):
+        found.append("pyproject.toml [project] dependencies")
+    table = _poetry(data or {})
+    poetry_dependencies = table.get("dependencies") if isinstance(table, dict) else None
+    if isinstance(poetry_dependencies, dict) and set(poetry_dependencies) - {"python"}:
+        found.append("pyproject.toml [tool.poetry.dependencies]")
+    if (root / "requirements.txt").is_file():
+        found.append("requirements.txt")
+    if len(found) > 1:
+        raise ConfigError(
+            f"init found {len(found)} sources of the app's dependencies: {', '.join(found)}; it adopts one",
+            fix="name it with --from, e.g. python -m deploy init --from requirements.txt (or --from pyproject.toml "
+            "for the project's own declaration); the others are then listed as not adopted",
+        )
 
 
 def _unadopted(root: Path, data: dict[str, Any], chosen: Path | None) -> list[tuple[str, str]]:
