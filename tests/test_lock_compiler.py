@@ -197,6 +197,25 @@ def test_pips_warning_that_an_extra_does_not_exist_reaches_the_user_when_the_loc
     assert compiled.warnings == [f"WARNING: {names.alpha} 1.0 does not provide the extra 'html-clean'"]
 
 
+def test_an_existing_pin_pip_compile_gives_up_to_find_a_solution_is_said(
+    use_index: PackageIndex, tmp_path: Path
+) -> None:
+    names = Names()
+    use_index.add(names.alpha, "1.0")
+    use_index.add(names.alpha, "1.1")
+    use_index.add(names.beta, "1.0", [names.alpha])
+    use_index.add(names.beta, "1.1", [f"{names.alpha}>=1.1"])
+    work = _work(tmp_path, f"{names.beta}>=1.1\n")
+    (work / "all.txt").write_text(f"{names.alpha}==1.0\n{names.beta}==1.0\n", encoding="utf-8")
+    lines: list[str] = []
+
+    compiled = compiler.run(_command(), work, _env(), lines.append)
+
+    assert compiled.returncode == 0, compiled.output
+    assert _pins(work) == [f"{names.alpha}==1.1", f"{names.beta}==1.1"]
+    assert f"pip: Discarding {names.alpha}==1.0 (from -r all.txt (line 1)) to proceed the resolution" in lines
+
+
 FAKE_COMPILE = r"""
 import sys, time
 print("Using indexes:\n  http://user:secret@127.0.0.1:9/simple\n", file=sys.stderr, flush=True)

@@ -7,7 +7,8 @@ one, `Getting requirements to build ...` / `Preparing metadata ...` when an sdis
 metadata, `INFO: pip is looking at multiple versions of NAME` when it backtracks, and pip-tools'
 `Hashing FILE` once resolved. Those drive one status line. `WARNING:` and `DEPRECATION:` lines
 are kept for the user (pip's `does not provide the extra 'x'` means a package is missing from the
-lock); pip's own version check is not. All of it stays in the output for a failure's explanation.
+lock), and so is pip-tools' `Discarding PIN to proceed the resolution`; pip's version check is
+not. All of it stays in the output for a failure's explanation.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ _BUILDING = re.compile(r"^(?:Getting requirements to build|Preparing metadata|In
 _BACKTRACKING = re.compile(r"^INFO: pip is (?:still )?looking at multiple versions of (?P<name>\S+)")
 _HASHING = re.compile(r"^Hashing (?P<what>\S+)")
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$")
-_WARNING = re.compile(r"^(?:WARNING|DEPRECATION): ")
+# pip's and pip-tools' warnings; pip-tools says without a prefix that it dropped an existing pin
+# (a preference) to find a solution, which moves a locked version.
+_WARNING = re.compile(r"^(?:WARNING|DEPRECATION): |^Discarding .+ to proceed the resolution$")
 # Not about the lock: pip's self version check, and the retry warnings network.py explains on failure.
 _NOISE = re.compile(r"You are using pip version|A new release of pip|\[notice\]|^WARNING: Retrying \(")
 # A warning pip continues on its next line (the reason given for a yanked release).
