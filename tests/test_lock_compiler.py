@@ -23,6 +23,7 @@ import pytest
 from deploy.errors import LockError
 from deploy.lock import compiler, isolation
 from deploy.lock.freshness import COMPILE_OPTIONS
+from deploy.lock.watch import Progress, Ticker
 from tests.lockproject import Names
 from tests.support.pkgindex import PackageIndex, build_wheel
 
@@ -274,6 +275,24 @@ def test_a_solve_not_on_a_terminal_prints_plain_progress_lines_counting_packages
                for line in progress), progress
     assert any("3 packages so far, hashing " in line for line in progress)
     assert not any("\r" in line or "\x1b" in line for line in lines)
+
+
+def test_a_stalled_solve_off_a_terminal_still_prints_a_line_now_and_then() -> None:
+    lines: list[str] = []
+    ticker = Ticker(lines.append, None, every=0.05, quiet=0.3)
+    progress = Progress()
+    progress.read("  Collecting alpha (from -r x.in (line 1))")
+    ticker.tick(progress, changed=True)
+    time.sleep(0.1)
+    ticker.tick(progress, changed=True)
+    started = time.monotonic()
+    while time.monotonic() - started < 1.0:  # nothing new from pip for a second
+        ticker.tick(progress, changed=False)
+        time.sleep(0.02)
+
+    assert lines[0].startswith("pip-compile: 1 package so far, collecting alpha (")
+    assert 3 <= len(lines) <= 6, lines
+    assert all(line.startswith("pip-compile: 1 package so far, collecting alpha (") for line in lines)
 
 
 class FakeTerminal:
