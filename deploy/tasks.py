@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from invoke.collection import Collection
@@ -254,8 +255,27 @@ def promote_(c: Context, from_: str | None = None, to: str | None = None, yes: b
     _entry(action)
 
 
+@_task(*(attr for attr in DEPLOY_FLAGS if attr != "keep_alive"), help={
+    "to": "the engine to hand the release to: ansible",
+    "out": "folder to write (new, empty, or an earlier export, which is replaced)"})
+def export(c: Context, env: str = "local", to: str = "ansible", out: str | None = None, hosts: str | None = None,
+           **settings: Any) -> None:
+    """Write the release and an inventory and playbook that install it with ansible-playbook."""
+    from deploy.release import export as exporting
+
+    def action() -> None:
+        if out is None:
+            raise UsageError(f"export needs a folder to write: invoke export --env {env} --to {to} --out DIR")
+        config, environment = select.environment(env, settings, hosts)
+        raise_open_files(environment)
+        done = exporting.export(config, environment, to=to, out=Path(out), progress=_progress)
+        print(exporting.render(done, environment.name))
+
+    _entry(action)
+
+
 def _quiet(host: str, message: str) -> None:
     """Status and history print one table; per-step progress would only clutter it."""
 
 
-namespace = Collection(deploy, rollback, trust, status, releases, promote_, disconnect)
+namespace = Collection(deploy, rollback, trust, status, releases, promote_, disconnect, export)

@@ -1,0 +1,150 @@
+"""The host side of the Ansible export: one step of a release (probe, stage, switch), run on a host
+by the playbook's `script` tasks through the very agent ops `invoke deploy` calls over SSH.
+
+Stdlib only, any Python 3.8+. `invoke export` writes this file as DIR/pinship-host.py with BUNDLE
+appended: the agent (boot.py and its parts, as deploy/remote/bundle.py sends them) and the
+release (manifest, lock, path and the environment's commands). The parts become importable as
+boot.py makes them on any host, so a host ends with exactly the files a deploy leaves.
+
+Each run takes the host's claim and gives it back before it exits: ansible-playbook may stop
+between two tasks (a failed gate or wave, Ctrl-C), and a claim left held would block every later
+deploy. Output: one JSON line on stdout, the last; a failure is one line on stderr and exit 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import sys
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs a host an import; the annotations need none
+    from collections.abc import Callable
+    from typing import Any
+
+STEPS = ("probe", "stage", "switch")
+USAGE = "usage: pinship-host.py probe|stage|switch USER MACHINE"
+# Who runs the playbook, as the deploy log and a held claim name them: shown, never trusted.
+_WHO = re.compile(r"[A-Za-z0-9_.@+-]{1,64}")
+
+
+class Stop(Exception):
+    """A step that cannot go on: its one line for the operator."""
+
+
+def load_agent(bundle: dict[str, Any]) -> Any:
+    """The agent's package, loaded as boot.py loads it for `invoke deploy` (its compiled parts
+    cached under the deploy path by the same digest)."""
+    namespace: dict[str, Any] = {"__name__": "pinship_boot"}
+    exec(compile(bundle["boot"], "pinship-agent/boot.py", "exec"), namespace)  # noqa: S102 (the agent, from the export)
+    request = {"path": bundle["path"], "parts": bundle["parts"], "digest": bundle["digest"]}
+    namespace["install"](namespace["agent_codes"](request))
+    return sys.modules[namespace["PACKAGE"]]
+
+
+def who(value: str) -> str:
+    return value if _WHO.fullmatch(value) else "unknown"
+
+
+class Host:
+    """One step's requests, as the deploying side builds them, under a claim of its own."""
+
+    def __init__(self, bundle: dict[str, Any], user: str, machine: str) -> None:
+        self.bundle = bundle
+        self.agent = load_agent(bundle)
+        self.ops: dict[str, Callable[[dict[str, Any]], Any]] = self.agent.serve.OPS
+        self.failure: type[Exception] = self.agent.protocol.Failure
+        self.token = secrets.token_hex(16)
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.owner = {"user": who(user), "machine": who(machine), "pid": os.getpid(), "since": since,
+                      "token": self.token, "action": "ansible-playbook"}
+        self.log = {"action": "deploy", "release": bundle["release"], "user": self.owner["user"],
+                    "machine": self.owner["machine"], "time": since, "environment": bundle["environment"],
+                    "via": "ansible-playbook"}
+
+    def call(self, op: str, **fields: Any) -> Any:
+        request = dict(fields, op=op, path=self.bundle["path"], token=self.token)
+        try:
+            return self.ops[op](request)
+        except self.failure as exc:
+            raise Stop(f"{op} failed: {exc}") from None
+
+    def claim(self) -> None:
+        try:
+            self.ops["lock"]({"op": "lock", "path": self.bundle["path"], "owner": self.owner})
+        except self.failure as exc:
+            holder = getattr(exc, "extra", {}).get("owner") or {}
+            if getattr(exc, "kind", None) == "locked":
+                user, machine, action, since = (who(str(holder.get(key))) for key in ("user", "machine", "action",
+                                                                                      "since"))
+                raise Stop(f"another deploy holds the lock ({user}@{machine}, {action}, since {since}): wait for it, "
+                           "or if it died, run: invoke deploy --break-lock") from None
+            raise Stop(f"the lock could not be taken: {exc}") from None
+
+    def give_back(self) -> None:
+        self.ops["unlock"]({"op": "unlock", "path": self.bundle["path"], "token": self.token})
+
+
+def probe(host: Host) -> dict[str, Any]:
+    """What the host's store lacks of the release (an entry that fails its sha256 is removed, as a
+    deploy's stage would), and whether the release is live already."""
+    bundle, store = host.bundle, host.agent.store
+    status = host.call("probe")
+    try:
+        store.check_layout(bundle["path"])
+        bad = set(store.accept_incoming(bundle["path"], bundle["manifest"]["wheels"]))
+    except host.failure as exc:
+        raise Stop(str(exc)) from None
+    missing = [w["sha256"] for w in bundle["manifest"]["wheels"] if w["filename"] in bad]
+    return {"live": status["current"] == bundle["release"], "current": status["current"], "missing": missing}
+
+
+def stage(host: Host) -> dict[str, Any]:
+    bundle = host.bundle
+    try:
+        reply: dict[str, Any] = host.call("stage", release=bundle["release"], manifest=bundle["manifest"],
+                                          lock=bundle["lock"], healthcheck=bundle["healthcheck"],
+                                          timeout=bundle["timeout"])
+        return reply
+    except Stop as exc:
+        # As a deploy's gate does: the claim is given back and the attempt logged.
+        try:
+            host.call("abort", release=bundle["release"], reason="staging failed", log=host.log)
+        except Stop as also:
+            exc = Stop(f"{exc} (and {also})")
+        if "missing or corrupt in the store" in str(exc):
+            raise Stop(f"{exc}: a wheel sent from the export does not match its sha256; nothing switched (run "
+                       "invoke export again, then ansible-playbook)") from None
+        raise Stop(f"{exc}; current release unchanged") from None
+
+
+def switch(host: Host) -> dict[str, Any]:
+    bundle = host.bundle
+    reply: dict[str, Any] = host.call("switch", release=bundle["release"], restart=bundle["restart"],
+                                      keep=bundle["keep"], log=host.log, timeout=bundle["timeout"])
+    if reply["switched_back"]:
+        output = (reply.get("restart_output") or "(no output)")[-400:]
+        raise Stop(f"restart failed (exit {reply['restart']}), switched back to {reply['previous']}: {output}")
+    return reply
+
+
+def main(argv: list[str], bundle: dict[str, Any]) -> int:
+    if len(argv) != 3 or argv[0] not in STEPS:
+        sys.stderr.write(USAGE + "\n")
+        return 2
+    step, user, machine = argv
+    try:
+        host = Host(bundle, user, machine)
+        host.claim()
+        try:
+            result = {"probe": probe, "stage": stage, "switch": switch}[step](host)
+        finally:
+            host.give_back()  # the claim's holder only: after a switch it is free already
+    except Stop as exc:
+        sys.stderr.write(f"pinship: {step} on {bundle['path']}: {exc}\n")
+        return 1
+    sys.stdout.write("\n" + json.dumps(dict(result, step=step, release=bundle["release"])) + "\n")
+    return 0
