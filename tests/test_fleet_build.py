@@ -69,3 +69,15 @@ def test_a_file_git_ignores_is_no_source_of_the_app(checkout: DeployProject) -> 
     outcome = checkout.deploy_ok(env="local")
 
     assert UNCHANGED.search(outcome.output), outcome.output
+
+
+def test_a_changed_deploy_setting_is_no_new_app(checkout: DeployProject) -> None:
+    checkout.deploy_ok(env="local")
+    text = checkout.pyproject.read_text()
+    checkout.pyproject.write_text(text + '\n[tool.deploy.environments.later]\npath = ".deploy/later"\n')
+    configured = checkout.deploy_ok(env="local")
+    checkout.pyproject.write_text(text.replace('[project]\n', '[project]\ndescription = "a demo"\n'))
+    described = checkout.deploy_ok(env="local")
+
+    assert UNCHANGED.search(configured.output), configured.output
+    assert BUILDING in described.output, described.output

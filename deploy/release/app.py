@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
+import json
 import subprocess
 import sys
 import tempfile
@@ -165,8 +166,24 @@ def source_digest(root: Path) -> str:
     digest = hashlib.sha256()
     for path in _source_files(root):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+        digest.update(hashlib.sha256(_as_built_from(path, root)).digest())
     return digest.hexdigest()
+
+
+def _as_built_from(path: Path, root: Path) -> bytes:
+    """A file's content as far as a build can tell: pyproject.toml without [tool.deploy], which
+    only pinship reads (a changed host or timeout is no new app); every other file as it is."""
+    data = path.read_bytes()
+    if path != root / "pyproject.toml":
+        return data
+    try:
+        table = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return data
+    tool = table.get("tool")
+    if isinstance(tool, dict):
+        tool.pop("deploy", None)
+    return json.dumps(table, sort_keys=True, default=str).encode()
 
 
 def _is_output(relative: PurePosixPath) -> bool:
