@@ -69,18 +69,20 @@ def test_a_reference_to_a_missing_file_names_the_file_and_line(tmp_path: Path) -
         assert "Traceback" not in done.stderr
 
 
-def test_an_in_file_with_no_place_in_the_graph_is_an_error(tmp_path: Path) -> None:
+def test_a_standalone_layer_is_a_group_of_its_own_not_an_error(tmp_path: Path) -> None:
+    # pip.in, build.in, docs.in in real projects reference no layer and no layer references them.
     project = _project(tmp_path, {
         "base.in": "alpha\n",
         "prod.in": "-r base.in\n",
-        "stray.in": "beta\n",
+        "docs.in": "sphinx\n",
+        "test.in": "-c prod.txt\nchecker\n",
     })
 
-    done = project.run("verify")
+    graph = load(project.root, project.requirements)
 
-    assert done.returncode == 1
-    assert "requirements/stray.in has no place in the layer graph" in done.stderr
-    assert "-r base.in" in done.stderr, "the message says how to give it a place"
+    assert sorted(graph.order) == ["base", "docs", "prod", "test"]
+    assert sorted(graph.groups()) == [["base", "prod", "test"], ["docs"]]
+    assert graph.depends_on("docs") == []
 
 
 def test_a_single_layer_needs_no_references(tmp_path: Path) -> None:

@@ -14,8 +14,18 @@ from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
 from deploy.errors import LayerError
+from deploy.lock.lockfile import LockInputs
+from deploy.lock.options import (
+    FILE_OPTIONS,
+    REQUIREMENT_OPTIONS,
+    Option,
+    check_agreement,
+    lock_lines,
+    no_variable,
+    pip_line,
+    read_options,
+)
 from deploy.lock.reqfile import (
-    ENV_VARIABLE,
     Line,
     Reference,
     clip,
@@ -32,16 +42,6 @@ from deploy.lock.reqfile import (
     requirement_text,
 )
 
-# The options pip's requirement-file parser takes (pip's req_file.py), and whether each takes a value:
-# on a line of their own, and after a requirement on its line.
-_FILE_OPTIONS = {
-    "-i": True, "--index-url": True, "--extra-index-url": True, "--no-index": False, "-f": True,
-    "--find-links": True, "--no-binary": True, "--only-binary": True, "--prefer-binary": False,
-    "--require-hashes": False, "--pre": False, "--trusted-host": True, "--use-feature": True,
-    "-e": True, "--editable": True, "-r": True, "--requirement": True, "-c": True, "--constraint": True,
-}
-_REQUIREMENT_OPTIONS = {"--hash": True, "--config-settings": True, "--global-option": True}
-_SHORT_OPTIONS = ("-i", "-f", "-e", "-r", "-c")
 ALLOW = "add its folder to [tool.deploy] allow-inputs-outside in pyproject.toml"
 
 
@@ -53,8 +53,11 @@ class Layer:
     source: Path
     # Requirement lines this layer asks for itself, including those of non-layer files it `-r`s.
     requirements: list[Line] = field(default_factory=list)
-    # Option lines (`--pre`, `--extra-index-url` …) passed through to pip-compile.
+    # Option lines (`--pre`, `--extra-index-url` …) as pip-compile reads them from a copy of the
+    # layer in another folder: a relative --find-links resolved against its file's folder.
     options: list[Line] = field(default_factory=list)
+    # The same options one by one, as the user wrote them.
+    option_list: list[Option] = field(default_factory=list)
     # Layers this one includes (`-r x.in`) or is constrained by (`-c x.txt`/`-c x.in`).
     includes: set[str] = field(default_factory=set)
     constrained_by: set[str] = field(default_factory=set)
@@ -99,6 +102,39 @@ class LayerGraph:
                     stack.append(other)
         return [n for n in self.order if n in seen]
 
+    def groups(self) -> list[list[str]]:
+        """The connected groups of layers (linked by -r/-c either way), each in order.
+
+        A layer that references no other and that none references is a group of its own: an
+        independent lock. Pins must agree, and options be the same, only within a group.
+        """
+        linked: dict[str, set[str]] = {name: set() for name in self.order}
+        for layer in self.layers.values():
+            for other in layer.includes | layer.constrained_by:
+                linked[layer.name].add(other)
+                linked[other].add(layer.name)
+        groups: list[list[str]] = []
+        seen: set[str] = set()
+        for name in self.order:
+            if name in seen:
+                continue
+            found, stack = {name}, [name]
+            while stack:
+                for other in linked[stack.pop()] - found:
+                    found.add(other)
+                    stack.append(other)
+            seen |= found
+            groups.append([n for n in self.order if n in found])
+        return groups
+
+    def options_of(self, name: str) -> list[Option]:
+        """The options pip reads for `name`: its own and those of every layer it `-r`s."""
+        return [option for member in self.included(name) for option in self.layers[member].option_list]
+
+    def lock_options(self, name: str) -> list[str]:
+        """The option lines `name`'s lock carries (lock/options.py lock_lines: local find-links)."""
+        return lock_lines(self.options_of(name), self.layers[name].lock.parent)
+
     def input_files(self, name: str) -> list[Path]:
         """The files whose content decides what `name` compiles to."""
         files: set[Path] = set()
@@ -108,8 +144,9 @@ class LayerGraph:
             files.update(layer.extra_inputs)
         return sorted(files, key=lambda p: display(p, self.root))
 
-    def input_digests(self, name: str, options: str) -> dict[str, str]:
-        """A short digest per input file, plus one for the compile options.
+    def input_digests(self, name: str, options: str) -> LockInputs:
+        """A short digest per input file, plus one for the compile options; with the option lines
+        the lock carries (lock_options), so that render() writes them.
 
         What is digested is the requirements a file states (reqfile.requirement_text), not its
         bytes: a comment or a blank line changes no lock, so editing one must not make it stale.
@@ -117,7 +154,7 @@ class LayerGraph:
         digests = {input_key(path, self.root): digest(requirement_text(path, self.root).encode())
                    for path in self.input_files(name)}
         digests["(options)"] = digest(options.encode())
-        return digests
+        return LockInputs(digests, self.lock_options(name))
 
 
 def digest(data: bytes) -> str:
@@ -194,8 +231,10 @@ def load(root: Path, folder: Path, allowed: Sequence[Path] | None = None) -> Lay
     for layer in layers.values():
         _read(layer, layer.source, by_path, scope, set())
     order = _sort(layers, root)
-    _check_connected(layers, root, folder)
-    return LayerGraph(root, folder, layers, order)
+    graph = LayerGraph(root, folder, layers, order)
+    options = {name: graph.options_of(name) for name in order}
+    check_agreement(graph.groups(), options, {name: layers[name].source for name in order}, root)
+    return graph
 
 
 def _read(layer: Layer, path: Path, by_path: dict[Path, str], scope: _Scope, stack: set[Path]) -> None:
@@ -211,11 +250,15 @@ def _read(layer: Layer, path: Path, by_path: dict[Path, str], scope: _Scope, sta
                     fix="write it as '-r FILE' or '-c FILE' alone on its line",
                 )
             for value in local_paths(line):
-                _no_variable(value, line.where(root))
+                no_variable(value, line.where(root))
                 scope.check(local_target(value, root), line.where(root), f"'{clip(value)}'")
             if line.text.startswith("-"):
-                _check_options(line, line.text.split(), _FILE_OPTIONS, root)
-                layer.options.append(line)
+                options = read_options(line, line.text.split(), FILE_OPTIONS, root)
+                for option in options:
+                    if option.local is not None:
+                        scope.check(option.local, line.where(root), f"'{clip(option.value)}'")
+                layer.option_list += options
+                layer.options.append(pip_line(line, options))
                 continue
             if (problem := requirement_problem(line.text)) is not None:
                 raise LayerError(
@@ -225,7 +268,7 @@ def _read(layer: Layer, path: Path, by_path: dict[Path, str], scope: _Scope, sta
                 )
             words = line.text.split()
             first_option = next((i for i, word in enumerate(words) if word.startswith("-")), len(words))
-            _check_options(line, words[first_option:], _REQUIREMENT_OPTIONS, root)
+            read_options(line, words[first_option:], REQUIREMENT_OPTIONS, root)
             layer.requirements.append(line)
             continue
         _follow(layer, ref, by_path, scope, stack)
@@ -235,7 +278,7 @@ def _follow(layer: Layer, ref: Reference, by_path: dict[Path, str], scope: _Scop
     root = scope.root
     target = ref.target
     where = ref.line.where(root)
-    _no_variable(ref.written, where)
+    no_variable(ref.written, where)
     if is_remote(ref.written):
         raise LayerError(
             f"{where}: -{ref.kind} {clip(ref.written)}: pip would download that file, so the lock would depend on "
@@ -267,51 +310,6 @@ def _follow(layer: Layer, ref: Reference, by_path: dict[Path, str], scope: _Scop
         _read(layer, target, by_path, scope, stack)
 
 
-def _check_options(line: Line, words: list[str], allowed: dict[str, bool], root: Path) -> None:
-    """Refuse an option pip would reject: pip's own error ("no such option") names no line."""
-    index = 0
-    while index < len(words):
-        word = words[index]
-        option, equals, value = word.partition("=")
-        if option[:2] in _SHORT_OPTIONS and len(option) > 2 and not option.startswith("--"):
-            option, equals, value = option[:2], "=", word[2:]
-        if option not in allowed:
-            kind = "a requirements file" if allowed is _FILE_OPTIONS else "a requirement line"
-            raise LayerError(
-                f"{line.where(root)}: '{clip(option)}' is not an option pip takes in {kind}",
-                fix="remove it, or pass pip-compile flags in [tool.deploy] compile-options",
-            )
-        takes_value = allowed[option]
-        if takes_value and not equals:
-            index += 1
-            value = words[index] if index < len(words) else ""
-        if takes_value and not value:
-            raise LayerError(f"{line.where(root)}: '{clip(option)}' needs a value", fix=f"write {option} VALUE")
-        if not takes_value and equals:
-            raise LayerError(f"{line.where(root)}: '{clip(option)}' takes no value", fix=f"write {option} alone")
-        if option == "--hash" and value.split(":", 1)[0] not in ("sha256", "sha384", "sha512"):
-            raise LayerError(f"{line.where(root)}: '--hash={clip(value)}': pip takes only sha256, sha384 and "
-                             "sha512 hashes", fix="write --hash=sha256:HEX")
-        # An editable install has no file to hash: pip-compile writes it without --hash, and the
-        # hash-checking install on every host then refuses the whole lock.
-        if option in ("-e", "--editable"):
-            raise LayerError(
-                f"{line.where(root)}: '{clip(line.text)}': an editable requirement cannot be locked with hashes",
-                fix="drop the -e line (pinship builds and ships the project's own wheel itself), or write "
-                "'NAME @ file:///path' for another local project",
-            )
-        index += 1
-
-
-def _no_variable(path: str, where: str) -> None:
-    # pip would put the environment's value there: a path that cannot be checked before pip reads it.
-    if ENV_VARIABLE.search(path):
-        raise LayerError(
-            f"{where}: '{clip(path)}' names an environment variable, so what pip reads there depends on the machine",
-            fix="write the path itself (inside the project, or in a folder listed in allow-inputs-outside)",
-        )
-
-
 def _sort(layers: dict[str, Layer], root: Path) -> list[str]:
     sorter: TopologicalSorter[str] = TopologicalSorter()
     for name in sorted(layers):
@@ -331,20 +329,3 @@ def _sort(layers: dict[str, Layer], root: Path) -> list[str]:
         order.extend(ready)
         sorter.done(*ready)
     return order
-
-
-def _check_connected(layers: dict[str, Layer], root: Path, folder: Path) -> None:
-    if len(layers) < 2:
-        return
-    linked: set[str] = set()
-    for layer in layers.values():
-        refs = layer.includes | layer.constrained_by
-        if refs:
-            linked.add(layer.name)
-            linked.update(refs)
-    for name in sorted(set(layers) - linked):
-        raise LayerError(
-            f"{display(folder / (name + '.in'), root)} has no place in the layer graph: "
-            "it neither references another layer nor is referenced by one",
-            fix=f"add '-r base.in' (or '-c base.txt') to {name}.in, or delete it",
-        )

@@ -12,10 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deploy.lock.reqfile import canonical, clip, display, logical_lines, read_text, requirement_name
+
+if TYPE_CHECKING:
+    _Digests = dict[str, str]
+else:  # dict[str, str] is no class before Python 3.9, and scripts/onboard.py imports this module on 3.7
+    _Digests = dict
 
 REGENERATE = "nox -s lock"
 _INPUT = re.compile(r"^#\s{3}(\S.*?)\s+([0-9a-f]{16})$")
@@ -52,6 +59,9 @@ class LockFile:
     body_start: int = 1
     pins: dict[str, Pin] = field(default_factory=dict)
     problems: list[tuple[int, str]] = field(default_factory=list)
+    # Option lines of the body (`--find-links wheels`), by line number: verify checks them against
+    # the options the inputs give the lock (LayerGraph.lock_options).
+    options: list[tuple[int, str]] = field(default_factory=list)
     text: str = ""
 
     def body_is_intact(self) -> bool:
@@ -92,9 +102,22 @@ def content_digest(body: str) -> str:
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
-def render(header_lines: list[str], inputs: dict[str, str], pins: list[Pin]) -> str:
-    """The full text of a lock file, header first."""
-    body = render_body(pins)
+class LockInputs(_Digests):
+    """What a lock is made from: a digest per input file (as the header lists them), and the option
+    lines its body carries ahead of the pins (a local `--find-links`, LayerGraph.lock_options)."""
+
+    def __init__(self, digests: Mapping[str, str], options: Iterable[str] = ()) -> None:
+        super().__init__(digests)
+        self.options = list(options)
+
+
+def render(
+    header_lines: list[str], inputs: Mapping[str, str], pins: list[Pin], options: Sequence[str] | None = None
+) -> str:
+    """The full text of a lock file, header first; `options` default to the inputs' (LockInputs)."""
+    if options is None:
+        options = inputs.options if isinstance(inputs, LockInputs) else ()
+    body = "".join(line + "\n" for line in options) + render_body(pins)
     width = max(len(name) for name in inputs)
     lines = ["#", *(f"# {text}" if text else "#" for text in header_lines), "#", "# inputs:"]
     lines += [f"#   {name.ljust(width)}  {value}" for name, value in inputs.items()]
@@ -149,7 +172,7 @@ def parse(path: Path, root: Path | None = None) -> LockFile:
 def _parse_pins(lock: LockFile, text: str) -> None:
     for line in logical_lines(lock.path, text):
         if line.text.startswith("-"):
-            lock.problems.append((line.number, f"option line '{clip(line.text.split()[0])}' in a lock"))
+            lock.options.append((line.number, line.text))
             continue
         name = requirement_name(line.text)
         match = _PIN.match(line.text)

@@ -29,8 +29,8 @@ _PREFIXES = "|".join(word[:i] for word in ("requirement", "constraint") for i in
 _HIDDEN_REFERENCE = re.compile(rf"^(?:-[rc]|--(?:{_PREFIXES})(?:=|$))")
 
 # Options whose value pip reads from the local disk: a file: URL always, a bare path where True.
-_PATH_OPTIONS = {"-e": True, "--editable": True, "-f": True, "--find-links": True,
-                 "-i": False, "--index-url": False, "--extra-index-url": False}
+# (--find-links is read by lock/options.py: pip takes a relative one from its file's folder.)
+_PATH_OPTIONS = {"-e": True, "--editable": True, "-i": False, "--index-url": False, "--extra-index-url": False}
 # pip replaces ${NAME} in requirement files with the environment's value (pip's own pattern).
 ENV_VARIABLE = re.compile(r"\$\{[A-Z0-9_]+\}")
 
@@ -231,7 +231,7 @@ def local_paths(line: Line) -> list[str]:
     if line.text.startswith("-"):
         for index, token in enumerate(tokens):
             option, _, attached = token.partition("=")
-            if option not in _PATH_OPTIONS and token[:2] in ("-e", "-f", "-i") and len(token) > 2:
+            if option not in _PATH_OPTIONS and token[:2] in ("-e", "-i") and len(token) > 2:
                 option, attached = token[:2], token[2:]
             if option not in _PATH_OPTIONS:
                 continue

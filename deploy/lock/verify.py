@@ -16,6 +16,7 @@ from deploy.lock.freshness import read_locks, stale_layers
 from deploy.lock.layers import LayerGraph
 from deploy.lock.layers import load as load_layers
 from deploy.lock.lockfile import REGENERATE, LockFile
+from deploy.lock.options import hide_password
 from deploy.lock.reqfile import clip, display, requirement_name
 
 FIX = f"run: {REGENERATE}"
@@ -48,8 +49,8 @@ def check(config: Config) -> list[str]:
     stale = stale_layers(config, graph, locks)
     for reasons in stale.values():
         problems += [f"{reason}; {FIX}" for reason in reasons]
-    for lock in locks.values():
-        problems += _line_problems(config.root, lock)
+    for name, lock in locks.items():
+        problems += _line_problems(config.root, lock, graph.lock_options(name))
     problems += _cross_layer(config, graph, locks)
     problems += _unpinned(config, graph, {name: lock for name, lock in locks.items() if name not in stale})
     if "base" in graph.layers:  # [project] dependencies is the one source of the base layer
@@ -65,26 +66,39 @@ def verify(config: Config) -> int:
     return len(list(config.requirements.glob("*.in")))
 
 
-def _line_problems(root: Path, lock: LockFile) -> list[str]:
+def _line_problems(root: Path, lock: LockFile, options: list[str]) -> list[str]:
+    """The lock's own lines: pins pip can check, nothing tied to one machine, and exactly the option
+    lines its inputs give it (a local `--find-links`, relative to the lock's folder)."""
     name = display(lock.path, root)
     problems = [f"{name}:{number}: {what}; {FIX}" for number, what in lock.problems]
     for number, raw in enumerate(lock.text.splitlines(), start=1):
-        for pattern, what in _MACHINE_SPECIFIC:
-            if pattern.search(raw):
-                problems.append(f"{name}:{number}: holds {what}, which is specific to one machine; {FIX}")
-                break
+        if raw.strip() in options:
+            continue
+        what = next((what for pattern, what in _MACHINE_SPECIFIC if pattern.search(raw)), None)
+        if what is not None:
+            problems.append(f"{name}:{number}: holds {what}, which is specific to one machine; {FIX}")
+    for number, text in lock.options:
+        if text not in options and not any(pattern.search(text) for pattern, _ in _MACHINE_SPECIFIC):
+            shown = clip(hide_password(text))
+            problems.append(f"{name}:{number}: option line '{shown}' is not one its inputs give it; {FIX}")
+    carried = {text for _, text in lock.options}
+    lacking = [text for text in options if text not in carried]
+    problems += [f"{name}: lacks the line '{clip(text)}' that its inputs give it; {FIX}" for text in lacking]
     return problems
 
 
 def _cross_layer(config: Config, graph: LayerGraph, locks: dict[str, LockFile]) -> list[str]:
     problems: list[str] = []
-    first: dict[str, tuple[str, LockFile]] = {}
+    # Pins must agree only where layers are solved together: a standalone docs.in is its own lock.
+    group_of = {name: index for index, group in enumerate(graph.groups()) for name in group}
+    first: dict[tuple[int, str], tuple[str, LockFile]] = {}
     for layer_name, lock in locks.items():
         for pkg, pin in lock.pins.items():
-            if pkg not in first:
-                first[pkg] = (layer_name, lock)
+            key = (group_of[layer_name], pkg)
+            if key not in first:
+                first[key] = (layer_name, lock)
                 continue
-            other_layer, other = first[pkg]
+            other_layer, other = first[key]
             theirs = other.pins[pkg]
             where = f"{display(lock.path, config.root)}:{pin.line}"
             name = clip(pkg)
