@@ -111,9 +111,9 @@ def test_transport_settings_from_a_pip_conf_still_apply_and_the_environment_wins
 
 
 @pytest.fixture(scope="module")
-def old_pip_python(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A fresh venv of this Python with the pip its ensurepip bundles (23.2.1 for 3.11), made offline;
-    pip-tools comes from this venv's packages, after the venv's own pip."""
+def old_pip(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """(python, pip version) of a fresh venv of this Python with the pip its ensurepip bundles (23.2.1
+    for 3.11.7), made offline; pip-tools comes from this venv's packages, after the venv's own pip."""
     folder = tmp_path_factory.mktemp("oldpip") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, capture_output=True)
     python = str(folder / "bin" / "python")
@@ -124,12 +124,13 @@ def old_pip_python(tmp_path_factory: pytest.TempPathFactory) -> str:
                              text=True).stdout.strip()
     if tuple(int(part) for part in version.split(".")[:2]) >= compiler.MIN_PIP:
         pytest.skip(f"this Python's ensurepip bundles pip {version}, which is not old")
-    return python
+    return python, version
 
 
 def test_a_pip_too_old_to_resolve_extras_is_refused_before_solving_naming_it_and_the_fix(
-    use_index: PackageIndex, tmp_path: Path, old_pip_python: str
+    use_index: PackageIndex, tmp_path: Path, old_pip: tuple[str, str]
 ) -> None:
+    old_pip_python, version = old_pip
     names = Names()
     use_index.add(names.alpha, "1.0")
     work = _work(tmp_path, f"{names.alpha}\n")
@@ -139,7 +140,7 @@ def test_a_pip_too_old_to_resolve_extras_is_refused_before_solving_naming_it_and
         compiler.run(_command(old_pip_python), work, _env(), print)
 
     message = str(raised.value)
-    assert message.splitlines()[0].startswith(f"pip 23.2.1 ({old_pip_python}) is too old to lock with: pip 24.1 or "
+    assert message.splitlines()[0].startswith(f"pip {version} ({old_pip_python}) is too old to lock with: pip 24.1 or "
                                               "newer is needed")
     assert raised.value.fix == f"{old_pip_python} -m pip install 'pip>=24.1', then run the lock again"
     assert use_index.requests == []
@@ -160,8 +161,9 @@ def _wheel_with_unnormalised_extra(folder: Path, name: str, needs: str) -> None:
 
 
 def test_an_extra_spelled_with_an_underscore_is_locked_with_the_required_pip_and_lost_with_the_old_one(
-    use_index: PackageIndex, tmp_path: Path, old_pip_python: str
+    use_index: PackageIndex, tmp_path: Path, old_pip: tuple[str, str]
 ) -> None:
+    old_pip_python, _ = old_pip
     names = Names()
     use_index.add(names.cleaner, "1.0")
     _wheel_with_unnormalised_extra(use_index.root, names.lxml, names.cleaner)
