@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy.lock.lockfile import parse
 from tests.lockproject import LockProject, Names, pins, publish
 from tests.support.pipenv import isolated_pip_env
 from tests.support.pkgindex import PackageIndex, build_wheel
@@ -45,6 +46,7 @@ def test_a_vendored_wheel_locks_with_its_hash_and_the_lock_carries_the_find_link
     for lower in ("base", "prod", "test"):
         assert "--find-links" not in project.read(f"{lower}.txt"), f"{lower}.txt holds no wheel from there"
     assert project.run("verify").returncode == 0
+    assert parse(project.path("dev.txt")).find_links() == [project.requirements / "wheels"]
 
 
 def test_a_fresh_clone_installs_the_vendored_wheel_from_the_lock_alone(

@@ -67,6 +67,17 @@ class LockFile:
     def body_is_intact(self) -> bool:
         return self.content_digest == content_digest(self.body)
 
+    def find_links(self) -> list[Path]:
+        """The local folders its `--find-links` lines name, resolved as pip resolves them: from the
+        lock's own folder. A tool that installs the pins from a requirements file of its own (not
+        this one) passes them on, or a vendored wheel is not found."""
+        found = []
+        for _, text in self.options:
+            option, _, value = text.partition(" ")
+            if option in ("--find-links", "-f") and value and "://" not in value:
+                found.append((self.path.parent / value.strip()).resolve())
+        return found
+
 
 @dataclass(frozen=True)
 class PinLine:
