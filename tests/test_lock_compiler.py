@@ -255,6 +255,27 @@ def test_warnings_are_shown_once_and_inert_while_pips_version_check_stays_hidden
     assert "You are using pip version" in compiled.output
 
 
+def test_several_runs_of_one_lock_say_the_settings_index_and_warnings_once_and_check_pip_once(
+    tmp_path: Path,
+) -> None:
+    work = _work(tmp_path, "")
+    (work / "fake.py").write_text(FAKE_COMPILE, encoding="utf-8")
+    calls = tmp_path / "calls"
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec {sys.executable} "$@"\n', encoding="utf-8")
+    python.chmod(0o755)
+    lines: list[str] = []
+    pip_compile = compiler.Compiler(_env(PIP_FIND_LINKS=str(tmp_path)), lines.append)
+
+    for _ in range(3):
+        assert pip_compile.run([str(python), "fake.py", "0"], work).returncode == 0
+
+    assert [line.split(":")[0] for line in lines] == ["this machine's pip settings are not used for a lock (only "
+                                                      "the index and how to reach it are)", "index", "pip"]
+    assert calls.read_text(encoding="utf-8").splitlines() == [
+        "-c import pip; print(pip.__version__)", "fake.py 0", "fake.py 0", "fake.py 0"]
+
+
 # --- 4: progress -----------------------------------------------------------------------------------
 
 

@@ -3,9 +3,12 @@ with a live status line and pip's warnings passed on, and stopped at once by Ctr
 
 solve.py builds the command and the work folder; this runs it:
 
-    compiled = compiler.run(command, work, env, log, places=...)
+    pip_compile = compiler.Compiler(env, log)         # once per lock
+    compiled = pip_compile.run(command, work, places=...)   # once per pip-compile run
     if compiled.returncode != 0: explain compiled.output
     header line: compiler.solve_environment(left_out)
+
+(`compiler.run(command, work, env, log, places=...)` is the same for a lock of one run.)
 
 Why a process and not pip-tools' Python API: pip-tools and pip have no stable API, and a process is
 what the user would run by hand; its output is the only interface, read by watch.py.
@@ -61,43 +64,71 @@ def run(
     live: TextIO | None = None,
     every: float = 5.0,
 ) -> Compiled:
-    """Run pip-compile (`command[0]` is the Python it runs in) in `work`; return what it said.
+    """One pip-compile run on its own: `Compiler(env, log, live=, every=).run(command, work, places=)`."""
+    return Compiler(env, log, live=live, every=every).run(command, work, places=places)
+
+
+class Compiler:
+    """pip-compile runs for one lock, however many: what this machine's pip settings leave out, the
+    index, and each warning are said once, and each Python's pip is checked once.
 
     `env` is the caller's environment: pip-compile gets it less the pip settings that could change
-    the lock (isolation.py). `places` rewrites a warning before it is shown (the temporary layer
-    copies named by the user's files). The status line goes to `live` when it is a terminal
-    (default: stderr), else through `log` every `every` seconds.
+    the lock (isolation.py). The status line goes to `live` when it is a terminal (default: stderr),
+    else through `log` every `every` seconds.
     """
-    pip_env = isolation.pip_environment(env)
-    if (note := pip_env.note()) is not None:
-        log(note)
-    check_pip(command[0], pip_env.env)
-    proc = subprocess.Popen(
-        list(command), cwd=work, env=pip_env.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, start_new_session=True,
-    )
-    ticker = Ticker(log, sys.stderr if live is None else live, every)
-    progress = Progress()
-    try:
-        out, err = _follow(proc, progress, ticker)
-        proc.wait()
-    except BaseException:
-        # A terminal's Ctrl-C reaches only us (pip-compile is in a session of its own), so pip cannot
-        # turn it into a failed download and a made-up conflict 60 s later: end the group, then go on.
+
+    def __init__(
+        self, env: Mapping[str, str], log: Log = print, *, live: TextIO | None = None, every: float = 5.0
+    ) -> None:
+        self.pip_env = isolation.pip_environment(env)
+        self.log = log
+        self.live = live
+        self.every = every
+        self.said: set[str] = set()
+        self.checked: set[str] = set()
+
+    def say(self, line: str) -> None:
+        if line not in self.said:
+            self.said.add(line)
+            self.log(line)
+
+    def run(self, command: Sequence[str], work: Path, *, places: Callable[[str], str] | None = None) -> Compiled:
+        """Run pip-compile (`command[0]` is the Python it runs in) in `work`; return what it said.
+
+        `places` rewrites a warning before it is shown (the temporary layer copies named by the
+        user's files).
+        """
+        if (note := self.pip_env.note()) is not None:
+            self.say(note)
+        if command[0] not in self.checked:
+            check_pip(command[0], self.pip_env.env)
+            self.checked.add(command[0])
+        proc = subprocess.Popen(
+            list(command), cwd=work, env=self.pip_env.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, start_new_session=True,
+        )
+        ticker = Ticker(self.log, sys.stderr if self.live is None else self.live, self.every)
+        progress = Progress()
+        try:
+            out, err = _follow(proc, progress, ticker, self.say)
+            proc.wait()
+        except BaseException:
+            # A terminal's Ctrl-C reaches only us (pip-compile is in a session of its own), so pip
+            # cannot turn it into a failed download and a made-up conflict 60 s later: end the group.
+            ticker.clear()
+            end_group(proc)
+            raise
         ticker.clear()
-        end_group(proc)
-        raise
-    ticker.clear()
-    rewrite = places or (lambda text: text)
-    for warning in progress.warnings:
-        log("pip: " + inert(rewrite(warning)))
-    if progress.retries and proc.returncode == 0:
-        log(f"pip: {progress.retries} request(s) to the index had to be retried (network errors); "
-            "the lock is complete")
-    return Compiled(proc.returncode, err + out, list(progress.warnings), list(progress.indexes))
+        rewrite = places or (lambda text: text)
+        for warning in progress.warnings:
+            self.say("pip: " + inert(rewrite(warning)))
+        if progress.retries and proc.returncode == 0:
+            self.log(f"pip: {progress.retries} request(s) to the index had to be retried (network errors); "
+                     "the lock is complete")
+        return Compiled(proc.returncode, err + out, list(progress.warnings), list(progress.indexes))
 
 
-def _follow(proc: subprocess.Popen[bytes], progress: Progress, ticker: Ticker) -> tuple[str, str]:
+def _follow(proc: subprocess.Popen[bytes], progress: Progress, ticker: Ticker, say: Log) -> tuple[str, str]:
     """Read both pipes until both end (neither can fill up and block pip-compile), line by line."""
     assert proc.stdout is not None and proc.stderr is not None
     texts: dict[int, list[str]] = {proc.stdout.fileno(): [], proc.stderr.fileno(): []}
@@ -122,7 +153,8 @@ def _follow(proc: subprocess.Popen[bytes], progress: Progress, ticker: Ticker) -
                 for line in lines:
                     changed |= progress.read(line)
                     for url in progress.indexes[announced:]:
-                        ticker.say(f"index: {redact(url)}")
+                        ticker.clear()
+                        say(f"index: {redact(url)}")
                     announced = len(progress.indexes)
             ticker.tick(progress, changed=changed)
     return "".join(texts[proc.stdout.fileno()]), "".join(texts[proc.stderr.fileno()])

@@ -126,11 +126,6 @@ class Ticker:
         self._write(f"\r\x1b[2K{text[:width]}")
         self.drawn = True
 
-    def say(self, line: str) -> None:
-        """A line of its own, above the status line (which the next tick draws again)."""
-        self.clear()
-        self.log(line)
-
     def clear(self) -> None:
         if self.drawn:
             self._write("\r\x1b[2K")
