@@ -94,6 +94,13 @@ def playbook(env: Environment, built: Build, rollout: Rollout, command: str) -> 
                 "{{ pinship_user | quote }} {{ pinship_machine | quote }}\"\n"
                 "        executable: \"{{ pinship_python }} -I -S\"\n")
     serial = f"  serial: {json.dumps(list(rollout.waves))}\n" if rollout.waves else ""
+    hook = "" if not getattr(env, "run_once", None) else f"""
+    - name: "run-once on one host, in release {release}, before any host switches (a failure stops them all)"
+{run("run-once")}      when: ansible_play_hosts | map('extract', hostvars, ['pinship_state', 'live']) | reject | list
+            | length > 0
+      run_once: true
+      any_errors_fatal: true
+"""
     return f"""\
 # Written by `{command}`; run that again rather than editing this file.
 # Installs pinship release {release} ({len(built.wheels)} wheels, wheels/<sha256>/ next to this file)
@@ -148,7 +155,7 @@ def playbook(env: Environment, built: Build, rollout: Rollout, command: str) -> 
       when: (ansible_play_hosts_all | length) - (ansible_play_hosts | length) > {rollout.max_failures}
       run_once: true
       any_errors_fatal: true
-
+{hook}
 - name: "pinship: switch the hosts of {env.name} to release {release}"
   hosts: {group(env)}
   gather_facts: false
@@ -166,7 +173,8 @@ def host_script(env: Environment, built: Build) -> str:
     bundle = {"boot": BOOT, "parts": PARTS, "digest": AGENT_DIGEST, "path": env.path, "release": built.release,
               "environment": env.name, "manifest": built.manifest, "lock": built.lock_text,
               "healthcheck": env.healthcheck, "restart": env.restart, "keep": env.keep_releases,
-              "timeout": env.command_timeout}
+              "timeout": env.command_timeout, "run_once": getattr(env, "run_once", None),
+              "post_switch": getattr(env, "post_switch", None), "hook_timeout": getattr(env, "hook_timeout", None)}
     return (f"#!/usr/bin/env python3\n# Written by pinship for release {built.release}: the playbook runs it "
             f"on each host.\n{source}\n\nBUNDLE = {json.dumps(json.dumps(bundle, sort_keys=True))}\n\n"
             "if __name__ == \"__main__\":\n    sys.exit(main(sys.argv[1:], json.loads(BUNDLE)))\n")

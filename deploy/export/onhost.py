@@ -1,4 +1,4 @@
-"""The host side of the Ansible export: one step of a release (probe, stage, switch), run on a host
+"""The host side of the Ansible export: one step of a release (probe, stage, run-once, switch), run on a host
 by the playbook's `script` tasks through the very agent ops `invoke deploy` calls over SSH.
 
 Stdlib only, any Python 3.8+. `invoke export` writes this file as DIR/pinship-host.py with BUNDLE
@@ -25,8 +25,8 @@ if TYPE_CHECKING:  # typing costs a host an import; the annotations need none
     from collections.abc import Callable
     from typing import Any
 
-STEPS = ("probe", "stage", "switch")
-USAGE = "usage: pinship-host.py probe|stage|switch USER MACHINE"
+STEPS = ("probe", "stage", "run-once", "switch")
+USAGE = "usage: pinship-host.py probe|stage|run-once|switch USER MACHINE"
 # Who runs the playbook, as the deploy log and a held claim name them: shown, never trusted.
 _WHO = re.compile(r"[A-Za-z0-9_.@+-]{1,64}")
 
@@ -121,11 +121,27 @@ def stage(host: Host) -> dict[str, Any]:
         raise Stop(f"{exc}; current release unchanged") from None
 
 
+def run_once(host: Host) -> dict[str, Any]:
+    """The run-once hook (migrations), in the staged release, before any host switches."""
+    bundle = host.bundle
+    reply: dict[str, Any] = host.call("hook", release=bundle["release"], command=bundle["run_once"],
+                                      timeout=bundle["hook_timeout"])
+    if reply["exit"] != 0:
+        raise Stop(f"run-once failed (exit {reply['exit']}): {reply['output'] or '(no output)'}; no host switches")
+    return reply
+
+
 def switch(host: Host) -> dict[str, Any]:
     bundle = host.bundle
+    hooks = {"post_switch": bundle["post_switch"], "hook_timeout": bundle["hook_timeout"]} \
+        if bundle.get("post_switch") else {}
     reply: dict[str, Any] = host.call("switch", release=bundle["release"], restart=bundle["restart"],
-                                      keep=bundle["keep"], log=host.log, timeout=bundle["timeout"])
+                                      keep=bundle["keep"], log=host.log, timeout=bundle["timeout"], **hooks)
     if reply["switched_back"]:
+        check = reply.get("post_switch") or {}
+        if check.get("exit"):
+            raise Stop(f"post-switch check failed (exit {check['exit']}), switched back to {reply['previous']}: "
+                       f"{check.get('output') or '(no output)'}")
         output = (reply.get("restart_output") or "(no output)")[-400:]
         raise Stop(f"restart failed (exit {reply['restart']}), switched back to {reply['previous']}: {output}")
     return reply
@@ -140,7 +156,7 @@ def main(argv: list[str], bundle: dict[str, Any]) -> int:
         host = Host(bundle, user, machine)
         host.claim()
         try:
-            result = {"probe": probe, "stage": stage, "switch": switch}[step](host)
+            result = {"probe": probe, "stage": stage, "run-once": run_once, "switch": switch}[step](host)
         finally:
             host.give_back()  # the claim's holder only: after a switch it is free already
     except Stop as exc:

@@ -41,7 +41,7 @@ STEPS: tuple[engine.Step, ...] = (engine.verify, engine.probe, engine.pick_inter
                                   engine.check_dependencies)
 _PERCENT = re.compile(r"[0-9]+(?:\.[0-9]+)?%")
 # Settings the export cannot carry yet: refused by name rather than dropped from the playbook.
-UNCARRIED = {"jump": "a bastion", "run_once": "a run-once hook", "post_switch": "a post-switch check"}
+UNCARRIED = {"jump": "a bastion"}
 
 
 @dataclass
