@@ -112,18 +112,23 @@ def test_transport_settings_from_a_pip_conf_still_apply_and_the_environment_wins
 
 @pytest.fixture(scope="module")
 def old_pip(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    """(python, pip version) of a fresh venv of this Python with the pip its ensurepip bundles (23.2.1
-    for 3.11.7), made offline; pip-tools comes from this venv's packages, after the venv's own pip."""
+    """(python, pip version) of a venv of this Python with the pip its ensurepip bundles (23.2.1 for
+    3.11.7), as a fresh venv gets, made offline; pip-tools comes from this venv's packages, after it."""
+    import ensurepip
+
+    bundled = sorted((Path(ensurepip.__file__).parent / "_bundled").glob("pip-*.whl"))
+    if not bundled:
+        pytest.skip("this Python bundles no pip wheel")
+    version = bundled[0].name.split("-")[1]
+    if tuple(int(part) for part in version.split(".")[:2]) >= compiler.MIN_PIP:
+        pytest.skip(f"this Python's ensurepip bundles pip {version}, which is not old")
     folder = tmp_path_factory.mktemp("oldpip") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True, capture_output=True)
     python = str(folder / "bin" / "python")
     own = subprocess.run([python, "-c", "import site; print(site.getsitepackages()[0])"], check=True,
                          capture_output=True, text=True).stdout.strip()
-    Path(own, "zz_pinship.pth").write_text(site.getsitepackages()[0] + "\n", encoding="utf-8")
-    version = subprocess.run([python, "-c", "import pip; print(pip.__version__)"], check=True, capture_output=True,
-                             text=True).stdout.strip()
-    if tuple(int(part) for part in version.split(".")[:2]) >= compiler.MIN_PIP:
-        pytest.skip(f"this Python's ensurepip bundles pip {version}, which is not old")
+    # pip runs from its wheel (a zip on sys.path), as `python pip.whl/pip` does.
+    Path(own, "zz_pinship.pth").write_text(f"{bundled[0]}\n{site.getsitepackages()[0]}\n", encoding="utf-8")
     return python, version
 
 
