@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from deploy.errors import LockError
-from deploy.lock import compiler, isolation
+from deploy.lock import compiler, isolation, network
 from deploy.lock.freshness import COMPILE_OPTIONS
 from deploy.lock.watch import Progress, Ticker
 from tests.lockproject import Names
@@ -105,6 +105,15 @@ def test_transport_settings_from_a_pip_conf_still_apply_and_the_environment_wins
     assert "PIP_NO_BINARY" not in pip_env.env
     assert pip_env.env["PATH"] == "/bin"
     assert pip_env.left_out == ["PIP_NO_BINARY", f"index-url in {pip_conf} [global]"]
+
+
+def test_a_proxy_from_a_pip_conf_counts_as_a_proxy_so_the_index_is_not_probed_directly(tmp_path: Path) -> None:
+    pip_conf = tmp_path / "pip.conf"
+    pip_conf.write_text("[global]\nproxy = http://proxy.example:3128\n", encoding="utf-8")
+    base = {"XDG_CONFIG_DIRS": str(tmp_path / "none"), "HOME": str(tmp_path)}
+
+    assert network.proxied(isolation.pip_environment({**base, "PIP_CONFIG_FILE": str(pip_conf)}).env)
+    assert not network.proxied(isolation.pip_environment(base).env)
 
 
 # --- 2: a pip new enough to resolve correctly ------------------------------------------------------

@@ -99,7 +99,7 @@ class Compiler:
         user's files).
         """
         if (note := self.pip_env.note()) is not None:
-            self.say(note)
+            self.say(inert(note, 2000))
         if command[0] not in self.checked:
             check_pip(command[0], self.pip_env.env)
             self.checked.add(command[0])
@@ -154,7 +154,7 @@ def _follow(proc: subprocess.Popen[bytes], progress: Progress, ticker: Ticker, s
                     changed |= progress.read(line)
                     for url in progress.indexes[announced:]:
                         ticker.clear()
-                        say(f"index: {redact(url)}")
+                        say(f"index: {inert(redact(url))}")
                     announced = len(progress.indexes)
             ticker.tick(progress, changed=changed)
     return "".join(texts[proc.stdout.fileno()]), "".join(texts[proc.stderr.fileno()])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 from deploy.lock.reqfile import clip
@@ -25,6 +25,9 @@ _BROKEN = re.compile(
 )
 _ERRNO = re.compile(r"\[Errno -?\d+\] (?P<text>[^)\]\"']+)")
 _NONE_FOUND = "(from versions: none)"
+# requests reads the first six; pip's --proxy (PIP_PROXY, or `proxy` in a pip.conf, which the lock
+# carries over as PIP_PROXY) overrides them.
+_PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy", "PIP_PROXY")
 _CREDENTIALS = re.compile(r"://(?P<user>[^/@:\s]+)(?::(?P<password>[^/@\s]*))?@")
 
 INDEX_FIX = (
@@ -97,6 +100,11 @@ def _reason(error: str, detail: str) -> str:
         return "timed out"
     errno = _ERRNO.search(detail)
     return errno.group("text").strip().lower() if errno else error
+
+
+def proxied(env: Mapping[str, str]) -> bool:
+    """Whether pip reaches the index through a proxy (then a direct probe says nothing about it)."""
+    return any(env.get(key) for key in _PROXIES)
 
 
 def redact(url: str) -> str:
