@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from deploy.errors import ConfigError
+from deploy.places import inside_root as inside_root
+from deploy.places import local_path as local_path
+from deploy.places import remote_path as remote_path
 from deploy.settings import SETTINGS as SETTINGS
 from deploy.settings import flag_value as flag_value
 from deploy.settings import shown as _shown
@@ -62,10 +65,16 @@ class Environment:
     path: str = _default("path")
     known_hosts: str | None = _default("known_hosts")
     identity: str | None = _default("identity")
+    jump: str | None = _default("jump")
     python: str = _default("python")
     keep_releases: int = _default("keep_releases")
     parallel: int = _default("parallel")
-    max_failures: int = _default("max_failures")
+    max_failures: int | str = _default("max_failures")  # a count, or a percentage "10%" (deploy/portions.py)
+    waves: tuple[int | str, ...] = _default("waves")
+    on_wave_failure: str = _default("on_wave_failure")
+    run_once: str | None = _default("run_once")
+    post_switch: str | None = _default("post_switch")
+    hook_timeout: float = _default("hook_timeout")
     healthcheck: str | None = _default("healthcheck")
     restart: str | None = _default("restart")
     confirm: bool = _default("confirm")
@@ -119,8 +128,8 @@ def _environment_fields(data: object) -> dict[str, Any]:
         else:
             try:
                 fields[attr] = setting.check(value)
-            except ValueError:
-                raise ValueError(f"{setting.key} {_shown(value)}: expected {setting.expected}") from None
+            except ValueError as exc:
+                raise ValueError(f"{setting.key} {_shown(value)}: expected {exc}") from None
     return fields
 
 
@@ -170,46 +179,6 @@ def check_name(name: str, where: str) -> str:
     if not _NAME.fullmatch(name):
         raise ConfigError(f"{where} {_shown(name, quote=True)}: not an environment name (use {NAME_RULE})")
     return name
-
-
-def local_path(path: str | None, name: str, root: Path, base: Path, where: str) -> str:
-    """Where a host-less environment deploys on this machine: `.deploy/<name>` unless set.
-
-    A relative path is taken from `base` (the root for pyproject.toml, the working folder for a
-    flag), never from wherever the command happens to run. The project root or a folder above
-    it is refused: releases/, wheels/ and current would land among the project's own files, and
-    the agent prunes releases/.
-    """
-    if path is None:
-        return str(root / ".deploy" / name)
-    folder = (base / Path(path).expanduser()).resolve()
-    if folder == root or folder in root.parents:
-        what = "the project root" if folder == root else "above the project root"
-        raise ConfigError(
-            f"{where}: path {_shown(path, quote=True)} is {what} ({folder}): releases, wheels and current would "
-            "land among the project's files",
-            fix=f'deploy to a folder of its own, e.g. path = ".deploy/{name}"',
-        )
-    return str(folder)
-
-
-def remote_path(path: str, where: str) -> str:
-    """A deploy path on SSH hosts: absolute (a relative one, or '~', would land in whatever the
-    login's home is), and not '/' itself, where releases/ and current would fill the root."""
-    if not path.startswith("/") or Path(path) == Path("/") or "/../" in f"{path}/":
-        raise ConfigError(f"{where} {_shown(path, quote=True)}: the deploy path on SSH hosts must be an absolute "
-                          "folder of its own, without '..'", fix='e.g. path = "/srv/myapp"')
-    return path
-
-
-def inside_root(path: str, root: Path, where: str) -> Path:
-    """A place named by a setting that pinship writes (known-hosts: `invoke trust`; the
-    requirements folder: `nox -s lock`), which must stay inside the project."""
-    resolved = (root / Path(path).expanduser()).resolve()
-    if resolved != root and root not in resolved.parents:
-        raise ConfigError(f"{where} {_shown(path, quote=True)}: {resolved} is outside the project ({root}), "
-                          "and pinship writes there", fix="name a path inside the project")
-    return resolved
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -291,8 +260,8 @@ def _environment(name: str, body: object, root: Path) -> Environment:
         setting = _KEYS[key]
         try:
             values[setting.attr] = setting.check(value)
-        except ValueError:
-            raise ConfigError(f"{where}: {key} = {_toml(value)}: expected {setting.expected}") from None
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {key} = {_toml(value)}: expected {exc}") from None
     values["hosts"] = tuple(Host.parse(spec, where) for spec in values.get("hosts", ()))
     if not values["hosts"]:
         values["path"] = local_path(values.get("path"), name, root, root, where)

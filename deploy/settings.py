@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deploy.errors import ConfigError
+from deploy.portions import Budget, Choice, Rule, Waves
 
 _WORD = re.compile(r"(?!-)[^\x00-\x1f\x7f]+")
 _INTEGER = re.compile(r"[+-]?[0-9]+")
@@ -36,6 +37,7 @@ class Setting:
     zero: str = ""  # what 0 means, where it means something
     blank: bool = True  # whether an empty string (or list) means something
     word: bool = False  # a string that must not read as an option ('-…') or hold control characters
+    rule: Rule | None = None  # a value of no plain kind (waves, a count or percentage): its own checks
 
     @property
     def attr(self) -> str:
@@ -43,6 +45,8 @@ class Setting:
 
     @property
     def expected(self) -> str:
+        if self.rule is not None:
+            return self.rule.expected
         if self.kind is bool:
             return "true or false"
         if self.kind is int:
@@ -74,6 +78,8 @@ class Setting:
 
     def check(self, value: object) -> Any:
         """The value with this setting's type, or ValueError: bool is no number, nan no time."""
+        if self.rule is not None:
+            return self.rule.check(value)
         checked = self._check(value)
         if self.kind is int and self.most is not None and checked > self.most:
             raise ValueError(self.expected)
@@ -101,6 +107,8 @@ class Setting:
 
     def parse(self, text: str) -> Any:
         """A flag's value: invoke hands over the text of a flag whose default is None."""
+        if self.rule is not None:
+            return self.rule.parse(text)
         if self.kind not in (int, float):
             return self.check(text)
         # ASCII digits only, as TOML has them: int() would also take full-width digits, '1_0' and ' 5 '.
@@ -116,12 +124,28 @@ SETTINGS = {s.attr: s for s in (
             blank=False, word=True),
     Setting("known-hosts", str, None, "pinned host keys file, inside the project", blank=False, word=True),
     Setting("identity", str, None, "SSH private key file", blank=False, word=True),
+    Setting("jump", str, None, "bastion the hosts are reached through, as user@host[:port] (its key pinned "
+            "in known-hosts like any host's)", blank=False, word=True),
     Setting("python", str, "python3", "interpreter on the hosts used to make release venvs", blank=False,
             word=True),
     Setting("keep-releases", int, 5, "releases kept per host; the live and the previous one are never pruned",
             least=1, most=10_000),
     Setting("parallel", int, 10, "hosts worked on at once", least=1, most=1_000),
-    Setting("max-failures", int, 0, "hosts that may fail staging while the others still switch"),
+    Setting("max-failures", object, 0, "hosts that may fail (staging, or a wave's post-switch check) while the "
+            'others still switch: a count, or a percentage of the hosts rounded down ("10%" of 5 is 0; default 0)',
+            rule=Budget('a whole number, 0 or more, or a percentage of the hosts such as "10%"')),
+    Setting("waves", tuple, (), 'hosts switched by the end of each wave, in order: counts and percentages rounded '
+            'up ("25%" of 5 is 2), e.g. [1, "25%", "100%"] or --waves 1,25%,100%; hosts beyond the last wave '
+            "switch last (default: one wave)",
+            rule=Waves('a list of counts (1 or more) and percentages such as "25%"')),
+    Setting("on-wave-failure", str, "rollback", "when a wave fails: rollback (every host this run switched goes "
+            "back) or keep (the waves that passed stay)", rule=Choice('"rollback" or "keep"', ("rollback", "keep"))),
+    Setting("run-once", str, None, "command run once per release, on the first host of the first wave, in the new "
+            "release, after every host staged and before any switches (e.g. migrations); a failure switches nobody",
+            blank=False),
+    Setting("post-switch", str, None, "command run on each host after its switch and restart (e.g. curl -fsS "
+            "--retry 5 URL); a failure fails the host's wave and switches it back", blank=False),
+    Setting("hook-timeout", float, 300.0, "seconds run-once and post-switch may each take", above=True, most=WEEK),
     Setting("healthcheck", str, None, "command run in the new release before the switch"),
     Setting("restart", str, None, "command run after the switch; a failure switches that host back"),
     Setting("confirm", bool, False, "ask before deploying; --yes skips the question"),
@@ -139,8 +163,8 @@ def flag_value(attr: str, value: object) -> Any:
     setting = SETTINGS[attr]
     try:
         return setting.parse(value) if isinstance(value, str) else setting.check(value)
-    except ValueError:
-        raise ConfigError(f"--{setting.key} {shown(value)}: expected {setting.expected}") from None
+    except ValueError as exc:
+        raise ConfigError(f"--{setting.key} {shown(value)}: expected {exc}") from None
 
 
 

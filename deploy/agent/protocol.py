@@ -18,7 +18,7 @@ MARK = "PINSHIP-RESULT:"
 
 # The steps the agent answers (serve.OPS). "lock" and "unlock" take and give back the per-host
 # claim (claim.py); the wire keeps the names older deploying sides send.
-OPS = ("probe", "status", "read", "lock", "unlock", "stage", "switch", "abort", "ping")
+OPS = ("probe", "status", "read", "lock", "unlock", "stage", "switch", "abort", "ping", "hook")
 
 # What a failure's "kind" may be, each with what it means to the deploying side.
 KINDS = {

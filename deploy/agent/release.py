@@ -11,6 +11,7 @@ import time
 from .claim import check_held, give_back, holds
 from .command import release_env, run
 from .files import append_log, check_layout_of, replace_file
+from .hooks import command_arg, post_switch
 from .protocol import Failure, Refused, check_wheel, keep_arg, log_arg, release_arg, timeout_arg
 from .reuse import reuse_live
 from .store import (
@@ -138,6 +139,9 @@ def op_switch(req: Request) -> dict[str, Any]:
     root, release_id = req["path"], release_arg(req)
     keep, timeout = keep_arg(req), timeout_arg(req)
     log_arg(req)
+    if req.get("post_switch") is not None:  # checked before anything is touched
+        command_arg({"command": req["post_switch"]})
+        hook_timeout(req)
     check_held(req)
     temporary = os.path.join(root, ".current-%d" % os.getpid())
     before = live(root)
@@ -161,19 +165,40 @@ def switch(req: Request, root: str, release_id: str, temporary: str, keep: int, 
         if before:
             replace_file(root, ".previous", before)
     if req.get("restart") and result["switched"]:
-        code, out = run(req["restart"], timeout, cwd=os.path.join(root, "current"),
-                        env=release_env(os.path.join(root, "current")), shell=True)
+        code, out = restart(req, root, timeout)
         result["restart"] = code
         if code != 0:
-            if before:
-                point_current(root, before, temporary)
-                run(req["restart"], timeout, cwd=os.path.join(root, "current"),
-                    env=release_env(os.path.join(root, "current")), shell=True)
+            switch_back(req, root, before, temporary, timeout)
             result["switched_back"] = True
             result["restart_output"] = "\n".join(out.strip().splitlines()[-8:])
+    entry = dict(req["log"], previous=before)
+    if req.get("post_switch") and result["switched"] and not result["switched_back"]:
+        # The restarted service, checked live (an HTTP probe): a failure puts the host back.
+        result["post_switch"] = entry["post_switch"] = post_switch(root, req["post_switch"], hook_timeout(req))
+        if result["post_switch"]["exit"] != 0:
+            switch_back(req, root, before, temporary, timeout)
+            result["switched_back"] = True
     result["pruned"] = prune(root, keep)
-    finish(req, dict(req["log"], previous=before, result="switched back" if result["switched_back"] else "ok"))
+    entry["result"] = "switched back" if result["switched_back"] else "ok"
+    finish(req, entry, hold=req.get("hold") is True)
     return result
+
+
+def restart(req: Request, root: str, timeout: float) -> tuple[int, str]:
+    return run(req["restart"], timeout, cwd=os.path.join(root, "current"),
+               env=release_env(os.path.join(root, "current")), shell=True)
+
+
+def switch_back(req: Request, root: str, before: str | None, temporary: str, timeout: float) -> None:
+    """Back to the release served before, restarted (when there was one)."""
+    if before:
+        point_current(root, before, temporary)
+        if req.get("restart"):
+            restart(req, root, timeout)
+
+
+def hook_timeout(req: Request) -> float:
+    return timeout_arg({"timeout": req.get("hook_timeout")})
 
 
 def failed_switch(req: Request, root: str, release_id: str, temporary: str, before: str | None,
@@ -222,12 +247,15 @@ def prune(root: str, keep: int) -> list[str]:
     return removed
 
 
-def finish(req: Request, entry: dict[str, Any]) -> None:
+def finish(req: Request, entry: dict[str, Any], hold: bool = False) -> None:
+    """Log `entry` and give the claim back; `hold` keeps it (a deploy in waves may yet switch
+    this host back, and gives it back itself)."""
     try:
         check_layout_of(os.path.join(req["path"], "deploy.log"), "file")
         append_log(req["path"], entry)
     finally:
-        give_back(req)  # even on a full disk: a claim left behind would block every later deploy
+        if not hold:
+            give_back(req)  # even on a full disk: a claim left behind would block every later deploy
 
 
 def op_abort(req: Request) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import os
 import sys
 
 from .claim import give_back, take
+from .hooks import op_hook
 from .protocol import MARK, Failure
 from .release import op_abort, op_stage, op_switch
 from .status import op_probe, op_read, op_status
@@ -34,6 +35,7 @@ def lock(req: Request) -> dict[str, Any]:
 OPS: dict[str, Callable[[Request], Any]] = {
     "probe": op_probe, "status": op_status, "read": op_read,
     "lock": lock, "unlock": give_back, "stage": op_stage, "switch": op_switch, "abort": op_abort,
+    "hook": op_hook,
     "ping": lambda req: {},  # a kept session still answers (keeper.py)
 }
 

@@ -7,9 +7,10 @@ app's wheel was built while the hosts were probed) → check dependencies (`pip 
 locally) → skip hosts that serve the release already → claim (the first host alone, as a gate,
 so two racing deploys cannot each hold half the hosts; then the rest at once) → stage (send the
 missing wheels, then one round trip: store check, venv, offline hash-checked install, health
-check) → gate (enough hosts staged?) → switch (one round trip: rename, restart or switch back,
-prune, log, release the claim). Promote (promote.py) is the same list with the fetch of a live
-release in place of verify and build. Rollback is: check the id → claim → choose → switch.
+check) → gate (enough hosts staged?) → run-once (one host) → switch in waves (one round trip
+per host: rename, restart, post-switch check or switch back, prune, log; release/waves.py).
+Promote (promote.py) is the same list with the fetch of a live release in place of verify and
+build. Rollback is: check the id → claim → choose → switch.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from pathlib import Path
 from deploy.config import Config, Environment
 from deploy.errors import DeployError, HostError
 from deploy.lock.verify import verify as verify_locks
-from deploy.release import depcheck
+from deploy.portions import allowed_failures
+from deploy.release import depcheck, waves
 from deploy.release.app import check_app
 from deploy.release.build import Build, is_release_id, prebuild_app
 from deploy.release.build import build as build_release
@@ -126,7 +128,7 @@ def probe(job: Job) -> Summary | None:
     if run.cancelled.is_set():
         return job.interrupted()
     failed = [r for r in run.results.values() if r.failed]
-    if not run.healthy() or len(failed) > job.env.max_failures:
+    if not run.healthy() or len(failed) > allowed_failures(job.env.max_failures, len(run.targets)):
         for result in run.results.values():
             if not result.failed:
                 result.state, result.reason = HostState.NOT_SWITCHED, f"{len(failed)} host(s) could not be probed"
@@ -193,7 +195,7 @@ def gate(job: Job) -> Summary | None:
     """Switch only when no more hosts failed than max-failures allows, and no Ctrl-C came."""
     run, built = job.run, job.ready()
     failed = [r for r in run.results.values() if r.failed]
-    if run.cancelled.is_set() or len(failed) > job.env.max_failures:
+    if run.cancelled.is_set() or waves.over_budget(run):
         reason = "interrupted" if run.cancelled.is_set() else f"{len(failed)} host(s) failed staging"
         run.not_switched(reason)
         run.release_claims(reason, built.release)
@@ -211,8 +213,22 @@ def switch(job: Job) -> Summary | None:
     return job.interrupted() if run.cancelled.is_set() else job.stop()
 
 
+def run_once(job: Job) -> Summary | None:
+    """The release's run-once command, on one host, before any host switches (release/waves.py)."""
+    return None if waves.run_once(job.run, job.switch_to) else job.stop()
+
+
+def switch_in_waves(job: Job) -> Summary | None:
+    """Switch wave after wave, each gated by its post-switch checks (release/waves.py)."""
+    waves.switch_in_waves(job.run, job.switch_to)
+    if job.run.cancelled.is_set():
+        return job.interrupted()
+    job.run.release_claims("switch failed", None)  # only hosts whose switch failed still hold one
+    return job.stop()
+
+
 DEPLOY: tuple[Step, ...] = (verify, probe, pick_interpreter, build, check_dependencies, skip_live, claim, stage,
-                            gate, switch)
+                            gate, run_once, switch_in_waves)
 
 
 def deploy(config: Config, env: Environment, *, progress: Progress, break_claim: bool = False) -> Summary:

@@ -13,12 +13,14 @@ from pathlib import Path
 from deploy.config import Config, Environment
 from deploy.errors import HostError
 from deploy.lock.verify import verify
+from deploy.portions import Portion, allowed_failures, wave_sizes
 from deploy.release.app import check_app
 from deploy.release.build import build as build_release
 from deploy.release.cache import Wheel
 from deploy.release.engine import check_interpreters, dependency_problems
 from deploy.release.inspect import source_wheels
 from deploy.release.run import Progress, Run
+from deploy.release.waves import waves_of
 
 
 @dataclass
@@ -33,12 +35,21 @@ class HostPlan:
 
 
 @dataclass
+class Wave:
+    setting: Portion  # its value in `waves`, or "rest" for the hosts past the last one
+    hosts: list[str]  # the hosts it would switch (those already live, or failing, left out)
+
+
+@dataclass
 class Plan:
     environment: str
     release: str | None  # None: no host could be probed, so nothing was built
     wheels: list[Wheel]
     problems: list[str]  # the release's own unmet requirements: the deploy would stop
     hosts: list[HostPlan]
+    waves: list[Wave] = field(default_factory=list)  # empty: every host switches at once
+    run_once: str | None = None  # the host that would run run-once
+    budget: int = 0  # hosts that may fail (max-failures, as a count of these hosts)
 
     @property
     def goes_ahead(self) -> bool:
@@ -77,4 +88,10 @@ def plan(config: Config, env: Environment, progress: Progress) -> Plan:
                     host.unreadable = exc
             store = set(result.probe["store"])
             host.send = [w for w in dict.fromkeys(built.wheels) if w.sha256 not in store]
-    return Plan(env.name, built.release, built.wheels, problems, hosts)
+    going = {host.host for host in hosts if host.error is None and not host.live}
+    ordered = [[t.name for t in wave if t.name in going] for wave in waves_of(env, run.targets)]
+    waves = [Wave(value, names) for (value, _size), names in zip(wave_sizes(env.waves, len(run.targets)), ordered,
+                                                                 strict=True)] if env.waves else []
+    once = next((name for wave in ordered for name in wave), None) if env.run_once else None
+    return Plan(env.name, built.release, built.wheels, problems, hosts, waves, once,
+                allowed_failures(env.max_failures, len(run.targets)))

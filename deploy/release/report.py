@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from deploy.errors import HostError
+from deploy.errors import HostError, host_output
 from deploy.release.cache import Wheel
 from deploy.release.inspect import HostStatus
 from deploy.release.plan import HostPlan, Plan
@@ -34,6 +34,16 @@ def render_summary(summary: Summary) -> str:
         rows.append((host.host, host.release or "-", host.result, host.serves or "-", f"{host.seconds:.1f}",
                      size(host.bytes_sent)))
     lines = table(rows)
+    waves: dict[int, list[str]] = {}
+    for host in summary.hosts:
+        if host.wave is not None:
+            waves.setdefault(host.wave, []).append(host.host)
+    if len(waves) > 1:
+        lines += ["", "waves: " + "; ".join(f"{number}: {', '.join(hosts)}" for number, hosts in sorted(waves.items()))]
+    hooks = [f"  {host.host}: {hook.name} exit {hook.exit}: {host_output(hook.output or '(no output)')}"
+             for host in summary.hosts for hook in host.hooks]
+    if hooks:
+        lines += ["", "hooks:", *hooks]
     errors = [f"  {problem(host)}" for host in summary.hosts if host.error]
     if errors:
         lines += ["", "problems:", *errors]
@@ -99,7 +109,20 @@ def render_plan(plan: Plan) -> str:
                   *(f"  {found}" for found in plan.problems)]
     for host in plan.hosts:
         lines += _host_plan(host, plan)
-    return "\n".join(lines)
+    return "\n".join(lines + _waves_plan(plan))
+
+
+def _waves_plan(plan: Plan) -> list[str]:
+    """Which hosts switch in which wave, and which host runs run-once."""
+    lines = []
+    if plan.waves:
+        lines.append(f"waves (each checked before the next; {plural(plan.budget, 'host')} may fail):")
+        for number, wave in enumerate(plan.waves, 1):
+            hosts = ", ".join(wave.hosts) or "no more hosts"
+            lines.append(f"  wave {number} ({json.dumps(wave.setting)}): {hosts}")
+    if plan.run_once:
+        lines.append(f"run-once runs on {plan.run_once}, after every host staged and before any switches")
+    return lines
 
 
 def _host_plan(host: HostPlan, plan: Plan) -> list[str]:

@@ -21,8 +21,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -30,82 +28,16 @@ from typing import Any
 from deploy.config import Config, Environment
 from deploy.errors import DeployError, HostError
 from deploy.release.build import is_release_id
+from deploy.release.results import DONE as DONE
+from deploy.release.results import Hook as Hook
+from deploy.release.results import HostResult as HostResult
+from deploy.release.results import HostState as HostState
+from deploy.release.results import Summary as Summary
 from deploy.remote.connect import connect
 from deploy.remote.target import AgentFailure, Target, host_output
 from deploy.render import inert
 
 Progress = Callable[[str, str], None]
-
-
-class HostState(Enum):
-    """Where a host got to in a run; the value is what the summary prints."""
-
-    PENDING = "pending"
-    STAGED = "staged"
-    SWITCHED = "switched"
-    SWITCHED_BACK = "switched back"
-    UNCHANGED = "unchanged"
-    FAILED = "failed"
-    NOT_SWITCHED = "not switched"
-    SWITCHED_THEN_FAILED = "switched, then failed"
-    SWITCH_FAILED = "switch failed"
-    UNKNOWN = "unknown: no valid reply to the switch"
-
-
-DONE = (HostState.SWITCHED, HostState.SWITCHED_BACK, HostState.UNCHANGED)
-
-
-@dataclass
-class HostResult:
-    host: str
-    release: str | None = None
-    state: HostState = HostState.PENDING
-    reason: str | None = None  # why a host was NOT_SWITCHED
-    error: Exception | None = None  # kept as raised; rendered where the host is already shown
-    unreleased: DeployError | None = None  # after `error`: the claim could not be released either
-    seconds: float = 0.0
-    bytes_sent: int = 0
-    claimed: bool = False
-    serves: str | None = None  # the release this host's `current` points at, as last seen
-    probe: dict[str, Any] = field(default_factory=dict)
-    started: float = field(default_factory=time.monotonic)
-
-    @property
-    def failed(self) -> bool:
-        return self.error is not None
-
-    @property
-    def result(self) -> str:
-        """The state as the summary's column shows it."""
-        return f"{self.state.value}: {self.reason}" if self.reason else self.state.value
-
-    def fail(self, detail: str, fix: str | None = None) -> None:
-        """Record a failure of this host's, unless an earlier one (the cause) is recorded already."""
-        if self.error is None:
-            self.error = HostError(self.host, detail, fix=fix)
-
-
-@dataclass
-class Summary:
-    action: str
-    environment: str
-    release: str | None
-    hosts: list[HostResult]
-
-    @property
-    def ok(self) -> bool:
-        return not any(h.failed for h in self.hosts)
-
-    def mixed(self) -> dict[str, list[str]]:
-        """Which hosts serve which release, when this run left them on different ones (or some
-        switched and others' state is unknown); empty when they agree."""
-        found: dict[str, list[str]] = {}
-        for host in self.hosts:
-            found.setdefault(host.serves or "unknown (see its problem)", []).append(host.host)
-        switched = any(host.state in (HostState.SWITCHED, HostState.SWITCHED_BACK, HostState.SWITCHED_THEN_FAILED)
-                       for host in self.hosts)
-        known = [release for release in found if is_release_id(release)]
-        return found if len(known) > 1 or (switched and len(found) > 1) else {}
 
 
 class Run:
@@ -264,14 +196,19 @@ class Run:
         return {"action": self.action, "release": release, "user": self.owner["user"],
                 "machine": self.owner["machine"], "time": self.owner["since"], "environment": self.env.name}
 
-    def switch(self, targets: list[Target], release_for: Callable[[Target], str]) -> None:
+    def switch(self, targets: list[Target], release_for: Callable[[Target], str], *, hold: bool = False,
+               post_switch: str | None = None, log: Callable[[Target], dict[str, Any]] | None = None) -> None:
+        """Switch each target to its release (restart; then `post_switch`, whose failure switches
+        it back). `hold` keeps each claim: a deploy in waves may yet switch the host back."""
+
         def step(target: Target) -> None:
             result = self.results[target.name]
             release = release_for(target)
+            hooks = {"post_switch": post_switch, "hook_timeout": self.env.hook_timeout} if post_switch else {}
             try:
                 reply = target.call("switch", token=self.token, release=release, restart=self.env.restart,
-                                    keep=self.env.keep_releases, log=self.log_entry(release),
-                                    timeout=self.env.command_timeout)
+                                    keep=self.env.keep_releases, timeout=self.env.command_timeout, hold=hold,
+                                    log=log(target) if log else self.log_entry(release), **hooks)
             except AgentFailure as exc:
                 # A failed switch releases its claim and says what the host serves now ("current"):
                 # mostly what it served before; the new release if only a later step failed.
@@ -286,10 +223,20 @@ class Run:
                 result.serves = None
                 result.state = HostState.UNKNOWN
                 raise
-            result.claimed = False
+            result.claimed = hold
             result.release = release
             result.serves = reply["previous"] if reply["switched_back"] else release
-            if reply["switched_back"]:
+            checked = reply.get("post_switch")
+            if checked is not None:
+                result.hooks.append(Hook("post-switch", checked["exit"], checked["output"]))
+            if reply["switched_back"] and checked is not None and checked["exit"] != 0:
+                output = host_output(checked["output"] or "(no output)")
+                result.fail(f"post-switch check failed (exit {checked['exit']}), switched back to "
+                            f"{reply['previous'] or 'nothing'}: {output}",
+                            fix=f"see what the check ({inert(post_switch or '', 80)}) needs on the host, then deploy "
+                                "again")
+                result.state, result.reason = HostState.SWITCHED_BACK, "post-switch check failed"
+            elif reply["switched_back"]:
                 output = host_output(reply.get("restart_output") or "(no output)")
                 result.fail(f"restart failed (exit {reply['restart']}), switched back to {reply['previous']}: "
                             f"{output}")

@@ -173,6 +173,7 @@ VENV = either("error", record({"error": TEXT}), record({
     "modified": list_of(list_of(TEXT, size=3)),
 }))
 NOTHING = record({})
+HOOK = record({"exit": integer(), "output": TEXT})  # a release hook's exit code and last lines
 
 RESULTS: dict[str, Shape] = {
     "probe": PROBE,
@@ -182,8 +183,9 @@ RESULTS: dict[str, Shape] = {
     "switch": record(
         {"previous": nullable(RELEASE), "switched": FLAG, "restart": nullable(integer()), "switched_back": FLAG,
          "pruned": list_of(RELEASE)},
-        {"restart_output": TEXT},
+        {"restart_output": TEXT, "post_switch": HOOK},
     ),
+    "hook": HOOK,
     "abort": NOTHING,
     "read": record({"text": nullable(TEXT)}),
     "status": record(
