@@ -193,3 +193,18 @@ def test_promote_switches_in_waves_and_puts_the_first_wave_back_when_the_second_
     assert rows[target[0].spec()]["result"].startswith("switched back: wave 2 failed")
     for host in target:
         assert_unlocked(host, path)
+
+
+def test_a_post_switch_check_that_outlives_hook_timeout_fails_and_its_host_goes_back(
+    project: DeployProject, cluster: SshCluster
+) -> None:
+    path = cluster.deploy_path
+    first = reset(project, cluster)
+    fleet_settings(project, cluster, post_switch="sleep 30", hook_timeout=1, max_failures="100%")
+
+    outcome = project.deploy("--yes", "--hosts", cluster.hosts[0].spec())
+
+    assert outcome.code == 1, outcome.output
+    assert "post-switch check failed (exit 124)" in outcome.output and "timed out after 1" in outcome.output
+    assert live(cluster.hosts[0], path) == first and outcome.seconds < 25
+    assert_unlocked(cluster.hosts[0], path)

@@ -118,7 +118,7 @@ def _waves_plan(plan: Plan) -> list[str]:
     if plan.waves:
         lines.append(f"waves (each checked before the next; {plural(plan.budget, 'host')} may fail):")
         for number, wave in enumerate(plan.waves, 1):
-            hosts = ", ".join(wave.hosts) or "no more hosts"
+            hosts = ", ".join(wave.hosts) or "no host to switch"
             lines.append(f"  wave {number} ({json.dumps(wave.setting)}): {hosts}")
     if plan.run_once:
         lines.append(f"run-once runs on {plan.run_once}, after every host staged and before any switches")
