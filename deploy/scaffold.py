@@ -71,7 +71,7 @@ class _Write:
     """One file init will write, decided before anything is written."""
 
     path: Path
-    text: str
+    text: str | bytes  # bytes: the vendored wheel of pinship
     replace: bool  # --force over an existing file or symlink: the link itself is replaced, never its target
 
 
@@ -96,8 +96,15 @@ def init(root: Path, *, force: bool = False, source: Path | None = None, say: Sa
     tool = _table(data or {}, "tool", "[tool]")
     folder = _requirements_folder(root, tool)
     adoption = sources.read(root, text, data, None if source is None else (root / source))
-    planned = [(root / "noxfile.py", NOXFILE), (root / "tasks.py", TASKS)]
-    planned += [(folder / f"{name}.in", body) for name, body in _layers(adoption).items()]
+    try:
+        wheel: itself.Wheel | None = itself.vendored_wheel()
+        not_vendored = ""
+    except itself.NotVendored as exc:
+        wheel, not_vendored = None, str(exc)
+    planned: list[tuple[Path, str | bytes]] = [(root / "noxfile.py", NOXFILE), (root / "tasks.py", TASKS)]
+    planned += [(folder / f"{name}.in", body) for name, body in _layers(adoption, wheel).items()]
+    if wheel is not None:
+        planned.append((folder / itself.FOLDER / wheel.filename, wheel.data))
     if adoption.preferences:
         planned.append((folder / f"{TOP}.txt", _seed(adoption)))
     actions = [_plan(root, path, body, force) for path, body in planned]
@@ -132,21 +139,30 @@ def init(root: Path, *, force: bool = False, source: Path | None = None, say: Sa
         warn(f"warning: {line}")
     for what, layer in adoption.unadopted:
         warn(f"warning: not adopted: {what}; add it to {_shown(folder / layer, root)} by hand")
-    say(f"pinship itself stays out of the layers; install it beside them with: {itself.install_command()}")
+    if wheel is not None:
+        say(f"  {_shown(folder, root)}/dev.in: pinship=={wheel.version}, from "
+            f"{_shown(folder / itself.FOLDER / wheel.filename, root)} ({wheel.origin}); commit it with the locks")
+    else:
+        warn(f"warning: pinship itself is not in {_shown(folder, root)}/dev.in: {not_vendored}; install it beside "
+             f"the layers with: {itself.install_command()}")
     say(f"next: nox -s lock, then commit {_shown(folder, root)}/*.in and *.txt")
     return written
 
 
-def _layers(adoption: Adoption) -> dict[str, str]:
-    """Each layer's text: its header, then what was adopted for it (test.in keeps pytest by default)."""
+def _layers(adoption: Adoption, wheel: itself.Wheel | None) -> dict[str, str]:
+    """Each layer's text: its header, then what was adopted for it (test.in keeps pytest by default);
+    dev.in starts with pinship from its vendored wheel, or the command that installs it beside."""
     texts: dict[str, str] = {}
     for name, header in LAYERS.items():
         lines = adoption.layers.get(name, [])
         if name == "test" and not lines:
             lines = ["pytest"]
-        if name == "dev":
-            header += (f"# pinship itself is installed beside the locks, not in them (its own dependencies never move "
-                       f"the app's):\n#   {itself.install_command()}\n")
+        if name == "dev" and wheel is not None:
+            header += (f"# pinship, from the wheel in {itself.FOLDER}/ (not on the package index; pip reads the "
+                       f"folder relative to this file):\n")
+            lines = itself.requirement_lines(wheel) + lines
+        elif name == "dev":
+            header += f"# pinship itself is installed beside the locks:\n#   {itself.install_command()}\n"
         texts[name] = header + "".join(f"{line}\n" for line in lines)
     for name, lines in adoption.layers.items():
         if name not in texts:
@@ -203,7 +219,7 @@ def _requirements_folder(root: Path, tool: dict[str, Any]) -> Path:
     return folder
 
 
-def _plan(root: Path, path: Path, text: str, force: bool) -> _Write | str:
+def _plan(root: Path, path: Path, text: str | bytes, force: bool) -> _Write | str:
     """What to do at `path` (a write, or the line saying why it is kept), or a refusal naming it;
     nothing is written or printed here, so a refusal found later leaves no half-told story."""
     shown = _shown(path, root)
@@ -250,16 +266,17 @@ def _write(write: _Write) -> None:
     """Create a new file (never following a link made since the check), or with --force replace
     what is there by a rename, which swaps a symlink itself and leaves its target untouched."""
     write.path.parent.mkdir(parents=True, exist_ok=True)
+    data = write.text.encode("utf-8") if isinstance(write.text, str) else write.text
     if not write.replace:
-        with open(write.path, "x", encoding="utf-8", opener=_no_follow) as handle:
-            handle.write(write.text)
+        with open(write.path, "xb", opener=_no_follow) as handle:
+            handle.write(data)
         return
     temporary = write.path.with_name(f".{write.path.name}.init-{os.getpid()}")
     created = False
     try:
-        with open(temporary, "x", encoding="utf-8", opener=_no_follow) as handle:
+        with open(temporary, "xb", opener=_no_follow) as handle:
             created = True
-            handle.write(write.text)
+            handle.write(data)
         os.replace(temporary, write.path)
     except BaseException:
         if created:  # something that was already at that name is left alone

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
 
+from deploy.adopt import itself
 from deploy.lock.layers import load
 from tests.support.pkgindex import PackageIndex
 
@@ -483,15 +486,67 @@ def test_a_refusal_prints_only_the_error_not_files_it_would_have_kept(project: P
     assert (project / "noxfile.py").read_text() == "# my own noxfile\n"
 
 
-def test_pinship_itself_stays_out_of_the_layers_and_init_says_how_to_install_it(project: Path) -> None:
-    # In dev.in, pinship's own dependencies would be solved with the app's, and the first lock
-    # failed: pinship is not on the package index (issue 13).
+def test_pinship_reaches_dev_in_from_a_wheel_vendored_into_the_requirements_folder(project: Path) -> None:
+    # Issue 13: pinship is not on the package index, so a plain `pinship` in dev.in failed the
+    # first lock; the wheel of the pinship that runs now sits beside the layers instead.
     done = init(project)
 
     assert done.returncode == 0, done.stderr
+    wheels = sorted((project / "requirements/wheels").iterdir())
+    assert [wheel.name for wheel in wheels] == ["pinship-0.1.0-py3-none-any.whl"]
+    with zipfile.ZipFile(wheels[0]) as archive:
+        assert "deploy/scaffold.py" in archive.namelist(), "the wheel holds the package that runs"
+        metadata = archive.read("pinship-0.1.0.dist-info/METADATA").decode()
+    assert "Name: pinship" in metadata.splitlines()
     dev = (project / "requirements/dev.in").read_text().splitlines()
-    assert [line for line in dev if line and not line.startswith("#")] == ["-r test.in"]
-    said = [line for line in done.stdout.splitlines() if line.startswith("pinship itself")]
-    assert said and said[0].startswith(
-        "pinship itself stays out of the layers; install it beside them with: pip install "), done.stdout
-    assert said[0].rsplit(": ", 1)[1] in "\n".join(dev), "dev.in keeps the same command as a comment"
+    assert [line for line in dev if line and not line.startswith("#")] == [
+        "-r test.in", "--find-links wheels", "pinship==0.1.0"]
+    assert ("  requirements/dev.in: pinship==0.1.0, from requirements/wheels/pinship-0.1.0-py3-none-any.whl "
+            "(built from ") in done.stdout, done.stdout
+
+
+def test_the_vendored_wheel_installs_with_require_hashes_from_another_folder(project: Path, tmp_path: Path) -> None:
+    init(project)
+    wheel = project / "requirements/wheels/pinship-0.1.0-py3-none-any.whl"
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    (project / "requirements/dev.txt").write_text(
+        f"--find-links wheels\npinship==0.1.0 --hash=sha256:{digest}\n", encoding="utf-8")
+    target = tmp_path / "target"
+
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--require-hashes", "--no-deps", "--no-index", "--target",
+         str(target), "-r", str(project / "requirements/dev.txt")],
+        cwd=tmp_path, capture_output=True, text=True, check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert (target / "deploy" / "scaffold.py").is_file()
+
+
+def test_init_twice_vendors_the_same_bytes_so_the_locked_hash_stays_valid(project: Path) -> None:
+    init(project)
+    first = (project / "requirements/wheels/pinship-0.1.0-py3-none-any.whl").read_bytes()
+
+    assert init(project, "--force").returncode == 0
+
+    assert (project / "requirements/wheels/pinship-0.1.0-py3-none-any.whl").read_bytes() == first
+
+
+def test_a_pinship_no_wheel_can_be_made_of_is_one_warning_with_the_install_command(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from deploy.scaffold import init as scaffold_init
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))  # pip wheel cannot run
+    said: list[str] = []
+    warned: list[str] = []
+
+    scaffold_init(project, say=said.append, warn=warned.append)
+
+    assert len(warned) == 1, warned
+    assert warned[0].startswith("warning: pinship itself is not in requirements/dev.in: building a wheel of ")
+    assert warned[0].endswith(f"install it beside the layers with: {itself.install_command()}")
+    dev = (project / "requirements/dev.in").read_text()
+    assert itself.install_command() in dev, "dev.in keeps the command as a comment"
+    assert not (project / "requirements/wheels").exists()
