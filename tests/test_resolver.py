@@ -147,16 +147,27 @@ def test_uv_may_move_what_an_upgraded_package_needs_where_pip_compile_keeps_both
     assert (uv[n.gamma].version, uv[n.epsilon].version) == ("1.1", "1.1")
 
 
-def test_an_index_named_in_a_layer_wins_over_pip_index_url_for_uv_as_for_pip(
-    names: Names, env: dict[str, str], tmp_path: Path
+def test_an_index_named_in_a_layer_wins_over_pip_index_url_and_compile_options_for_uv_as_for_pip(
+    names: Names, index: PackageIndex, env: dict[str, str], tmp_path: Path
 ) -> None:
     n = names
     with PackageIndex(tmp_path / "mirror") as mirror:
         mirror.add(n.alpha, "3.0")
         texts = {"base": f"--index-url {mirror.url}\n{n.alpha}\n"}
-        pip_tools, uv = both(tmp_path, texts, env, file_options=[f"--index-url {mirror.url}"])
+        pip_tools, uv = both(tmp_path / "env", texts, env, file_options=[f"--index-url {mirror.url}"])
+        assert locked(uv) == locked(pip_tools)
+        assert uv[n.alpha].version == "3.0"
+        pip_tools, uv = both(tmp_path / "options", texts, env, options=["--index-url", index.url],
+                             file_options=[f"--index-url {mirror.url}"])
     assert locked(uv) == locked(pip_tools)
     assert uv[n.alpha].version == "3.0"
+
+
+def test_pip_no_index_turns_off_even_an_index_a_layer_names_for_uv_as_for_pip(tmp_path: Path) -> None:
+    env = isolated_pip_env(None, tmp_path / "cache")
+    command = resolver.command(resolver.UV, output="all.txt", union_file="layers.union", env=env,
+                               file_options=["--index-url https://mirror.example/simple"])
+    assert "--no-index" in command.argv
 
 
 def test_uv_is_given_no_index_when_pip_is(names: Names, index: PackageIndex, tmp_path: Path) -> None:

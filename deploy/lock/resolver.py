@@ -113,9 +113,8 @@ def command(
     run_env, left_out = uv_environment(caller)
     argv = [str(uv), "pip", "compile", "--no-config", "--python", python, "--generate-hashes",
             "--annotation-style=line", "--no-header", "--index-strategy", "unsafe-best-match", "--color", "never",
-            *uv_options(options)]
-    if not any(_option_name(word) in _NAMES_INDEX for word in (*options, *_words(file_options))):
-        argv += _environment_index(caller, run_env)
+            *uv_options(options, file_names_index=_names_index(_words(file_options)))]
+    argv += _environment_index(caller, run_env, named=_names_index([*options, *_words(file_options)]))
     argv += ["-o", output, union_file, *upgrades]
     return Command(UV, argv, run_env, left_out)
 
@@ -132,8 +131,12 @@ def find_uv(*, beside: Path | None = None, path: str | None = None) -> Path:
     return Path(found)
 
 
-def uv_options(options: Sequence[str]) -> list[str]:
-    """[tool.deploy] compile-options in uv's spelling; one uv has no equivalent for is refused by name."""
+def uv_options(options: Sequence[str], *, file_names_index: bool = False) -> list[str]:
+    """[tool.deploy] compile-options in uv's spelling; one uv has no equivalent for is refused by name.
+
+    pip-compile lets a layer's `--index-url` win over compile-options' one; uv would let its command
+    line win, so when a layer names the index, compile-options' index is not passed on.
+    """
     translated: list[str] = []
     words = list(options)
     while words:
@@ -149,7 +152,8 @@ def uv_options(options: Sequence[str]) -> list[str]:
                     raise LockError(f"[tool.deploy] compile-options: {clip(word)} needs a value",
                                     fix=f'e.g. compile-options = ["{word}", "VALUE"]')
                 value = words.pop(0)
-            translated += [_UV_SAME[name], value]
+            if not (file_names_index and name in ("--index-url", "-i")):
+                translated += [_UV_SAME[name], value]
         else:
             raise LockError(
                 f"[tool.deploy] compile-options: {clip(word)} is a pip-compile option uv has no equivalent for",
@@ -176,15 +180,23 @@ def uv_environment(env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
     return kept, left_out + pip_env.left_out
 
 
-def _environment_index(caller: Mapping[str, str], run_env: dict[str, str]) -> list[str]:
+def _environment_index(caller: Mapping[str, str], run_env: dict[str, str], *, named: bool) -> list[str]:
     """The index the environment names for pip, for uv: a flag, or a variable (never an argument that
-    `ps` shows to every user, since an index URL may hold a password)."""
+    `ps` shows to every user, since an index URL may hold a password).
+
+    As in pip, PIP_NO_INDEX turns every index off, wherever one is named; PIP_INDEX_URL counts only
+    when no layer and no compile-option `named` one.
+    """
     if (caller.get("PIP_NO_INDEX") or "").strip().lower() in _TRUE:
         return ["--no-index"]
     url = (caller.get("PIP_INDEX_URL") or "").strip()
-    if url:
+    if url and not named:
         run_env["UV_DEFAULT_INDEX"] = url
     return []
+
+
+def _names_index(words: Sequence[str]) -> bool:
+    return any(_option_name(word) in _NAMES_INDEX for word in words)
 
 
 def _words(lines: Sequence[str]) -> list[str]:
