@@ -1,6 +1,6 @@
-"""How long deploys take on 1, 10 and 30 real sshd hosts, next to what teams do today.
+"""How long deploys take on 1 to 250 real sshd hosts, next to what teams do today.
 
-    .venv/bin/python benchmarks/deploy.py [--runs N] [--hosts 1,10,30]
+    .venv/bin/python benchmarks/deploy.py [--runs N] [--hosts 1,10,30,100,250]
 
 Needs root and OpenSSH's sshd (the same harness as the tests: one sshd per host on 127.0.0.x,
 each with its own view of the deploy path). It builds a small app whose deploy layer has 11
@@ -14,6 +14,12 @@ packages (three of about 1 MB, one sdist-only) served by a local index on 127.0.
   version once more with keep-alive 0, which is what a run pays when the last was long ago.
 
 A first deploy is measured with no keeper running (it forks one, and pays for that).
+
+From 100 hosts on (a fleet), each count also gets an unchanged redeploy and a new app version,
+and what one control node holds per host: open files of the deploying process (its peak, sampled)
+and of the keeper, and the keeper's memory (VmRSS with every host's connection and agent kept;
+per host: its growth from the smallest fleet measured, over the hosts added). Past 253 hosts the
+harness goes on at 127.0.1.2.
 
 It prints medians of N runs, ratios from this one run, bytes sent per host and peak memory: the
 deploying process's (its max RSS, from wait4) and the keeper's (VmHWM, read before it is stopped).
@@ -31,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,7 +78,7 @@ class Timing:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="repetitions per case (default 3)")
-    parser.add_argument("--hosts", default="1,10,30", help="host counts (default 1,10,30)")
+    parser.add_argument("--hosts", default="1,10,30,100,250", help="host counts (default 1,10,30,100,250)")
     args = parser.parse_args()
     counts = [int(n) for n in args.hosts.split(",")]
     reason = require_sshd()
@@ -96,22 +103,33 @@ def main() -> int:
             finally:
                 bench.disconnect()
     _print(results, counts, args.runs)
+    _print_fleet(results, bench.fleet)
     if keeper_kb:
         print(f"  keeper process peak RSS: {keeper_kb / 1024:.0f} MB (forked from a run: most pages shared with it)")
     return 0
 
 
 def _keeper_peak_kb() -> int:
-    """The largest VmHWM of the keeper processes running now (they name themselves pinship-keeper)."""
-    peak = 0
-    for proc in Path("/proc").iterdir():
-        try:
-            if (proc / "comm").read_text().strip() == "pinship-keeper":
-                status = (proc / "status").read_text()
-                peak = max(peak, int(re.search(r"VmHWM:\s+(\d+)", status).group(1)))  # type: ignore[union-attr]
-        except (OSError, ValueError):
-            continue
-    return peak
+    """The largest VmHWM of the keeper processes running now."""
+    return max((_status_kb(proc, "VmHWM") for proc in _keepers()), default=0)
+
+
+def _status_kb(proc: Path, field: str) -> int:
+    try:
+        found = re.search(rf"{field}:\s+(\d+)", (proc / "status").read_text())
+    except OSError:
+        return 0
+    return int(found.group(1)) if found else 0
+
+
+@dataclass
+class Fleet:
+    """What one control node holds for `hosts` hosts, with their connections kept."""
+
+    hosts: int
+    run_files: int  # the deploying process's peak open files in an unchanged redeploy
+    keeper_files: int  # the keeper's, meanwhile
+    keeper_kb: int  # VmRSS
 
 
 def _publish(index: PackageIndex) -> None:
@@ -121,13 +139,61 @@ def _publish(index: PackageIndex) -> None:
         index.add(name, "1.0", requires, sdist_only=sdist_only, files=payload)
 
 
+def _keepers() -> list[Path]:
+    """The /proc folders of the keeper processes running now (they name themselves pinship-keeper)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and (proc / "comm").read_text().strip() == "pinship-keeper":
+                found.append(proc)
+        except OSError:
+            continue
+    return found
+
+
+def _open_files(proc: Path) -> int:
+    try:
+        return len(os.listdir(proc / "fd"))
+    except OSError:
+        return 0
+
+
+class _FileSampler(threading.Thread):
+    """The most files a process, and the keepers together, held open at once while it ran
+    (sampled every 20 ms; the keepers are looked for every half second)."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.proc = Path(f"/proc/{pid}")
+        self.peak = self.keeper_peak = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        keepers: list[Path] = []
+        for tick in range(1 << 30):
+            if self.done.wait(0.02):
+                return
+            if tick % 25 == 0:
+                keepers = _keepers()
+            self.peak = max(self.peak, _open_files(self.proc))
+            self.keeper_peak = max(self.keeper_peak, sum(_open_files(proc) for proc in keepers))
+
+
+LAST_PEAK_FILES = [0, 0]  # of the last command _run ran, and of the keepers meanwhile
+
+
 def _run(command: list[str], project: DeployProject) -> tuple[float, int, str]:
     """Run a command in the project; return wall seconds, its peak RSS in kB, and its output."""
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=project.root, env=project.env, stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert process.stdout is not None
+    sampler = _FileSampler(process.pid)
+    sampler.start()
     output = process.stdout.read()
+    sampler.done.set()
+    sampler.join()
+    LAST_PEAK_FILES[:] = [sampler.peak, sampler.keeper_peak]
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
@@ -144,6 +210,7 @@ class Bench:
         self.index = index
         self.tmp = tmp
         self.version = 1
+        self.fleet: list[Fleet] = []
 
     def deploy(self, count: int, action: str, *args: str) -> tuple[float, int, str]:
         return _run([INVOKE, action, "--env", f"h{count}", *args], self.project)
@@ -215,9 +282,16 @@ class Bench:
                     label = f"anchor: venv + pip install per host, {count} hosts"
                     results.setdefault(label, Timing()).seconds.append(seconds)
                     print(f"  anchor {count}: {seconds:.2f} s", file=sys.stderr)
+            if count >= 100:
+                for _ in range(runs):
+                    record(f"unchanged redeploy, {count} hosts", self.deploy(count, "deploy"))
+                self.fleet.append(self._held(count))
+                for _ in range(runs):
+                    record(f"new app version, {count} hosts", self.new_version(count))
             if count == 10:
                 for _ in range(runs):
                     record("unchanged redeploy, 10 hosts", self.deploy(10, "deploy"))
+                self.fleet.append(self._held(10))  # the baseline the fleet's growth per host is taken from
                 for _ in range(runs):
                     record("new app version, 10 hosts", self.new_version(10))
                 for _ in range(runs):  # what a run more than keep-alive seconds after the last one pays
@@ -225,6 +299,13 @@ class Bench:
                 for _ in range(runs):
                     record("rollback, 10 hosts", self.deploy(10, "rollback"))
         return results
+
+
+    def _held(self, count: int) -> Fleet:
+        """Open files during an unchanged redeploy of `count` hosts, and the keeper's memory right
+        after it (it still holds every host's connection and agent; it is the only keeper running)."""
+        run_files, keeper_files = LAST_PEAK_FILES
+        return Fleet(count, run_files, keeper_files, sum(_status_kb(proc, "VmRSS") for proc in _keepers()))
 
 
 def _sent_per_host(output: str) -> str:
@@ -250,10 +331,34 @@ def _print(results: dict[str, Timing], counts: list[int], runs: int) -> None:
         if label in results and "first deploy, 10 hosts" in results:
             share = results[label].median / results["first deploy, 10 hosts"].median
             print(f"  {label} / first deploy: {share:6.0%}")
+    for count in counts:
+        first, unchanged = results[f"first deploy, {count} hosts"], results.get(f"unchanged redeploy, {count} hosts")
+        if unchanged and count >= 100:
+            print(f"  unchanged redeploy / first deploy, {count} hosts: {unchanged.median / first.median:6.0%}")
     firsts = [(n, results[f"first deploy, {n} hosts"].median) for n in counts]
     if len(firsts) > 1:
         (n0, t0), (n1, t1) = firsts[0], firsts[-1]
         print(f"  first deploy growth {n0} → {n1} hosts: {t1 / t0:.2f}x the time for {n1 / n0:.0f}x the hosts")
+
+
+def _print_fleet(results: dict[str, Timing], fleet: list[Fleet]) -> None:
+    """One control node at scale: times, and what it holds per host."""
+    if not fleet:
+        return
+    smallest = fleet[0]
+    print("\none control node, connections kept (keep-alive on); per host: total / hosts")
+    print(f"{'hosts':>5}  {'first':>7}  {'unchanged':>9}  {'new ver.':>8}  {'run fds':>13}  {'keeper fds':>13}  "
+          f"{'keeper RSS':>17}  {'growth/host':>11}")
+    for held in fleet:
+        n = held.hosts
+        cases = ("first deploy", "unchanged redeploy", "new app version")
+        times = [results.get(f"{case}, {n} hosts") for case in cases]
+        shown = [f"{t.median:.2f}s" if t else "-" for t in times]
+        growth = (f"{(held.keeper_kb - smallest.keeper_kb) / (n - smallest.hosts) / 1024:.2f} MB"
+                  if n > smallest.hosts else "-")
+        print(f"{n:>5}  {shown[0]:>7}  {shown[1]:>9}  {shown[2]:>8}  "
+              f"{held.run_files:>5} ({held.run_files / n:.2f})  {held.keeper_files:>5} ({held.keeper_files / n:.2f})  "
+              f"{held.keeper_kb / 1024:>6.0f} MB ({held.keeper_kb / 1024 / n:.2f} MB)  {growth:>11}")
 
 
 if __name__ == "__main__":
