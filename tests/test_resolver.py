@@ -163,6 +163,19 @@ def test_an_index_named_in_a_layer_wins_over_pip_index_url_and_compile_options_f
     assert uv[n.alpha].version == "3.0"
 
 
+def test_uv_weighs_every_index_as_pip_does_not_only_the_first_that_has_the_package(
+    names: Names, env: dict[str, str], tmp_path: Path
+) -> None:
+    """uv's own default would take alpha from the extra index (searched first) alone: 0.9."""
+    n = names
+    with PackageIndex(tmp_path / "extra") as extra:
+        extra.add(n.alpha, "0.9")
+        texts = {"base": f"--extra-index-url {extra.url}\n{n.alpha}\n"}
+        pip_tools, uv = both(tmp_path, texts, env, file_options=[f"--extra-index-url {extra.url}"])
+    assert locked(uv) == locked(pip_tools)
+    assert uv[n.alpha].version == "1.1"
+
+
 def test_pip_no_index_turns_off_even_an_index_a_layer_names_for_uv_as_for_pip(tmp_path: Path) -> None:
     env = isolated_pip_env(None, tmp_path / "cache")
     command = resolver.command(resolver.UV, output="all.txt", union_file="layers.union", env=env,
