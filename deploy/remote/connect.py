@@ -9,7 +9,7 @@ from pathlib import Path
 from deploy.config import Environment
 from deploy.remote import kept as keeper_client
 from deploy.remote.kept import KeptTarget
-from deploy.remote.target import LocalTarget, Target, identity_file
+from deploy.remote.target import LocalTarget, Target, bastion_of, identity_file
 
 
 def start_keeper(env: Environment, root: Path) -> Path | None:
@@ -26,6 +26,7 @@ def connect(env: Environment, root: Path, python: str, kept: Path | None = None)
     if env.is_local:
         return [LocalTarget(env, python)]
     identity_file(env)  # once for the run, before a keeper starts or any host is contacted
+    bastion_of(env)
     path = kept or start_keeper(env, root)  # on the run's only thread so far, not in a step
     if path is not None:
         return [KeptTarget(env, host, root, path) for host in env.hosts]

@@ -61,7 +61,7 @@ _OWN_CODE = hashlib.sha256(b"".join(
 # What a kept connection and its agent depend on; the rest (hosts, health check …) goes with each
 # step, so `--hosts` or `--healthcheck` on the command line still finds the same keeper. Not
 # keep_alive: each run's 'open' tells the keeper how long to stay after it.
-_CONNECTION_SETTINGS = ("name", "path", "python", "known_hosts", "identity", "connect_timeout",
+_CONNECTION_SETTINGS = ("name", "path", "python", "known_hosts", "identity", "jump", "connect_timeout",
                         "command_timeout")
 
 

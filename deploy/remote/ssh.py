@@ -24,10 +24,11 @@ from invoke.context import Context
 from deploy.agent.protocol import MARK
 from deploy.config import Environment, Host
 from deploy.errors import HostError
-from deploy.remote import stream
+from deploy.remote import jump, stream
 from deploy.remote.bundle import first_request
+from deploy.remote.handshake import explained
 from deploy.remote.target import Target, identity_file, step_budget
-from deploy.remote.trust import check_known_hosts, fingerprint, pinned_keys, private_key
+from deploy.remote.trust import check_known_hosts, pinned_keys, private_key
 from deploy.render import inert, inert_lines
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
@@ -74,6 +75,7 @@ class SshTarget(Target):
         self._open_failed: HostError | None = None
         self._agent: paramiko.Channel | None = None  # the agent serving this host's requests
         self._no_sftp: paramiko.Transport | None = None  # the connection whose host refused SFTP
+        self._bastion = False  # whether this target holds a share of its environment's bastion
         self._output = b""
 
     def _exchange(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
@@ -222,45 +224,16 @@ class SshTarget(Target):
             self.connection.client.close()
 
     def _handshake(self) -> None:
-        env = self.env.name
-        try:
+        with explained(self.name, self.env, self.known_hosts):
+            if self.env.jump:  # the host is reached through a channel of the bastion's connection
+                if not self._bastion:
+                    jump.attach(self.env, self.known_hosts)
+                    self._bastion = True
+                self.connection.connect_kwargs["sock"] = jump.channel(self.env, self.known_hosts, self.host)
             self.connection.open()
             transport = self.connection.transport
             if transport is not None:
                 transport.set_keepalive(5)
-        except paramiko.BadHostKeyException as exc:
-            raise HostError(
-                self.name,
-                f"HOST KEY CHANGED: it offered {exc.key.get_name()} {fingerprint(exc.key)}, which is not the key "
-                f"pinned in {self.known_hosts} — someone may be intercepting the connection; nothing was sent",
-                fix=f"if the host was rebuilt, delete its line from {self.known_hosts} and run: "
-                f"invoke trust --env {env}",
-            ) from exc
-        except paramiko.PasswordRequiredException as exc:  # before its base class, AuthenticationException
-            identity = Path(self.env.identity or "").expanduser()
-            raise HostError(self.name, f"authentication failed: the identity {identity} is encrypted, and pinship "
-                            "cannot ask for its passphrase (no key from an ssh-agent was accepted either)",
-                            fix=f"add it to your ssh-agent (ssh-add {identity}), or point identity at a key "
-                            "without a passphrase") from exc
-        except paramiko.AuthenticationException as exc:
-            raise HostError(self.name, f"authentication failed: {inert(str(exc))}",
-                            fix="check the user, identity (setting: identity) or your ssh-agent") from exc
-        except paramiko.SSHException as exc:
-            if "not found in known_hosts" in str(exc):
-                raise HostError(self.name, f"unknown host key: the host is not in {self.known_hosts}; nothing was sent",
-                                fix=f"check its fingerprint and run: invoke trust --env {env}") from exc
-            if "No existing session" in str(exc) or "banner" in str(exc):  # the handshake got no answer
-                raise HostError(self.name, f"no SSH answer within {self.env.connect_timeout:.0f} s: the host hangs",
-                                fix="check the host, or raise --connect-timeout") from exc
-            raise HostError(self.name,
-                            f"SSH failed: {inert(str(exc))} (no answer within {self.env.connect_timeout:.0f} s?)",
-                            fix="check that the host is up and its sshd responds") from exc
-        except TimeoutError as exc:
-            raise HostError(self.name, f"timed out after {self.env.connect_timeout:.0f} s while connecting",
-                            fix="check that the host is up, or raise --connect-timeout") from exc
-        except OSError as exc:
-            raise HostError(self.name, f"unreachable: {exc.strerror or exc}",
-                            fix="check the address and port in [tool.deploy.environments]") from exc
 
     @opens
     def put(self, local: Path, remote: str) -> None:
@@ -335,3 +308,6 @@ class SshTarget(Target):
         self._end_session()  # stdin closes: the agent's loop ends
         self.connection.close()
         self._close_client()  # also a connection Fabric never saw open (a refused host key)
+        if self._bastion:
+            self._bastion = False
+            jump.release(self.env, self.known_hosts)

@@ -24,7 +24,7 @@ from invoke.context import Context
 from invoke.exceptions import CommandTimedOut
 
 from deploy.agent.protocol import MARK as MARK  # the agent prints its reply after it
-from deploy.config import Environment
+from deploy.config import Environment, Host
 from deploy.errors import AgentFailure as AgentFailure  # where the engine has always found it
 from deploy.errors import ConfigError, HostError, from_wire
 from deploy.errors import host_output as host_output  # how the engine shows a host's output
@@ -91,6 +91,19 @@ def identity_file(env: Environment) -> Path | None:
         raise ConfigError(f"identity {path}: cannot be read ({exc.strerror or type(exc).__name__})",
                           fix=f"make it readable by this user (chmod 600 {path}), or {fix}") from None
     return path
+
+
+def bastion_of(env: Environment) -> Host | None:
+    """The environment's bastion (setting: jump), checked before anything connects; None when
+    its hosts are reached directly (deploy/remote/jump.py connects through it)."""
+    if not env.jump:
+        return None
+    where = f"pyproject.toml [tool.deploy.environments.{env.name}]: jump"
+    host = Host.parse(env.jump, where)
+    if host in env.hosts:
+        raise ConfigError(f"{where}: {host} is also one of the hosts",
+                          fix="name the bastion in jump, and only the hosts behind it in hosts")
+    return host
 
 
 def kind_of(mode: int) -> str:

@@ -12,7 +12,7 @@ import functools
 import logging
 import socket
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import paramiko
@@ -20,7 +20,9 @@ from paramiko.hostkeys import HostKeyEntry
 
 from deploy.config import Environment, Host
 from deploy.errors import ConfigError, DeployError, HostError
-from deploy.remote.target import kind_of
+from deploy.remote import jump
+from deploy.remote.handshake import fingerprint as fingerprint
+from deploy.remote.target import bastion_of, kind_of
 from deploy.render import inert
 
 # paramiko logs a failed handshake, traceback and all, from its own thread; the HostError raised
@@ -29,19 +31,38 @@ logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 def trust(root: Path, env: Environment, ask: Callable[[str], str] | None, say: Callable[[str], None] = print) -> int:
-    """Fetch each host's key, show it, and append new ones to the known-hosts file if confirmed."""
+    """Fetch each host's key, show it, and append new ones to the known-hosts file if confirmed.
+    With a bastion (setting: jump), its key comes first, pinned before anything is sent to it; the
+    hosts' keys are then read through it, over a connection that checks that pin."""
     assert env.known_hosts is not None
     path = root / env.known_hosts
+    timeout = env.connect_timeout
+    bastion = bastion_of(env)
+    if bastion is None:
+        return _pin(path, env, env.hosts, lambda host, prefer: host_key(host, timeout, prefer), ask, say)
+    written = _pin(path, env, [bastion], lambda host, prefer: host_key(host, timeout, prefer), ask, say,
+                   what="the bastion's key")
+    jump.attach(env, path)
+    try:
+        return written + _pin(path, env, env.hosts, lambda host, prefer: host_key(
+            host, timeout, prefer, sock=jump.channel(env, path, host)), ask, say)
+    finally:
+        jump.release(env, path)
+
+
+def _pin(path: Path, env: Environment, hosts: Iterable[Host], read: Callable[[Host, list[str]], paramiko.PKey],
+         ask: Callable[[str], str] | None, say: Callable[[str], None], what: str = "") -> int:
+    """Show the keys `read` finds for `hosts`, and append the new ones to `path` once confirmed."""
     # A folder (or anything but a file) there is named before any host is asked, not found by the write.
     exists = path.exists()
     if exists:
         check_known_hosts(path, env.name)
     pinned = pinned_keys(path, env.name) if exists else paramiko.HostKeys()
     new_lines: list[str] = []
-    for host in env.hosts:
+    for host in hosts:
         have = pinned.lookup(pin_name(host)) or {}
         try:
-            key = host_key(host, env.connect_timeout, prefer=list(have.keys()))
+            key = read(host, list(have.keys()))
         except (OSError, EOFError, paramiko.SSHException) as exc:
             reason = inert(str(exc)) or type(exc).__name__  # banner text comes from the host
             raise HostError(str(host), f"could not read its host key: {reason}",
@@ -57,15 +78,13 @@ def trust(root: Path, env: Environment, ask: Callable[[str], str] | None, say: C
                 fix=f"if the host was rebuilt, delete its line from {path} and run trust again",
             )
         elif line not in new_lines:  # a host named twice is pinned once
-            say(f"{host}: {key.get_name()} {fingerprint(key)} (new)")
+            say(f"{host}: {key.get_name()} {fingerprint(key)} ({what + ', ' if what else ''}new)")
             new_lines.append(line)
     if not new_lines:
         return 0
-    if ask is not None and ask(f"pin {len(new_lines)} new key(s) in {path}? [y/N] ").strip().lower() not in (
-        "y",
-        "yes",
-    ):
-        raise DeployError("nothing written: the keys were not confirmed")
+    asked = what or f"{len(new_lines)} new key(s)"
+    if ask is not None and ask(f"pin {asked} in {path}? [y/N] ").strip().lower() not in ("y", "yes"):
+        raise DeployError(f"nothing written: {what or 'the keys'} {'was' if what else 'were'} not confirmed")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a", encoding="utf-8") as handle:
@@ -123,15 +142,14 @@ def _check_key(path: str, size: int, mtime_ns: int) -> None:  # size and mtime: 
         raise ConfigError(f"identity {path}: not a private key file (no key paramiko can read)", fix=fix) from None
 
 
-def fingerprint(key: paramiko.PKey) -> str:
-    return str(key.fingerprint) if hasattr(key, "fingerprint") else str(key.get_base64())[:16]
-
-
-def host_key(host: Host, timeout: float, prefer: list[str] | None = None) -> paramiko.PKey:
-    """The key a host offers, read without logging in (for `invoke trust`). Key types already
-    pinned for it come first (`prefer`), as a connection asks for them: a host with an RSA key
-    pinned and a new ed25519 key then shows its RSA key, not a false "changed"."""
-    sock = socket.create_connection((host.hostname, host.port), timeout=timeout)
+def host_key(host: Host, timeout: float, prefer: list[str] | None = None,
+             sock: socket.socket | paramiko.Channel | None = None) -> paramiko.PKey:
+    """The key a host offers, read without logging in (for `invoke trust`), over `sock` (a channel
+    through a bastion) or a connection of its own. Key types already pinned for it come first
+    (`prefer`), as a connection asks for them: a host with an RSA key pinned and a new ed25519
+    key then shows its RSA key, not a false "changed"."""
+    if sock is None:
+        sock = socket.create_connection((host.hostname, host.port), timeout=timeout)
     try:
         transport = paramiko.Transport(sock)
     except BaseException:
