@@ -23,6 +23,8 @@ from deploy.settings import flag_value as flag_value
 from deploy.settings import shown as _shown
 
 LOCAL = "local"
+# The joint solve's resolver ([tool.deploy] resolver): pip-compile, or `uv pip compile` (lock/resolver.py).
+RESOLVERS = ("pip-tools", "uv")
 # A user or host name starting with '-' would read as an option to whatever takes it; names hold
 # only what DNS names and login names hold, so a spec cannot smuggle in text either.
 _NAME_PART = r"[A-Za-z0-9_][A-Za-z0-9._-]*"
@@ -155,6 +157,7 @@ class Config:
     # Folders outside the root that -r/-c may still read (resolved, absolute): lock inputs stay
     # inside the project unless the project says otherwise.
     inputs_outside: tuple[Path, ...] = ()
+    resolver: str = RESOLVERS[0]
 
     def environment(self, name: str, where: str = "environment") -> Environment:
         check_name(name, where)
@@ -223,7 +226,8 @@ def load(root: Path | None = None) -> Config:
         raise ConfigError("pyproject.toml: [tool.deploy] must be a table")
     where = "pyproject.toml [tool.deploy]"
     unknown = set(table) - {
-        "requirements", "deploy-layer", "test-layer", "compile-options", "environments", "allow-inputs-outside"}
+        "requirements", "deploy-layer", "test-layer", "compile-options", "environments", "allow-inputs-outside",
+        "resolver"}
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {_names(unknown)}")
     envs = {
@@ -245,7 +249,15 @@ def load(root: Path | None = None) -> Config:
             (root / Path(folder).expanduser()).resolve()
             for folder in _list(table.get("allow-inputs-outside", []), where, "allow-inputs-outside")
         ),
+        resolver=_resolver(table.get("resolver", RESOLVERS[0]), where),
     )
+
+
+def _resolver(value: object, where: str) -> str:
+    if value not in RESOLVERS:
+        raise ConfigError(f"{where}: resolver = {_toml(value)}: expected one of {', '.join(map(_toml, RESOLVERS))}",
+                          fix='resolver = "pip-tools" (the default) or resolver = "uv" (needs uv installed)')
+    return str(value)
 
 
 def _environment(name: str, body: object, root: Path) -> Environment:

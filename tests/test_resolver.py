@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.errors import LockError
+from deploy import config as config_module
+from deploy.errors import ConfigError, LockError
 from deploy.lock import resolver
 from deploy.lock.lockfile import Pin
 from deploy.lock.universe import read_universe
@@ -239,3 +240,16 @@ def test_without_uv_the_lock_says_how_to_install_it(tmp_path: Path) -> None:
         f'resolver = "uv" needs uv, which is neither in {tmp_path} nor on PATH\n'
         '  fix: .venv/bin/python -m pip install uv (or set resolver = "pip-tools" in pyproject.toml [tool.deploy])')
 
+
+def test_the_resolver_setting_defaults_to_pip_tools_and_refuses_anything_else(tmp_path: Path) -> None:
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text("[tool.deploy]\n", encoding="utf-8")
+    assert config_module.load(tmp_path).resolver == "pip-tools"
+    pyproject.write_text('[tool.deploy]\nresolver = "uv"\n', encoding="utf-8")
+    assert config_module.load(tmp_path).resolver == "uv"
+    pyproject.write_text('[tool.deploy]\nresolver = "poetry"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        config_module.load(tmp_path)
+    assert str(caught.value) == (
+        'pyproject.toml [tool.deploy]: resolver = "poetry": expected one of "pip-tools", "uv"\n'
+        '  fix: resolver = "pip-tools" (the default) or resolver = "uv" (needs uv installed)')

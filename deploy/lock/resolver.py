@@ -30,13 +30,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploy.config import RESOLVERS
 from deploy.errors import LockError
 from deploy.lock import isolation
 from deploy.lock.freshness import COMPILE_OPTIONS
 from deploy.lock.reqfile import clip
 
-# [tool.deploy] resolver: pip-compile (the default), or `uv pip compile`.
-RESOLVERS = (PIP_TOOLS, UV) = ("pip-tools", "uv")
+PIP_TOOLS, UV = RESOLVERS
 UV_FIX = '.venv/bin/python -m pip install uv (or set resolver = "pip-tools" in pyproject.toml [tool.deploy])'
 
 # pip-compile options that change only its output, which uv already writes that way (or that only
