@@ -5,7 +5,8 @@ The playbook does what `invoke deploy` does, in Ansible's terms. Play 1 stages o
 the host script takes the claim and lists what the host's store lacks, `copy` sends only those
 wheels, and the script stages them (each wheel checked against its sha256 on the host, installed
 offline into a new release, the health check run), then a gate stops every host when more failed
-than max-failures allows. Play 2 switches, in `serial` waves, with `max_fail_percentage`.
+than max-failures allows. Play 2 switches in `serial` waves, each gated by the failures so far;
+play 3 reports them and, past max-failures, switches back what the run switched (on-wave-failure).
 
 Everything the playbook holds that came from the project's settings is `!unsafe` (Ansible never
 templates it) or is JSON-quoted; values that reach a host's shell go through Jinja's `quote`.
@@ -35,13 +36,14 @@ class Rollout:
     """How the switch goes: Ansible's `serial` (empty: one wave) and how many hosts may fail."""
 
     waves: tuple[int, ...]  # hosts each wave switches, in order (Ansible's serial); empty: one wave
-    max_failures: int  # hosts that may fail staging while the others still switch
-    max_fail_percentage: float  # the same share of each wave of the switch (Ansible's rule: more fails it)
+    max_failures: int  # hosts that may fail (staging, or a wave's switch) while the others still switch
+    rollback: bool  # past max-failures, every host the run switched goes back (on-wave-failure)
 
     @property
     def described(self) -> str:
         waves = "waves of " + ", ".join(str(w) for w in self.waves) + " hosts" if self.waves else "one wave"
-        return f"{waves}; max-failures: {self.max_failures} ({self.max_fail_percentage:g}% of a wave)"
+        after = "the hosts switched go back" if self.rollback else "the hosts switched keep it"
+        return f"{waves}; max-failures: {self.max_failures} (past it, {after})"
 
 
 def group(env: Environment) -> str:
@@ -82,36 +84,50 @@ def _unsafe(value: str | None) -> str:
 
 
 def playbook(env: Environment, built: Build, rollout: Rollout, command: str) -> str:
-    """playbook.yml: play 1 stages everywhere and gates, play 2 switches in waves."""
+    """playbook.yml: play 1 stages everywhere and gates, play 2 switches in waves, play 3 settles."""
     release, hosts = built.release, len(env.hosts)
     wheels = ",\n".join(f"      {{sha256: {json.dumps(w.sha256)}, filename: {json.dumps(w.filename)}}}"
                          for w in built.wheels)
+    return (_header(env, built, rollout, command) + _stage(env, built, rollout, wheels) + _hook(env, release)
+            + _switch(env, release, rollout) + _settle(env, rollout, hosts))
 
-    def run(step: str) -> str:
-        """The task body that runs one step of pinship-host.py on the host."""
-        return ("      ansible.builtin.script:\n"
-                f"        cmd: \"{HOST_SCRIPT} {step} "
-                "{{ pinship_user | quote }} {{ pinship_machine | quote }}\"\n"
-                "        executable: \"{{ pinship_python }} -I -S\"\n")
-    serial = f"  serial: {json.dumps(list(rollout.waves))}\n" if rollout.waves else ""
-    hook = "" if not getattr(env, "run_once", None) else f"""
-    - name: "run-once on one host, in release {release}, before any host switches (a failure stops them all)"
-{run("run-once")}      when: ansible_play_hosts | map('extract', hostvars, ['pinship_state', 'live']) | reject | list
-            | length > 0
-      run_once: true
-      any_errors_fatal: true
-"""
+
+def _run(step: str, extra: str = "") -> str:
+    """The task body that runs one step of pinship-host.py on the host; every value quoted."""
+    return ("      ansible.builtin.script:\n"
+            f"        cmd: \"{HOST_SCRIPT} {step} "
+            "{{ pinship_user | quote }} {{ pinship_machine | quote }}" + extra + "\"\n"
+            "        executable: \"{{ pinship_python }} -I -S\"\n")
+
+
+def _failed_so_far(env: Environment) -> str:
+    """How many hosts failed so far: never staged (failed or unreachable in play 1: they lack
+    pinship_ready), or failed their switch or its checks in a wave."""
+    hosts = f"groups['{group(env)}'] | map('extract', hostvars)"  # a group name is letters, digits and _
+    return (f"({hosts} | rejectattr('pinship_ready', 'defined') | list | length) + ({hosts} "
+            "| selectattr('pinship_switch', 'defined') | selectattr('pinship_switch', 'failed') | list | length)")
+
+
+def _header(env: Environment, built: Build, rollout: Rollout, command: str) -> str:
+    after = ("every host this run switched goes back (on-wave-failure = rollback)" if rollout.rollback
+             else "the hosts that switched keep the release (on-wave-failure = keep)")
     return f"""\
 # Written by `{command}`; run that again rather than editing this file.
-# Installs pinship release {release} ({len(built.wheels)} wheels, wheels/<sha256>/ next to this file)
+# Installs pinship release {built.release} ({len(built.wheels)} wheels, wheels/<sha256>/ next to this file)
 # on the hosts of `{env.name}` with the checks `invoke deploy` makes, through the same host agent
 # (pinship-host.py): each wheel checked against its sha256 on the host, installed offline into a
 # new release, the health check run there, `current` switched by rename, the lock held meanwhile.
-# Play 1 stages on every host; if more than {rollout.max_failures} of the {hosts} hosts fail it (max-failures), no host
-# switches. Play 2 switches ({rollout.described}): a wave with too many failures
-# stops the rollout, and the waves before it keep the release (`invoke rollback --env {env.name}` returns them).
+# Play 1 stages on every host; if more than {rollout.max_failures} of the {len(env.hosts)} hosts fail (max-failures),
+# no host switches. Play 2 switches in {rollout.described}; once more hosts failed than that, the later
+# waves do not switch, and {after}. Ansible's max_fail_percentage is not used: it counts neither
+# unreachable hosts nor the whole run, and it ends the playbook before a host could go back.
 # Run: ansible-playbook -i inventory.ini playbook.yml; then check: invoke status --env {env.name}
+"""
 
+
+def _stage(env: Environment, built: Build, rollout: Rollout, wheels: str) -> str:
+    release, hosts = built.release, len(env.hosts)
+    return f"""
 - name: "pinship: stage release {release} on every host of {env.name}"
   hosts: {group(env)}
   gather_facts: false
@@ -126,7 +142,7 @@ def playbook(env: Environment, built: Build, rollout: Rollout, command: str) -> 
     ]
   tasks:
     - name: take the lock, check the host's store, list the wheels it lacks
-{run("probe")}      register: pinship_probe
+{_run("probe")}      register: pinship_probe
       changed_when: false
 
     - name: read what the host's store lacks
@@ -144,7 +160,7 @@ def playbook(env: Environment, built: Build, rollout: Rollout, command: str) -> 
       when: item.sha256 in pinship_state.missing
 
     - name: stage release {release} (store check, venv, offline install, health check)
-{run("stage")}      when: not pinship_state.live
+{_run("stage")}      when: not pinship_state.live
 
     - name: "gate: no host switches if more than {rollout.max_failures} of {hosts} failed staging (max-failures)"
       ansible.builtin.fail:
@@ -155,15 +171,77 @@ def playbook(env: Environment, built: Build, rollout: Rollout, command: str) -> 
       when: (ansible_play_hosts_all | length) - (ansible_play_hosts | length) > {rollout.max_failures}
       run_once: true
       any_errors_fatal: true
-{hook}
-- name: "pinship: switch the hosts of {env.name} to release {release}"
+"""
+
+
+def _hook(env: Environment, release: str) -> str:
+    ready = """
+    - name: staged, or live already
+      ansible.builtin.set_fact:
+        pinship_ready: true
+"""
+    if not getattr(env, "run_once", None):
+        return ready
+    return f"""
+    - name: "run-once on one host, in release {release}, before any host switches (a failure stops them all)"
+{_run("run-once")}      when: ansible_play_hosts | map('extract', hostvars, ['pinship_state', 'live']) | reject | list
+            | length > 0
+      run_once: true
+      any_errors_fatal: true
+""" + ready
+
+
+def _switch(env: Environment, release: str, rollout: Rollout) -> str:
+    serial = f"  serial: {json.dumps(list(rollout.waves))}\n" if rollout.waves else ""
+    return f"""
+- name: "pinship: switch the hosts of {env.name} to release {release}, wave by wave"
   hosts: {group(env)}
   gather_facts: false
-{serial}  max_fail_percentage: {rollout.max_fail_percentage:g}
+{serial}  vars: *pinship
+  tasks:
+    - name: "gate the wave: at most {rollout.max_failures} hosts failed so far (staging, or an earlier wave)"
+      ansible.builtin.set_fact:
+        pinship_go: "{{{{ ({_failed_so_far(env)}) <= {rollout.max_failures} }}}}"
+      run_once: true
+
+    - name: switch `current` to release {release} (restart and post-switch check; a failure switches back)
+{_run("switch")}      register: pinship_switch
+      ignore_errors: true  # counted by the next wave's gate and reported by the last play
+      when: pinship_go | bool and not pinship_state.live
+"""
+
+
+def _settle(env: Environment, rollout: Rollout, hosts: int) -> str:
+    switched = ("pinship_switch is defined and pinship_switch is succeeded and pinship_switch is not skipped "
+                "and (pinship_switch.stdout_lines | last | from_json).switched")
+    back = "" if not rollout.rollback else f"""
+    - name: "on-wave-failure = rollback: past max-failures, every host this run switched goes back"
+{_run("rollback", " {{ (pinship_switch.stdout_lines | last | from_json).previous | string | quote }}")}\
+      when: pinship_failures | int > {rollout.max_failures} and {switched}
+"""
+    outcome = "went back to the release it served" if rollout.rollback else "keeps the release"
+    return f"""
+- name: "pinship: settle the hosts of {env.name}"
+  hosts: {group(env)}
+  gather_facts: false
   vars: *pinship
   tasks:
-    - name: switch `current` to release {release} (restart; a failed restart switches back)
-{run("switch")}      when: not pinship_state.live
+    - name: count the hosts that failed
+      ansible.builtin.set_fact:
+        pinship_failures: "{{{{ {_failed_so_far(env)} }}}}"
+      run_once: true
+{back}
+    - name: a host whose switch failed fails the run (its error is above)
+      ansible.builtin.fail:
+        msg: the switch failed on this host, which serves the release it served before
+      when: pinship_switch is defined and pinship_switch is failed
+
+    - name: "past max-failures ({rollout.max_failures} of {hosts}) the rollout stopped"
+      ansible.builtin.fail:
+        msg: >-
+          {{{{ pinship_failures }}}} of {hosts} hosts failed, more than max-failures = {rollout.max_failures}:
+          the later waves did not switch, and each host this run switched {outcome}
+      when: pinship_failures | int > {rollout.max_failures}
 """
 
 

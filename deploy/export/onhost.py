@@ -25,8 +25,9 @@ if TYPE_CHECKING:  # typing costs a host an import; the annotations need none
     from collections.abc import Callable
     from typing import Any
 
-STEPS = ("probe", "stage", "run-once", "switch")
-USAGE = "usage: pinship-host.py probe|stage|run-once|switch USER MACHINE"
+STEPS = ("probe", "stage", "run-once", "switch", "rollback")
+USAGE = "usage: pinship-host.py probe|stage|run-once|switch USER MACHINE, or rollback USER MACHINE RELEASE"
+RELEASE = re.compile(r"[0-9a-f]{12}")
 # Who runs the playbook, as the deploy log and a held claim name them: shown, never trusted.
 _WHO = re.compile(r"[A-Za-z0-9_.@+-]{1,64}")
 
@@ -147,16 +148,30 @@ def switch(host: Host) -> dict[str, Any]:
     return reply
 
 
+def rollback(host: Host, release: str) -> dict[str, Any]:
+    """on-wave-failure = rollback: back to `release`, the one this host served before the run."""
+    if not RELEASE.fullmatch(release):
+        raise Stop(f"no release to go back to (it served none before this run): it keeps {host.bundle['release']}")
+    bundle = host.bundle
+    reply: dict[str, Any] = host.call("switch", release=release, restart=bundle["restart"], keep=bundle["keep"],
+                                      log=dict(host.log, action="rollback", release=release),
+                                      timeout=bundle["timeout"])
+    return reply
+
+
 def main(argv: list[str], bundle: dict[str, Any]) -> int:
-    if len(argv) != 3 or argv[0] not in STEPS:
+    if len(argv) != (4 if argv[:1] == ["rollback"] else 3) or argv[0] not in STEPS:
         sys.stderr.write(USAGE + "\n")
         return 2
-    step, user, machine = argv
+    step, user, machine = argv[:3]
+    steps: dict[str, Callable[[Host], dict[str, Any]]] = {
+        "probe": probe, "stage": stage, "run-once": run_once, "switch": switch,
+        "rollback": lambda host: rollback(host, argv[3])}
     try:
         host = Host(bundle, user, machine)
         host.claim()
         try:
-            result = {"probe": probe, "stage": stage, "run-once": run_once, "switch": switch}[step](host)
+            result = steps[step](host)
         finally:
             host.give_back()  # the claim's holder only: after a switch it is free already
     except Stop as exc:

@@ -15,8 +15,6 @@ whole export; an earlier export there is replaced, any other non-empty folder re
 from __future__ import annotations
 
 import json
-import math
-import re
 import secrets
 import shlex
 import shutil
@@ -26,6 +24,7 @@ from pathlib import Path
 from deploy.config import Config, Environment
 from deploy.errors import ConfigError, DeployError
 from deploy.export import ansible
+from deploy.portions import allowed_failures, wave_sizes
 from deploy.release import engine
 from deploy.release.build import Build
 from deploy.release.cache import check_wheel, file_sha256
@@ -39,7 +38,6 @@ TARGETS = ("ansible",)
 # The deploy's steps up to a checked release; nothing after them touches a host.
 STEPS: tuple[engine.Step, ...] = (engine.verify, engine.probe, engine.pick_interpreter, engine.build,
                                   engine.check_dependencies)
-_PERCENT = re.compile(r"[0-9]+(?:\.[0-9]+)?%")
 # Settings the export cannot carry yet: refused by name rather than dropped from the playbook.
 UNCARRIED = {"jump": "a bastion"}
 
@@ -102,39 +100,11 @@ def build_release(config: Config, env: Environment, progress: Progress) -> tuple
 
 
 def plan_rollout(env: Environment) -> ansible.Rollout:
-    """Ansible's serial (the number of hosts each wave switches) and max_fail_percentage from the
-    environment's waves and max-failures, by deploy's rules: a wave's value is how many hosts are
-    switched once it ends, a percentage rounded up; hosts past the last wave switch in a final
-    one; a percentage of hosts that may fail is rounded down."""
+    """Ansible's serial (the number of hosts each wave switches) and the failure budget, from the
+    environment's waves and max-failures by the deploy's own rules (deploy/portions.py)."""
     hosts = len(env.hosts)
-    limit: object = env.max_failures
-    if isinstance(limit, int) and not isinstance(limit, bool):
-        count = min(limit, hosts)
-    elif isinstance(limit, str) and _PERCENT.fullmatch(limit):
-        count = math.floor(_share(limit) * hosts / 100 + 1e-9)
-    else:
-        raise ConfigError(f"max-failures {limit!r}: the export reads a count of hosts or a percentage such as '10%'")
-    sizes: list[int] = []
-    done = 0
-    for wave in getattr(env, "waves", None) or ():
-        if isinstance(wave, int) and not isinstance(wave, bool) and wave > 0:
-            upto = min(wave, hosts)
-        elif isinstance(wave, str) and _PERCENT.fullmatch(wave):
-            upto = min(hosts, math.ceil(_share(wave) * hosts / 100 - 1e-9))
-        else:
-            raise ConfigError(f"waves: {wave!r} is neither a count of hosts nor a percentage such as '25%'")
-        if upto > done:
-            sizes.append(upto - done)
-            done = upto
-    if sizes and done < hosts:
-        sizes.append(hosts - done)
-    # Ansible stops when failed / hosts > the percentage: round it up (4 places), so that exactly
-    # `count` failures of all the hosts are still allowed, as deploy allows them.
-    return ansible.Rollout(tuple(sizes), count, min(100.0, math.ceil(count * 1e6 / hosts) / 1e4))
-
-
-def _share(percent: str) -> float:
-    return min(100.0, float(percent.removesuffix("%")))
+    sizes = [size for _, size in wave_sizes(env.waves, hosts) if size > 0] if env.waves else []
+    return ansible.Rollout(tuple(sizes), allowed_failures(env.max_failures, hosts), env.on_wave_failure == "rollback")
 
 
 def check_out(out: Path) -> Path:
@@ -190,8 +160,7 @@ def render(done: Exported, env: str) -> str:
     """What an export says when it is done: what it wrote, and the two commands that follow."""
     lines = [f"exported release {done.release} ({done.wheels} wheels, {done.size / 1e6:.1f} MB) for the "
              f"{done.hosts} hosts of {env} to {done.out}",
-             f"  {done.rollout.described}; a failed wave stops the rollout, and the waves before it keep the "
-             f"release (invoke rollback --env {env} returns them)"]
+             f"  {done.rollout.described}"]
     lines += [f"  not probed (the playbook still lists it): {line}" for line in done.unprobed]
     inventory, playbook = shlex.quote(str(done.out / "inventory.ini")), shlex.quote(str(done.out / "playbook.yml"))
     lines += [f"next: ansible-playbook -i {inventory} {playbook}", f"then: invoke status --env {env}"]
