@@ -10,11 +10,11 @@ into the process to run there. Both resolvers get the same meaning:
   universe.read_universe reads (uv lists `-r` sources after the packages; select() does not care);
 - the pins already in the output file are preferences (uv has read `-o` that way since uv#187, as
   pip-compile does), `--upgrade-package` frees a name, `--upgrade` frees all;
-- the index the pip-tools path uses: PIP_INDEX_URL or PIP_NO_INDEX from the environment unless a
-  layer or compile-options names one (a file's `--index-url` wins, as in pip; uv would let its
-  command line and UV_* win, so the environment's index is handed over only when nothing names one);
-  candidates from every index count, as in pip (uv's default stops at the first index that has the
-  name); transport settings (certificates, timeout, trusted hosts) as isolation.py keeps them;
+- the index the pip-tools path uses, by pip's precedence, which uv does not share (its command line
+  and UV_* beat a file): a layer's `--index-url` beats compile-options' one, which beats
+  PIP_INDEX_URL, and PIP_NO_INDEX turns every index off; candidates from every index count, as in
+  pip (uv's default stops at the first index that has the name); transport settings
+  (certificates, timeout, trusted hosts) as isolation.py keeps them for pip;
 - nothing from this machine's uv configuration: `--no-config` (uv.toml, [tool.uv]) and only transport
   UV_* variables, the others named in one line, as isolation.py does for pip.
 
