@@ -199,9 +199,10 @@ def check_agreement(
         first = group[0]
         wide = {name: [o for o in options[name] if o.name in SOLVE_WIDE] for name in group}
         for name in group[1:]:
-            for one, other_name in ((name, first), (first, name)):
-                other = other_name
-                missing = [o for o in wide[one] if (o.name, o.value) not in {(p.name, p.value) for p in wide[other]}]
+            # The later layer's line first: it is the one that differs from what the group already says.
+            for one, other in ((name, first), (first, name)):
+                theirs = {(o.name, o.value) for o in wide[other]}
+                missing = [o for o in wide[one] if (o.name, o.value) not in theirs]
                 if not missing:
                     continue
                 option = missing[0]
@@ -209,7 +210,7 @@ def check_agreement(
                 said = (
                     f"{rival.line.where(root)} says '{rival.shown()}'"
                     if rival is not None
-                    else f"{display(files[other_name], root)} does not say it"
+                    else f"{display(files[other], root)} does not say it"
                 )
                 raise LayerError(
                     f"{option.line.where(root)}: '{option.shown()}' but {said}; the layers "
