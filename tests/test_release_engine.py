@@ -18,7 +18,8 @@ from tests.test_release_run import OLD, RELEASE, FakeTarget, claimed
 
 HOSTS = (Host("deploy", "app1", 22), Host("deploy", "app2", 22))
 SWITCHED = {"switched": True, "switched_back": False, "previous": OLD}
-STAGED_TO_SWITCHED = (engine.skip_live, engine.claim, engine.stage, engine.gate, engine.switch)
+# Deploy's steps from skip_live on, as engine.DEPLOY has them.
+STAGED_TO_SWITCHED = engine.DEPLOY[engine.DEPLOY.index(engine.skip_live):]
 
 
 def job_over(tmp_path: Path, targets: list[FakeTarget], action: str = "deploy", **settings: Any) -> Job:

@@ -7,7 +7,7 @@ import re
 
 from deploy.release.cache import Wheel
 from deploy.release.inspect import HostStatus
-from deploy.release.plan import HostPlan, Plan
+from deploy.release.plan import HostPlan, Plan, Wave
 from deploy.release.report import render_plan, render_releases, render_status
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -60,3 +60,22 @@ def test_a_plan_names_a_rebuilt_wheel_and_never_claims_a_change_it_did_not_see()
             "  ~ demoapp 1.0: another build of the same version") in text
     assert "app2: aaaaaaaaaaaa → cccccccccccc; send 0 wheels (0.0 MB)\n  (the same wheels as live)" in text
     assert "changed" not in text
+
+
+def test_a_plan_in_waves_names_each_waves_hosts_the_failure_budget_and_the_run_once_host() -> None:
+    hosts = [HostPlan(name, current="aaaaaaaaaaaa") for name in ("app1", "app2", "app3")]
+    waves = [Wave(1, ["app1"]), Wave("50%", []), Wave("rest", ["app2", "app3"])]
+    plan = Plan("staging", "cccccccccccc", [], [], hosts, waves, "app1", 1)
+
+    lines = render_plan(plan).splitlines()
+
+    assert lines[-5:] == ["waves (each checked before the next; 1 host may fail):",
+                          "  wave 1 (1): app1",
+                          '  wave 2 ("50%"): no host to switch',
+                          '  wave 3 ("rest"): app2, app3',
+                          "run-once runs on app1, after every host staged and before any switches"]
+
+
+def test_a_plan_without_waves_or_hooks_says_nothing_of_them() -> None:
+    plan = Plan("staging", "cccccccccccc", [], [], [HostPlan("app1", current="aaaaaaaaaaaa")])
+    assert "wave" not in render_plan(plan) and "run-once" not in render_plan(plan)
