@@ -29,7 +29,7 @@ STEPS = ("probe", "stage", "run-once", "switch", "rollback")
 USAGE = "usage: pinship-host.py probe|stage|run-once|switch USER MACHINE, or rollback USER MACHINE RELEASE"
 RELEASE = re.compile(r"[0-9a-f]{12}")
 # Who runs the playbook, as the deploy log and a held claim name them: shown, never trusted.
-_WHO = re.compile(r"[A-Za-z0-9_.@+-]{1,64}")
+_WHO = re.compile(r"[A-Za-z0-9_.:@+-]{1,64}")
 
 
 class Stop(Exception):
@@ -156,6 +156,9 @@ def rollback(host: Host, release: str) -> dict[str, Any]:
     reply: dict[str, Any] = host.call("switch", release=release, restart=bundle["restart"], keep=bundle["keep"],
                                       log=dict(host.log, action="rollback", release=release),
                                       timeout=bundle["timeout"])
+    if reply["switched_back"]:
+        raise Stop(f"going back to {release}, the restart failed (exit {reply['restart']}): it serves "
+                   f"{reply['previous']} again; run: invoke rollback --env {bundle['environment']} --to {release}")
     return reply
 
 
@@ -176,6 +179,10 @@ def main(argv: list[str], bundle: dict[str, Any]) -> int:
             host.give_back()  # the claim's holder only: after a switch it is free already
     except Stop as exc:
         sys.stderr.write(f"pinship: {step} on {bundle['path']}: {exc}\n")
+        return 1
+    except OSError as exc:  # as the agent answers it to a deploy: one line, never a traceback
+        what = "the disk is full" if exc.errno == 28 else f"{exc.strerror or type(exc).__name__}: {exc.filename or ''}"
+        sys.stderr.write(f"pinship: {step} on {bundle['path']}: {what}; current release unchanged\n")
         return 1
     sys.stdout.write("\n" + json.dumps(dict(result, step=step, release=bundle["release"])) + "\n")
     return 0
