@@ -152,6 +152,32 @@ def test_a_tampered_wheel_fails_the_hosts_that_need_it_and_past_max_failures_non
     assert status.code == 0, status.output
 
 
+def test_a_host_that_is_down_counts_against_max_failures_and_the_others_switch(
+    project: DeployProject, cluster: SshCluster, tmp_path: Path
+) -> None:
+    fresh_hosts(cluster)
+    *up, down = cluster.hosts
+    down.kill()
+    try:
+        out = tmp_path / "ansible"
+        outcome = export(project, out)  # max-failures = 1: one host the probe cannot reach is named, not fatal
+        assert f"not probed (the playbook still lists it): {down.spec()}" in outcome.output, outcome.output
+        release = json.loads(next((out / "releases").glob("*/manifest.json")).read_text())["release"]
+
+        done = playbook(project, out)
+    finally:
+        down.start()
+
+    said = done.stdout + done.stderr
+    assert done.returncode != 0  # a host was unreachable: the run did not complete everywhere
+    assert f"fatal: [{down.address}]: UNREACHABLE!" in said, said
+    assert "more than max-failures" not in said, said
+    for host in up:
+        assert live(host, cluster.deploy_path) == release
+        assert_unlocked(host, cluster.deploy_path)
+    assert live(down, cluster.deploy_path) is None
+
+
 def test_export_refuses_a_folder_it_did_not_write(project: DeployProject, tmp_path: Path) -> None:
     out = tmp_path / "mine"
     out.mkdir()
