@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from deploy import config as config_module
+from deploy.adopt import sync
 from deploy.errors import DeployError, VerifyFailed
 from deploy.lock import audit
 from deploy.lock.reqfile import display, unusable_file
@@ -46,6 +47,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the requirements file to adopt (a pip freeze file …), or pyproject.toml for the project's own "
         "declaration; needed when the project has more than one",
     )
+    sync_parser = commands.add_parser(
+        "sync", help="make the virtual environment this python runs in hold exactly the dev lock (as pip-sync "
+        "does), the project installed editable"
+    )
+    sync_parser.add_argument("--layer", default=sync.LAYER, help="the layer whose lock to install (default: dev)")
     args = parser.parse_args(argv)
     honour_ctrl_c()
     try:
@@ -78,6 +84,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"verify: {count} layers fresh and consistent ({time.perf_counter() - started:.2f} s)")
     elif args.command == "lock":
         lock(config)
+    elif args.command == "sync":
+        sync.sync(config, layer=args.layer)
     elif args.command == "audit":
         return audit.run_audit(config, args.osv_url)
     elif args.command == "upgrade":

@@ -14,6 +14,7 @@ import sys
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,7 @@ deploy-layer = "prod"           # the layer installed on servers
 
 
 Say = Callable[[str], object]
+ONBOARDING_MARK = "Written by `python -m deploy init`"  # in the onboarding script init writes (adopt/bootstrap.py)
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,8 @@ def init(root: Path, *, force: bool = False, source: Path | None = None, say: Sa
     planned += [(folder / f"{name}.in", body) for name, body in _layers(adoption, wheel).items()]
     if wheel is not None:
         planned.append((folder / itself.FOLDER / wheel.filename, wheel.data))
+    onboarding = _onboarding(root)
+    planned.append((onboarding, resources.files("deploy.adopt").joinpath("bootstrap.py").read_text(encoding="utf-8")))
     if adoption.preferences:
         planned.append((folder / f"{TOP}.txt", _seed(adoption)))
     actions = [_plan(root, path, body, force) for path, body in planned]
@@ -145,8 +149,19 @@ def init(root: Path, *, force: bool = False, source: Path | None = None, say: Sa
     else:
         warn(f"warning: pinship itself is not in {_shown(folder, root)}/dev.in: {not_vendored}; install it beside "
              f"the layers with: {itself.install_command()}")
-    say(f"next: nox -s lock, then commit {_shown(folder, root)}/*.in and *.txt")
+    say(f"next: nox -s lock, then commit {_shown(folder, root)}/ (the .in and .txt files and wheels/) and "
+        f"{_shown(onboarding, root)}; a fresh clone then needs one command: python3 {_shown(onboarding, root)}")
     return written
+
+
+def _onboarding(root: Path) -> Path:
+    """scripts/onboard.py, unless the project has a script of its own by that name: init never takes it."""
+    script = root / "scripts" / "onboard.py"
+    try:
+        own = script.is_file() and ONBOARDING_MARK not in script.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        own = True
+    return script.with_name("onboard_pinship.py") if own else script
 
 
 def _layers(adoption: Adoption, wheel: itself.Wheel | None) -> dict[str, str]:

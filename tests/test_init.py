@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import subprocess
@@ -326,7 +327,7 @@ def test_init_writes_the_layers_into_the_configured_folder(tmp_path: Path) -> No
     assert (tmp_path / "deps/layers/base.in").read_text().splitlines()[1:] == ["alpha>=1",
                                                                               "beta[fast]>=2; python_version >= '3.8'"]
     assert not (tmp_path / "requirements").exists()
-    assert "commit deps/layers/*.in" in done.stdout
+    assert "commit deps/layers/ (the .in and .txt files and wheels/)" in done.stdout
 
 
 @pytest.mark.parametrize("folder", ["../outside", "deps/../../outside", "/tmp/pinship-init-outside"])
@@ -550,3 +551,43 @@ def test_a_pinship_no_wheel_can_be_made_of_is_one_warning_with_the_install_comma
     dev = (project / "requirements/dev.in").read_text()
     assert itself.install_command() in dev, "dev.in keeps the command as a comment"
     assert not (project / "requirements/wheels").exists()
+
+
+def test_init_writes_the_projects_own_onboarding_script(project: Path) -> None:
+    done = init(project)
+
+    assert done.returncode == 0, done.stderr
+    script = project / "scripts" / "onboard.py"
+    assert "wrote scripts/onboard.py" in done.stdout.splitlines()
+    assert "a fresh clone then needs one command: python3 scripts/onboard.py" in done.stdout
+    tree = ast.parse(script.read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert imported - {"__future__"} <= sys.stdlib_module_names, "it runs before anything is installed"
+
+
+def test_a_projects_own_onboard_script_is_never_taken_over_even_with_force(project: Path) -> None:
+    (project / "scripts").mkdir()
+    (project / "scripts" / "onboard.py").write_text("print('our own onboarding')\n")
+
+    done = init(project, "--force")
+
+    assert done.returncode == 0, done.stderr
+    assert (project / "scripts" / "onboard.py").read_text() == "print('our own onboarding')\n"
+    assert "wrote scripts/onboard_pinship.py" in done.stdout.splitlines()
+    assert "python3 scripts/onboard_pinship.py" in done.stdout
+
+
+def test_sync_outside_a_virtual_environment_is_refused_in_one_line(project: Path) -> None:
+    base = Path(sys.base_prefix) / "bin" / "python3"
+    if Path(sys.prefix) == Path(sys.base_prefix) or not base.exists():
+        pytest.skip("needs a Python outside any venv")
+    init(project)
+    done = subprocess.run([str(base), "-c", "import sys; sys.path.insert(0, sys.argv[1]); import runpy; "
+                           "sys.argv = ['deploy', 'sync']; runpy.run_module('deploy', run_name='__main__')",
+                           str(Path(__file__).resolve().parent.parent)],
+                          cwd=project, capture_output=True, text=True, check=False)
+
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[0].startswith("error: sync changes the environment it runs in, and "), done.stderr
