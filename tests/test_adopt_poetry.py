@@ -95,8 +95,9 @@ def test_dependencies_groups_and_extras_land_on_layers_and_a_git_dependency_is_n
     assert lines(requirements / "postgres.in") == [names.pg], "an optional dependency goes with its extra"
     assert lines(requirements / "test.in") == ["pytest<2,>=1.0"], "a test tool among dev-dependencies"
     assert lines(requirements / "dev.in") == ["ruff"]
-    assert "  requires-python >=3.9,<4 (from [tool.poetry.dependencies] python; the lock resolves for the Python " \
-        "that runs it)" in done.stdout.splitlines()
+    assert ("  requires-python >=3.9,<4 (from [tool.poetry.dependencies] python): it stays there, and poetry-core "
+            "writes it into the app's wheel, so pip refuses the app on another Python; the locks resolve for the "
+            "Python that runs nox -s lock: use one in that range") in done.stdout.splitlines()
     assert done.stderr.splitlines() == [
         f"warning: not adopted: pyproject.toml:14 [tool.poetry.dependencies] {names.vcs}: a git dependency: layer "
         "locks pin name==version from an index with a hash (publish it to an index and name a version); add it to "

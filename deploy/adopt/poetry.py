@@ -47,8 +47,11 @@ def read(root: Path, text: str, data: dict[str, Any], adoption: Adoption, *, wit
             where = f"pyproject.toml:{_line_of(text, header, name)}"
             if canonical(name) == "python":
                 if layer == "base":
-                    adoption.told.append((None, f"requires-python {_python(spec, where)} (from [{header}] python; "
-                                                "the lock resolves for the Python that runs it)"))
+                    # Written nowhere else: poetry-core already puts it into the app's wheel.
+                    adoption.told.append((None, f"requires-python {_python(spec, where)} (from [{header}] python): "
+                                                "it stays there, and poetry-core writes it into the app's wheel, so "
+                                                "pip refuses the app on another Python; the locks resolve for the "
+                                                "Python that runs nox -s lock: use one in that range"))
                 continue
             try:
                 lines = _lines(name, spec)
