@@ -17,15 +17,22 @@ from deploy import config as config_module
 from deploy.errors import DeployError, VerifyFailed
 from deploy.lock.reqfile import unusable_file
 
+# Spelled here, not imported from the lock machinery: the noxfile imports this module for every
+# session (lock/rounds.py uses the same word in its messages).
+MOVE_LOWER = "--move-lower"
+
 
 @nox.session(python=False)
 def lock(session: nox.Session) -> None:
-    """Compile requirements/*.in into hash-pinned .txt locks."""
+    """Compile requirements/*.in into hash-pinned .txt locks (-- --move-lower: upper layers may move lower)."""
     from deploy.lock.solve import honour_ctrl_c
     from deploy.lock.solve import lock as lock_layers
 
+    move_lower, rest = _move_lower(session.posargs)
+    if rest:
+        session.error(f"unknown argument(s): {' '.join(rest)}\nUsage: nox -s lock [-- {MOVE_LOWER}]")
     honour_ctrl_c()
-    _guard(session, lambda: lock_layers(config_module.load(), log=session.log))
+    _guard(session, lambda: lock_layers(config_module.load(), move_lower=move_lower, log=session.log))
 
 
 @nox.session(python=False)
@@ -42,17 +49,19 @@ def verify(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def upgrade(session: nox.Session) -> None:
-    """Upgrade the named packages (or all) in every layer: nox -s upgrade -- PKG."""
+    """Upgrade the named packages (or all) in every layer: nox -s upgrade -- PKG [PKG==X] [--move-lower]."""
     from deploy.lock.reqfile import display
     from deploy.lock.solve import honour_ctrl_c
     from deploy.lock.solve import lock as lock_layers
     from deploy.render import lock_changes
 
     honour_ctrl_c()
+    move_lower, packages = _move_lower(session.posargs)
 
     def run() -> None:
         config = config_module.load()
-        result = lock_layers(config, upgrade=session.posargs, upgrade_all=not session.posargs, log=session.log)
+        result = lock_layers(config, upgrade=packages, upgrade_all=not packages, move_lower=move_lower,
+                             log=session.log)
         text = lock_changes(result.changes, lambda layer: display(config.requirements / f"{layer}.txt", config.root))
         if text:
             print(text)
@@ -70,6 +79,11 @@ def audit(session: nox.Session) -> None:
     # Exit with the CLI's own code, so CI can tell "vulnerabilities found" (1) from "could not run" (2).
     if codes and codes[0]:
         sys.exit(codes[0])
+
+
+def _move_lower(args: list[str]) -> tuple[bool, list[str]]:
+    """Whether `--move-lower` was given (an upper layer's input may move a lower layer's pins), and the rest."""
+    return MOVE_LOWER in args, [arg for arg in args if arg != MOVE_LOWER]
 
 
 def _option(args: list[str], name: str) -> str | None:

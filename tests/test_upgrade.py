@@ -51,7 +51,7 @@ def test_upgrading_a_package_moves_it_in_every_layer_and_says_so(
     done = project.run("upgrade", names.alpha)
 
     assert done.returncode == 0, done.stderr
-    change = [f"{names.alpha} 1.0 → 1.1", f"+ {names.gamma} 1.0"]
+    change = [f"{names.alpha} 1.0 → 1.1", f"+ {names.gamma} 1.0 (needed by {names.alpha} 1.1)"]
     assert _layer_report(done.stdout) == {f"requirements/{layer}.txt": change for layer in before}
     for layer, old in before.items():
         new = pins(project.read(f"{layer}.txt"))

@@ -19,7 +19,7 @@ Everything quoted from pip's output is cut to one short inert line: pip quotes t
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from packaging.version import InvalidVersion
@@ -27,18 +27,9 @@ from packaging.version import InvalidVersion
 from deploy.lock.layers import LayerGraph
 from deploy.lock.lockfile import parse
 from deploy.lock.network import INDEX_FIX, Probe, redact, unreachable
-from deploy.lock.reqfile import Line, canonical, clip, display, logical_lines, requirement_name
+from deploy.lock.pipsays import CAUSED_BY, DEPENDS, MAX_LINES, USER, declared, needs_by_package, pulled_in
+from deploy.lock.reqfile import canonical, clip, display, requirement_name
 
-# What pip printed and the message quote: the first lines, each clipped (see reqfile.clip).
-MAX_LINES = 10
-
-_CAUSED_BY = re.compile(r"^\s*The conflict is caused by:\s*$")
-_USER = re.compile(r"^\s*The user requested (?P<constraint>\(constraint\) )?(?P<spec>\S+)")
-_DEPENDS = re.compile(r"^\s*(?P<parent>\S+) (?P<version>\S+) depends on (?P<spec>\S+)")
-# The chain ends in the layer file (as solve() writes it: work/NAME.in) and its line.
-_COLLECTING = re.compile(
-    r"^\s*Collecting (?P<spec>\S+) \(from (?:\S+->)?-r (?P<layer>[^\s/]+)\.in \(line (?P<line>\d+)\)\)"
-)
 _NO_VERSION = re.compile(r"Could not find a version that (?:matches|satisfies the requirement) (?P<spec>[^\s)]+)")
 _ERROR = re.compile(r"^\s*(ERROR|Error|error):")
 _TRACE = ("Traceback", "The above exception", "During handling")
@@ -48,18 +39,21 @@ _GOT = re.compile(r"^\s+Got\s+(?P<sha>[0-9a-f]{64})\s*$")
 _UNAVAILABLE = "have no matching distributions available for your environment"
 
 
-def explain(output: str, graph: LayerGraph, *, probe: Probe | None = None) -> str:
+def explain(
+    output: str, graph: LayerGraph, *, probe: Probe | None = None, kept_at: Mapping[str, str] | None = None
+) -> str:
     """A message naming each package in conflict and which layer asked for what, without a trace.
 
     `probe(host, port)` says why a connection to an index fails (None: it does not); it is asked
-    only when pip found no version at all and printed nothing about the network.
+    only when pip found no version at all and printed nothing about the network. `kept_at` names
+    the lock line (`requirements/prod.txt:7`) of each pin the solve had to keep (a lower layer's).
     """
     # Network evidence first: to pip an index that is down (or hangs) is an index without files, and
     # with the existing pins as constraints that reads as a conflict between layers.
     if lines := unreachable(output, probe, suspect=bool(_unavailable(output))):
         return _bounded(lines, "\n") + INDEX_FIX
     for explainer in EXPLAINERS:
-        if lines := explainer.find(output, graph):
+        if lines := explainer.find(output, graph, kept_at or {}):
             return explainer.message(lines)
     # Otherwise show pip's ERROR lines, else the exception pip-compile died of: the trace above it
     # shows pip-tools' internals, not the user's files.
@@ -73,7 +67,7 @@ def explain(output: str, graph: LayerGraph, *, probe: Probe | None = None) -> st
 class Explainer:
     """One kind of resolver failure: how to find it in pip's output, and what the user is told."""
 
-    find: Callable[[str, LayerGraph], list[str]]  # one line per package, each `package NAME…`
+    find: Callable[[str, LayerGraph, Mapping[str, str]], list[str]]  # one line per package: `package NAME…`
     headline: str
     fix: str  # `{names}` stands for the packages found
 
@@ -116,33 +110,6 @@ def _hash_mismatch(output: str) -> list[str]:
     return found
 
 
-def _conflicts(output: str, graph: LayerGraph) -> list[str]:
-    pulled_in = _pulled_in(output, graph)
-    needs: dict[str, list[str]] = {}
-    in_block = False
-    for raw in output.splitlines():
-        if _CAUSED_BY.match(raw):
-            in_block = True
-            continue
-        if not in_block:
-            continue
-        if not raw.strip():
-            in_block = False
-        elif match := _USER.match(raw):
-            spec = match.group("spec")
-            declared = _constrained(graph, spec) if match.group("constraint") else _declared(graph, spec)
-            reasons = [f"layer {layer} needs {clip(spec)} ({line.where(graph.root)})" for layer, line in declared]
-            _add(needs, spec, reasons or [f"a constraint needs {clip(spec)}"])
-        elif match := _DEPENDS.match(raw):
-            parent, version, spec = match.group("parent", "version", "spec")
-            holders = _declared(graph, parent) or pulled_in.get(requirement_name(parent) or parent, [])
-            via = f"{clip(parent)} {clip(version)}"
-            reasons = [f"layer {layer} needs {clip(spec)} (via {via}, {line.where(graph.root)})"
-                       for layer, line in holders]
-            _add(needs, spec, reasons or [f"{via} needs {clip(spec)}"])
-    return [f"package {clip(name)}: {', '.join(dict.fromkeys(reasons))}" for name, reasons in needs.items()]
-
-
 def _unavailable(output: str) -> set[str]:
     """Packages pip found no usable file for: its "no matching distributions available" block."""
     names: set[str] = set()
@@ -157,7 +124,7 @@ def _unavailable(output: str) -> set[str]:
     return names
 
 
-def _unobtainable(output: str, graph: LayerGraph) -> list[str]:
+def _unobtainable(output: str, graph: LayerGraph, _kept_at: Mapping[str, str]) -> list[str]:
     """Locked pins the index no longer offers a usable file for, told apart from a real conflict.
 
     pip-compile passes the existing pins as constraints; when every other requirement on a package
@@ -170,13 +137,13 @@ def _unobtainable(output: str, graph: LayerGraph) -> list[str]:
     pinned: dict[str, str] = {}
     in_block = False
     for raw in output.splitlines():
-        if _CAUSED_BY.match(raw):
+        if CAUSED_BY.match(raw):
             in_block = True
             continue
         if not in_block or not raw.strip():
             in_block = False
             continue
-        if (match := _USER.match(raw)) or (match := _DEPENDS.match(raw)):
+        if (match := USER.match(raw)) or (match := DEPENDS.match(raw)):
             spec = match.group("spec")
             name = requirement_name(spec)
             if name is None or name not in unavailable:
@@ -217,65 +184,18 @@ def _admits(spec: str, version: str) -> bool:
         return False
 
 
-def _missing(output: str, graph: LayerGraph) -> list[str]:
-    pulled_in = _pulled_in(output, graph)
+def _missing(output: str, graph: LayerGraph, _kept_at: Mapping[str, str]) -> list[str]:
+    pulled = pulled_in(output, graph)
     lines = []
     for raw in output.splitlines():
         if match := _NO_VERSION.search(raw):
             spec = match.group("spec")
             name = requirement_name(spec) or spec
-            holders = _declared(graph, spec) or pulled_in.get(name, [])
+            holders = declared(graph, spec) or pulled.get(name, [])
             where = ", ".join(f"layer {layer} ({line.where(graph.root)})" for layer, line in holders)
             lines.append(f"package {clip(name)}: no version on the index matches {clip(spec)}, "
                          f"asked by {where or 'a dependency'}")
     return lines
-
-
-def _pulled_in(output: str, graph: LayerGraph) -> dict[str, list[tuple[str, Line]]]:
-    """Which layer line brought each package into the solve, from pip's `Collecting` lines."""
-    found: dict[str, list[tuple[str, Line]]] = {}
-    for raw in output.splitlines():
-        match = _COLLECTING.match(raw)
-        if match is None or match.group("layer") not in graph.layers:
-            continue
-        name = requirement_name(match.group("spec"))
-        layer = graph.layers[match.group("layer")]
-        # solve() writes a layer's option lines first, then its requirement lines.
-        index = int(match.group("line")) - 1 - len(layer.options)
-        if name is not None and 0 <= index < len(layer.requirements):
-            found.setdefault(name, []).append((layer.name, layer.requirements[index]))
-    return found
-
-
-def _add(needs: dict[str, list[str]], spec: str, reasons: list[str]) -> None:
-    name = requirement_name(spec)
-    if name is not None and reasons:
-        needs.setdefault(name, []).extend(reasons)
-
-
-def _declared(graph: LayerGraph, spec: str) -> list[tuple[str, Line]]:
-    """Layers whose own lines ask for the project `spec` names; exact matches win."""
-    wanted = requirement_name(spec)
-    compact = spec.replace(" ", "")
-    found: list[tuple[str, Line]] = []
-    exact: list[tuple[str, Line]] = []
-    for name in graph.order:
-        matches = [line for line in graph.layers[name].requirements if requirement_name(line.text) == wanted]
-        same = [line for line in matches if line.text.replace(" ", "") == compact]
-        found.extend((name, line) for line in matches[:1])
-        exact.extend((name, line) for line in same[:1])
-    return exact or found
-
-
-def _constrained(graph: LayerGraph, spec: str) -> list[tuple[str, Line]]:
-    """Layers whose `-c` files (outside the layer graph) constrain the project `spec` names."""
-    wanted = requirement_name(spec)
-    found: list[tuple[str, Line]] = []
-    for name in graph.order:
-        for path in graph.layers[name].external_constraints:
-            lines = [line for line in logical_lines(path, root=graph.root) if requirement_name(line.text) == wanted]
-            found.extend((name, line) for line in lines[:1])
-    return found
 
 
 # Told apart in this order: a locked version the index no longer offers also shows as a conflict.
@@ -287,12 +207,12 @@ EXPLAINERS = (
         "excludes it; to move to another version, run: nox -s upgrade -- {names}",
     ),
     Explainer(
-        _conflicts,
+        needs_by_package,
         "the layers cannot be locked together",
         "change one of those requirements so they agree, then run: nox -s lock",
     ),
     Explainer(
-        lambda output, _graph: _hash_mismatch(output),  # pip names the package: no layer to look up
+        lambda output, _graph, _kept: _hash_mismatch(output),  # pip names the package: no layer to look up
         "the index serves other files than were locked",
         "find out why the file changed on the index; if you trust it, take it with: nox -s upgrade -- {names}",
     ),

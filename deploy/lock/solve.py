@@ -1,11 +1,12 @@
-"""`nox -s lock` and `nox -s upgrade`: one joint pip-compile solve, split back into layers.
+"""`nox -s lock` and `nox -s upgrade`: each group of layers solved with pip-compile, then written.
 
-Why one solve: compiling layers bottom-up with `-c lower.txt` can fail where a joint solve
-succeeds (jazzband/pip-tools#1092) and needs one resolver run per layer. Solving the union of every
-layer's requirements once gives a single consistent universe; each layer's lock is then the part of
-that universe its own requirements reach (read from pip-compile's `# via` graph). So a package has
-the same version and hashes in every layer by construction, the deploy layer is a subset of any
-layer that includes it, and a full lock costs one resolver run.
+Layers linked by `-r`/`-c` form a group whose locks agree (a package has one version and the same
+hashes in every layer of it); a standalone layer is a group of its own. In a group, the stale layers
+are solved in rounds that keep every fresh lower layer as locked (lock/rounds.py: an upper layer never
+moves a lower one unless `--move-lower` is given); an upgrade moves the packages asked for and what
+they need (lock/upgrade.py). Each pip-compile run solves the union of its layers at once (lock/joint.py)
+and each layer's lock is the part of that universe its own requirements reach, so the deploy layer
+is a subset of any layer that includes it. Nothing is written unless every group solved.
 """
 
 from __future__ import annotations
@@ -13,10 +14,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import os
-import re
 import signal
-import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,17 +23,16 @@ from pathlib import Path
 
 from deploy.config import Config
 from deploy.errors import LockError
-from deploy.lock import conflicts, network, preferences
-from deploy.lock.freshness import COMPILE_OPTIONS, options_key, read_locks, stale_layers
+from deploy.lock import joint, preferences, rounds
+from deploy.lock.freshness import options_key, read_locks, stale_layers
 from deploy.lock.layers import LayerGraph
 from deploy.lock.layers import load as load_layers
 from deploy.lock.lockfile import REGENERATE, LockFile, Pin, render
-from deploy.lock.reqfile import canonical, clip, display, requirement_name
-from deploy.lock.universe import describe_changes, pin_lines, read_universe, select, union
+from deploy.lock.reqfile import clip, display, requirement_name
+from deploy.lock.universe import describe_changes, select
+from deploy.lock.upgrade import Target, in_group, targets, upgrade_group
 
 Log = Callable[[str], None]
-_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|CREDENTIAL|API_?KEY|AUTH|PRIVATE|SESSION", re.IGNORECASE)
-_PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
 
 def honour_ctrl_c() -> None:
@@ -55,6 +52,17 @@ class LockResult:
     unchanged: list[Path] = field(default_factory=list)
     changes: dict[str, list[str]] = field(default_factory=dict)
     solved: bool = False
+    moved_lower: list[str] = field(default_factory=list)  # lower layers --move-lower let move
+
+
+@dataclass
+class _Solved:
+    """What the groups' solves gave: each solved layer's pins, and every pin seen, for the checks."""
+
+    pins: dict[str, list[Pin]] = field(default_factory=dict)
+    universe: dict[str, Pin] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+    moved_lower: list[str] = field(default_factory=list)
 
 
 def lock(
@@ -62,6 +70,7 @@ def lock(
     *,
     upgrade: Sequence[str] = (),
     upgrade_all: bool = False,
+    move_lower: bool = False,
     env: Mapping[str, str] | None = None,
     log: Log = print,
 ) -> LockResult:
@@ -82,19 +91,24 @@ def lock(
                        "adopting pinship, kept where the layers allow"]
         for reason in reasons:
             log(reason)
-    universe = solve(config, graph, existing, upgrade=wanted, upgrade_all=upgrade_all, env=env, log=log)
-    result.solved = True
-    _check_every_line_locked(graph, universe, log)
-    for line in preferences.report(graph, seeds, universe):
+    solved = _solve_groups(config, graph, existing, list(stale), wanted, upgrade_all, move_lower, env, log)
+    result.solved = bool(solved.pins)
+    result.moved_lower = solved.moved_lower
+    _check_every_line_locked(graph, list(solved.pins), solved.universe, log)
+    for line in preferences.report(graph, seeds, solved.universe):
         log(line)
     header = _header()
     options = options_key(config)
     texts: dict[str, tuple[str, int]] = {}
     for name in graph.order:
         layer = graph.layers[name]
-        pins = select(graph, name, universe)
+        if name not in solved.pins:
+            result.changes[name] = []
+            result.unchanged.append(layer.lock)
+            continue
+        pins = solved.pins[name]
         text = render(header, graph.input_digests(name, options), pins)
-        result.changes[name] = describe_changes(existing.get(name), pins)
+        result.changes[name] = describe_changes(existing.get(name), pins, solved.notes)
         if name in existing and existing[name].text == text:
             result.unchanged.append(layer.lock)
         else:
@@ -106,7 +120,54 @@ def lock(
             result.written.append(graph.layers[name].lock)
     for name, (_, count) in texts.items():
         log(f"wrote {display(graph.layers[name].lock, config.root)} ({count} pins)")
+    if move_lower:
+        _log_moves(graph, result, log)
     return result
+
+
+def _solve_groups(
+    config: Config, graph: LayerGraph, existing: Mapping[str, LockFile], stale: Sequence[str],
+    wanted: Sequence[Target], upgrade_all: bool, move_lower: bool, env: Mapping[str, str] | None, log: Log,
+) -> _Solved:
+    """Solve each group of layers on its own: a standalone layer's versions never move another group's."""
+    current: dict[str, list[Pin]] = {name: list(lock.pins.values()) for name, lock in existing.items()}
+    solved = _Solved()
+    for group in rounds.groups(graph):
+        if upgrade_all:
+            log(f"resolving {len(group)} layers together with pip-compile, upgrading every package")
+            outcome = joint.run(config, graph, joint.Run(group, fresh=True), env=env, log=log)
+            if outcome.universe is None:
+                raise joint.fail(outcome, graph)
+            solved.universe.update(outcome.universe)
+            solved.pins.update({name: select(graph, name, outcome.universe) for name in group})
+            continue
+        group_stale = [name for name in group if name in stale]
+        if group_stale:
+            settled = rounds.settle(config, graph, group, current, existing, group_stale, move_lower=move_lower,
+                                    unpreferred=[target.name for target in wanted], env=env, log=log)
+            solved.pins.update(settled.pins)
+            current.update(settled.pins)
+            solved.universe.update(settled.universe)
+            if move_lower:
+                solved.moved_lower += [name for name in rounds.lower_layers(graph, group) if name not in group_stale]
+        if upgrading := in_group(graph, group, current, wanted):
+            upgraded = upgrade_group(config, graph, group, current, upgrading, env=env, log=log)
+            solved.pins.update(upgraded.pins)
+            current.update(upgraded.pins)
+            solved.universe.update(upgraded.universe)
+            solved.notes.update(upgraded.notes)
+    return solved
+
+
+def _log_moves(graph: LayerGraph, result: LockResult, log: Log) -> None:
+    """With --move-lower, every change of every layer, a lower layer's marked as such."""
+    for name in graph.order:
+        if not result.changes.get(name):
+            continue
+        lower = " (a lower layer: moved, as --move-lower allows)" if name in result.moved_lower else ""
+        log(f"{display(graph.layers[name].lock, graph.root)}{lower}:")
+        for line in result.changes[name]:
+            log(f"  {line}")
 
 
 @contextlib.contextmanager
@@ -121,13 +182,13 @@ def _ctrl_c_deferred() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
-def _check_every_line_locked(graph: LayerGraph, universe: Mapping[str, Pin], log: Log) -> None:
+def _check_every_line_locked(graph: LayerGraph, layers: Sequence[str], universe: Mapping[str, Pin], log: Log) -> None:
     """Every requirement line reaches a pin, or the user hears why: nothing is dropped silently.
 
     pip-compile leaves out a requirement whose marker excludes this machine (said here, since the
     hosts may differ), and pins a `name @ URL` in a form a hash-checked layer lock cannot hold.
     """
-    for name in graph.order:
+    for name in layers:
         for line in graph.layers[name].requirements:
             wanted = requirement_name(line.text)
             if wanted is None or wanted in universe:
@@ -177,131 +238,8 @@ def _version(dist: str) -> str:
         return "unknown"
 
 
-def _check_upgrade_names(names: Sequence[str], existing: Mapping[str, LockFile], graph: LayerGraph) -> list[str]:
+def _check_upgrade_names(names: Sequence[str], existing: Mapping[str, LockFile], graph: LayerGraph) -> list[Target]:
     known = {pin_name for lock in existing.values() for pin_name in lock.pins}
     for layer in graph.layers.values():
         known.update(filter(None, (requirement_name(line.text) for line in layer.requirements)))
-    unknown = [name for name in names if canonical(name) not in known]
-    if unknown:
-        raise LockError(
-            f"unknown package(s) to upgrade: {clip(', '.join(unknown))} — not required or pinned by any layer "
-            f"in {display(graph.folder, graph.root)}/",
-            fix="check the spelling, or add the package to an .in file and run: nox -s lock",
-        )
-    return [canonical(name) for name in names]
-
-
-def solve(
-    config: Config,
-    graph: LayerGraph,
-    existing: Mapping[str, LockFile],
-    *,
-    upgrade: Sequence[str] = (),
-    upgrade_all: bool = False,
-    env: Mapping[str, str] | None = None,
-    log: Log = print,
-) -> dict[str, Pin]:
-    """Run pip-compile once over the union of all layers; return every pin with its `via` list."""
-    with tempfile.TemporaryDirectory(prefix="pinship-lock-") as tmp:
-        work = Path(tmp)
-        for name in graph.order:
-            layer = graph.layers[name]
-            lines = [line.text for line in layer.options + layer.requirements]
-            lines += [f"-c {path}" for path in layer.external_constraints]
-            (work / f"{name}.in").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        # Not `all.in`: a layer may be called `all` (init names one after an extra such as `all`).
-        (work / "layers.union").write_text("".join(f"-r {name}.in\n" for name in graph.order), encoding="utf-8")
-        if not upgrade_all:
-            # The existing pins (with hashes) are pip-compile's preferences: nothing moves unless
-            # an input demands it or an upgrade is asked for, and known hashes are reused.
-            preferred = union(existing.values())
-            (work / "all.txt").write_text("\n".join(pin_lines(preferred)) + "\n", encoding="utf-8")
-        command = [sys.executable, "-m", "piptools", "compile", *COMPILE_OPTIONS, *config.compile_options]
-        # -v: pip explains a conflict ("The conflict is caused by: …") only at that verbosity.
-        command += ["--annotation-style=line", "--no-header", "-v", "-o", "all.txt", "layers.union"]
-        command += [arg for name in upgrade for arg in ("--upgrade-package", name)]
-        if upgrade_all:
-            command.append("--upgrade")
-        log(f"resolving {len(graph.order)} layers together with pip-compile")
-        run_env = env if env is not None else os.environ
-        returncode, output = _compile(command, work, run_env)
-        if returncode != 0:
-            # Through a proxy, a direct connection says nothing about whether pip reached the index.
-            proxied = any(run_env.get(key) for key in _PROXIES)
-            probe = None if proxied else network.probe
-            message = conflicts.explain(_real_places(output, work, graph), graph, probe=probe)
-            raise LockError(_hide_secrets(message, run_env), fix=None)
-        return read_universe(work / "all.txt")
-
-
-def _compile(command: list[str], work: Path, env: Mapping[str, str]) -> tuple[int, str]:
-    """Run pip-compile in a process group of its own; Ctrl-C ends the whole group at once.
-
-    A terminal's Ctrl-C reaches only us (pip-compile is in another session), so pip cannot turn it into
-    a failed download and a made-up conflict 60 s later: the group is ended and KeyboardInterrupt goes
-    on to the entry point, before any lock is written.
-    """
-    proc = subprocess.Popen(
-        command, cwd=work, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate()
-    except BaseException:
-        _end_group(proc)
-        raise
-    return proc.returncode, err + out
-
-
-def _end_group(proc: subprocess.Popen[str]) -> None:
-    for sig, grace in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            break
-        try:
-            proc.wait(timeout=grace)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
-
-
-def _real_places(output: str, work: Path, graph: LayerGraph) -> str:
-    """pip's output with the temporary layer copies named by the real file and line.
-
-    solve() writes each layer's option lines, then its requirement lines, then its `-c` lines, so
-    line N of the copy is one known line of the user's files.
-    """
-    def place(layer_name: str, number: int) -> str | None:
-        layer = graph.layers.get(layer_name)
-        if layer is None:
-            return None
-        lines = layer.options + layer.requirements
-        if 1 <= number <= len(lines):
-            return lines[number - 1].where(graph.root)
-        extra = number - len(lines) - 1
-        if 0 <= extra < len(layer.external_constraints):
-            return display(layer.external_constraints[extra], graph.root)
-        return None
-
-    def from_line(match: re.Match[str]) -> str:
-        where = place(match.group("layer"), int(match.group("line")))
-        return f"from {where}" if where else match.group(0)
-
-    folder = re.escape(str(work))
-    output = re.sub(rf"from line (?P<line>\d+) of {folder}/(?P<layer>[^\s/)]+)\.in", from_line, output)
-    return output.replace(str(work), display(graph.folder, graph.root))
-
-
-def _hide_secrets(message: str, env: Mapping[str, str]) -> str:
-    """Blank out the values of secret-looking variables: pip expands `${VAR}` in requirement files
-    and then quotes the line it could not use, so an `.in` line can carry a CI secret into a log."""
-    for key, value in env.items():
-        if len(value) >= 6 and _SECRET_NAME.search(key) and value in message:
-            message = message.replace(value, "****")
-    return message
-
-
+    return targets(names, known, graph)

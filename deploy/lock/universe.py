@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from deploy.lock.layers import LayerGraph
+from deploy.lock.layers import LayerGraph, input_key
 from deploy.lock.lockfile import LockFile, Pin
 from deploy.lock.reqfile import canonical, clip, display, requirement_name
 
@@ -77,19 +77,29 @@ def _pin_from(text: str) -> Pin | None:
 
 
 def select(graph: LayerGraph, name: str, universe: Mapping[str, Pin]) -> list[Pin]:
-    """The pins one layer needs: what its own requirements reach in the dependency graph."""
+    """The pins one layer needs: what its own requirements reach in the dependency graph.
+
+    Each pin's `via` names the layer files that ask for it, the packages that need it, and the
+    constraint files (`-c requirements/common_constraints.txt`) of this layer that cap it, as
+    pip-compile shows them; the constraints of the solve itself (the settled layers' pins) are not
+    the user's files and are left out.
+    """
     children: dict[str, set[str]] = {}
     for child, pin in universe.items():
         for reason in pin.via:
             if not reason.startswith("-"):
                 children.setdefault(canonical(reason), set()).add(child)
     direct: dict[str, list[str]] = {}
+    constraint_files: dict[str, str] = {}
     for member in graph.included(name):
-        source = display(graph.layers[member].source, graph.root)
-        for line in graph.layers[member].requirements:
+        layer = graph.layers[member]
+        source = display(layer.source, graph.root)
+        for line in layer.requirements:
             req = requirement_name(line.text)
             if req is not None:
                 direct.setdefault(req, []).append(f"-r {source}")
+        for path in layer.external_constraints:
+            constraint_files[str(path)] = f"-c {input_key(path, graph.root)}"
     reached: set[str] = set()
     stack = [req for req in direct if req in universe]
     while stack:
@@ -102,12 +112,18 @@ def select(graph: LayerGraph, name: str, universe: Mapping[str, Pin]) -> list[Pi
     for key in sorted(reached):
         pin = universe[key]
         parents = sorted(canonical(r) for r in pin.via if not r.startswith("-") and canonical(r) in reached)
-        selected.append(Pin(pin.name, pin.version, pin.hashes, tuple(direct.get(key, []) + parents)))
+        capped = sorted({constraint_files[r[3:].strip()] for r in pin.via
+                         if r.startswith("-c ") and r[3:].strip() in constraint_files})
+        selected.append(Pin(pin.name, pin.version, pin.hashes, tuple(capped + direct.get(key, []) + parents)))
     return selected
 
 
-def describe_changes(before: LockFile | None, after: Sequence[Pin]) -> list[str]:
-    """`django 4.2.1 → 4.2.7`, `+ sqlparse 0.4.4`, `- oldlib 1.0` for one layer."""
+def describe_changes(
+    before: LockFile | None, after: Sequence[Pin], notes: Mapping[str, str] | None = None
+) -> list[str]:
+    """`django 4.2.1 → 4.2.7`, `+ sqlparse 0.4.4`, `- oldlib 1.0` for one layer; `notes` says why a
+    package moved (`alpha 1.0 → 1.1 (needed by beta 1.1)`)."""
+    why = {name: f" ({note})" for name, note in (notes or {}).items()}
     old_pins = dict(before.pins) if before else {}
     old = {name: pin.version for name, pin in old_pins.items()}
     new = {canonical(pin.name): pin.version for pin in after}
@@ -115,11 +131,11 @@ def describe_changes(before: LockFile | None, after: Sequence[Pin]) -> list[str]
     lines = []
     for name in sorted(old.keys() & new.keys()):
         if old[name] != new[name]:
-            lines.append(f"{name} {old[name]} → {new[name]}")
+            lines.append(f"{name} {old[name]} → {new[name]}{why.get(name, '')}")
         elif set(old_pins[name].hashes) != hashes[name]:
             # Same version, other files: the index changed them, which a reviewer should see.
             lines.append(f"{name} {new[name]}: other hashes")
-    lines += [f"+ {name} {new[name]}" for name in sorted(new.keys() - old.keys())]
+    lines += [f"+ {name} {new[name]}{why.get(name, '')}" for name in sorted(new.keys() - old.keys())]
     lines += [f"- {name} {old[name]}" for name in sorted(old.keys() - new.keys())]
     # The old pins are a file's text (a hand edit can hold anything): shown like any quoted line.
     return [clip(line) for line in lines]

@@ -1,0 +1,164 @@
+"""One pip-compile run over some layers of a group: their union solved together, read back as pins.
+
+Each round of a lock (lock/rounds.py) and each step of an upgrade (lock/upgrade.py) is one such run.
+A run may take the pins of layers already settled as hard constraints (`kept`: pip must keep them,
+or fail saying so) and the existing pins as preferences (pip-compile's output file: kept where the
+inputs allow, their hashes reused). The layers are written into a temporary folder as copies whose
+line N is one known line of the user's files, so that pip's messages can be mapped back to them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deploy.config import Config
+from deploy.errors import LockError
+from deploy.lock import compiler, conflicts, network
+from deploy.lock.freshness import COMPILE_OPTIONS
+from deploy.lock.layers import LayerGraph
+from deploy.lock.lockfile import Pin
+from deploy.lock.reqfile import canonical, display
+from deploy.lock.universe import pin_lines, read_universe
+
+Log = Callable[[str], None]
+# The settled layers' pins, as the run's hard constraints. Not a layer name: layers are `NAME.in`.
+KEPT_FILE = "kept-below.txt"
+_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|CREDENTIAL|API_?KEY|AUTH|PRIVATE|SESSION", re.IGNORECASE)
+_CONSTRAINT = re.compile(r"The user requested \(constraint\) (?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?P<spec>\S*)")
+_PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
+@dataclass
+class Run:
+    """What one pip-compile run solves, and with what it must agree."""
+
+    layers: Sequence[str]  # every layer whose requirement lines go in (a layer with all it includes)
+    preferences: Sequence[Pin] = ()  # kept where the inputs allow (pip-compile's output file)
+    kept: Mapping[str, Pin] = field(default_factory=dict)  # must be kept: name -> pin of a settled layer
+    kept_at: Mapping[str, str] = field(default_factory=dict)  # name -> `requirements/prod.txt:7`
+    upgrade: Sequence[str] = ()  # --upgrade-package values (a name, or a name with a specifier)
+    fresh: bool = False  # --upgrade: no preferences at all
+
+
+@dataclass
+class Outcome:
+    """A run's universe (every pin with its `via`), or pip's output mapped to the user's files."""
+
+    universe: dict[str, Pin] | None
+    output: str = ""
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def blames_kept(self, kept: Mapping[str, Pin]) -> bool:
+        """Whether pip's conflict involves a settled layer's pin: `The user requested (constraint) x==1`,
+        or `x<2,==1` when a constraint file caps the same package."""
+        for match in _CONSTRAINT.finditer(self.output):
+            pin = kept.get(canonical(match.group("name")))
+            if pin is not None and f"=={pin.version}" in match.group("spec").split(","):
+                return True
+        return False
+
+
+def run(config: Config, graph: LayerGraph, plan: Run, *, env: Mapping[str, str] | None, log: Log) -> Outcome:
+    """Run pip-compile once for `plan`; a failure comes back as pip's output, to be explained."""
+    run_env = env if env is not None else os.environ
+    with tempfile.TemporaryDirectory(prefix="pinship-lock-") as tmp:
+        work = Path(tmp)
+        for name in plan.layers:
+            layer = graph.layers[name]
+            lines = [line.text for line in layer.options + layer.requirements]
+            lines += [f"-c {path}" for path in layer.external_constraints]
+            (work / f"{name}.in").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        # Not `all.in`: a layer may be called `all` (init names one after an extra such as `all`).
+        union = "".join(f"-r {name}.in\n" for name in plan.layers)
+        if plan.kept:
+            (work / KEPT_FILE).write_text("".join(f"{pin.requirement()}\n" for pin in plan.kept.values()),
+                                          encoding="utf-8")
+            union += f"-c {KEPT_FILE}\n"
+        (work / "layers.union").write_text(union, encoding="utf-8")
+        if plan.preferences and not plan.fresh:
+            # The existing pins (with hashes) are pip-compile's preferences: nothing moves unless an
+            # input demands it or an upgrade is asked for, and known hashes are reused.
+            (work / "all.txt").write_text("\n".join(pin_lines(list(plan.preferences))) + "\n", encoding="utf-8")
+        command = [sys.executable, "-m", "piptools", "compile", *COMPILE_OPTIONS, *config.compile_options]
+        # -v: pip explains a conflict ("The conflict is caused by: …") only at that verbosity.
+        command += ["--annotation-style=line", "--no-header", "-v", "-o", "all.txt", "layers.union"]
+        command += [arg for value in plan.upgrade for arg in ("--upgrade-package", value)]
+        if plan.fresh:
+            command.append("--upgrade")
+        compiled = compiler.run(command, work, run_env, log, places=lambda text: real_places(text, work, graph))
+        if compiled.returncode != 0:
+            return Outcome(None, real_places(compiled.output, work, graph), run_env)
+        return Outcome(_own_constraints(read_universe(work / "all.txt"), work, graph, plan.layers), env=run_env)
+
+
+def _own_constraints(universe: dict[str, Pin], work: Path, graph: LayerGraph, layers: Sequence[str]) -> dict[str, Pin]:
+    """Each `via -c PATH` (pip-compile writes it relative to the work folder) as the user's constraint
+    file, by its full path; the settled layers' pins (KEPT_FILE) are this run's own, not a reason."""
+    files = {path.resolve(): path for name in layers for path in graph.layers[name].external_constraints}
+    for key, pin in universe.items():
+        if not any(reason.startswith("-c ") for reason in pin.via):
+            continue
+        via = []
+        for reason in pin.via:
+            if not reason.startswith("-c "):
+                via.append(reason)
+            elif (path := files.get((work / reason[3:].strip()).resolve())) is not None:
+                via.append(f"-c {path}")
+        universe[key] = dataclasses.replace(pin, via=tuple(via))
+    return universe
+
+
+def explain(outcome: Outcome, graph: LayerGraph, kept_at: Mapping[str, str] | None = None) -> str:
+    """pip's failure as "package X: layer A needs …, layer B needs …", without a trace or a secret."""
+    # Through a proxy, a direct connection says nothing about whether pip reached the index.
+    proxied = any(outcome.env.get(key) for key in _PROXIES)
+    probe = None if proxied else network.probe
+    message = conflicts.explain(outcome.output, graph, probe=probe, kept_at=kept_at)
+    return hide_secrets(message, outcome.env)
+
+
+def fail(outcome: Outcome, graph: LayerGraph, kept_at: Mapping[str, str] | None = None) -> LockError:
+    return LockError(explain(outcome, graph, kept_at), fix=None)
+
+
+def real_places(output: str, work: Path, graph: LayerGraph) -> str:
+    """pip's output with the temporary layer copies named by the real file and line.
+
+    run() writes each layer's option lines, then its requirement lines, then its `-c` lines, so
+    line N of the copy is one known line of the user's files.
+    """
+    def place(layer_name: str, number: int) -> str | None:
+        layer = graph.layers.get(layer_name)
+        if layer is None:
+            return None
+        lines = layer.options + layer.requirements
+        if 1 <= number <= len(lines):
+            return lines[number - 1].where(graph.root)
+        extra = number - len(lines) - 1
+        if 0 <= extra < len(layer.external_constraints):
+            return display(layer.external_constraints[extra], graph.root)
+        return None
+
+    def from_line(match: re.Match[str]) -> str:
+        where = place(match.group("layer"), int(match.group("line")))
+        return f"from {where}" if where else match.group(0)
+
+    folder = re.escape(str(work))
+    output = re.sub(rf"from line (?P<line>\d+) of {folder}/(?P<layer>[^\s/)]+)\.in", from_line, output)
+    return output.replace(str(work), display(graph.folder, graph.root))
+
+
+def hide_secrets(message: str, env: Mapping[str, str]) -> str:
+    """Blank out the values of secret-looking variables: pip expands `${VAR}` in requirement files
+    and then quotes the line it could not use, so an `.in` line can carry a CI secret into a log."""
+    for key, value in env.items():
+        if len(value) >= 6 and _SECRET_NAME.search(key) and value in message:
+            message = message.replace(value, "****")
+    return message

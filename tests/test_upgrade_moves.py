@@ -1,0 +1,128 @@
+"""`upgrade -- PKG` moves PKG to the newest version the inputs allow and whatever that version needs
+(issue 14): pip-compile's own --upgrade-package kept the old version when the new one needed a newer
+pin, and said `unchanged`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.lockproject import LockProject, Names, pins, publish
+from tests.support.pkgindex import PackageIndex
+from tests.test_upgrade import _layer_report
+
+pytestmark = pytest.mark.index
+
+LAYERS = ("base", "prod", "test", "dev")
+
+
+@pytest.fixture
+def names() -> Names:
+    return Names()
+
+
+def _locked(index: PackageIndex, names: Names, root: Path, layers: dict[str, str] | None = None) -> LockProject:
+    project = LockProject.create(root, layers or publish(index, names))
+    project.lock()
+    return project
+
+
+def _versions(project: LockProject, layer: str) -> dict[str, str]:
+    return {name: version for name, (version, _) in pins(project.read(f"{layer}.txt")).items()}
+
+
+def test_upgrading_a_package_moves_the_pin_its_new_version_needs_and_says_why(
+    use_index: PackageIndex, names: Names, tmp_path: Path
+) -> None:
+    project = _locked(use_index, names, tmp_path / "project")
+    use_index.add(names.alpha, "1.1")
+    use_index.add(names.beta, "1.1", [f"{names.alpha}>=1.1", names.delta])
+    use_index.add(names.linter, "1.1")
+
+    done = project.run("upgrade", names.beta)
+
+    assert done.returncode == 0, done.stderr
+    alpha = f"{names.alpha} 1.0 → 1.1 (needed by {names.beta} 1.1)"
+    assert _layer_report(done.stdout) == {
+        "requirements/base.txt": [alpha],
+        **{f"requirements/{layer}.txt": [alpha, f"{names.beta} 1.0 → 1.1"] for layer in ("prod", "test", "dev")},
+    }
+    assert _versions(project, "dev")[names.linter] == "1.0", "only what beta 1.1 needs moves"
+    assert project.run("verify").returncode == 0
+
+
+def test_an_upgrade_through_constraint_chains_moves_every_layer_that_has_the_package(
+    use_index: PackageIndex, names: Names, tmp_path: Path
+) -> None:
+    publish(use_index, names)
+    project = _locked(use_index, names, tmp_path / "project", {
+        "base.in": f"{names.alpha}\n",
+        "prod.in": f"-c base.txt\n{names.beta}\n",
+        "test.in": f"-r prod.in\n-c prod.txt\n{names.checker}\n",
+    })
+    use_index.add(names.alpha, "1.1")
+    use_index.add(names.beta, "1.1", [f"{names.alpha}>=1.1"])
+
+    done = project.run("upgrade", names.beta)
+
+    assert done.returncode == 0, done.stderr
+    report = _layer_report(done.stdout)
+    alpha = f"{names.alpha} 1.0 → 1.1 (needed by {names.beta} 1.1)"
+    assert report["requirements/base.txt"] == [alpha]
+    assert report["requirements/prod.txt"] == [alpha, f"{names.beta} 1.0 → 1.1", f"- {names.delta} 1.0"]
+    assert report["requirements/test.txt"] == report["requirements/prod.txt"]
+    assert project.run("verify").returncode == 0
+
+
+def test_a_package_already_at_its_newest_version_is_said_and_nothing_moves(
+    use_index: PackageIndex, names: Names, tmp_path: Path
+) -> None:
+    project = _locked(use_index, names, tmp_path / "project")
+    before = project.snapshot()
+    use_index.add(names.alpha, "1.1")
+
+    done = project.run("upgrade", names.linter)
+
+    assert done.returncode == 0, done.stderr
+    assert f"{names.linter} is already at its newest allowed version 1.0" in done.stdout
+    assert project.snapshot() == before
+
+
+def test_an_input_line_that_holds_the_upgrade_back_is_named(
+    use_index: PackageIndex, names: Names, tmp_path: Path
+) -> None:
+    layers = publish(use_index, names)
+    layers["prod.in"] += f"{names.alpha}<1.1\n"
+    project = _locked(use_index, names, tmp_path / "project", layers)
+    before = project.snapshot()
+    use_index.add(names.alpha, "1.1")
+    use_index.add(names.beta, "1.1", [f"{names.alpha}>=1.1"])
+
+    done = project.run("upgrade", names.beta)
+
+    assert done.returncode == 0, done.stderr
+    line = next(line for line in done.stdout.splitlines() if line.startswith(f"{names.beta} stays at 1.0: "))
+    assert f"requirements/prod.in:4 pins {names.alpha}<1.1" in line
+    assert f"{names.beta} 1.1 needs {names.alpha}>=1.1" in line
+    assert project.snapshot() == before
+
+
+def test_an_upgrade_to_a_named_version_takes_that_version_and_what_it_needs(
+    use_index: PackageIndex, names: Names, tmp_path: Path
+) -> None:
+    project = _locked(use_index, names, tmp_path / "project")
+    use_index.add(names.alpha, "1.1")
+    use_index.add(names.beta, "1.1", [f"{names.alpha}>=1.1"])
+    use_index.add(names.beta, "1.2", [f"{names.alpha}>=1.1"])
+
+    done = project.run("upgrade", f"{names.beta}==1.1")
+
+    assert done.returncode == 0, done.stderr
+    for layer in ("prod", "test", "dev"):
+        versions = _versions(project, layer)
+        assert (versions[names.beta], versions[names.alpha]) == ("1.1", "1.1"), layer
+    assert _layer_report(done.stdout)["requirements/base.txt"] == [
+        f"{names.alpha} 1.0 → 1.1 (needed by {names.beta} 1.1)"
+    ]
+    assert project.run("verify").returncode == 0
