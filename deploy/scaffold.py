@@ -26,10 +26,16 @@ from deploy.render import inert
 
 NOXFILE = '''"""Nox sessions: lock, verify, upgrade and audit this project's layered requirements."""
 
+import logging
+
 # Importing the sessions registers them with nox; `nox -l` lists them.
 from deploy.sessions import audit, lock, upgrade, verify
 
 __all__ = ["audit", "lock", "upgrade", "verify"]
+
+# These sessions run in this environment (python=False), yet nox looks for uv before every session
+# and logs "uv binary not found." when there is none: true, and of no concern to them.
+logging.getLogger("nox").addFilter(lambda record: record.getMessage() != "uv binary not found.")
 '''
 
 TASKS = '''"""Invoke tasks: deploy, rollback, status, promote, releases and trust."""

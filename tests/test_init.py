@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import tomllib
@@ -591,3 +592,16 @@ def test_sync_outside_a_virtual_environment_is_refused_in_one_line(project: Path
 
     assert done.returncode == 1
     assert done.stderr.splitlines()[0].startswith("error: sync changes the environment it runs in, and "), done.stderr
+
+
+def test_the_written_noxfile_runs_a_session_without_uv_noise(project: Path) -> None:
+    # Issue 13: nox looks for uv before every session, even one that runs in the current
+    # environment, and logged "uv binary not found." on every command of a machine without uv.
+    init(project)
+    nox = Path(sys.executable).parent / "nox"
+
+    done = subprocess.run([str(nox), "-s", "verify"], cwd=project, capture_output=True, text=True, check=False,
+                          env={**os.environ, "UV": str(project / "no-uv-here")})
+
+    assert "Running session verify" in done.stdout + done.stderr
+    assert "uv binary not found" not in done.stdout + done.stderr
