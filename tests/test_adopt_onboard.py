@@ -81,6 +81,7 @@ def test_a_fresh_clone_of_an_adopted_project_becomes_the_exact_dev_environment_i
     for version in ("1.0", "2.0"):
         use_index.add(names.web, version, [f"{names.helper}>=1"])
         use_index.add(names.helper, version)
+    use_index.add(names.stray, "1.0")
     tools(use_index)
     _serve(use_index, backend)
     root = tmp_path / "shop"
@@ -118,6 +119,13 @@ def test_a_fresh_clone_of_an_adopted_project_becomes_the_exact_dev_environment_i
                             capture_output=True, text=True, check=True).stdout.splitlines()
     assert {line.lower().replace("_", "-") for line in frozen} - {f"pip=={_pip_version(python)}"} == {
         f"{name}=={version}" for name, version in locked.items()}, "exactly the lock: venv's setuptools is removed"
+
+    subprocess.run([str(python), "-m", "pip", "install", "-q", names.stray], cwd=clone, env=env, check=True)
+    again = subprocess.run([sys.executable, "scripts/onboard.py"], cwd=clone, env=env, capture_output=True,
+                           text=True, check=False)
+
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"sync: removing 1 not in requirements/dev.txt: {names.stray}" in again.stdout.splitlines()
 
 
 def _without_options(lock: str) -> str:
