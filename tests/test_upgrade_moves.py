@@ -49,6 +49,8 @@ def test_upgrading_a_package_moves_the_pin_its_new_version_needs_and_says_why(
         **{f"requirements/{layer}.txt": [alpha, f"{names.beta} 1.0 → 1.1"] for layer in ("prod", "test", "dev")},
     }
     assert _versions(project, "dev")[names.linter] == "1.0", "only what beta 1.1 needs moves"
+    assert f"pip: Discarding {names.alpha}==1.0 (an existing lock's pin)" in done.stdout
+    assert "all.txt" not in done.stdout + done.stderr, "pinship's work files are no name for the user"
     assert project.run("verify").returncode == 0
 
 

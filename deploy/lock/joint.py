@@ -151,6 +151,8 @@ def real_places(output: str, work: Path, graph: LayerGraph) -> str:
         return f"from {where}" if where else match.group(0)
 
     folder = re.escape(str(work))
+    # pip-tools reads the existing pins from its output file: "Discarding x==1.0 (from -r all.txt (line 3))".
+    output = re.sub(r"\(from -r all\.txt \(line \d+\)\)", "(an existing lock's pin)", output)
     output = re.sub(rf"from line (?P<line>\d+) of {folder}/(?P<layer>[^\s/)]+)\.in", from_line, output)
     return output.replace(str(work), display(graph.folder, graph.root))
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from deploy.config import Config
 from deploy.errors import LockError
-from deploy.lock import joint
+from deploy.lock import joint, preferences
 from deploy.lock.freshness import options_key
 from deploy.lock.layers import LayerGraph, input_key
 from deploy.lock.lockfile import LockFile, Pin
@@ -110,9 +110,12 @@ def settle(
     the preferences, but for `unpreferred` (packages about to be upgraded: their hashes are fetched
     again, as pip-compile's --upgrade-package does).
     """
+    seeds = preferences.seeded(existing)
+
     def preferred(members: Sequence[str]) -> dict[str, Pin]:
-        """The existing pins of `members` and the layers below them: never those of a layer above."""
-        reach = {other for name in members for other in [name, *graph.depends_on(name)]}
+        """The existing pins of `members` and the layers below them, never those of a layer above; and
+        the versions the project ran before adopting pinship (init's seed, whichever layer holds it)."""
+        reach = {other for name in members for other in [name, *graph.depends_on(name)]} | set(seeds)
         pins = union(existing[name] for name in group if name in existing and name in reach)
         return {canonical(pin.name): pin for pin in pins if canonical(pin.name) not in unpreferred}
 
@@ -144,8 +147,9 @@ def settle(
         hard = {canonical(pin.name): pin for name in settled for pin in settled[name]}
         layers = closure(graph, members)
         _announce([name for name in members if name not in carried], group, layers, list(settled), log)
-        preferences = preferred(members) | {canonical(pin.name): pin for pins in settled.values() for pin in pins}
-        plan_run = joint.Run(layers, list(preferences.values()), hard, dict(kept_at))
+        wished = preferred(members) | {canonical(pin.name): pin for pins in settled.values() for pin in pins
+                                       if canonical(pin.name) not in unpreferred}
+        plan_run = joint.Run(layers, list(wished.values()), hard, dict(kept_at))
         outcome = joint.run(config, graph, plan_run, env=env, log=log)
         if outcome.universe is None:
             if hard and outcome.blames_kept(hard):
@@ -204,7 +208,7 @@ def _lower_conflict(
     failed: joint.Outcome,
     settled: Mapping[str, list[Pin]],
     kept_at: Mapping[str, str],
-    preferences: Mapping[str, Pin],
+    wished: Mapping[str, Pin],
     env: Mapping[str, str] | None,
     log: Log,
 ) -> LockError:
@@ -215,7 +219,7 @@ def _lower_conflict(
     """
     conflict = conflict_lines(failed.output, graph, kept_at) or [joint.explain(failed, graph, kept_at)]
     log("the lower layers' pins cannot satisfy the layers above them; finding what would have to move")
-    probe = joint.run(config, graph, joint.Run(closure(graph, group), list(preferences.values())), env=env, log=log)
+    probe = joint.run(config, graph, joint.Run(closure(graph, group), list(wished.values())), env=env, log=log)
     if probe.universe is None:
         return joint.fail(probe, graph)
     moves: list[str] = []
