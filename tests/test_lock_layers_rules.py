@@ -219,3 +219,24 @@ def test_via_keeps_the_constraint_files_that_cap_a_pin(use_index: PackageIndex, 
         assert f"{names.alpha}==1.0" in text
         assert "#   -c requirements/common_constraints.txt\n    #   -r requirements/base.in" in text, text
 
+
+
+def test_the_versions_a_project_ran_before_adopting_are_kept_in_the_lower_layers_too(
+    use_index: PackageIndex, names: Names, tmp_path: Path
+) -> None:
+    # init seeds the top layer's lock with the project's own versions; base is solved first, alone,
+    # and must still prefer them over the index's newest.
+    use_index.add(names.alpha, "1.0")
+    use_index.add(names.alpha, "1.1")
+    use_index.add(names.linter, "1.0")
+    project = LockProject.create(tmp_path / "project", {
+        "base.in": f"{names.alpha}\n",
+        "dev.in": f"-r base.in\n{names.linter}\n",
+        "dev.txt": f"{names.alpha}==1.0\n{names.linter}==1.0\n",
+    })
+
+    done = project.lock()
+
+    assert "2 versions from before adopting pinship, kept where the layers allow" in done.stdout
+    assert _versions(project, "base") == {names.alpha: "1.0"}
+    assert _versions(project, "dev") == {names.alpha: "1.0", names.linter: "1.0"}
