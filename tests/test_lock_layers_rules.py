@@ -92,7 +92,7 @@ def test_move_lower_moves_the_lower_layers_and_prints_every_change_marking_them(
     assert project.run("verify").returncode == 0
 
 
-def test_only_the_top_layer_changed_is_one_run_that_keeps_the_lower_pins_as_locked(
+def test_a_top_layer_package_needing_a_newer_lower_pin_is_refused_after_one_run_naming_the_move(
     use_index: PackageIndex, names: Names, tmp_path: Path
 ) -> None:
     project = LockProject.create(tmp_path / "project", publish(use_index, names))
