@@ -11,7 +11,7 @@ import pytest
 
 from deploy import config
 from deploy.config import Config, Environment, Host
-from deploy.errors import ConfigError
+from deploy.errors import ConfigError, HostError
 from deploy.portions import allowed_failures, wave_sizes
 from deploy.release import engine
 from deploy.release.build import Build
@@ -41,6 +41,7 @@ class AgentLike(Target):
         self.run_once_exit = run_once_exit
         self.calls: list[str] = []
         self.log: list[dict[str, Any]] = []
+        self.switch_error: Exception | None = None
 
     def call(self, op: str, **request: Any) -> dict[str, Any]:
         self.calls.append(op)
@@ -50,6 +51,8 @@ class AgentLike(Target):
                               "markers": {}}}
         if op == "hook":
             return {"exit": self.run_once_exit, "output": f"ran {request['command']} in {request['release']}"}
+        if op == "switch" and self.switch_error is not None:
+            raise self.switch_error
         if op == "switch":
             return self._switch(request)
         if op in ("abort", "unlock"):
@@ -214,3 +217,15 @@ def test_one_wave_without_hooks_keeps_no_claim_after_the_switch(tmp_path: Path) 
     summary = deploy(tmp_path, hosts)
     assert summary.ok and serving(hosts) == dict.fromkeys(NAMES[:2], NEW)
     assert all("unlock" not in host.calls for host in hosts)  # no extra round trip when nothing can go back
+
+
+def test_a_failed_switch_in_a_single_wave_without_checks_leaves_the_switched_hosts_as_before(tmp_path: Path) -> None:
+    # Their claims were given back with the switch (nothing could put them back): the fleet is
+    # MIXED, as it always was after such a failure, and the summary says so.
+    hosts = fleet(count=3)
+    hosts[2].switch_error = HostError("app3", "the connection went during the switch")
+    summary = deploy(tmp_path, hosts)
+
+    assert serving(hosts) == {"app1": NEW, "app2": NEW, "app3": OLD}
+    assert [h.state for h in summary.hosts][:2] == [HostState.SWITCHED, HostState.SWITCHED]
+    assert "MIXED" in render_summary(summary) and hosts[0].calls.count("switch") == 1

@@ -105,11 +105,13 @@ def switch_in_waves(run: Run, switch_to: dict[str, str]) -> bool:
 
 def _wave_failed(run: Run, number: int, wave: list[Target], reached: list[Target], later: list[list[Target]],
                  release: str) -> None:
+    """Put hosts back (those that kept their claim: with one wave and no post-switch check, none
+    did, and a failed switch leaves the fleet MIXED, as the summary says); never start the rest."""
     env = run.env
     interrupted = run.cancelled.is_set()
     failed = ", ".join(r.host for r in run.results.values() if r.failed)
     reason = "interrupted" if interrupted else f"wave {number} failed ({failed}; max-failures {env.max_failures})"
-    switched = [t for t in reached if run.results[t.name].state is HostState.SWITCHED]
+    switched = [t for t in reached if run.results[t.name].state is HostState.SWITCHED and run.results[t.name].claimed]
     back = switched if env.on_wave_failure == "rollback" else [t for t in switched if t in wave]
     run.progress("*", f"{reason}: switching {len(back)} host(s) back")
     run.cancelled.clear()  # putting hosts back must reach every one of them, even after Ctrl-C
