@@ -338,7 +338,7 @@ def _print(results: dict[str, Timing], counts: list[int], runs: int) -> None:
     firsts = [(n, results[f"first deploy, {n} hosts"].median) for n in counts]
     if len(firsts) > 1:
         (n0, t0), (n1, t1) = firsts[0], firsts[-1]
-        print(f"  first deploy growth {n0} → {n1} hosts: {t1 / t0:.2f}x the time for {n1 / n0:.0f}x the hosts")
+        print(f"  first deploy growth {n0} → {n1} hosts: {t1 / t0:.2f}x the time for {n1 / n0:g}x the hosts")
 
 
 def _print_fleet(results: dict[str, Timing], fleet: list[Fleet]) -> None:
