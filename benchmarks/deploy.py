@@ -309,7 +309,7 @@ class Bench:
 
 
 def _sent_per_host(output: str) -> str:
-    sizes = set(re.findall(r"(?m)^\S+\s+\S+\s+\S+(?: [^\d\s]\S*)*\s+[\d.]+\s+(0|[\d.]+ [kM]B)\s*$", output))
+    sizes = set(re.findall(r"(?m)^\S+\s+\S+\s+\S+(?: [^\d\s]\S*)*\s+\S+\s+[\d.]+\s+(0|[\d.]+ [kM]B)\s*$", output))
     return "/".join(sorted(sizes))
 
 
