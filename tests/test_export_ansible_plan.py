@@ -1,6 +1,6 @@
 """What `invoke export --to ansible` writes, checked offline: the rollout it reads from the
 settings, the inventory's host key checking, a playbook ansible-playbook accepts, a host script any
-Python 3.8 runs, and the settings it refuses rather than leaves out."""
+Python 3.8 runs, and the bastion it reaches the hosts through."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from deploy.config import Config, Environment, Host
+from deploy.config import Environment, Host
 from deploy.errors import ConfigError
 from deploy.export import ansible
 from deploy.release.build import Build
 from deploy.release.cache import Wheel
-from deploy.release.export import export, plan_rollout
+from deploy.release.export import plan_rollout
 
 HOSTS = tuple(Host("deploy", f"app{n}.example.com", 22) for n in range(1, 6))
 WHEELS = [Wheel("alpha-1.0-py3-none-any.whl", "alpha", "1.0", "1" * 63 + "e", 10),
@@ -46,8 +46,8 @@ def test_the_inventory_checks_every_host_key_against_the_pins_copied_next_to_it(
     text = ansible.inventory(fleet(), Path("/keys/deploy_ed25519"), "invoke export ...")
     assert "[prod_eu]\n" in text  # Ansible warns on '-' in a group name
     assert "app1.example.com ansible_host=app1.example.com ansible_port=22 ansible_user=deploy\n" in text
-    assert ("ansible_ssh_common_args=-o StrictHostKeyChecking=yes "
-            "-o 'UserKnownHostsFile=\"{{ inventory_dir }}/known_hosts\"' -o GlobalKnownHostsFile=/dev/null") in text
+    assert ("ansible_ssh_common_args=-o StrictHostKeyChecking=yes -o GlobalKnownHostsFile=/dev/null "
+            "-o 'UserKnownHostsFile=\"{{ inventory_dir }}/known_hosts\"'\n") in text
     assert "ansible_ssh_private_key_file=/keys/deploy_ed25519\n" in text
     twice = ansible.aliases((Host("a", "h", 22), Host("a", "h", 2222)))
     assert twice == ["h_22", "h_2222"]
@@ -58,12 +58,11 @@ def test_an_identity_path_the_inventory_cannot_carry_is_refused() -> None:
         ansible.inventory(fleet(), Path("/keys/my key"), "invoke export ...")
 
 
-def test_a_bastion_is_refused_by_name_rather_than_left_out(tmp_path: Path) -> None:
-    env = fleet(jump="deploy@bastion.example.com")
-    with pytest.raises(ConfigError, match="'prod-eu' sets jump \\(a bastion\\), which the Ansible export does not"):
-        export(Config(tmp_path, tmp_path / "requirements"), env, to="ansible", out=tmp_path / "out",
-               progress=lambda host, line: None)
-    assert not (tmp_path / "out").exists()
+def test_behind_a_bastion_the_inventory_reaches_the_hosts_through_it_with_the_same_pins() -> None:
+    text = ansible.inventory(fleet(jump="gate@bastion.example.com:2222"), Path("/keys/k"), "invoke export ...")
+    assert ("-o 'ProxyCommand=ssh -o StrictHostKeyChecking=yes -o GlobalKnownHostsFile=/dev/null "
+            "-o UserKnownHostsFile=\"{{ inventory_dir }}/known_hosts\" -i /keys/k -l gate -p 2222 -W [%h]:%p "
+            "bastion.example.com'") in text
 
 
 def test_the_playbook_passes_ansible_playbook_syntax_check(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from deploy.config import Environment, Host
 from deploy.errors import ConfigError
 from deploy.release.build import Build
 from deploy.remote.bundle import AGENT_DIGEST, BOOT, PARTS
+from deploy.remote.target import bastion_of
 
 HOST_SCRIPT = "pinship-host.py"
 KNOWN_HOSTS = "known_hosts"
@@ -64,13 +65,23 @@ def inventory(env: Environment, identity: Path | None, command: str) -> str:
                           fix="move the key to a path of letters, digits and ._-/~+@, and set identity to it")
     lines = [f"# Written by `{command}`; run that again rather than editing this file.",
              "# Host keys are checked against known_hosts next to this file (copied from known-hosts):",
-             "# a host whose key is not there, or differs, is refused, as `invoke deploy` refuses it.",
+             "# a host whose key is not there, or differs, is refused, as `invoke deploy` refuses it;",
+             "# so is a bastion's (jump), through which the hosts are then reached.",
              f"[{group(env)}]"]
     for alias, host in zip(aliases(env.hosts), env.hosts, strict=True):
         user = f" ansible_user={host.user}" if host.user else ""
         lines.append(f"{alias} ansible_host={host.hostname} ansible_port={host.port}{user}")
-    args = ("-o StrictHostKeyChecking=yes -o 'UserKnownHostsFile=\"{{ inventory_dir }}/" + KNOWN_HOSTS + "\"' "
-            "-o GlobalKnownHostsFile=/dev/null")
+    pins = "-o StrictHostKeyChecking=yes -o GlobalKnownHostsFile=/dev/null"
+    known = '"{{ inventory_dir }}/' + KNOWN_HOSTS + '"'  # quoted for ssh's own parser and the proxy's shell
+    args = f"{pins} -o 'UserKnownHostsFile={known}'"
+    bastion = bastion_of(env)
+    if bastion is not None:
+        # The hosts' connections run through the bastion (ssh -W, as ProxyJump does), its key
+        # checked against the same pins; a ProxyCommand, as ProxyJump would not pass them on.
+        login = f"-l {bastion.user} " if bastion.user else ""
+        key = f"-i {identity} " if identity is not None else ""
+        args += (f" -o 'ProxyCommand=ssh {pins} -o UserKnownHostsFile={known} {key}{login}-p {bastion.port} "
+                 f"-W [%h]:%p {bastion.hostname}'")
     lines += ["", f"[{group(env)}:vars]", "ansible_host_key_checking=true", f"ansible_ssh_common_args={args}",
               f"ansible_python_interpreter={env.python}"]
     if identity is not None:
@@ -180,7 +191,7 @@ def _hook(env: Environment, release: str) -> str:
       ansible.builtin.set_fact:
         pinship_ready: true
 """
-    if not getattr(env, "run_once", None):
+    if not env.run_once:
         return ready
     return f"""
     - name: "run-once on one host, in release {release}, before any host switches (a failure stops them all)"
@@ -251,8 +262,8 @@ def host_script(env: Environment, built: Build) -> str:
     bundle = {"boot": BOOT, "parts": PARTS, "digest": AGENT_DIGEST, "path": env.path, "release": built.release,
               "environment": env.name, "manifest": built.manifest, "lock": built.lock_text,
               "healthcheck": env.healthcheck, "restart": env.restart, "keep": env.keep_releases,
-              "timeout": env.command_timeout, "run_once": getattr(env, "run_once", None),
-              "post_switch": getattr(env, "post_switch", None), "hook_timeout": getattr(env, "hook_timeout", None)}
+              "timeout": env.command_timeout, "run_once": env.run_once, "post_switch": env.post_switch,
+              "hook_timeout": env.hook_timeout}
     return (f"#!/usr/bin/env python3\n# Written by pinship for release {built.release}: the playbook runs it "
             f"on each host.\n{source}\n\nBUNDLE = {json.dumps(json.dumps(bundle, sort_keys=True))}\n\n"
             "if __name__ == \"__main__\":\n    sys.exit(main(sys.argv[1:], json.loads(BUNDLE)))\n")

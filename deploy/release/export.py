@@ -38,8 +38,6 @@ TARGETS = ("ansible",)
 # The deploy's steps up to a checked release; nothing after them touches a host.
 STEPS: tuple[engine.Step, ...] = (engine.verify, engine.probe, engine.pick_interpreter, engine.build,
                                   engine.check_dependencies)
-# Settings the export cannot carry yet: refused by name rather than dropped from the playbook.
-UNCARRIED = {"jump": "a bastion"}
 
 
 @dataclass
@@ -61,11 +59,6 @@ def export(config: Config, env: Environment, *, to: str, out: Path, progress: Pr
     if env.is_local:
         raise ConfigError(f"'{env.name}' has no hosts: an export is for hosts another engine reaches",
                           fix="run: invoke export --env NAME --to ansible --out DIR, NAME an environment with hosts")
-    for attr, what in UNCARRIED.items():
-        if getattr(env, attr, None):
-            raise ConfigError(f"'{env.name}' sets {attr.replace('_', '-')} ({what}), which the Ansible export does "
-                              "not carry yet; the playbook would leave it out",
-                              fix=f"deploy this environment with: invoke deploy --env {env.name}")
     rollout = plan_rollout(env)
     identity = identity_file(env)
     known = config.root / (env.known_hosts or "")
