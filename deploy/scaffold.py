@@ -52,6 +52,10 @@ LAYERS = {
     "dev": "# A developer's machine: everything CI has, plus the tools that lock and deploy.\n-r test.in\n",
 }
 TOP = "dev"  # the layer that includes every other: its lock is seeded with the adopted versions
+# pinship's own layer: CI installs the test layer and runs `python -m deploy verify` there, so
+# pinship is one of its tools (and reaches dev.in through -r test.in); a lock never lets an upper
+# layer move a lower one, so pinship's dependencies never move what ships.
+PINSHIP_LAYER = "test"
 
 TOOL_TABLE = '''
 [tool.deploy]
@@ -150,11 +154,11 @@ def init(root: Path, *, force: bool = False, source: Path | None = None, say: Sa
     for what, layer in adoption.unadopted:
         warn(f"warning: not adopted: {what}; add it to {_shown(folder / layer, root)} by hand")
     if wheel is not None:
-        say(f"  {_shown(folder, root)}/dev.in: pinship=={wheel.version}, from "
+        say(f"  {_shown(folder, root)}/{PINSHIP_LAYER}.in: pinship=={wheel.version}, from "
             f"{_shown(folder / itself.FOLDER / wheel.filename, root)} ({wheel.origin}); commit it with the locks")
     else:
-        warn(f"warning: pinship itself is not in {_shown(folder, root)}/dev.in: {not_vendored}; install it beside "
-             f"the layers with: {itself.install_command()}")
+        warn(f"warning: pinship itself is not in {_shown(folder, root)}/{PINSHIP_LAYER}.in: {not_vendored}; install "
+             f"it beside the layers with: {itself.install_command()}")
     say(f"next: nox -s lock, then commit {_shown(folder, root)}/ (the .in and .txt files and wheels/) and "
         f"{_shown(onboarding, root)}; a fresh clone then needs one command: python3 {_shown(onboarding, root)}")
     return written
@@ -172,17 +176,17 @@ def _onboarding(root: Path) -> Path:
 
 def _layers(adoption: Adoption, wheel: itself.Wheel | None) -> dict[str, str]:
     """Each layer's text: its header, then what was adopted for it (test.in keeps pytest by default);
-    dev.in starts with pinship from its vendored wheel, or the command that installs it beside."""
+    test.in starts with pinship from its vendored wheel, or the command that installs it beside."""
     texts: dict[str, str] = {}
     for name, header in LAYERS.items():
         lines = adoption.layers.get(name, [])
         if name == "test" and not lines:
             lines = ["pytest"]
-        if name == "dev" and wheel is not None:
+        if name == PINSHIP_LAYER and wheel is not None:
             header += (f"# pinship, from the wheel in {itself.FOLDER}/ (not on the package index; pip reads the "
                        f"folder relative to this file):\n")
             lines = itself.requirement_lines(wheel) + lines
-        elif name == "dev":
+        elif name == PINSHIP_LAYER:
             header += f"# pinship itself is installed beside the locks:\n#   {itself.install_command()}\n"
         texts[name] = header + "".join(f"{line}\n" for line in lines)
     for name, lines in adoption.layers.items():

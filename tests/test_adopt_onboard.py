@@ -89,10 +89,11 @@ def test_a_fresh_clone_of_an_adopted_project_becomes_the_exact_dev_environment_i
     assert init(root).returncode == 0
     project = LockProject(root)
     project.lock()
-    text = project.read("dev.txt")
-    assert "--find-links wheels" in text.splitlines(), "the lock names the vendored folder, relative to itself"
-    locked = {name: version for name, (version, _) in pins(_without_options(text)).items()}
-    assert locked["pinship"] == "0.1.0"
+    for layer in ("test", "dev"):
+        text = project.read(f"{layer}.txt")
+        assert "--find-links wheels" in text.splitlines(), "the lock names the vendored folder, relative to itself"
+        locked = {name: version for name, (version, _) in pins(_without_options(text)).items()}
+        assert locked["pinship"] == "0.1.0", layer
     assert names.web in locked
     git(root, "init", "-q")
     git(root, "add", ".")
@@ -126,6 +127,37 @@ def test_a_fresh_clone_of_an_adopted_project_becomes_the_exact_dev_environment_i
 
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"sync: removing 1 not in requirements/dev.txt: {names.stray}" in again.stdout.splitlines()
+
+
+def test_the_readme_ci_recipe_verifies_an_adopted_project_from_the_test_lock(
+    use_index: PackageIndex, tmp_path: Path,
+) -> None:
+    # The README's CI job installs requirements/test.txt with --require-hashes and runs
+    # `python -m deploy verify`: pinship must come with the test lock, from the vendored wheel.
+    names = Names()
+    use_index.add(names.web, "1.0")
+    tools(use_index)
+    root = tmp_path / "shop"
+    root.mkdir()
+    (root / "pyproject.toml").write_text(
+        f'[project]\nname = "shop"\nversion = "0.1.0"\ndependencies = ["{names.web}"]\n', encoding="utf-8")
+    assert init(root).returncode == 0
+    LockProject(root).lock()
+    clone = tmp_path / "clone"
+    shutil.copytree(root, clone, ignore=shutil.ignore_patterns(".venv"))
+    env = isolated_pip_env(use_index.url, tmp_path / "pip-cache")
+    subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "ci")], check=True)
+    python = str(tmp_path / "ci" / "bin" / "python")
+
+    installed = subprocess.run([python, "-m", "pip", "install", "--require-hashes", "--no-deps", "-r",
+                                "requirements/test.txt"], cwd=clone, env=env, capture_output=True, text=True,
+                               check=False)
+    verified = subprocess.run([python, "-m", "deploy", "verify"], cwd=clone, env=env, capture_output=True, text=True,
+                              check=False)
+
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    assert verified.returncode == 0, verified.stderr
+    assert verified.stdout.startswith("verify: 4 layers fresh and consistent"), verified.stdout
 
 
 def _without_options(lock: str) -> str:

@@ -488,9 +488,10 @@ def test_a_refusal_prints_only_the_error_not_files_it_would_have_kept(project: P
     assert (project / "noxfile.py").read_text() == "# my own noxfile\n"
 
 
-def test_pinship_reaches_dev_in_from_a_wheel_vendored_into_the_requirements_folder(project: Path) -> None:
+def test_pinship_reaches_the_test_layer_from_a_wheel_vendored_into_the_requirements_folder(project: Path) -> None:
     # Issue 13: pinship is not on the package index, so a plain `pinship` in dev.in failed the
-    # first lock; the wheel of the pinship that runs now sits beside the layers instead.
+    # first lock; the wheel of the pinship that runs now sits beside the layers instead. It goes
+    # into test.in, which CI installs before running `python -m deploy verify`.
     done = init(project)
 
     assert done.returncode == 0, done.stderr
@@ -500,10 +501,10 @@ def test_pinship_reaches_dev_in_from_a_wheel_vendored_into_the_requirements_fold
         assert "deploy/scaffold.py" in archive.namelist(), "the wheel holds the package that runs"
         metadata = archive.read("pinship-0.1.0.dist-info/METADATA").decode()
     assert "Name: pinship" in metadata.splitlines()
-    dev = (project / "requirements/dev.in").read_text().splitlines()
-    assert [line for line in dev if line and not line.startswith("#")] == [
-        "-r test.in", "--find-links wheels", "pinship==0.1.0"]
-    assert ("  requirements/dev.in: pinship==0.1.0, from requirements/wheels/pinship-0.1.0-py3-none-any.whl "
+    test = (project / "requirements/test.in").read_text().splitlines()
+    assert [line for line in test if line and not line.startswith("#")] == [
+        "-r prod.in", "--find-links wheels", "pinship==0.1.0", "pytest"]
+    assert ("  requirements/test.in: pinship==0.1.0, from requirements/wheels/pinship-0.1.0-py3-none-any.whl "
             "(built from ") in done.stdout, done.stdout
 
 
@@ -547,10 +548,10 @@ def test_a_pinship_no_wheel_can_be_made_of_is_one_warning_with_the_install_comma
     scaffold_init(project, say=said.append, warn=warned.append)
 
     assert len(warned) == 1, warned
-    assert warned[0].startswith("warning: pinship itself is not in requirements/dev.in: building a wheel of ")
+    assert warned[0].startswith("warning: pinship itself is not in requirements/test.in: building a wheel of ")
     assert warned[0].endswith(f"install it beside the layers with: {itself.install_command()}")
-    dev = (project / "requirements/dev.in").read_text()
-    assert itself.install_command() in dev, "dev.in keeps the command as a comment"
+    test = (project / "requirements/test.in").read_text()
+    assert itself.install_command() in test, "test.in keeps the command as a comment"
     assert not (project / "requirements/wheels").exists()
 
 

@@ -1,12 +1,13 @@
 """How pinship itself reaches an adopting project: a wheel vendored into its requirements folder.
 
-pinship is not on the package index, so dev.in cannot simply name it: init writes a wheel of the
+pinship is not on the package index, so a layer cannot simply name it: init writes a wheel of the
 pinship running now into `requirements/wheels/` and the two lines `--find-links wheels` and
-`pinship==X` into dev.in. pip resolves a relative find-links against the requirements file's own
-folder, and the lock carries that line, so `pip install --require-hashes -r requirements/dev.txt`
+`pinship==X` into test.in (CI installs the test layer and runs `python -m deploy verify`; dev.in
+includes it). pip resolves a relative find-links against the requirements file's own folder, and
+the locks carry that line, so `pip install --require-hashes -r requirements/test.txt` (or dev.txt)
 finds the wheel (by its sha256 in the lock) in any fresh clone: CI and onboarding need nothing else.
-pinship's own dependencies are solved in the dev layer only: a lock keeps every lower layer's pins
-(issue 14), so the deploy tool never moves what ships.
+pinship's own dependencies are solved above the deploy layer: a lock never lets an upper layer move
+a lower one's pins (issue 14), so the deploy tool never moves what ships.
 
 The wheel is built honestly from the code that runs: the file pinship was installed from when it is
 still there (PEP 610 archive_info), else the source tree it was installed from (dir_info) or runs
