@@ -60,7 +60,7 @@ def onboard(root: Path) -> None:
                                  check=False).returncode == 0
     if not has_pinship:
         raise Refused(f"{shown} does not bring pinship, which finishes onboarding: add '--find-links wheels' and "
-                      "'pinship==VERSION' to dev.in (python -m deploy init does) and run nox -s lock")
+                      "'pinship==VERSION' to test.in (python -m deploy init does) and run nox -s lock")
     # -I: the project's own folders never shadow pinship's `deploy` package.
     run([str(python), "-I", "-m", "deploy", "--root", str(root), "sync"], root, "python -m deploy sync", echo=True)
 

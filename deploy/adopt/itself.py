@@ -59,7 +59,7 @@ class NotVendored(Exception):
 
 
 def requirement_lines(wheel: Wheel) -> list[str]:
-    """dev.in's lines for pinship: the vendored folder, then the exact version it holds."""
+    """The layer's lines for pinship: the vendored folder, then the exact version it holds."""
     return [f"--find-links {FOLDER}", f"pinship=={wheel.version}"]
 
 
