@@ -292,10 +292,12 @@ class Bench:
 
 
 def uv_wired() -> bool:
-    """Whether `[tool.deploy] resolver = "uv"` reaches the solve yet (lock/resolver.py builds the
-    command; solve.py must use it): else its row says "not wired" instead of timing pip-compile twice."""
-    solve = REPO / "deploy" / "lock" / "solve.py"
-    return "resolver" in config_module.Config.__dataclass_fields__ and "config.resolver" in solve.read_text()
+    """Whether `[tool.deploy] resolver = "uv"` reaches the solve yet: lock/resolver.py builds the
+    command, and the solve (solve.py, or a module it runs the resolver from) must call it with the
+    setting; else its row says "not wired" instead of timing pip-compile twice."""
+    solve_side = [path for path in (REPO / "deploy" / "lock").glob("*.py") if path.name != "resolver.py"]
+    return "resolver" in config_module.Config.__dataclass_fields__ and any(
+        "config.resolver" in path.read_text(encoding="utf-8") for path in solve_side)
 
 
 def _constrain_by_lower_locks(folder: Path) -> None:
