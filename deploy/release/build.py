@@ -9,12 +9,13 @@ from __future__ import annotations
 import getpass
 import hashlib
 import re
+import shlex
 import socket
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -66,9 +67,10 @@ def build(config: Config, log: Log = print, scratch: Path | None = None, target:
     layer = deploy_layer(config, graph)
     if layer is None or not graph.layers[layer].lock.is_file():
         raise DeployError("there is no deploy layer lock to ship", fix="create requirements/prod.in, run: nox -s lock")
-    pins = list(parse(graph.layers[layer].lock, graph.root).pins.values())
+    lock = parse(graph.layers[layer].lock, graph.root)
+    pins = list(lock.pins.values())
     cache = Cache(config.root / ".deploy" / "cache", scratch)
-    wheels = _dependency_wheels(config, pins, cache, log, target, stop)
+    wheels = _dependency_wheels(config, pins, cache, log, target, stop, lock.find_links())
     app = app_wheel(config, cache, log, stop)
     if app is not None and not target.fits(app.filename):
         raise DeployError(f"the app's wheel {app.filename} does not install on {target.describe()}",
@@ -93,15 +95,17 @@ def build(config: Config, log: Log = print, scratch: Path | None = None, target:
 
 
 def _dependency_wheels(config: Config, pins: list[Pin], cache: Cache, log: Log, target: Interpreter,
-                       stop: threading.Event | None) -> list[Wheel]:
+                       stop: threading.Event | None, find_links: Sequence[Path] = ()) -> list[Wheel]:
     wheels = {canonical(pin.name): cache.find(pin, target) for pin in pins}
     missing = [pin for pin in pins if wheels[canonical(pin.name)] is None]
     if missing:
         log(f"fetching {len(missing)} wheels for the deploy layer (hash-checked)")
         with tempfile.TemporaryDirectory(prefix="pinship-wheels-") as tmp:
             requirements = Path(tmp) / "requirements.txt"
+            # The lock's own --find-links folders (a vendored wheel), as pip would read them from the lock.
             requirements.write_text(
-                "".join(f"{pin.requirement()} " + " ".join(f"--hash={h}" for h in pin.hashes) + "\n" for pin in missing)
+                "".join(f"--find-links {shlex.quote(str(folder))}\n" for folder in find_links)
+                + "".join(" ".join([pin.requirement(), *(f"--hash={h}" for h in pin.hashes)]) + "\n" for pin in missing)
             )
             out = Path(tmp) / "out"
             if target.same_as(Interpreter.here()):
