@@ -1,6 +1,8 @@
 """`python -m deploy`: the command line for locking, verifying and adopting the tool.
 
 This is an entry point, so it is where DeployError becomes an exit code and a one-line message.
+Each command imports what it needs when it runs: `python -m deploy verify` is the pre-commit
+hook's path, and should not pay for the resolver, the audit or init's readers.
 """
 
 from __future__ import annotations
@@ -12,14 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from deploy import config as config_module
-from deploy.adopt import sync
 from deploy.errors import DeployError, VerifyFailed
-from deploy.lock import audit
 from deploy.lock.reqfile import display, unusable_file
-from deploy.lock.solve import honour_ctrl_c, lock
-from deploy.lock.verify import verify
-from deploy.render import lock_changes
-from deploy.scaffold import init
+
+MOVE_LOWER_HELP = "let an upper layer's input move a lower layer's pins (each move is printed)"
 
 DESCRIPTION = (
     "Keep a project's requirements as layers (requirements/*.in) locked with hashes (*.txt): lock and "
@@ -33,9 +31,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=None, help="project folder (default: nearest pyproject.toml)")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("verify", help="check offline that every lock is fresh and consistent")
-    commands.add_parser("lock", help="compile requirements/*.in into hash-pinned .txt locks")
+    lock_parser = commands.add_parser("lock", help="compile requirements/*.in into hash-pinned .txt locks")
+    lock_parser.add_argument("--move-lower", action="store_true", help=MOVE_LOWER_HELP)
     upgrade = commands.add_parser("upgrade", help="upgrade packages in every layer (all when none named)")
-    upgrade.add_argument("packages", nargs="*", help="package names to upgrade")
+    upgrade.add_argument("packages", nargs="*", help="package names to upgrade, or PKG==X / PKG<X for a version")
+    upgrade.add_argument("--move-lower", action="store_true", help=MOVE_LOWER_HELP)
+    add = commands.add_parser("add", help="add requirements to a layer's input and lock, or change nothing")
+    add.add_argument("specs", nargs="+", metavar="SPEC", help="PEP 508 requirements, e.g. 'requests>=2.31'")
+    add.add_argument("--layer", help="the layer to add to (default: base, whose pyproject list is kept equal)")
+    remove = commands.add_parser("remove", help="remove packages from the layers that ask for them and lock")
+    remove.add_argument("packages", nargs="+", metavar="PKG", help="package names")
+    remove.add_argument("--layer", help="only from this layer")
     audit_parser = commands.add_parser(
         "audit", help="pip-audit the deploy layer (exit 1: vulnerabilities found, 2: the audit could not run)"
     )
@@ -51,9 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sync", help="make the virtual environment this python runs in hold exactly the dev lock (as pip-sync "
         "does), the project installed editable"
     )
-    sync_parser.add_argument("--layer", default=sync.LAYER, help="the layer whose lock to install (default: dev)")
+    sync_parser.add_argument("--layer", default="dev", help="the layer whose lock to install (default: dev)")
     args = parser.parse_args(argv)
-    honour_ctrl_c()
+    if args.command in ("lock", "upgrade", "add", "remove"):
+        from deploy.lock.solve import honour_ctrl_c
+
+        honour_ctrl_c()
     try:
         return _run(args)
     except VerifyFailed as exc:
@@ -73,24 +82,43 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "init":
+        from deploy.scaffold import init
+
         # --from is relative to where the command runs, as a shell completes it, even with --root.
         source = args.source if args.source is None or args.root is None else args.source.absolute()
         init(args.root or Path.cwd(), force=args.force, source=source)
         return 0
     config = config_module.load(args.root)
     if args.command == "verify":
+        from deploy.lock.verify import verify
+
         started = time.perf_counter()
         count = verify(config)
         print(f"verify: {count} layers fresh and consistent ({time.perf_counter() - started:.2f} s)")
-    elif args.command == "lock":
-        lock(config)
-    elif args.command == "sync":
+        return 0
+    if args.command == "sync":
+        from deploy.adopt import sync
+
         sync.sync(config, layer=args.layer)
-    elif args.command == "audit":
+        return 0
+    if args.command == "audit":
+        from deploy.lock import audit
+
         return audit.run_audit(config, args.osv_url)
-    elif args.command == "upgrade":
-        result = lock(config, upgrade=args.packages, upgrade_all=not args.packages)
-        _print(lock_changes(result.changes, lambda layer: display(config.requirements / f"{layer}.txt", config.root)))
+    from deploy.lock import edit
+    from deploy.lock.solve import lock
+    from deploy.render import lock_changes
+
+    if args.command == "lock":
+        lock(config, move_lower=args.move_lower)
+        return 0
+    if args.command == "upgrade":
+        result = lock(config, upgrade=args.packages, upgrade_all=not args.packages, move_lower=args.move_lower)
+    elif args.command == "add":
+        result = edit.add(config, args.specs, layer=args.layer)
+    else:
+        result = edit.remove(config, args.packages, layer=args.layer)
+    _print(lock_changes(result.changes, lambda layer: display(config.requirements / f"{layer}.txt", config.root)))
     return 0
 
 

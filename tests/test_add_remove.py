@@ -165,3 +165,18 @@ def test_pyproject_dependencies_lose_one_entry_in_place(tmp_path: Path, text: st
     (tmp_path / "pyproject.toml").write_text(f'[project]\n{text}')
     pyproject_deps.drop(tmp_path, "b")
     assert (tmp_path / "pyproject.toml").read_text() == f"[project]\n{expected}"
+
+
+def test_the_command_line_adds_and_removes_and_prints_what_changed_per_layer(
+    project: tuple[LockProject, Names],
+) -> None:
+    created, names = project
+    added = created.run("add", "--layer", "test", names.omega)
+    assert added.returncode == 0, added.stdout + added.stderr
+    assert f"requirements/test.txt:\n  + {names.omega} 1.0" in added.stdout
+    assert "requirements/prod.txt: unchanged" in added.stdout
+    removed = created.run("remove", names.omega)
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert f"  - {names.omega} 1.0" in removed.stdout
+    failed = created.run("add", f"{names.token}-nowhere")
+    assert failed.returncode == 1 and "nothing was changed" in failed.stderr and "Traceback" not in failed.stderr

@@ -281,3 +281,22 @@ def test_verify_loads_neither_the_resolver_nor_packaging_nor_network_code() -> N
     )
 
     assert done.stdout.strip() == ""
+
+
+def test_python_m_deploy_verify_loads_no_resolver_audit_or_init_code(tmp_path: Path) -> None:
+    # `python -m deploy verify` is the pre-commit hook's path: the command line must not import what
+    # other commands need (issue 15: it cost 0.16 s of CPU for a 2 ms check).
+    project = LockProject.create(tmp_path / "p", {"base.in": "", "prod.in": "-r base.in\n"})
+    loaded = (
+        "import sys, runpy; sys.argv = ['deploy', '--root', sys.argv[1], 'verify']\n"
+        "try:\n    runpy.run_module('deploy', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "heavy = ('deploy.lock.solve', 'deploy.lock.audit', 'deploy.scaffold', 'deploy.adopt', 'deploy.lock.edit',"
+        " 'packaging', 'socket')\n"
+        "print('loaded:', *(name for name in heavy if name in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", loaded, str(project.root)], cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True, text=True, check=False,
+    )
+
+    assert done.stdout.strip().splitlines()[-1] == "loaded:", done.stdout + done.stderr
