@@ -45,7 +45,8 @@ COMMON_HELP = {
 # no flags for that; nor --parallel, which it never had.
 DEPLOY_FLAGS = tuple(attr for attr in _SETTINGS if attr not in ("hosts", "confirm"))
 ROLLBACK_FLAGS = tuple(attr for attr in DEPLOY_FLAGS
-                       if attr not in ("python", "parallel", "max_failures", "healthcheck", "keep_releases"))
+                       if attr not in ("python", "parallel", "max_failures", "healthcheck", "keep_releases", "waves",
+                                       "on_wave_failure", "run_once", "post_switch", "hook_timeout"))
 
 
 def _task(*flags: str, help: dict[str, str], name: str | None = None) -> Callable[[Callable[..., None]], Task[Any]]:

@@ -129,6 +129,12 @@ def test_each_step_waits_for_the_commands_the_agent_may_run_in_it() -> None:
     assert step_budget("switch", {"restart": None, "timeout": 4}, 4) == 4
     assert step_budget("stage", {"healthcheck": "x", "timeout": 4}, 4) >= 2 * 4
     assert step_budget("lock", {}, 4) == 4
+    # A hook runs with its own timeout, and a switch's post-switch check adds hook-timeout once.
+    assert step_budget("hook", {"timeout": 300}, 4) >= 4 + 300
+    assert step_budget("switch", {"restart": None, "post_switch": "curl x", "hook_timeout": 300, "timeout": 4},
+                       4) >= 4 + 300
+    assert step_budget("switch", {"restart": "x", "post_switch": "curl x", "hook_timeout": 300, "timeout": 4},
+                       4) >= 3 * 4 + 300
 
 
 # known-hosts that names a folder

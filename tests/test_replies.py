@@ -48,6 +48,7 @@ GOOD: dict[str, dict[str, Any]] = {
                "releases": [{"release": RELEASE, "manifest": MANIFEST}, {"release": OTHER, "manifest": None}],
                "venv": {"installed": {"a": "1.0"}, "modified": [["a", "a/x.py", "changed"]]}},
     "ping": {},
+    "hook": {"exit": 0, "output": "migrated"},
 }
 
 

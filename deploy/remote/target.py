@@ -41,7 +41,10 @@ def _commands(op: str, request: Mapping[str, Any]) -> int:
     timeout: a switch runs `restart` up to twice (the new release's, then, after a failed one, the
     old release's again), a stage its health check, status the live venv's inspection."""
     if op == "switch":
+        # The post-switch check runs once, with its own timeout (budgeted in step_budget).
         return 2 if request.get("restart") else 0
+    if op == "hook":
+        return 1
     if op == "stage":
         return 1 if request.get("healthcheck") else 0
     if op == "status":
@@ -62,12 +65,15 @@ def step_budget(op: str, request: Mapping[str, Any], command_timeout: float) -> 
     socket): waiting less would call a host "hung" while it does what it was asked, and lose its
     own reply (a restart that timed out, and the switch back), which is what the user needs."""
     commands = _commands(op, request)
+    hook = request.get("hook_timeout") if op == "switch" and request.get("post_switch") else None
+    extra = float(hook) if isinstance(hook, (int, float)) and not isinstance(hook, bool) and math.isfinite(hook) \
+        and hook >= 0 else 0.0
     if not commands:
-        return command_timeout
+        return command_timeout + (extra + _MARGIN if extra else 0.0)
     each: object = request.get("timeout", command_timeout)
     if not isinstance(each, (int, float)) or isinstance(each, bool) or not math.isfinite(each) or each < 0:
         each = command_timeout
-    return command_timeout + commands * float(each) + _MARGIN
+    return command_timeout + commands * float(each) + extra + _MARGIN
 
 
 def identity_file(env: Environment) -> Path | None:
