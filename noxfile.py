@@ -6,9 +6,9 @@ import sys
 
 import nox
 
-from deploy.sessions import audit, lock, upgrade, verify
+from deploy.sessions import add, audit, lock, remove, upgrade, verify
 
-__all__ = ["audit", "lint", "lock", "tests", "typecheck", "upgrade", "verify"]
+__all__ = ["add", "audit", "lint", "lock", "remove", "tests", "typecheck", "upgrade", "verify"]
 
 nox.options.default_venv_backend = "none"
 nox.options.sessions = ["verify", "lint", "typecheck", "tests"]

@@ -24,18 +24,12 @@ from deploy.errors import ConfigError
 from deploy.lock.reqfile import clip, read_text
 from deploy.render import inert
 
-NOXFILE = '''"""Nox sessions: lock, verify, upgrade and audit this project's layered requirements."""
-
-import logging
+NOXFILE = '''"""Nox sessions: lock, verify, upgrade, add, remove and audit this project's layered requirements."""
 
 # Importing the sessions registers them with nox; `nox -l` lists them.
-from deploy.sessions import audit, lock, upgrade, verify
+from deploy.sessions import add, audit, lock, remove, upgrade, verify
 
-__all__ = ["audit", "lock", "upgrade", "verify"]
-
-# These sessions run in this environment (python=False), yet nox looks for uv before every session
-# and logs "uv binary not found." when there is none: true, and of no concern to them.
-logging.getLogger("nox").addFilter(lambda record: record.getMessage() != "uv binary not found.")
+__all__ = ["add", "audit", "lock", "remove", "upgrade", "verify"]
 '''
 
 TASKS = '''"""Invoke tasks: deploy, rollback, status, promote, releases and trust."""

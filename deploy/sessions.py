@@ -8,6 +8,7 @@ should not pay for loading the lock, upgrade and audit machinery.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 
@@ -20,6 +21,10 @@ from deploy.lock.reqfile import unusable_file
 # Spelled here, not imported from the lock machinery: the noxfile imports this module for every
 # session (lock/rounds.py uses the same word in its messages).
 MOVE_LOWER = "--move-lower"
+
+# nox looks for uv before every session, even one that runs in the current environment as all of
+# these do, and logs its absence: noise on every command of a project that does not use uv.
+logging.getLogger("nox").addFilter(lambda record: record.getMessage() != "uv binary not found.")
 
 
 @nox.session(python=False)
@@ -79,6 +84,60 @@ def audit(session: nox.Session) -> None:
     # Exit with the CLI's own code, so CI can tell "vulnerabilities found" (1) from "could not run" (2).
     if codes and codes[0]:
         sys.exit(codes[0])
+
+
+@nox.session(python=False)
+def add(session: nox.Session) -> None:
+    """Add requirements and lock in one step: nox -s add -- [--layer L] 'SPEC' …; a failure changes nothing."""
+    from deploy.lock.edit import add as add_specs
+
+    layer, specs = _layer(session.posargs)
+    if not specs:
+        session.error("Usage: nox -s add -- [--layer LAYER] 'SPEC' …")
+    _edit(session, lambda config: add_specs(config, specs, layer=layer, log=session.log))
+
+
+@nox.session(python=False)
+def remove(session: nox.Session) -> None:
+    """Remove packages from the layers that ask for them and lock: nox -s remove -- [--layer L] PKG …"""
+    from deploy.lock.edit import remove as remove_names
+
+    layer, names = _layer(session.posargs)
+    if not names:
+        session.error("Usage: nox -s remove -- [--layer LAYER] PKG …")
+    _edit(session, lambda config: remove_names(config, names, layer=layer, log=session.log))
+
+
+def _edit(session: nox.Session, change: Callable[[config_module.Config], object]) -> None:
+    from deploy.lock.reqfile import display
+    from deploy.lock.solve import LockResult, honour_ctrl_c
+    from deploy.render import lock_changes
+
+    honour_ctrl_c()
+
+    def run() -> None:
+        config = config_module.load()
+        result = change(config)
+        if isinstance(result, LockResult):
+            text = lock_changes(result.changes, lambda name: display(config.requirements / f"{name}.txt", config.root))
+            if text:
+                print(text)
+
+    _guard(session, run)
+
+
+def _layer(args: list[str]) -> tuple[str | None, list[str]]:
+    """`--layer L` / `--layer=L` out of the arguments, and the rest."""
+    layer = _option(args, "--layer")
+    rest, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--layer":
+            skip = True
+        elif not arg.startswith("--layer="):
+            rest.append(arg)
+    return layer, rest
 
 
 def _move_lower(args: list[str]) -> tuple[bool, list[str]]:

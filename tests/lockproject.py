@@ -142,8 +142,8 @@ def pins(text: str) -> dict[str, tuple[str, tuple[str, ...]]]:
     """`name -> (version, hashes)` read from a lock file's text, independently of the package."""
     found: dict[str, tuple[str, tuple[str, ...]]] = {}
     for line in text.replace("\\\n", " ").splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
+        if not line.strip() or line.lstrip().startswith(("#", "--")):
+            continue  # comments, and option lines such as a vendored wheel's --find-links
         requirement, *options = line.split()
         assert "==" in requirement, f"not pinned with ==: {line}"
         name, version = requirement.split("==", 1)

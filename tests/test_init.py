@@ -117,7 +117,7 @@ def test_init_without_a_pyproject_is_a_clear_error(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_written_noxfile_offers_lock_verify_upgrade_and_audit(project: Path) -> None:
+def test_the_written_noxfile_offers_lock_verify_upgrade_add_remove_and_audit(project: Path) -> None:
     init(project)
     nox = Path(sys.executable).parent / "nox"
 
@@ -126,7 +126,7 @@ def test_the_written_noxfile_offers_lock_verify_upgrade_and_audit(project: Path)
 
     assert done.returncode == 0, done.stdout + done.stderr
     listed = {line.split()[1] for line in done.stdout.splitlines() if line.startswith(("* ", "- "))}
-    assert listed == {"lock", "verify", "upgrade", "audit"}
+    assert listed == {"lock", "verify", "upgrade", "add", "remove", "audit"}
 
 
 def test_the_written_tasks_file_imports(project: Path) -> None:
