@@ -253,3 +253,25 @@ def test_the_resolver_setting_defaults_to_pip_tools_and_refuses_anything_else(tm
     assert str(caught.value) == (
         'pyproject.toml [tool.deploy]: resolver = "poetry": expected one of "pip-tools", "uv"\n'
         '  fix: resolver = "pip-tools" (the default) or resolver = "uv" (needs uv installed)')
+
+
+def test_resolver_uv_in_pyproject_makes_nox_s_lock_write_the_same_locks_as_pip_tools(
+    index: PackageIndex, names: Names, tmp_path: Path, env: dict[str, str]
+) -> None:
+    # The setting reaches the lock itself: the same project locked with each resolver gives the same
+    # lock files, byte for byte below the header line that names the tool.
+    from tests.lockproject import PYPROJECT, LockProject
+
+    below = {"base": "", "prod": "-r base.in\n", "test": "-r prod.in\n", "dev": "-r test.in\n"}
+    texts = {f"{name}.in": below[name] + text for name, text in layers(names).items()}
+    with_pip = LockProject.create(tmp_path / "pip", texts)
+    with_uv = LockProject.create(tmp_path / "uv", texts,
+                                 pyproject=PYPROJECT.format(name="lockproject") + 'resolver = "uv"\n')
+    for project in (with_pip, with_uv):
+        project.lock(env=env)
+    for name in texts:
+        lock = name.replace(".in", ".txt")
+        body = [line for line in with_pip.read(lock).splitlines() if not line.startswith("#")]
+        assert body == [line for line in with_uv.read(lock).splitlines() if not line.startswith("#")], lock
+    done = with_uv.run("verify", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr

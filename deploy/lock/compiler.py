@@ -63,9 +63,10 @@ def run(
     places: Callable[[str], str] | None = None,
     live: TextIO | None = None,
     every: float = 5.0,
+    own_env: Mapping[str, str] | None = None,
 ) -> Compiled:
     """One pip-compile run on its own: `Compiler(env, log, live=, every=).run(command, work, places=)`."""
-    return Compiler(env, log, live=live, every=every).run(command, work, places=places)
+    return Compiler(env, log, live=live, every=every).run(command, work, places=places, own_env=own_env)
 
 
 class Compiler:
@@ -92,19 +93,23 @@ class Compiler:
             self.said.add(line)
             self.log(line)
 
-    def run(self, command: Sequence[str], work: Path, *, places: Callable[[str], str] | None = None) -> Compiled:
+    def run(self, command: Sequence[str], work: Path, *, places: Callable[[str], str] | None = None,
+            own_env: Mapping[str, str] | None = None) -> Compiled:
         """Run pip-compile (`command[0]` is the Python it runs in) in `work`; return what it said.
 
         `places` rewrites a warning before it is shown (the temporary layer copies named by the
-        user's files).
+        user's files). `own_env`: a resolver that is not pip (uv) runs in the environment
+        resolver.command made for it, with neither pip's isolation nor pip's version check.
         """
-        if (note := self.pip_env.note()) is not None:
-            self.say(inert(note, 2000))
-        if command[0] not in self.checked:
-            check_pip(command[0], self.pip_env.env)
-            self.checked.add(command[0])
+        if own_env is None:
+            if (note := self.pip_env.note()) is not None:
+                self.say(inert(note, 2000))
+            if command[0] not in self.checked:
+                check_pip(command[0], self.pip_env.env)
+                self.checked.add(command[0])
+        run_env = dict(own_env) if own_env is not None else self.pip_env.env
         proc = subprocess.Popen(
-            list(command), cwd=work, env=self.pip_env.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            list(command), cwd=work, env=run_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, start_new_session=True,
         )
         ticker = Ticker(self.log, sys.stderr if self.live is None else self.live, self.every)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from deploy.config import Config
 from deploy.errors import LockError
-from deploy.lock import compiler, conflicts, network
+from deploy.lock import compiler, conflicts, network, resolver
 from deploy.lock.freshness import COMPILE_OPTIONS
 from deploy.lock.layers import LayerGraph
 from deploy.lock.lockfile import Pin
@@ -86,13 +86,24 @@ def run(config: Config, graph: LayerGraph, plan: Run, *, env: Mapping[str, str] 
             # The existing pins (with hashes) are pip-compile's preferences: nothing moves unless an
             # input demands it or an upgrade is asked for, and known hashes are reused.
             (work / "all.txt").write_text("\n".join(pin_lines(list(plan.preferences))) + "\n", encoding="utf-8")
-        command = [sys.executable, "-m", "piptools", "compile", *COMPILE_OPTIONS, *config.compile_options]
-        # -v: pip explains a conflict ("The conflict is caused by: …") only at that verbosity.
-        command += ["--annotation-style=line", "--no-header", "-v", "-o", "all.txt", "layers.union"]
-        command += [arg for value in plan.upgrade for arg in ("--upgrade-package", value)]
-        if plan.fresh:
-            command.append("--upgrade")
-        compiled = compiler.run(command, work, run_env, log, places=lambda text: real_places(text, work, graph))
+        places = lambda text: real_places(text, work, graph)  # noqa: E731
+        if config.resolver == resolver.UV:
+            uv = resolver.command(
+                resolver.UV, output="all.txt", union_file="layers.union", options=config.compile_options,
+                upgrade=plan.upgrade, upgrade_all=plan.fresh, env=run_env,
+                file_options=[line.text for name in plan.layers for line in graph.layers[name].options],
+            )
+            if (note := uv.note()) is not None:
+                log(note)
+            compiled = compiler.run(uv.argv, work, run_env, log, places=places, own_env=uv.env)
+        else:
+            command = [sys.executable, "-m", "piptools", "compile", *COMPILE_OPTIONS, *config.compile_options]
+            # -v: pip explains a conflict ("The conflict is caused by: …") only at that verbosity.
+            command += ["--annotation-style=line", "--no-header", "-v", "-o", "all.txt", "layers.union"]
+            command += [arg for value in plan.upgrade for arg in ("--upgrade-package", value)]
+            if plan.fresh:
+                command.append("--upgrade")
+            compiled = compiler.run(command, work, run_env, log, places=places)
         if compiled.returncode != 0:
             return Outcome(None, real_places(compiled.output, work, graph), run_env)
         return Outcome(_own_constraints(read_universe(work / "all.txt"), work, graph, plan.layers), env=run_env)
