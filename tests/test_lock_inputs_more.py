@@ -8,6 +8,7 @@ Ctrl-C stops a lock at once and leaves the locks as they were. Real pip-compile 
 from __future__ import annotations
 
 import os
+import platform
 import signal
 import socket
 import subprocess
@@ -143,6 +144,12 @@ def test_a_requirement_its_marker_excludes_here_is_reported_not_dropped_silently
         f"requirements/prod.in:4: {names.winonly} is not locked: its marker (sys_platform == \"win32\") excludes "
         "this machine, and a lock holds what this machine resolves"
     ) in done.stdout.splitlines()
+    # The lock's header says for which Python and platform it was solved, and what that left out.
+    header = [line for line in project.read("prod.txt").splitlines() if line.startswith("# solved for ")]
+    python = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    assert header == [f"# solved for CPython {python} on {sys.platform} {platform.machine()} (requirements whose "
+                      f"markers exclude it are left out, and not in this lock: {names.winonly}; "
+                      "sys_platform == 'win32')"]
 
 
 def test_a_direct_url_requirement_that_no_lock_can_pin_is_an_error_not_dropped(
