@@ -343,7 +343,7 @@ def _unreachable_project(tmp_path: Path, compile_options: str = "") -> LockProje
 
 INDEX_FIX = (
     "  fix: check that URL (--index-url/-i in requirements/*.in or [tool.deploy] compile-options, else "
-    "PIP_INDEX_URL or pip.conf) and the network or proxy, then run the command again"
+    "PIP_INDEX_URL: a lock reads no pip.conf) and the network or proxy, then run the command again"
 )
 
 

@@ -32,7 +32,7 @@ _CREDENTIALS = re.compile(r"://(?P<user>[^/@:\s]+)(?::(?P<password>[^/@\s]*))?@"
 
 INDEX_FIX = (
     "\n  fix: check that URL (--index-url/-i in requirements/*.in or [tool.deploy] compile-options, "
-    "else PIP_INDEX_URL or pip.conf) and the network or proxy, then run the command again"
+    "else PIP_INDEX_URL: a lock reads no pip.conf) and the network or proxy, then run the command again"
 )
 
 
