@@ -425,3 +425,20 @@ def test_the_header_line_names_the_python_and_platform_and_what_markers_left_out
                            f"{sys.version_info[1]} on {sys.platform} {platform.machine()}")
     assert line.endswith('left out, and not in this lock: pywin32; sys_platform == "win32")')
     assert "(" not in compiler.solve_environment()
+
+
+def test_a_lock_of_several_rounds_names_the_left_out_settings_and_the_index_once(
+    use_index: PackageIndex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deploy.lock.solve import lock
+    from tests.lockproject import LockProject, publish
+
+    names = Names()
+    project = LockProject.create(tmp_path / "p", publish(use_index, names))
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
+    said: list[str] = []
+    lock(project.config(), log=said.append)
+    rounds = [line for line in said if line.startswith("resolving ")]
+    assert len(rounds) > 1, said  # a lock from scratch runs once per level of the graph
+    assert len([line for line in said if line.startswith("this machine's pip settings")]) == 1, said
+    assert len([line for line in said if line.startswith("index: ")]) == 1, said

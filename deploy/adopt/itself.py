@@ -11,7 +11,8 @@ a lower one's pins (issue 14), so the deploy tool never moves what ships.
 
 The wheel is built honestly from the code that runs: the file pinship was installed from when it is
 still there (PEP 610 archive_info), else the source tree it was installed from (dir_info) or runs
-from, built by `pip wheel --no-deps --no-build-isolation` away from this machine's pip config. When
+from, built by `pip wheel --no-deps --no-build-isolation` away from this machine's pip config (or,
+when this Python lacks the build requirements, with them fetched from the user's index). When
 neither works, init says why in one line and prints the install command instead.
 """
 
@@ -164,21 +165,38 @@ def _build(source: Path) -> Wheel:
         found = sorted(cached.glob("pinship-*.whl")) if cached.is_dir() else []
         if found:
             return Wheel(found[0].name, found[0].read_bytes(), found[0].name.split("-")[1], f"built from {source}")
-        command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                   "--wheel-dir", str(out), str(tree)]
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, errors="replace", env=_pip_env(),
-                                  timeout=_BUILD_SECONDS, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise NotVendored(f"building a wheel of {source} failed ({exc})") from None
-        wheels = sorted(out.glob("pinship-*.whl")) if done.returncode == 0 else []
+        wheels, last = _pip_wheel(tree, out, offline=True)
         if not wheels:
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise NotVendored(f"pip wheel of {source} failed ({last.strip()[:200]}); it builds with this Python's "
-                              "own setuptools and wheel (--no-build-isolation, so no network)")
+            # This Python lacks the build requirements (a fresh venv's setuptools is older than
+            # pyproject asks): pip fetches them into an isolated build environment from the
+            # user's own index, as any `pip install` of the checkout would.
+            wheels, last = _pip_wheel(tree, out, offline=False)
+        if not wheels:
+            raise NotVendored(f"pip wheel of {source} failed ({last}), with this Python's own setuptools and "
+                              "with build requirements from your index")
         wheel = wheels[0]
         _keep(cached, wheel)
         return Wheel(wheel.name, wheel.read_bytes(), wheel.name.split("-")[1], f"built from {source}")
+
+
+def _pip_wheel(tree: Path, out: Path, *, offline: bool) -> tuple[list[Path], str]:
+    """`pip wheel --no-deps` of `tree` into `out`: offline with this Python's build tools, or with an
+    isolated build environment from the user's index; the wheels made and pip's last line."""
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(out), str(tree)]
+    if offline:
+        command[4:4] = ["--no-build-isolation", "--no-index"]
+        env = _pip_env()
+    else:
+        env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1", "SOURCE_DATE_EPOCH": _EPOCH,
+               "PYTHONDONTWRITEBYTECODE": "1"}
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, errors="replace", env=env,
+                              timeout=_BUILD_SECONDS, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return [], str(exc)[:200]
+    wheels = sorted(out.glob("pinship-*.whl")) if done.returncode == 0 else []
+    last = (done.stderr.strip().splitlines() or ["no output"])[-1].strip()[:200]
+    return wheels, last
 
 
 def _digest(tree: Path) -> str:

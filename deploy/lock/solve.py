@@ -75,6 +75,7 @@ def lock(
     log: Log = print,
 ) -> LockResult:
     """Bring every layer's lock up to date; resolve only when something is stale or asked for."""
+    log = _said_once(log)
     graph = load_layers(config.root, config.requirements, config.inputs_outside)
     existing = read_locks(graph)
     wanted = _check_upgrade_names(upgrade, existing, graph)
@@ -211,6 +212,24 @@ def _check_every_line_locked(graph: LayerGraph, layers: Sequence[str], universe:
                 "with ==), then run: nox -s lock",
             )
     return left_out
+
+
+# What each resolver run says about this machine's settings and the index is the same for every run of
+# one lock (a lock makes one run per level of the graph): said once.
+_SAID_ONCE = ("this machine's pip settings", "this machine's uv and pip settings", "index: ")
+
+
+def _said_once(log: Log) -> Log:
+    said: set[str] = set()
+
+    def once(line: str) -> None:
+        if line.startswith(_SAID_ONCE):
+            if line in said:
+                return
+            said.add(line)
+        log(line)
+
+    return once
 
 
 def _write(path: Path, text: str) -> None:
