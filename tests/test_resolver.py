@@ -267,8 +267,8 @@ def test_resolver_uv_in_pyproject_makes_nox_s_lock_write_the_same_locks_as_pip_t
     with_pip = LockProject.create(tmp_path / "pip", texts)
     with_uv = LockProject.create(tmp_path / "uv", texts,
                                  pyproject=PYPROJECT.format(name="lockproject") + 'resolver = "uv"\n')
-    for project in (with_pip, with_uv):
-        project.lock(env=env)
+    said = {project.root.name: project.lock(env=env).stdout for project in (with_pip, with_uv)}
+    assert "with uv pip compile" in said["uv"] and "with uv pip compile" not in said["pip"]
     for name in texts:
         lock = name.replace(".in", ".txt")
         body = [line for line in with_pip.read(lock).splitlines() if not line.startswith("#")]

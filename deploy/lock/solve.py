@@ -75,7 +75,7 @@ def lock(
     log: Log = print,
 ) -> LockResult:
     """Bring every layer's lock up to date; resolve only when something is stale or asked for."""
-    log = _said_once(log)
+    log = _said_once(log, config.resolver)
     graph = load_layers(config.root, config.requirements, config.inputs_outside)
     existing = read_locks(graph)
     wanted = _check_upgrade_names(upgrade, existing, graph)
@@ -219,10 +219,13 @@ def _check_every_line_locked(graph: LayerGraph, layers: Sequence[str], universe:
 _SAID_ONCE = ("this machine's pip settings", "this machine's uv and pip settings", "index: ")
 
 
-def _said_once(log: Log) -> Log:
+def _said_once(log: Log, resolver: str = "pip-tools") -> Log:
+    """`log`, saying the lines above once per lock, and naming the resolver that really runs."""
     said: set[str] = set()
 
     def once(line: str) -> None:
+        if resolver == "uv" and line.startswith("resolving "):
+            line = line.replace(" with pip-compile", " with uv pip compile", 1)
         if line.startswith(_SAID_ONCE):
             if line in said:
                 return
