@@ -548,7 +548,7 @@ def test_a_pinship_no_wheel_can_be_made_of_is_one_warning_with_the_install_comma
     scaffold_init(project, say=said.append, warn=warned.append)
 
     assert len(warned) == 1, warned
-    assert warned[0].startswith("warning: pinship itself is not in requirements/test.in: building a wheel of ")
+    assert warned[0].startswith("warning: pinship itself is not in requirements/test.in: pip wheel of ")
     assert warned[0].endswith(f"install it beside the layers with: {itself.install_command()}")
     test = (project / "requirements/test.in").read_text()
     assert itself.install_command() in test, "test.in keeps the command as a comment"
