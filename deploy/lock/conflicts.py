@@ -27,7 +27,7 @@ from packaging.version import InvalidVersion
 from deploy.lock.layers import LayerGraph
 from deploy.lock.lockfile import parse
 from deploy.lock.network import INDEX_FIX, Probe, redact, unreachable
-from deploy.lock.pipsays import CAUSED_BY, DEPENDS, MAX_LINES, USER, declared, needs_by_package, pulled_in
+from deploy.lock.pipsays import DEPENDS, MAX_LINES, USER, blamed, declared, needs_by_package, pulled_in
 from deploy.lock.reqfile import canonical, clip, display, requirement_name
 
 _NO_VERSION = re.compile(r"Could not find a version that (?:matches|satisfies the requirement) (?P<spec>[^\s)]+)")
@@ -135,14 +135,7 @@ def _unobtainable(output: str, graph: LayerGraph, _kept_at: Mapping[str, str]) -
         return []
     wanted: dict[str, list[str]] = {}
     pinned: dict[str, str] = {}
-    in_block = False
-    for raw in output.splitlines():
-        if CAUSED_BY.match(raw):
-            in_block = True
-            continue
-        if not in_block or not raw.strip():
-            in_block = False
-            continue
+    for raw in blamed(output):
         if (match := USER.match(raw)) or (match := DEPENDS.match(raw)):
             spec = match.group("spec")
             name = requirement_name(spec)

@@ -9,7 +9,7 @@ lines into the message; upgrade.py asks what holds a package back.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from deploy.lock.layers import LayerGraph
 from deploy.lock.network import redact
@@ -27,20 +27,24 @@ COLLECTING = re.compile(
 )
 
 
-def needs_by_package(output: str, graph: LayerGraph, kept_at: Mapping[str, str]) -> list[str]:
-    """Each package in conflict with the lines that constrain it; a bare `pytest` constrains nothing."""
-    pulled = pulled_in(output, graph)
-    needs: dict[str, list[str]] = {}
+def blamed(output: str) -> Iterator[str]:
+    """The lines of each "The conflict is caused by:" block of pip's output, up to the blank line that ends it."""
     in_block = False
     for raw in output.splitlines():
         if CAUSED_BY.match(raw):
             in_block = True
-            continue
-        if not in_block:
-            continue
-        if not raw.strip():
+        elif not raw.strip():
             in_block = False
-        elif match := USER.match(raw):
+        elif in_block:
+            yield raw
+
+
+def needs_by_package(output: str, graph: LayerGraph, kept_at: Mapping[str, str]) -> list[str]:
+    """Each package in conflict with the lines that constrain it; a bare `pytest` constrains nothing."""
+    pulled = pulled_in(output, graph)
+    needs: dict[str, list[str]] = {}
+    for raw in blamed(output):
+        if match := USER.match(raw):
             spec = match.group("spec")
             if bare(spec):
                 continue
@@ -76,14 +80,7 @@ def holding_back(output: str, graph: LayerGraph, target: str) -> list[str]:
     """What keeps `target` from the version asked for, from pip's conflict block, one short line each:
     `requirements/prod.in:3 pins alpha<1.1`, `beta 1.1 needs alpha>=1.1`."""
     found: list[str] = []
-    in_block = False
-    for raw in output.splitlines():
-        if CAUSED_BY.match(raw):
-            in_block = True
-            continue
-        if not in_block or not raw.strip():
-            in_block = False
-            continue
+    for raw in blamed(output):
         if match := USER.match(raw):
             spec = match.group("spec")
             places = constrained(graph, spec) if match.group("constraint") else declared(graph, spec)

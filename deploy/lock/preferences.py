@@ -7,11 +7,11 @@ reason found: a layer line that excludes it, the packages that pulled it in, or 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from deploy.lock.layers import LayerGraph
 from deploy.lock.lockfile import LockFile, Pin
-from deploy.lock.reqfile import clip, display, requirement_name
+from deploy.lock.reqfile import Line, clip, display, requirement_name
 
 
 def seeded(locks: Mapping[str, LockFile]) -> dict[str, LockFile]:
@@ -39,10 +39,11 @@ def report(graph: LayerGraph, seeds: Mapping[str, LockFile], universe: Mapping[s
     return lines
 
 
-def _why(graph: LayerGraph, key: str, version: str, after: Pin) -> str:
-    from packaging.requirements import InvalidRequirement, Requirement  # only after a first lock
+def excluding(graph: LayerGraph, layers: Iterable[str], key: str, version: str) -> Line | None:
+    """The first requirement line of `layers` that names `key` and excludes `version`, if any."""
+    from packaging.requirements import InvalidRequirement, Requirement  # only when a move is explained
 
-    for name in graph.order:
+    for name in layers:
         for line in graph.layers[name].requirements:
             if requirement_name(line.text) != key:
                 continue
@@ -51,7 +52,14 @@ def _why(graph: LayerGraph, key: str, version: str, after: Pin) -> str:
             except InvalidRequirement:
                 continue
             if not specifier.contains(version, prereleases=True):
-                return f"{line.where(graph.root)} asks for '{clip(line.text)}'"
+                return line
+    return None
+
+
+def _why(graph: LayerGraph, key: str, version: str, after: Pin) -> str:
+    line = excluding(graph, graph.order, key, version)
+    if line is not None:
+        return f"{line.where(graph.root)} asks for '{clip(line.text)}'"
     parents = [reason for reason in after.via if not reason.startswith("-")]
     if parents:
         return (f"required by {clip(', '.join(parents))}, whose locked version asks for another, or the index "

@@ -28,7 +28,7 @@ from deploy.lock.freshness import options_key
 from deploy.lock.layers import LayerGraph, input_key
 from deploy.lock.lockfile import LockFile, Pin
 from deploy.lock.pipsays import conflict_lines
-from deploy.lock.reqfile import canonical, clip, display, requirement_name
+from deploy.lock.reqfile import canonical, clip, display
 from deploy.lock.universe import select, union
 
 Log = Callable[[str], None]
@@ -248,20 +248,9 @@ def _needed_by(
 ) -> str:
     """The upper layer's line that excludes the kept version, else the packages that need the move:
     those the layers above bring (`below`: every package the kept layers already had)."""
-    from packaging.requirements import InvalidRequirement, Requirement  # only when a conflict is explained
-
-    for name in group:
-        if lower not in graph.depends_on(name):
-            continue
-        for line in graph.layers[name].requirements:
-            if requirement_name(line.text) != key:
-                continue
-            try:
-                specifier = Requirement(line.text.split(" --")[0]).specifier
-            except InvalidRequirement:
-                continue
-            if not specifier.contains(version, prereleases=True):
-                return f"{line.where(graph.root)} '{clip(line.text)}'"
+    line = preferences.excluding(graph, [name for name in group if lower in graph.depends_on(name)], key, version)
+    if line is not None:
+        return f"{line.where(graph.root)} '{clip(line.text)}'"
     parents = [reason for reason in universe[key].via if not reason.startswith("-")]
     parents = [parent for parent in parents if canonical(parent) not in below] or parents
     shown = [f"{clip(parent)} {clip(universe[canonical(parent)].version)}" for parent in parents
