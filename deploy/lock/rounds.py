@@ -35,28 +35,6 @@ Log = Callable[[str], None]
 MOVE_LOWER = "--move-lower"
 
 
-def groups(graph: LayerGraph) -> list[list[str]]:
-    """The connected groups of layers (linked by -r/-c in either direction), each in layer order."""
-    linked: dict[str, set[str]] = {name: set() for name in graph.order}
-    for name in graph.order:
-        for other in graph.depends_on(name):
-            linked[name].add(other)
-            linked[other].add(name)
-    found: list[list[str]] = []
-    seen: set[str] = set()
-    for name in graph.order:
-        if name in seen:
-            continue
-        members, stack = {name}, [name]
-        while stack:
-            for other in linked[stack.pop()] - members:
-                members.add(other)
-                stack.append(other)
-        seen |= members
-        found.append([n for n in graph.order if n in members])
-    return found
-
-
 def lower_layers(graph: LayerGraph, group: Sequence[str]) -> list[str]:
     """The layers of `group` that another layer includes or is constrained by."""
     below = {other for name in group for other in graph.depends_on(name)}

@@ -133,7 +133,7 @@ def _solve_groups(
     """Solve each group of layers on its own: a standalone layer's versions never move another group's."""
     current: dict[str, list[Pin]] = {name: list(lock.pins.values()) for name, lock in existing.items()}
     solved = _Solved()
-    for group in rounds.groups(graph):
+    for group in graph.groups():
         if upgrade_all:
             log(f"resolving {len(group)} layers together with pip-compile, upgrading every package")
             outcome = joint.run(config, graph, joint.Run(group, fresh=True), env=env, log=log)
