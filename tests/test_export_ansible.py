@@ -27,6 +27,7 @@ from tests.deployproject import (
     new_cluster,
     new_project,
     releases,
+    sh,
     store,
     wipe,
 )
@@ -93,7 +94,10 @@ def test_the_exported_playbook_installs_the_release_and_status_finds_no_drift(
     done = playbook(project, out)
 
     assert done.returncode == 0, done.stdout + done.stderr
+    # The wheels went in one archive per host, not one copy per wheel, and nothing of it stays.
+    assert "(item=" not in done.stdout, done.stdout
     for host in cluster.hosts:
+        assert sh(host, f"ls -A {cluster.deploy_path}/wheels/.incoming") == ""
         assert assert_serving_complete_release(host, cluster.deploy_path) == release
         assert installed(host, cluster.deploy_path) == {**SHIPPED, APP: "1.0"}
         assert store(host, cluster.deploy_path) == {w["sha256"] for w in manifest["wheels"]}

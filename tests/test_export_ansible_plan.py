@@ -5,6 +5,7 @@ Python 3.8 runs, and the bastion it reaches the hosts through."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -95,3 +96,19 @@ def test_the_host_script_is_python_3_8_and_says_how_to_run_it(tmp_path: Path) ->
     assert wrong.returncode == 2
     assert wrong.stderr == ("usage: pinship-host.py probe|stage|run-once|switch USER MACHINE, "
                             "or rollback USER MACHINE RELEASE\n")
+
+
+def test_the_playbook_sends_a_hosts_wheels_in_one_transfer_however_many_the_release_has() -> None:
+    many = [Wheel(f"pkg{n}-1.0-py3-none-any.whl", f"pkg{n}", "1.0", f"{n:064x}", 10) for n in range(40)]
+    env = fleet()
+    few_text = ansible.playbook(env, BUILT, plan_rollout(env), "invoke export ...")
+    many_text = ansible.playbook(env, Build("0123456789ab", many, BUILT.lock_text, BUILT.manifest, {}),
+                                 plan_rollout(env), "invoke export ...")
+
+    def tasks(text: str) -> list[str]:
+        return re.findall(r"(?m)^ +- name: (.*)$", text)
+
+    # Ansible runs a module per item of a loop: a task per wheel and host was most of a run.
+    assert tasks(few_text) == tasks(many_text)
+    assert many_text.count("ansible.builtin.copy:") == 1
+    assert "loop:" not in many_text and "pkg7" not in many_text

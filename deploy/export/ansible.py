@@ -2,10 +2,13 @@
 and the host script, as text; release/export.py writes them next to the release's files.
 
 The playbook does what `invoke deploy` does, in Ansible's terms. Play 1 stages on every host:
-the host script takes the claim and lists what the host's store lacks, `copy` sends only those
-wheels, and the script stages them (each wheel checked against its sha256 on the host, installed
-offline into a new release, the health check run), then a gate stops every host when more failed
-than max-failures allows. Play 2 switches in `serial` waves, each gated by the failures so far;
+the host script takes the claim and lists what the host's store lacks; the wheels any host lacks
+go into one archive, packed once on the control machine, which one `copy` sends to each host that
+lacks any (Ansible pays a module run and round trips per file it copies: one per wheel per host
+was most of a run); the script unpacks the wheels of the release into the store's incoming folder
+and stages them (each checked against its sha256 on the host, installed offline into a new
+release, the health check run), then a gate stops every host when more failed than max-failures
+allows. Play 2 switches in `serial` waves, each gated by the failures so far;
 play 3 reports them and, past max-failures, switches back what the run switched (on-wave-failure).
 
 Everything the playbook holds that came from the project's settings is `!unsafe` (Ansible never
@@ -27,6 +30,8 @@ from deploy.remote.bundle import AGENT_DIGEST, BOOT, PARTS
 from deploy.remote.target import bastion_of
 
 HOST_SCRIPT = "pinship-host.py"
+# In the host store's incoming folder: the wheels the hosts lack, in one file (onhost.unpack).
+ARCHIVE = "pinship-{release}.tar"
 KNOWN_HOSTS = "known_hosts"
 # A path the inventory can carry as it is: INI quoting and Jinja braces never come into it.
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9_./~+@-]+")
@@ -97,18 +102,17 @@ def _unsafe(value: str | None) -> str:
 def playbook(env: Environment, built: Build, rollout: Rollout, command: str) -> str:
     """playbook.yml: play 1 stages everywhere and gates, play 2 switches in waves, play 3 settles."""
     release, hosts = built.release, len(env.hosts)
-    wheels = ",\n".join(f"      {{sha256: {json.dumps(w.sha256)}, filename: {json.dumps(w.filename)}}}"
-                         for w in built.wheels)
-    return (_header(env, built, rollout, command) + _stage(env, built, rollout, wheels) + _hook(env, release)
+    return (_header(env, built, rollout, command) + _stage(env, built, rollout) + _hook(env, release)
             + _switch(env, release, rollout) + _settle(env, rollout, hosts))
 
 
-def _run(step: str, extra: str = "") -> str:
+def _run(step: str, extra: str = "", indent: int = 6) -> str:
     """The task body that runs one step of pinship-host.py on the host; every value quoted."""
-    return ("      ansible.builtin.script:\n"
-            f"        cmd: \"{HOST_SCRIPT} {step} "
+    pad = " " * indent
+    return (f"{pad}ansible.builtin.script:\n"
+            f"{pad}  cmd: \"{HOST_SCRIPT} {step} "
             "{{ pinship_user | quote }} {{ pinship_machine | quote }}" + extra + "\"\n"
-            "        executable: \"{{ pinship_python }} -I -S\"\n")
+            f"{pad}  executable: \"{{{{ pinship_python }}}} -I -S\"\n")
 
 
 def _failed_so_far(env: Environment) -> str:
@@ -136,8 +140,11 @@ def _header(env: Environment, built: Build, rollout: Rollout, command: str) -> s
 """
 
 
-def _stage(env: Environment, built: Build, rollout: Rollout, wheels: str) -> str:
+def _stage(env: Environment, built: Build, rollout: Rollout) -> str:
     release, hosts = built.release, len(env.hosts)
+    # What the hosts still to stage lack, each wheel once: one archive serves them all.
+    wanted = ("ansible_play_hosts | map('extract', hostvars, 'pinship_state') | rejectattr('live') "
+              "| map(attribute='missing') | flatten | unique | sort")
     return f"""
 - name: "pinship: stage release {release} on every host of {env.name}"
   hosts: {group(env)}
@@ -148,9 +155,6 @@ def _stage(env: Environment, built: Build, rollout: Rollout, wheels: str) -> str
     pinship_python: {_unsafe(env.python)}
     pinship_user: "{{{{ lookup('ansible.builtin.env', 'USER') | default('unknown', true) }}}}"
     pinship_machine: "{{{{ lookup('ansible.builtin.pipe', 'uname -n') }}}}"
-    pinship_wheels: [
-{wheels}
-    ]
   tasks:
     - name: take the lock, check the host's store, list the wheels it lacks
 {_run("probe")}      register: pinship_probe
@@ -160,18 +164,47 @@ def _stage(env: Environment, built: Build, rollout: Rollout, wheels: str) -> str
       ansible.builtin.set_fact:
         pinship_state: "{{{{ pinship_probe.stdout_lines | last | from_json }}}}"
 
-    - name: send the wheels the host's store lacks (checked against their sha256 on the host)
-      ansible.builtin.copy:
-        src: "wheels/{{{{ item.sha256 }}}}/{{{{ item.filename }}}}"
-        dest: "{{{{ pinship_path }}}}/wheels/.incoming/{{{{ item.sha256 }}}}"
-        mode: "0644"
-      loop: "{{{{ pinship_wheels }}}}"
-      loop_control:
-        label: "{{{{ item.filename }}}}"
-      when: item.sha256 in pinship_state.missing
+    - name: the wheels any host lacks, listed once for all of them
+      ansible.builtin.set_fact:
+        pinship_wanted: "{{{{ {wanted} }}}}"
+      run_once: true
 
-    - name: stage release {release} (store check, venv, offline install, health check)
-{_run("stage")}      when: not pinship_state.live
+    - name: "send the wheels each host lacks in one archive, then stage release {release}"
+      block:
+        - name: make a file for the archive on this machine
+          ansible.builtin.tempfile:
+            suffix: .pinship.tar
+          register: pinship_pack
+          delegate_to: localhost
+          run_once: true
+          when: pinship_wanted | length > 0
+
+        - name: pack the wheels any host lacks into it (from wheels/<sha256>/ next to this playbook)
+          ansible.builtin.command:
+            argv: "{{{{ [ansible_playbook_python, '-I', '-m', 'tarfile', '-c', pinship_pack.path] + pinship_wanted }}}}"
+            chdir: "{{{{ playbook_dir }}}}/wheels"
+          delegate_to: localhost
+          run_once: true
+          changed_when: false
+          when: pinship_wanted | length > 0
+
+        - name: send it to each host that lacks any (one transfer; the host checks each wheel's sha256)
+          ansible.builtin.copy:
+            src: "{{{{ pinship_pack.path }}}}"
+            dest: "{{{{ pinship_path }}}}/wheels/.incoming/{ARCHIVE.format(release=release)}"
+            mode: "0600"
+          when: not pinship_state.live and pinship_state.missing | length > 0
+
+        - name: stage release {release} (unpack, store check, venv, offline install, health check)
+{_run("stage", indent=10)}          when: not pinship_state.live
+      always:
+        - name: remove the archive on this machine
+          ansible.builtin.file:
+            path: "{{{{ pinship_pack.path }}}}"
+            state: absent
+          delegate_to: localhost
+          run_once: true
+          when: pinship_pack.path is defined
 
     - name: "gate: no host switches if more than {rollout.max_failures} of {hosts} failed staging (max-failures)"
       ansible.builtin.fail:
@@ -263,7 +296,7 @@ def host_script(env: Environment, built: Build) -> str:
               "environment": env.name, "manifest": built.manifest, "lock": built.lock_text,
               "healthcheck": env.healthcheck, "restart": env.restart, "keep": env.keep_releases,
               "timeout": env.command_timeout, "run_once": env.run_once, "post_switch": env.post_switch,
-              "hook_timeout": env.hook_timeout}
+              "hook_timeout": env.hook_timeout, "archive": ARCHIVE.format(release=built.release)}
     return (f"#!/usr/bin/env python3\n# Written by pinship for release {built.release}: the playbook runs it "
             f"on each host.\n{source}\n\nBUNDLE = {json.dumps(json.dumps(bundle, sort_keys=True))}\n\n"
             "if __name__ == \"__main__\":\n    sys.exit(main(sys.argv[1:], json.loads(BUNDLE)))\n")

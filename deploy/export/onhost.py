@@ -30,6 +30,8 @@ USAGE = "usage: pinship-host.py probe|stage|run-once|switch USER MACHINE, or rol
 RELEASE = re.compile(r"[0-9a-f]{12}")
 # Who runs the playbook, as the deploy log and a held claim name them: shown, never trusted.
 _WHO = re.compile(r"[A-Za-z0-9_.:@+-]{1,64}")
+# The wheels' archive holds <sha256>/<file name> entries, as the export's wheels/ folder does.
+_MEMBER = re.compile(r"(?:\./)?([0-9a-f]{64})/([^/]+\.whl)")
 
 
 class Stop(Exception):
@@ -103,9 +105,50 @@ def probe(host: Host) -> dict[str, Any]:
     return {"live": status["current"] == bundle["release"], "current": status["current"], "missing": missing}
 
 
+def unpack(host: Host) -> None:
+    """The one archive the playbook sent of the wheels the hosts lack: each wheel of the release in
+    it goes to the store's incoming folder, where a deploy's uploads land and the agent's stage checks
+    them against their sha256; anything else in it is ignored. The archive is removed either way."""
+    import shutil
+    import tarfile
+
+    bundle, files = host.bundle, host.agent.files
+    incoming = os.path.join(bundle["path"], "wheels", ".incoming")
+    archive = os.path.join(incoming, bundle["archive"])
+    if not os.path.lexists(archive):
+        return  # the host lacked nothing, or a run before this one unpacked it
+    wanted = {w["sha256"]: w["filename"] for w in bundle["manifest"]["wheels"]}
+    try:
+        host.agent.store.check_layout(bundle["path"])
+        if not files.is_regular(archive):
+            raise Stop(f"{archive} is not a regular file of this user: refused")
+        with tarfile.open(archive, "r:") as tar:
+            for member in tar:
+                found = _MEMBER.fullmatch(member.name)
+                if not member.isfile() or not found or wanted.get(found.group(1)) != found.group(2):
+                    continue
+                source = tar.extractfile(member)
+                if source is None:
+                    continue
+                part = os.path.join(incoming, f"{found.group(1)}.part-{host.token}")
+                try:
+                    with source, open(part, "wb") as out:
+                        shutil.copyfileobj(source, out)
+                    os.replace(part, os.path.join(incoming, found.group(1)))
+                finally:
+                    files.remove_entry(part)
+    except tarfile.TarError as exc:
+        raise Stop(f"the wheels' archive {archive} cannot be read ({exc}): run ansible-playbook again") from None
+    except host.failure as exc:
+        raise Stop(str(exc)) from None
+    finally:
+        files.remove_entry(archive)
+
+
 def stage(host: Host) -> dict[str, Any]:
     bundle = host.bundle
     try:
+        unpack(host)
         reply: dict[str, Any] = host.call("stage", release=bundle["release"], manifest=bundle["manifest"],
                                           lock=bundle["lock"], healthcheck=bundle["healthcheck"],
                                           timeout=bundle["timeout"])
