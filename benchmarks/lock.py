@@ -119,6 +119,12 @@ def main() -> int:
             # The subprocesses run the code beside this script, as the in-process steps do (not the
             # checkout the venv's editable install points at, which may be another one's work tree).
             env["PYTHONPATH"] = str(REPO)
+            # Bytecode as an installed package has it (pip compiles at install time): this machine sets
+            # PYTHONDONTWRITEBYTECODE, which would make every run compile pinship's modules from source
+            # while pip's and pip-tools' own come precompiled. Every contender's bytecode goes to one
+            # private folder, written on the warm-up runs and read by the timed ones.
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
             root = _project(Path(tmp) / "project", spec.layers)
             bench = Bench(root, env, Path(tmp), spec, index)
             bench.prepare()
@@ -197,6 +203,9 @@ class Bench:
         self.pip_compile_layers(self.baseline)
         if check(config_module.load(self.root)):
             raise SystemExit("the benchmark project does not verify after locking")
+        # Warm-up, untimed: writes the bytecode of what verify imports (see PYTHONPYCACHEPREFIX).
+        self.run([sys.executable, "-m", "deploy", "verify"], self.root)
+        self.run([self.nox, "-s", "verify", "empty"], self.root)
         if uv_wired():
             shutil.copytree(self.root, self.uv_root)
             pyproject = self.uv_root / "pyproject.toml"
