@@ -158,6 +158,9 @@ class Config:
     # inside the project unless the project says otherwise.
     inputs_outside: tuple[Path, ...] = ()
     resolver: str = RESOLVERS[0]
+    # Each layer's lock also as PEP 751 `pylock.<layer>.toml` ([tool.deploy] pylock): written by lock,
+    # checked by verify.
+    pylock: bool = True
 
     def environment(self, name: str, where: str = "environment") -> Environment:
         check_name(name, where)
@@ -227,7 +230,7 @@ def load(root: Path | None = None) -> Config:
     where = "pyproject.toml [tool.deploy]"
     unknown = set(table) - {
         "requirements", "deploy-layer", "test-layer", "compile-options", "environments", "allow-inputs-outside",
-        "resolver"}
+        "resolver", "pylock"}
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {_names(unknown)}")
     envs = {
@@ -250,6 +253,7 @@ def load(root: Path | None = None) -> Config:
             for folder in _list(table.get("allow-inputs-outside", []), where, "allow-inputs-outside")
         ),
         resolver=_resolver(table.get("resolver", RESOLVERS[0]), where),
+        pylock=_pylock(table.get("pylock", True), where),
     )
 
 
@@ -258,6 +262,13 @@ def _resolver(value: object, where: str) -> str:
         raise ConfigError(f"{where}: resolver = {_toml(value)}: expected one of {', '.join(map(_toml, RESOLVERS))}",
                           fix='resolver = "pip-tools" (the default) or resolver = "uv" (needs uv installed)')
     return str(value)
+
+
+def _pylock(value: object, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: pylock = {_toml(value)}: expected true or false",
+                          fix="pylock = true (the default: each layer also as pylock.<layer>.toml) or pylock = false")
+    return value
 
 
 def _environment(name: str, body: object, root: Path) -> Environment:

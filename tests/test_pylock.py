@@ -100,7 +100,7 @@ def test_verify_finds_a_tampered_or_stale_pylock_file(
     [problem] = pylock.check(path, moved, project.root)
     assert f"{names.alpha} 1.0, but the .txt lock pins 9.9" in problem
     path.unlink()
-    assert pylock.check(path, lock.pins, project.root) == ["requirements/pylock.prod.toml is missing: run nox -s lock"]
+    assert pylock.check(path, lock.pins, project.root) == ["requirements/pylock.prod.toml is missing; run: nox -s lock"]
 
 
 def test_a_vendored_wheel_is_named_by_its_path_beside_the_lock_never_an_absolute_one(tmp_path: Path) -> None:

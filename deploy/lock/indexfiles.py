@@ -18,12 +18,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
 from deploy.errors import LockError
 from deploy.lock.lockfile import Pin
+from deploy.lock.pylock import Artifact
 from deploy.lock.reqfile import canonical, clip
 
 PYPI = "https://pypi.org/simple"
@@ -34,21 +34,6 @@ _PAGE_LIMIT = 64 * 1024 * 1024
 
 # (url) -> (content type, body); a test may pass its own.
 Fetch = Callable[[str], "tuple[str, bytes]"]
-
-
-@dataclass(frozen=True)
-class Artifact:
-    """One locked file: exactly one of `url` (from an index) and `path` (relative to the lock)."""
-
-    name: str
-    sha256: str
-    url: str | None = None
-    path: str | None = None
-    index: str | None = None
-
-    @property
-    def is_wheel(self) -> bool:
-        return self.name.endswith(".whl")
 
 
 def locate(
@@ -207,7 +192,8 @@ def index_sources(options: Sequence[str], env: Mapping[str, str], root: Path) ->
     extra = (env.get("PIP_EXTRA_INDEX_URL") or "").split()
     links: list[Path] = []
     no_index = (env.get("PIP_NO_INDEX") or "").lower() in ("1", "true", "yes", "on")
-    words = [part for option in options for part in option.split("=", 1)] if options else []
+    # `--index-url=URL` is two words; a URL's own `=` (`?token=…`) is not a separator.
+    words = [part for option in options for part in (option.split("=", 1) if option.startswith("-") else [option])]
     for at, flag in enumerate(words):
         value = words[at + 1] if at + 1 < len(words) else ""
         if flag in ("-i", "--index-url"):

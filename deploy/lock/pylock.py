@@ -13,21 +13,54 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.errors import LockError
-from deploy.lock.indexfiles import Artifact
 from deploy.lock.lockfile import REGENERATE, Pin
 from deploy.lock.reqfile import canonical, clip, display
 
 _CONTENT = re.compile(r"^# content: sha256:([0-9a-f]{64})\n", re.MULTILINE)
 _NAME = re.compile(r"[^A-Za-z0-9_-]")
+# The line compiler.solve_environment writes into every lock's header.
+_SOLVED_FOR = re.compile(r"^# solved for \S+ (\d+)\.(\d+) on ", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One locked file: exactly one of `url` (from an index) and `path` (relative to the lock).
+
+    Here, not in indexfiles (which finds them on the index), so that verify reads pylock files
+    without loading any network code.
+    """
+
+    name: str
+    sha256: str
+    url: str | None = None
+    path: str | None = None
+    index: str | None = None
+
+    @property
+    def is_wheel(self) -> bool:
+        return self.name.endswith(".whl")
 
 
 def path_for(lock: Path) -> Path:
     """`requirements/prod.txt` -> `requirements/pylock.prod.toml` (PEP 751: `pylock.<name>.toml`,
     a name without dots)."""
     return lock.with_name(f"pylock.{_NAME.sub('-', lock.stem)}.toml")
+
+
+def requires_python(lock_text: str) -> str | None:
+    """The pylock file's `requires-python`: the Python its `.txt` lock was solved for, `==3.11.*`.
+
+    Not the project's `[project] requires-python`: a lock holds what one resolver run found for one
+    Python (its header says which), and a package pinned there may need exactly that Python, or a
+    requirement whose marker excludes it may be missing; a wider range would promise what no solve
+    checked. Read from the `.txt` header, so that the pylock file stays derived from the `.txt` alone.
+    """
+    match = _SOLVED_FOR.search(lock_text)
+    return f"=={match[1]}.{match[2]}.*" if match else None
 
 
 def render(
@@ -72,25 +105,35 @@ def render(
     return "\n".join(header) + text
 
 
-def check(path: Path, pins: Mapping[str, Pin], root: Path) -> list[str]:
-    """What is wrong with a pylock file, given its layer's (verified) `.txt` pins: offline, no resolver."""
+def check(path: Path, pins: Mapping[str, Pin], root: Path, *, python: str | None = None) -> list[str]:
+    """What is wrong with a pylock file, given its layer's (verified) `.txt` pins: offline, no resolver.
+
+    `python`, when given, is the `requires-python` the file must say (requires_python of the `.txt`).
+    """
     where = display(path, root)
     if not path.is_file():
-        return [f"{where} is missing: run {REGENERATE}"]
+        return [f"{where} is missing; run: {REGENERATE}"]
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return [f"{where}: cannot be read ({clip(str(exc))})"]
     match = _CONTENT.search(text)
     if match is None or match[1] != _digest(text[match.end():].lstrip("\n")):
-        return [f"{where} was edited by hand (its content digest does not match): run {REGENERATE}"]
+        return [f"{where} was edited by hand (its content digest does not match); run: {REGENERATE}"]
     import tomllib  # verify pays for TOML only in a project that has pylock files
 
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        return [f"{where}: not TOML ({clip(str(exc))}): run {REGENERATE}"]
+        return [f"{where}: not TOML ({clip(str(exc))}); run: {REGENERATE}"]
     problems: list[str] = []
+    if data.get("lock-version") != "1.0":
+        problems.append(f"{where}: lock-version {clip(str(data.get('lock-version')))} is not the 1.0 this tool writes; "
+                        f"run: {REGENERATE}")
+    if python is not None and data.get("requires-python") != python:
+        said = data.get("requires-python")
+        problems.append(f"{where}: requires-python {clip(str(said)) if said else 'is missing'}, but the .txt lock was "
+                        f"solved for {python}; run: {REGENERATE}")
     seen: dict[str, tuple[str, set[str]]] = {}
     for package in data.get("packages", []):
         files = [package.get("sdist")] if isinstance(package.get("sdist"), dict) else []
@@ -99,19 +142,19 @@ def check(path: Path, pins: Mapping[str, Pin], root: Path) -> list[str]:
                   and isinstance(f["hashes"].get("sha256"), str)}
         seen[canonical(str(package.get("name", "")))] = (str(package.get("version", "")), hashes)
     for name in sorted(pins.keys() - seen.keys()):
-        problems.append(f"{where}: {clip(name)} {clip(pins[name].version)} is in the .txt lock but not here: "
-                        f"run {REGENERATE}")
+        problems.append(f"{where}: {clip(name)} {clip(pins[name].version)} is in the .txt lock but not here; "
+                        f"run: {REGENERATE}")
     for name in sorted(seen.keys() - pins.keys()):
-        problems.append(f"{where}: {clip(name)} is here but not in the .txt lock: run {REGENERATE}")
+        problems.append(f"{where}: {clip(name)} is here but not in the .txt lock; run: {REGENERATE}")
     for name in sorted(seen.keys() & pins.keys()):
         version, hashes = seen[name]
         pin = pins[name]
         if version != pin.version:
-            problems.append(f"{where}: {clip(name)} {clip(version)}, but the .txt lock pins {clip(pin.version)}: "
-                            f"run {REGENERATE}")
+            problems.append(f"{where}: {clip(name)} {clip(version)}, but the .txt lock pins {clip(pin.version)}; "
+                            f"run: {REGENERATE}")
         elif hashes != set(pin.hashes):
-            problems.append(f"{where}: {clip(name)} {clip(version)} allows other files than the .txt lock: "
-                            f"run {REGENERATE}")
+            problems.append(f"{where}: {clip(name)} {clip(version)} allows other files than the .txt lock; "
+                            f"run: {REGENERATE}")
     return problems
 
 
