@@ -23,7 +23,7 @@ from pathlib import Path
 
 from deploy.config import Config
 from deploy.errors import LockError
-from deploy.lock import compiler, joint, preferences, rounds
+from deploy.lock import compiler, joint, preferences, pylocks, rounds
 from deploy.lock.freshness import options_key, read_locks, stale_layers
 from deploy.lock.layers import LayerGraph
 from deploy.lock.layers import load as load_layers
@@ -84,6 +84,8 @@ def lock(
     if not stale and not wanted and not upgrade_all:
         log(f"all {len(graph.order)} layers are up to date: {', '.join(graph.order)}")
         result.unchanged = [graph.layers[name].lock for name in graph.order]
+        settled = {name: (lock.text, list(lock.pins.values())) for name, lock in existing.items()}
+        _write_all(config, _pylock_files(pylocks.plan(config, graph, settled, env=env, log=log)), result, log)
         return result
     seeds = {} if upgrade_all else preferences.seeded(existing)
     for name, reasons in stale.items():
@@ -114,13 +116,12 @@ def lock(
             result.unchanged.append(layer.lock)
         else:
             texts[name] = (text, len(pins))
-    # All the new locks, or none: Ctrl-C waits until the last one is in place.
-    with _ctrl_c_deferred():
-        for name, (text, _) in texts.items():
-            _write(graph.layers[name].lock, text)
-            result.written.append(graph.layers[name].lock)
-    for name, (_, count) in texts.items():
-        log(f"wrote {display(graph.layers[name].lock, config.root)} ({count} pins)")
+    # Each layer's pylock file follows from its settled .txt (lock/pylocks.py): found before anything is written.
+    settled = {name: (lock.text, list(lock.pins.values())) for name, lock in existing.items()}
+    settled.update({name: (text, solved.pins[name]) for name, (text, _) in texts.items()})
+    planned = pylocks.plan(config, graph, settled, env=env, log=log)
+    files = [(graph.layers[name].lock, text, f"{count} pins") for name, (text, count) in texts.items()]
+    _write_all(config, files + _pylock_files(planned), result, log)
     if move_lower:
         _log_moves(graph, result, log)
     return result
@@ -169,6 +170,21 @@ def _log_moves(graph: LayerGraph, result: LockResult, log: Log) -> None:
         log(f"{display(graph.layers[name].lock, graph.root)}{lower}:")
         for line in result.changes[name]:
             log(f"  {line}")
+
+
+def _write_all(config: Config, files: Sequence[tuple[Path, str, str]], result: LockResult, log: Log) -> None:
+    """All the new locks and pylock files (path, text, what it holds), or none: Ctrl-C waits until the
+    last one is in place."""
+    with _ctrl_c_deferred():
+        for path, text, _ in files:
+            _write(path, text)
+            result.written.append(path)
+    for path, _, holds in files:
+        log(f"wrote {display(path, config.root)} ({holds})")
+
+
+def _pylock_files(planned: Sequence[pylocks.PylockFile]) -> list[tuple[Path, str, str]]:
+    return [(file.path, file.text, f"{file.count} packages") for file in planned]
 
 
 @contextlib.contextmanager

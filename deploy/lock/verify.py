@@ -11,7 +11,7 @@ from pathlib import Path
 
 from deploy.config import Config
 from deploy.errors import DeployError, VerifyFailed
-from deploy.lock import drift
+from deploy.lock import drift, pylock
 from deploy.lock.freshness import read_locks, stale_layers
 from deploy.lock.layers import LayerGraph
 from deploy.lock.layers import load as load_layers
@@ -55,6 +55,8 @@ def check(config: Config) -> list[str]:
     problems += _unpinned(config, graph, {name: lock for name, lock in locks.items() if name not in stale})
     if "base" in graph.layers:  # [project] dependencies is the one source of the base layer
         problems += drift.check(config.root, graph.layers["base"].requirements)
+    if config.pylock and not problems:
+        problems += _pylock_problems(config, graph, locks)
     return problems
 
 
@@ -64,6 +66,20 @@ def verify(config: Config) -> int:
     if problems:
         raise VerifyFailed(problems)
     return len(list(config.requirements.glob("*.in")))
+
+
+def _pylock_problems(config: Config, graph: LayerGraph, locks: dict[str, LockFile]) -> list[str]:
+    """Each layer's `pylock.<layer>.toml` is there and says what its `.txt` lock says (lock/pylock.py).
+
+    Checked once the `.txt` locks are clean: a pylock file is derived from its `.txt`, so against a
+    stale one it would only repeat the problem, and the fix for both is the same lock.
+    """
+    problems: list[str] = []
+    for name in graph.order:
+        lock = locks[name]
+        python = pylock.requires_python(lock.text)
+        problems += pylock.check(pylock.path_for(lock.path), lock.pins, config.root, python=python)
+    return problems
 
 
 def _line_problems(root: Path, lock: LockFile, options: list[str]) -> list[str]:

@@ -1,0 +1,118 @@
+"""The lock's PEP 751 step: each layer's `pylock.<layer>.toml`, derived from its settled `.txt`.
+
+A pylock file holds nothing a solve decides: its versions and hashes are its layer's `.txt` lock,
+its `requires-python` the Python that `.txt` was solved for (pylock.requires_python), and its file
+names and URLs what the index lists for those hashes (indexfiles.locate). So once the `.txt` locks
+are settled (solved or left as they were), a layer gets its pylock file (re)written exactly when the
+file is missing or does not `check` against the `.txt`: a no-op lock in a project that has just
+turned `[tool.deploy] pylock` on writes them all without solving, and a solve that moved nothing
+fetches nothing.
+
+The indexes asked are the lock's own: `[tool.deploy] compile-options`, the layers' option lines,
+and the index of the environment as isolation.py lets it reach pip-compile (never this machine's
+pip.conf or other PIP_* settings, which the solve did not use either). A committed file must not
+name one machine's disk: a layer whose files would come from a `file://` index or a find-links
+folder outside the project gets no pylock file, and the lock says so in one line.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploy.config import Config
+from deploy.lock import indexfiles, isolation, pylock
+from deploy.lock.layers import LayerGraph
+from deploy.lock.lockfile import Pin
+from deploy.lock.options import hide_password
+from deploy.lock.pylock import Artifact
+from deploy.lock.reqfile import canonical, clip, display
+
+Log = Callable[[str], None]
+FIX = "set [tool.deploy] pylock = false in pyproject.toml, or lock against an http(s) index"
+
+
+@dataclass(frozen=True)
+class PylockFile:
+    """One pylock file to write with the `.txt` locks: where, its text, and how many packages it holds."""
+
+    path: Path
+    text: str
+    count: int
+
+
+def plan(
+    config: Config,
+    graph: LayerGraph,
+    locks: Mapping[str, tuple[str, Sequence[Pin]]],
+    *,
+    env: Mapping[str, str] | None,
+    log: Log,
+) -> list[PylockFile]:
+    """The pylock files to (re)write, given each layer's settled `.txt` (its text and its pins).
+
+    Reads the index only for layers whose file is missing or stale; raises LockError (one line: the
+    package, its version and the indexes searched) when a locked file is on none of them, before
+    anything is written.
+    """
+    if not config.pylock:
+        return []
+    pip_env = isolation.pip_environment(os.environ if env is None else env).env
+    wanted: dict[str, tuple[tuple[str, ...], tuple[Path, ...]]] = {}
+    for name in graph.order:
+        text, pins = locks[name]
+        target = pylock.path_for(graph.layers[name].lock)
+        by_name = {canonical(pin.name): pin for pin in pins}
+        if not pylock.check(target, by_name, config.root, python=pylock.requires_python(text)):
+            continue
+        indexes, links = _sources(config, graph, name, pip_env)
+        local = _local_source(indexes, links, config.root)
+        if local is not None:
+            log(f"warning: {display(target, config.root)} is not written: {local}, a path on this machine that a "
+                f"committed lock must not name; {FIX}")
+            continue
+        wanted[name] = (tuple(indexes), tuple(links))
+    # Layers that read the same indexes share one look-up of their pins' files: an upper layer
+    # holds most of a lower one's.
+    found: dict[tuple[tuple[str, ...], tuple[Path, ...]], dict[str, Artifact]] = {}
+    for sources in dict.fromkeys(wanted.values()):
+        layers = [name for name, key in wanted.items() if key == sources]
+        union = {(pin.name, pin.version): pin for name in layers for pin in locks[name][1]}
+        found[sources] = indexfiles.locate(list(union.values()), sources[0], sources[1], lock_folder=graph.folder)
+    written: list[PylockFile] = []
+    for name, sources in wanted.items():
+        text, pins = locks[name]
+        lock = graph.layers[name].lock
+        rendered = pylock.render(name, pins, found[sources], requires_python=pylock.requires_python(text),
+                                 source=display(lock, config.root))
+        written.append(PylockFile(pylock.path_for(lock), rendered, len(pins)))
+    return written
+
+
+def _sources(config: Config, graph: LayerGraph, name: str, env: Mapping[str, str]) -> tuple[list[str], list[Path]]:
+    """The indexes and local find-links folders `name`'s solve read, in pip's order.
+
+    compile-options come first, so a layer's own `--index-url` wins over theirs, as in pip-compile; a
+    layer's `--find-links` is the folder options.py resolved from the line's own file.
+    """
+    options = graph.options_of(name)
+    words = [*config.compile_options]
+    words += [word for option in options if option.name != "--find-links" for word in (option.name, option.value)
+              if word]
+    indexes, links = indexfiles.index_sources(words, env, config.root)
+    links += [option.local for option in options if option.local is not None and option.local not in links]
+    return indexes, links
+
+
+def _local_source(indexes: Sequence[str], links: Sequence[Path], root: Path) -> str | None:
+    """What would put a path of this machine into the file, as the warning names it; None if nothing."""
+    for index in indexes:
+        if urllib.parse.urlsplit(index).scheme.lower() not in ("http", "https"):
+            return f"its index {clip(hide_password(index))} is not an http(s) URL"
+    for folder in links:
+        if not folder.resolve().is_relative_to(root.resolve()):
+            return f"its find-links folder {clip(str(folder))} is outside the project"
+    return None
