@@ -7,8 +7,9 @@ one sdist-only) and a Django web app's (benchmarks/webapp.py: 99 packages with t
 edges, five sdist-only), each served by its own local index on 127.0.0.1, with pip isolated from
 this machine's configuration, then times each operation N times, round by round, and prints the
 medians, and ratios taken from this one run, each beside the issue's target where it has one.
-pip's, pip-tools' and uv's caches are shared by every contender and warm after the first run, so
-the resolver work, not the network, is what is compared.
+pip's, pip-tools' and uv's caches are shared by every contender and warm after the first run (the
+index lets archives be cached for good and answers a page's revalidation with 304, as a real index
+does), so the resolver work, not the network, is what is compared.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def main() -> int:
     for size in args.sizes.split(","):
         spec = SPECS[size]
         with tempfile.TemporaryDirectory(prefix="pinship-bench-") as tmp, \
-                PackageIndex(Path(tmp) / "index") as index:
+                PackageIndex(Path(tmp) / "index", cacheable=True) as index:
             _publish(index, spec)
             env = isolated_pip_env(index.url, Path(tmp) / "cache")
             env["HOME"] = str(Path(tmp) / "home")

@@ -276,8 +276,11 @@ def _requires_python(path: Path) -> str | None:
 class PackageIndex:
     """Archives under root, served as a PEP 503 simple index on 127.0.0.1 while started."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, cacheable: bool = False) -> None:
         self.root = root
+        # Tests replace archives under one name, so by default no client may cache anything. The
+        # benchmarks want what a real index gives: archives cached for good, pages revalidated.
+        self.cacheable = cacheable
         self.root.mkdir(parents=True, exist_ok=True)
         self.requests: list[str] = []
         self._requests_lock = threading.Lock()
@@ -361,6 +364,9 @@ class PackageIndex:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog is 5: uv opens dozens of connections at once, the kernel drops
+    # the SYNs past the backlog, and each dropped one costs the client a 1 s retransmit.
+    request_queue_size = 128
 
     def __init__(self, index: PackageIndex) -> None:
         self.index = index
@@ -404,7 +410,7 @@ class _Handler(BaseHTTPRequestHandler):
         if match := re.fullmatch(r"/files/([^/]+)", path):
             archive = index.root / match[1]
             if _split_filename(archive.name) and archive.is_file():
-                return self._send(archive.read_bytes(), "application/octet-stream", send_body)
+                return self._send(archive.read_bytes(), "application/octet-stream", send_body, archive=True)
         self.send_error(HTTPStatus.NOT_FOUND)
 
     def _page(self, title: str, links: list[str], send_body: bool) -> None:
@@ -416,12 +422,26 @@ class _Handler(BaseHTTPRequestHandler):
         )
         self._send(body.encode(), "text/html; charset=utf-8", send_body)
 
-    def _send(self, body: bytes, content_type: str, send_body: bool) -> None:
+    def _send(self, body: bytes, content_type: str, send_body: bool, *, archive: bool = False) -> None:
+        if not self.server.index.cacheable:
+            # Tests replace archives under the same name; pip's HTTP cache must never answer for us.
+            cache = {"Cache-Control": "no-store"}
+        elif archive:
+            cache = {"Cache-Control": "max-age=31536000, immutable"}
+        else:
+            etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+            cache = {"Cache-Control": "max-age=0, must-revalidate", "ETag": etag}
+            if self.headers.get("If-None-Match") == etag:
+                self.send_response(HTTPStatus.NOT_MODIFIED)
+                for key, value in cache.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                return
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        # Tests replace archives under the same name; pip's HTTP cache must never answer for us.
-        self.send_header("Cache-Control", "no-store")
+        for key, value in cache.items():
+            self.send_header(key, value)
         self.end_headers()
         if send_body:
             self.wfile.write(body)
