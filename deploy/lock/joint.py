@@ -10,6 +10,7 @@ line N is one known line of the user's files, so that pip's messages can be mapp
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import sys
@@ -17,10 +18,11 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from deploy.config import Config
 from deploy.errors import LockError
-from deploy.lock import compiler, conflicts, network, resolver
+from deploy.lock import compiler, conflicts, network, pipreport, resolver
 from deploy.lock.freshness import COMPILE_OPTIONS
 from deploy.lock.layers import LayerGraph
 from deploy.lock.lockfile import Pin
@@ -30,6 +32,7 @@ from deploy.lock.universe import pin_lines, read_universe
 Log = Callable[[str], None]
 # The settled layers' pins, as the run's hard constraints. Not a layer name: layers are `NAME.in`.
 KEPT_FILE = "kept-below.txt"
+REPORT_FILE, SCOPES_FILE = "pipreport.json", "pipscopes.json"  # see lock/pipreport.py
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|CREDENTIAL|API_?KEY|AUTH|PRIVATE|SESSION", re.IGNORECASE)
 _CONSTRAINT = re.compile(r"The user requested \(constraint\) (?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?P<spec>\S*)")
 _PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
@@ -45,6 +48,8 @@ class Run:
     kept_at: Mapping[str, str] = field(default_factory=dict)  # name -> `requirements/prod.txt:7`
     upgrade: Sequence[str] = ()  # --upgrade-package values (a name, or a name with a specifier)
     fresh: bool = False  # --upgrade: no preferences at all
+    # scope name -> the layers one run of the rounds would take in: ask pip what it saw (pipreport.py)
+    report: Mapping[str, Sequence[str]] | None = None
 
 
 @dataclass
@@ -54,6 +59,7 @@ class Outcome:
     universe: dict[str, Pin] | None
     output: str = ""
     env: Mapping[str, str] = field(default_factory=dict)
+    report: dict[str, Any] | None = None  # pipreport.py's, when asked for and pip-compile succeeded
 
     def blames_kept(self, kept: Mapping[str, Pin]) -> bool:
         """Whether pip's conflict involves a settled layer's pin: `The user requested (constraint) x==1`,
@@ -103,10 +109,32 @@ def run(config: Config, graph: LayerGraph, plan: Run, *, env: Mapping[str, str] 
             command += [arg for value in plan.upgrade for arg in ("--upgrade-package", value)]
             if plan.fresh:
                 command.append("--upgrade")
+            if plan.report is not None:
+                _ask_for_report(work, graph, plan)
+                command[1:3] = ["-c", pipreport.BOOT, pipreport.__file__, REPORT_FILE, SCOPES_FILE]
             compiled = compiler.run(command, work, run_env, log, places=places)
         if compiled.returncode != 0:
             return Outcome(None, real_places(compiled.output, work, graph), run_env)
-        return Outcome(_own_constraints(read_universe(work / "all.txt"), work, graph, plan.layers), env=run_env)
+        universe = _own_constraints(read_universe(work / "all.txt"), work, graph, plan.layers)
+        return Outcome(universe, env=run_env, report=_read_report(work) if plan.report is not None else None)
+
+
+def _ask_for_report(work: Path, graph: LayerGraph, plan: Run) -> None:
+    """SCOPES_FILE for pipreport.py: each scope's input files as pip will name them, and the preferences."""
+    assert plan.report is not None
+    scopes = {scope: [str(work / f"{name}.in") for name in layers]
+              + [str(path) for name in layers for path in graph.layers[name].external_constraints]
+              for scope, layers in plan.report.items()}
+    preferences = {} if plan.fresh else {pin.name: pin.version for pin in plan.preferences}
+    (work / SCOPES_FILE).write_text(json.dumps({"scopes": scopes, "preferences": preferences}), encoding="utf-8")
+
+
+def _read_report(work: Path) -> dict[str, Any]:
+    try:
+        report = json.loads((work / REPORT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return {"error": f"no report file: {type(exc).__name__}"}
+    return report if isinstance(report, dict) else {"error": "pip's resolver left a report of another shape"}
 
 
 def _own_constraints(universe: dict[str, Pin], work: Path, graph: LayerGraph, layers: Sequence[str]) -> dict[str, Pin]:
