@@ -14,6 +14,9 @@ When only a top layer changed, that is a single pip-compile run, as before. When
 cannot satisfy an upper layer, one more run (the whole group together, the old joint solve) finds
 which lower pins would have to move; the lock fails naming both lines and those moves, and makes
 them only with `--move-lower`, which solves each group in one joint run.
+
+A group's first lock (no lock yet, init's seed aside) is tried in one run first (lock/firstlock.py):
+its result stands only when pip's own account of it proves the rounds would give the same pins.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from dataclasses import dataclass, field
 
 from deploy.config import Config
 from deploy.errors import LockError
-from deploy.lock import joint, preferences
+from deploy.lock import firstlock, joint, preferences, resolver
 from deploy.lock.freshness import options_key
 from deploy.lock.layers import LayerGraph, input_key
 from deploy.lock.lockfile import LockFile, Pin
@@ -97,6 +100,12 @@ def settle(
         pins = union(existing[name] for name in group if name in existing and name in reach)
         return {canonical(pin.name): pin for pin in pins if canonical(pin.name) not in unpreferred}
 
+    lower = lower_layers(graph, group)
+    locked = any(name in existing and name not in seeds for name in group)
+    if firstlock.ENABLED and lower and not (locked or move_lower or unpreferred) and config.resolver != resolver.UV:
+        first = firstlock.solve(config, graph, group, lower, list(preferred(group).values()), env=env, log=log)
+        if first is not None:
+            return Settled(pins=first.pins, universe=first.universe)
     kept, rounds = ([], [list(group)]) if move_lower else plan(graph, group, stale)
     result = Settled(kept=kept)
     settled: dict[str, list[Pin]] = {name: list(current[name]) for name in kept}

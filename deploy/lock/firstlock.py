@@ -1,0 +1,129 @@
+"""A first lock in one pip-compile run, taken only when pip's own account proves the rounds would agree.
+
+With no lock yet (init's seed aside: a preference, not a lock), rounds.py would solve a group level
+by level: base alone, then prod keeping base's pins, … then the top layers keeping all of those, one
+pip-compile run each. Here the whole group is solved in one run whose resolver also reports what it
+saw (lock/pipreport.py). The rounds are skipped when, for every run they would make (each lower
+layer on its own inputs, and the top layers on theirs), that report shows:
+
+  (a) the packages the run's requirement lines reach through the picked candidates' dependencies
+      (extras and markers as pip applied them) are exactly what select() gives the layer from the
+      joint universe: no layer above brought anything in (an `orm[postgres]` asked only by dev.in);
+  (b) each of those packages is at the version pip would try first for it in that run alone: the
+      preferred (seed) version where the run's lines allow it, else the best candidate pip's finder
+      offers under that run's own specifiers and constraints for the name.
+
+Why that is enough: pip's resolver (resolvelib) pins one name at a time, trying first the best
+candidate that meets every requirement known so far on it. Those requirements always include the
+run's own lines and, for the rest, come from candidates already pinned; with (b), the version tried
+first is never newer than the joint's, and the joint's meets every requirement on it (the joint run
+met them all), so it is the one pinned. Whatever the order, every name gets the joint's version at
+its first try, no conflict arises, nothing is backtracked, and the run ends with exactly the joint's
+packages (a). The constraints the rounds add (the lower pins, `==`) agree with it too.
+
+What it rests on: that pip-compile passes the preferences and lines as pip-tools 7 does (existing
+pins as `==` constraints unless a line excludes them), that pip's factory asks its finder as it does
+in pip 24 to 26 (`find_best_candidate` with the combined specifier, yanked releases skipped), and that
+each pip run is deterministic for the same index. pip-tools' hashes and annotations come from the
+pins alone. Whatever the report lacks or contradicts, the rounds run as before and the result is
+exactly theirs: the check only ever decides to skip work whose outcome it has proven.
+uv has no such report: with resolver = "uv" the rounds always run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from deploy.config import Config
+from deploy.lock import joint, preferences
+from deploy.lock.layers import LayerGraph
+from deploy.lock.lockfile import Pin
+from deploy.lock.reqfile import canonical, clip
+from deploy.lock.universe import select
+
+Log = Callable[[str], None]
+# Tests turn this off to lock the same project the long way and compare the files byte for byte.
+ENABLED = True
+TOP = "(the layers above)"
+FALLBACK = "solving the lower layers on their own inputs first"
+
+
+@dataclass
+class FirstLock:
+    pins: dict[str, list[Pin]]
+    universe: dict[str, Pin]
+
+
+def solve(
+    config: Config, graph: LayerGraph, group: Sequence[str], lower: Sequence[str], wished: Sequence[Pin], *,
+    env: Mapping[str, str] | None, log: Log,
+) -> FirstLock | None:
+    """The whole group's pins from one run, or None (said why) when the rounds must run instead."""
+    top = [name for name in group if name not in lower]
+    scopes = {name: _included(graph, [name]) for name in lower} | {TOP: _included(graph, top)}
+    layers = _included(graph, group)
+    log(f"resolving {len(layers)} layers together with pip-compile")
+    outcome = joint.run(config, graph, joint.Run(layers, wished, report=scopes), env=env, log=log)
+    if outcome.universe is None:
+        log(f"that run failed; {FALLBACK}, to name the lines that disagree")
+        return None
+    why = _why_not(graph, lower, top, outcome.universe, outcome.report or {"error": "no report"})
+    if why is not None:
+        log(f"{why}: {FALLBACK}")
+        return None
+    log(f"each lower layer ({', '.join(lower)}) is what its own inputs give: one run locked the group")
+    return FirstLock({name: select(graph, name, outcome.universe) for name in group}, outcome.universe)
+
+
+def _why_not(graph: LayerGraph, lower: Sequence[str], top: Sequence[str], universe: Mapping[str, Pin],
+             report: Mapping[str, Any]) -> str | None:
+    """What keeps the joint run from standing for the rounds, or None."""
+    if "error" in report or not isinstance(report.get("scopes"), dict):
+        return f"pip's resolver gave no account of its run ({clip(str(report.get('error', 'unreadable')))})"
+    for scope in [*lower, TOP]:
+        seen = report["scopes"].get(scope)
+        if not isinstance(seen, dict):
+            return f"pip's resolver gave no account of {scope}"
+        members = [scope] if scope != TOP else top
+        given = {canonical(pin.name) for name in members for pin in select(graph, name, universe)}
+        reached = {canonical(name) for name in seen}
+        if given != reached:
+            return _extra(scope, sorted(given - reached), sorted(reached - given))
+        for name, found in sorted(seen.items()):
+            picked, first = found.get("picked"), found.get("first")
+            pinned = universe.get(canonical(name))
+            if pinned is None or pinned.version != picked:
+                return f"pip's account of {clip(name)} disagrees with the lock pip-compile wrote"
+            if picked != first:
+                return _moved(graph, scope, lower, canonical(name), str(picked), first)
+    return None
+
+
+def _extra(scope: str, more: Sequence[str], fewer: Sequence[str]) -> str:
+    where = "the top layers" if scope == TOP else scope
+    if more:
+        return (f"the joint run gives {where} {', '.join(clip(name) for name in more)}, which its own inputs "
+                "do not reach (an extra asked for by a layer above)")
+    return f"{where}'s own inputs reach {', '.join(clip(name) for name in fewer)}, which the joint run does not give it"
+
+
+def _moved(graph: LayerGraph, scope: str, lower: Sequence[str], name: str, picked: str, first: object) -> str:
+    if scope == TOP:
+        return (f"{clip(name)} {clip(picked)} is not the version pip tries first for it ({clip(str(first))}), "
+                "so another order of solving could pick otherwise")
+    if not isinstance(first, str):
+        return f"{scope}: pip's finder offers no version of {clip(name)} it would try first on {scope}'s inputs alone"
+    above = [layer for layer in graph.order if scope in graph.depends_on(layer)]
+    line = preferences.excluding(graph, above, name, first)
+    if line is not None:
+        return (f"{line.where(graph.root)} '{clip(line.text)}' holds {clip(name)} below the version {scope}'s own "
+                f"inputs give ({clip(first)})")
+    return f"{scope}'s own inputs give {clip(name)} {clip(first)}, the joint run {clip(picked)}"
+
+
+def _included(graph: LayerGraph, names: Sequence[str]) -> list[str]:
+    """`names` and every layer whose lines they take in through `-r`, in the graph's order."""
+    wanted = {member for name in names for member in graph.included(name)}
+    return [name for name in graph.order if name in wanted]
