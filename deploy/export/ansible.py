@@ -3,12 +3,13 @@ and the host script, as text; release/export.py writes them next to the release'
 
 The playbook does what `invoke deploy` does, in Ansible's terms. Play 1 stages on every host:
 the host script takes the claim and lists what the host's store lacks; the wheels any host lacks
-go into one archive, packed once on the control machine, which one `copy` sends to each host that
-lacks any (Ansible pays a module run and round trips per file it copies: one per wheel per host
-was most of a run); the script unpacks the wheels of the release into the store's incoming folder
-and stages them (each checked against its sha256 on the host, installed offline into a new
-release, the health check run), then a gate stops every host when more failed than max-failures
-allows. Play 2 switches in `serial` waves, each gated by the failures so far;
+and the host script are packed once on the control machine into one zip Python runs (a zipapp),
+which a host that lacks any runs as the script of its stage step: the transfer costs no task of
+its own (a `copy` per wheel per host was most of a run, and even one `copy` per host costs two
+module runs more than a `script`). The stage step puts the release's wheels it carries into the
+store's incoming folder and stages them (each checked against its sha256 on the host, installed
+offline into a new release, the health check run), then a gate stops every host when more failed
+than max-failures allows. Play 2 switches in `serial` waves, each gated by the failures so far;
 play 3 reports them and, past max-failures, switches back what the run switched (on-wave-failure).
 
 Everything the playbook holds that came from the project's settings is `!unsafe` (Ansible never
@@ -30,8 +31,17 @@ from deploy.remote.bundle import AGENT_DIGEST, BOOT, PARTS
 from deploy.remote.target import bastion_of
 
 HOST_SCRIPT = "pinship-host.py"
-# In the host store's incoming folder: the wheels the hosts lack, in one file (onhost.unpack).
-ARCHIVE = "pinship-{release}.tar"
+# Run on the control machine in the export's folder with the host script and the <sha256> folders
+# to pack: one module run makes the temporary zipapp and fills it (a task per step costs about a
+# second), and says where it is. Its wheels/<sha256>/<file> entries are what onhost.unpack takes.
+PACKER = ("import os, sys, tempfile, zipfile\n"
+          "handle, path = tempfile.mkstemp(suffix='.pinship.pyz')\n"
+          "with open(handle, 'wb') as out, zipfile.ZipFile(out, 'w') as pack:\n"
+          "    pack.write(sys.argv[1], '__main__.py')\n"
+          "    for digest in sys.argv[2:]:\n"
+          "        for name in os.listdir(os.path.join('wheels', digest)):\n"
+          "            pack.write(os.path.join('wheels', digest, name), 'wheels/%s/%s' % (digest, name))\n"
+          "print(path)\n")
 KNOWN_HOSTS = "known_hosts"
 # A path the inventory can carry as it is: INI quoting and Jinja braces never come into it.
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9_./~+@-]+")
@@ -106,11 +116,11 @@ def playbook(env: Environment, built: Build, rollout: Rollout, command: str) -> 
             + _switch(env, release, rollout) + _settle(env, rollout, hosts))
 
 
-def _run(step: str, extra: str = "", indent: int = 6) -> str:
+def _run(step: str, extra: str = "", indent: int = 6, script: str = HOST_SCRIPT) -> str:
     """The task body that runs one step of pinship-host.py on the host; every value quoted."""
     pad = " " * indent
     return (f"{pad}ansible.builtin.script:\n"
-            f"{pad}  cmd: \"{HOST_SCRIPT} {step} "
+            f"{pad}  cmd: \"{script} {step} "
             "{{ pinship_user | quote }} {{ pinship_machine | quote }}" + extra + "\"\n"
             f"{pad}  executable: \"{{{{ pinship_python }}}} -I -S\"\n")
 
@@ -142,7 +152,7 @@ def _header(env: Environment, built: Build, rollout: Rollout, command: str) -> s
 
 def _stage(env: Environment, built: Build, rollout: Rollout) -> str:
     release, hosts = built.release, len(env.hosts)
-    # What the hosts still to stage lack, each wheel once: one archive serves them all.
+    # What the hosts still to stage lack, each wheel once: one pack serves them all.
     wanted = ("ansible_play_hosts | map('extract', hostvars, 'pinship_state') | rejectattr('live') "
               "| map(attribute='missing') | flatten | unique | sort")
     return f"""
@@ -155,6 +165,7 @@ def _stage(env: Environment, built: Build, rollout: Rollout) -> str:
     pinship_python: {_unsafe(env.python)}
     pinship_user: "{{{{ lookup('ansible.builtin.env', 'USER') | default('unknown', true) }}}}"
     pinship_machine: "{{{{ lookup('ansible.builtin.pipe', 'uname -n') }}}}"
+    pinship_packer: {_unsafe(PACKER)}
   tasks:
     - name: take the lock, check the host's store, list the wheels it lacks
 {_run("probe")}      register: pinship_probe
@@ -169,42 +180,32 @@ def _stage(env: Environment, built: Build, rollout: Rollout) -> str:
         pinship_wanted: "{{{{ {wanted} }}}}"
       run_once: true
 
-    - name: "send the wheels each host lacks in one archive, then stage release {release}"
+    - name: "stage release {release}, the wheels a host lacks sent with the step's script"
       block:
-        - name: make a file for the archive on this machine
-          ansible.builtin.tempfile:
-            suffix: .pinship.tar
-          register: pinship_pack
-          delegate_to: localhost
-          run_once: true
-          when: pinship_wanted | length > 0
-
-        - name: pack the wheels any host lacks into it (from wheels/<sha256>/ next to this playbook)
+        - name: pack the host script and the wheels any host lacks into a zipapp on this machine
           ansible.builtin.command:
-            argv: "{{{{ [ansible_playbook_python, '-I', '-m', 'tarfile', '-c', pinship_pack.path] + pinship_wanted }}}}"
-            chdir: "{{{{ playbook_dir }}}}/wheels"
+            argv: "{{{{ [ansible_playbook_python, '-I', '-c', pinship_packer, '{HOST_SCRIPT}'] + pinship_wanted }}}}"
+            chdir: "{{{{ playbook_dir }}}}"
+          register: pinship_pack
           delegate_to: localhost
           run_once: true
           changed_when: false
           when: pinship_wanted | length > 0
 
-        - name: send it to each host that lacks any (one transfer; the host checks each wheel's sha256)
-          ansible.builtin.copy:
-            src: "{{{{ pinship_pack.path }}}}"
-            dest: "{{{{ pinship_path }}}}/wheels/.incoming/{ARCHIVE.format(release=release)}"
-            mode: "0600"
+        - name: stage release {release} with the wheels the host lacks (each checked against its sha256 there)
+{_run("stage", indent=10, script="{{ pinship_pack.stdout | quote }}")}\
           when: not pinship_state.live and pinship_state.missing | length > 0
 
-        - name: stage release {release} (unpack, store check, venv, offline install, health check)
-{_run("stage", indent=10)}          when: not pinship_state.live
+        - name: stage release {release}, its wheels in the host's store already
+{_run("stage", indent=10)}          when: not pinship_state.live and pinship_state.missing | length == 0
       always:
-        - name: remove the archive on this machine
+        - name: remove the zipapp on this machine
           ansible.builtin.file:
-            path: "{{{{ pinship_pack.path }}}}"
+            path: "{{{{ pinship_pack.stdout }}}}"
             state: absent
           delegate_to: localhost
           run_once: true
-          when: pinship_pack.path is defined
+          when: pinship_pack.stdout is defined
 
     - name: "gate: no host switches if more than {rollout.max_failures} of {hosts} failed staging (max-failures)"
       ansible.builtin.fail:
@@ -296,7 +297,7 @@ def host_script(env: Environment, built: Build) -> str:
               "environment": env.name, "manifest": built.manifest, "lock": built.lock_text,
               "healthcheck": env.healthcheck, "restart": env.restart, "keep": env.keep_releases,
               "timeout": env.command_timeout, "run_once": env.run_once, "post_switch": env.post_switch,
-              "hook_timeout": env.hook_timeout, "archive": ARCHIVE.format(release=built.release)}
+              "hook_timeout": env.hook_timeout}
     return (f"#!/usr/bin/env python3\n# Written by pinship for release {built.release}: the playbook runs it "
             f"on each host.\n{source}\n\nBUNDLE = {json.dumps(json.dumps(bundle, sort_keys=True))}\n\n"
-            "if __name__ == \"__main__\":\n    sys.exit(main(sys.argv[1:], json.loads(BUNDLE)))\n")
+            "if __name__ == \"__main__\":\n    sys.exit(main(sys.argv[1:], json.loads(BUNDLE), sys.argv[0]))\n")

@@ -30,8 +30,8 @@ USAGE = "usage: pinship-host.py probe|stage|run-once|switch USER MACHINE, or rol
 RELEASE = re.compile(r"[0-9a-f]{12}")
 # Who runs the playbook, as the deploy log and a held claim name them: shown, never trusted.
 _WHO = re.compile(r"[A-Za-z0-9_.:@+-]{1,64}")
-# The wheels' archive holds <sha256>/<file name> entries, as the export's wheels/ folder does.
-_MEMBER = re.compile(r"(?:\./)?([0-9a-f]{64})/([^/]+\.whl)")
+# A wheel in the zipapp the playbook packs: wheels/<sha256>/<file name>, as in the export's folder.
+_MEMBER = re.compile(r"wheels/([0-9a-f]{64})/([^/]+\.whl)")
 
 
 class Stop(Exception):
@@ -55,8 +55,9 @@ def who(value: str) -> str:
 class Host:
     """One step's requests, as the deploying side builds them, under a claim of its own."""
 
-    def __init__(self, bundle: dict[str, Any], user: str, machine: str) -> None:
+    def __init__(self, bundle: dict[str, Any], user: str, machine: str, origin: str = "") -> None:
         self.bundle = bundle
+        self.origin = origin  # the file this script runs from: a zipapp carries the wheels to stage
         self.agent = load_agent(bundle)
         self.ops: dict[str, Callable[[dict[str, Any]], Any]] = self.agent.serve.OPS
         self.failure: type[Exception] = self.agent.protocol.Failure
@@ -106,43 +107,35 @@ def probe(host: Host) -> dict[str, Any]:
 
 
 def unpack(host: Host) -> None:
-    """The one archive the playbook sent of the wheels the hosts lack: each wheel of the release in
-    it goes to the store's incoming folder, where a deploy's uploads land and the agent's stage checks
-    them against their sha256; anything else in it is ignored. The archive is removed either way."""
+    """When this script runs as the zipapp the playbook packed (this file and the wheels the hosts
+    lack), each wheel of the release in it goes to the store's incoming folder, where a deploy's
+    uploads land and the agent's stage checks them against their sha256; anything else is ignored."""
     import shutil
-    import tarfile
+    import zipfile
 
+    if not host.origin or not zipfile.is_zipfile(host.origin):
+        return  # run as pinship-host.py: the host lacked no wheel
     bundle, files = host.bundle, host.agent.files
     incoming = os.path.join(bundle["path"], "wheels", ".incoming")
-    archive = os.path.join(incoming, bundle["archive"])
-    if not os.path.lexists(archive):
-        return  # the host lacked nothing, or a run before this one unpacked it
     wanted = {w["sha256"]: w["filename"] for w in bundle["manifest"]["wheels"]}
     try:
         host.agent.store.check_layout(bundle["path"])
-        if not files.is_regular(archive):
-            raise Stop(f"{archive} is not a regular file of this user: refused")
-        with tarfile.open(archive, "r:") as tar:
-            for member in tar:
-                found = _MEMBER.fullmatch(member.name)
-                if not member.isfile() or not found or wanted.get(found.group(1)) != found.group(2):
-                    continue
-                source = tar.extractfile(member)
-                if source is None:
+        with zipfile.ZipFile(host.origin) as pack:
+            for info in pack.infolist():
+                found = _MEMBER.fullmatch(info.filename)
+                if info.is_dir() or not found or wanted.get(found.group(1)) != found.group(2):
                     continue
                 part = os.path.join(incoming, f"{found.group(1)}.part-{host.token}")
                 try:
-                    with source, open(part, "wb") as out:
+                    with pack.open(info) as source, open(part, "wb") as out:
                         shutil.copyfileobj(source, out)
                     os.replace(part, os.path.join(incoming, found.group(1)))
                 finally:
                     files.remove_entry(part)
-    except tarfile.TarError as exc:
-        raise Stop(f"the wheels' archive {archive} cannot be read ({exc}): run ansible-playbook again") from None
+    except zipfile.BadZipFile as exc:
+        raise Stop(f"the wheels sent with this step cannot be read ({exc}): run ansible-playbook again") from None
     except host.failure as exc:
         raise Stop(str(exc)) from None
-    finally:
-        files.remove_entry(archive)
 
 
 def stage(host: Host) -> dict[str, Any]:
@@ -205,7 +198,7 @@ def rollback(host: Host, release: str) -> dict[str, Any]:
     return reply
 
 
-def main(argv: list[str], bundle: dict[str, Any]) -> int:
+def main(argv: list[str], bundle: dict[str, Any], origin: str = "") -> int:
     if len(argv) != (4 if argv[:1] == ["rollback"] else 3) or argv[0] not in STEPS:
         sys.stderr.write(USAGE + "\n")
         return 2
@@ -214,7 +207,7 @@ def main(argv: list[str], bundle: dict[str, Any]) -> int:
         "probe": probe, "stage": stage, "run-once": run_once, "switch": switch,
         "rollback": lambda host: rollback(host, argv[3])}
     try:
-        host = Host(bundle, user, machine)
+        host = Host(bundle, user, machine, origin)
         host.claim()
         try:
             result = steps[step](host)
