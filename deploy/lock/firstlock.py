@@ -13,19 +13,23 @@ layer on its own inputs, and the top layers on theirs), that report shows:
       preferred (seed) version where the run's lines allow it, else the best candidate pip's finder
       offers under that run's own specifiers and constraints for the name.
 
-Why that is enough: pip's resolver (resolvelib) pins one name at a time, trying first the best
-candidate that meets every requirement known so far on it. Those requirements always include the
-run's own lines and, for the rest, come from candidates already pinned; with (b), the version tried
-first is never newer than the joint's, and the joint's meets every requirement on it (the joint run
-met them all), so it is the one pinned. Whatever the order, every name gets the joint's version at
-its first try, no conflict arises, nothing is backtracked, and the run ends with exactly the joint's
-packages (a). The constraints the rounds add (the lower pins, `==`) agree with it too.
+Why that is enough: pip's resolver (resolvelib) pins one name at a time, trying its candidates best
+first among those that meet every requirement known so far on it: the run's own lines for that name
+from the start, the rest from candidates already pinned. If every earlier pin is the joint's, those
+requirements are among the ones the joint met, so the joint's version meets them; and by (b) no
+candidate pip ranks above it meets even the run's own lines (pre-releases counted wherever any
+requirement on the name could let them in). So it is tried first and pinned. Whatever order pip
+takes the names in, every pin is the joint's at its first try, no conflict arises, nothing is
+backtracked, and the run ends with exactly the joint's packages (a). The `==` constraints the
+rounds add (the settled lower pins, the seed's) agree with it.
 
-What it rests on: that pip-compile passes the preferences and lines as pip-tools 7 does (existing
-pins as `==` constraints unless a line excludes them), that pip's factory asks its finder as it does
-in pip 24 to 26 (`find_best_candidate` with the combined specifier, yanked releases skipped), and that
-each pip run is deterministic for the same index. pip-tools' hashes and annotations come from the
-pins alone. Whatever the report lacks or contradicts, the rounds run as before and the result is
+A run of peer layers (two on one level, solved together by the rounds) is covered by each one's
+check: their union reaches the union of their packages, each at a version none of their lines can
+move. What it rests on, read in pip-tools 7.6 and pip 26.3: pip-tools passes the preferences as `==`
+constraints unless a line of the run excludes them; pip's factory asks its finder for a name's
+candidates with the combined specifier of what is known (`find_best_candidate`, yanked releases
+skipped); the index answers the same within one lock. pip-tools' hashes and annotations follow
+from the pins. Whatever the report lacks or contradicts, the rounds run as before and the result is
 exactly theirs: the check only ever decides to skip work whose outcome it has proven.
 uv has no such report: with resolver = "uv" the rounds always run.
 """
