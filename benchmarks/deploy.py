@@ -1,6 +1,6 @@
 """How long deploys take on 1 to 250 real sshd hosts, next to what teams do today.
 
-    .venv/bin/python benchmarks/deploy.py [--runs N] [--hosts 1,10,30,100,250]
+    .venv/bin/python benchmarks/deploy.py [--runs N] [--hosts 1,10,30,100,250] [--ansible 30]
 
 Needs root and OpenSSH's sshd (the same harness as the tests: one sshd per host on 127.0.0.x,
 each with its own view of the deploy path). It builds a small app whose deploy layer has 11
@@ -14,6 +14,10 @@ packages (three of about 1 MB, one sdist-only) served by a local index on 127.0.
   version once more with keep-alive 0, which is what a run pays when the last was long ago.
 
 A first deploy is measured with no keeper running (it forks one, and pays for that).
+
+At the --ansible host counts (default 30), Ansible on the same hosts and lock (playbooks.py): the
+venv + pip playbook teams write today, and the playbook `invoke export --to ansible` writes,
+each from empty hosts; after the exported one, `invoke status` must find every host on its release.
 
 From 100 hosts on (a fleet), each count also gets an unchanged redeploy and a new app version,
 and what one control node holds per host: open files of the deploying process (its peak, sampled)
@@ -46,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import paramiko
 
+from benchmarks.playbooks import Ansible
 from tests.deployproject import INVOKE, DeployProject, environment_toml, make_project, wipe
 from tests.support.pkgindex import PackageIndex
 from tests.support.sshd import SshCluster, require_sshd, unique_deploy_path
@@ -63,6 +68,9 @@ LAYERS = {
     "test.in": "-r prod.in\ndelta\n",
 }
 
+VENV_PIP = "Ansible: venv + pip playbook"
+EXPORTED = "Ansible: exported playbook"
+
 
 @dataclass
 class Timing:
@@ -79,8 +87,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="repetitions per case (default 3)")
     parser.add_argument("--hosts", default="1,10,30,100,250", help="host counts (default 1,10,30,100,250)")
+    parser.add_argument("--ansible", default="30", help="host counts (of --hosts) to run Ansible's venv + pip "
+                        "playbook and the exported one at (default 30; '' for none)")
     args = parser.parse_args()
     counts = [int(n) for n in args.hosts.split(",")]
+    ansible_counts = [int(n) for n in args.ansible.split(",") if n.strip()]
     reason = require_sshd()
     if reason:
         raise SystemExit(f"cannot run: {reason}")
@@ -96,7 +107,7 @@ def main() -> int:
             cluster.write_known_hosts(project.root / "known_hosts")
             project.configure("".join(
                 environment_toml(f"h{n}", cluster, cluster.hosts[:n], parallel=10, keep_alive=None) for n in counts))
-            bench = Bench(project, cluster, index, tmp, counts)
+            bench = Bench(project, cluster, index, tmp, counts, ansible_counts)
             try:
                 results = bench.measure(counts, args.runs)
                 keeper_kb = _keeper_peak_kb()
@@ -203,9 +214,10 @@ def _run(command: list[str], project: DeployProject) -> tuple[float, int, str]:
 
 class Bench:
     def __init__(self, project: DeployProject, cluster: SshCluster, index: PackageIndex, tmp: Path,
-                 counts: list[int]) -> None:
+                 counts: list[int], ansible_counts: list[int]) -> None:
         self.project = project
         self.counts = counts
+        self.ansible_counts = ansible_counts
         self.cluster = cluster
         self.index = index
         self.tmp = tmp
@@ -257,6 +269,17 @@ class Bench:
             client.close()
         return time.perf_counter() - started
 
+    def ansible(self, count: int, runs: int) -> list[tuple[str, float]]:
+        """Ansible on the same hosts and lock: the venv + pip playbook, then pinship's exported one."""
+        runner = Ansible(self.project, self.cluster, self.tmp / "ansible")
+        app, lock = self._app_wheel(), self.project.root / "requirements" / "prod.txt"
+        timed = [(f"{VENV_PIP}, {count} hosts", runner.venv_pip(count, lock, app, self.index.url)) for _ in range(runs)]
+        for _ in range(runs):
+            exported, seconds = runner.exported(count)
+            timed += [(f"invoke export --to ansible, {count} hosts", exported),
+                      (f"{EXPORTED}, {count} hosts", seconds)]
+        return timed
+
     def _app_wheel(self) -> Path:
         out = self.tmp / "app-wheel"
         shutil.rmtree(out, ignore_errors=True)
@@ -282,6 +305,9 @@ class Bench:
                     label = f"anchor: venv + pip install per host, {count} hosts"
                     results.setdefault(label, Timing()).seconds.append(seconds)
                     print(f"  anchor {count}: {seconds:.2f} s", file=sys.stderr)
+            if count in self.ansible_counts:
+                for label, seconds in self.ansible(count, runs):
+                    record(label, (seconds, 0, ""))
             if count >= 100:
                 for _ in range(runs):
                     record(f"unchanged redeploy, {count} hosts", self.deploy(count, "deploy"))
@@ -327,6 +353,18 @@ def _print(results: dict[str, Timing], counts: list[int], runs: int) -> None:
         if anchor:
             ours = results[f"first deploy, {count} hosts"].median
             print(f"  anchor / first deploy, {count} hosts: {anchor.median / ours:6.2f}x")
+    for count in counts:
+        cold = results[f"first deploy, {count} hosts"].median
+        ansible, exported = results.get(f"{VENV_PIP}, {count} hosts"), results.get(f"{EXPORTED}, {count} hosts")
+        if ansible:
+            ratio = ansible.median / cold
+            target = f"  (target ≥ 10: {'met' if ratio >= 10 else 'MISSED'})" if count == 30 else ""
+            print(f"  Ansible venv+pip playbook / first deploy, {count} hosts: {ratio:6.2f}x{target}")
+        if exported:
+            print(f"  exported playbook / first deploy, {count} hosts: {exported.median / cold:6.2f}x")
+        if ansible and exported:
+            print(f"  Ansible venv+pip playbook / exported playbook, {count} hosts: "
+                  f"{ansible.median / exported.median:6.2f}x")
     for label in ("new app version, 10 hosts", "new app version, 10 hosts, keep-alive 0"):
         if label in results and "first deploy, 10 hosts" in results:
             share = results[label].median / results["first deploy, 10 hosts"].median
