@@ -57,7 +57,7 @@ def locate(
             if artifact.sha256 in wanted:
                 found.setdefault(artifact.sha256, artifact)
     names = sorted({canonical(pin.name) for digest, pin in wanted.items() if digest not in found})
-    getter = fetch or _fetch
+    getter = fetch or fetcher({})
     for index in indexes:
         missing = [name for name in names if any(
             canonical(pin.name) == name and digest not in found for digest, pin in wanted.items())]
@@ -172,14 +172,37 @@ def _public(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
-def _fetch(url: str) -> tuple[str, bytes]:
-    # The project's own index, read as pip reads it (http, https or file).
-    request = urllib.request.Request(url, headers={"Accept": _ACCEPT, "User-Agent": "pinship"})  # noqa: S310
-    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
-        body = response.read(_PAGE_LIMIT + 1)
-        if len(body) > _PAGE_LIMIT:
-            raise ValueError("the page is larger than any index page")
-        return response.headers.get("Content-Type", "text/html"), body
+def fetcher(env: Mapping[str, str]) -> Fetch:
+    """Read the index as the solve's pip reached it: the transport settings isolation.py keeps
+    (PIP_CERT, PIP_CLIENT_CERT, PIP_PROXY, PIP_DEFAULT_TIMEOUT / PIP_TIMEOUT), else the defaults."""
+    import ssl  # only a lock that writes pylock files reads an index here
+
+    try:
+        context = ssl.create_default_context(cafile=env.get("PIP_CERT") or None)
+        if env.get("PIP_CLIENT_CERT"):
+            context.load_cert_chain(env["PIP_CLIENT_CERT"])
+    except OSError as exc:  # ssl.SSLError is one
+        raise LockError(f"PIP_CERT or PIP_CLIENT_CERT: cannot be used to read the index ({clip(str(exc))})",
+                        fix="point them at readable PEM files, or unset them, then run: nox -s lock") from None
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.HTTPSHandler(context=context)]
+    if env.get("PIP_PROXY"):
+        handlers.append(urllib.request.ProxyHandler({"http": env["PIP_PROXY"], "https": env["PIP_PROXY"]}))
+    opener = urllib.request.build_opener(*handlers)
+    try:
+        timeout = float(env.get("PIP_DEFAULT_TIMEOUT") or env.get("PIP_TIMEOUT") or 60)
+    except ValueError:
+        timeout = 60.0
+
+    def fetch(url: str) -> tuple[str, bytes]:
+        # The project's own index, read as pip reads it (http or https).
+        request = urllib.request.Request(url, headers={"Accept": _ACCEPT, "User-Agent": "pinship"})  # noqa: S310
+        with opener.open(request, timeout=timeout) as response:
+            body = response.read(_PAGE_LIMIT + 1)
+            if len(body) > _PAGE_LIMIT:
+                raise ValueError("the page is larger than any index page")
+            return response.headers.get("Content-Type", "text/html"), body
+
+    return fetch
 
 
 def index_sources(options: Sequence[str], env: Mapping[str, str], root: Path) -> tuple[list[str], list[Path]]:

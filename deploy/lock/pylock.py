@@ -57,7 +57,8 @@ def requires_python(lock_text: str) -> str | None:
     Not the project's `[project] requires-python`: a lock holds what one resolver run found for one
     Python (its header says which), and a package pinned there may need exactly that Python, or a
     requirement whose marker excludes it may be missing; a wider range would promise what no solve
-    checked. Read from the `.txt` header, so that the pylock file stays derived from the `.txt` alone.
+    checked. Read from the `.txt` header, so that the pylock file stays derived from the `.txt` alone;
+    a lock written before its header said so gets none (PEP 751 makes the key optional) rather than a guess.
     """
     match = _SOLVED_FOR.search(lock_text)
     return f"=={match[1]}.{match[2]}.*" if match else None

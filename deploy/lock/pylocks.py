@@ -78,10 +78,12 @@ def plan(
     # Layers that read the same indexes share one look-up of their pins' files: an upper layer
     # holds most of a lower one's.
     found: dict[tuple[tuple[str, ...], tuple[Path, ...]], dict[str, Artifact]] = {}
+    fetch = indexfiles.fetcher(pip_env) if wanted else None
     for sources in dict.fromkeys(wanted.values()):
         layers = [name for name, key in wanted.items() if key == sources]
         union = {(pin.name, pin.version): pin for name in layers for pin in locks[name][1]}
-        found[sources] = indexfiles.locate(list(union.values()), sources[0], sources[1], lock_folder=graph.folder)
+        found[sources] = indexfiles.locate(list(union.values()), sources[0], sources[1], lock_folder=graph.folder,
+                                           fetch=fetch)
     written: list[PylockFile] = []
     for name, sources in wanted.items():
         text, pins = locks[name]
