@@ -4,7 +4,9 @@ by the playbook's `script` tasks through the very agent ops `invoke deploy` call
 Stdlib only, any Python 3.8+. `invoke export` writes this file as DIR/pinship-host.py with BUNDLE
 appended: the agent (boot.py and its parts, as deploy/remote/bundle.py sends them) and the
 release (manifest, lock, path and the environment's commands). The parts become importable as
-boot.py makes them on any host, so a host ends with exactly the files a deploy leaves.
+boot.py makes them on any host, so a host ends with exactly the files a deploy leaves. For a
+host that lacks wheels, the playbook runs the stage step from a zipapp of this file and those
+wheels, packed on the control machine (see unpack): the wheels travel with the step's script.
 
 Each run takes the host's claim and gives it back before it exits: ansible-playbook may stop
 between two tasks (a failed gate or wave, Ctrl-C), and a claim left held would block every later
