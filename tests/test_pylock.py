@@ -153,3 +153,28 @@ def test_index_sources_follow_pip_options_and_variables(tmp_path: Path) -> None:
     assert links == [(tmp_path / "wheels").resolve()]
     assert indexfiles.index_sources([], {"PIP_NO_INDEX": "1"}, tmp_path) == ([], [])
     assert indexfiles.index_sources([], {}, tmp_path)[0] == [indexfiles.PYPI]
+
+
+def test_a_pylock_file_with_a_valid_digest_but_a_line_this_tool_never_writes_is_refused_by_line(tmp_path: Path) -> None:
+    # verify reads pylock files with a strict reader of render()'s own lines (tomllib costs ~90 ms a
+    # file): valid TOML in another form, even under a matching digest, is refused, never half-read.
+    digest = "ab" * 32
+    pin = Pin("tool", "1.0", (f"sha256:{digest}",))
+    artifact = pylock.Artifact("tool-1.0.tar.gz", digest, url="https://files.example/tool-1.0.tar.gz")
+    text = pylock.render("prod", [pin], {digest: artifact}, requires_python="==3.11.*", source="requirements/prod.txt")
+    path = tmp_path / "requirements" / "pylock.prod.toml"
+    path.parent.mkdir()
+    head, body = text.split("\n", 3)[:3], text.split("\n", 3)[3]
+    forged = body.replace('\nversion = "1.0"\n', "\nversion = '1.0'\n")
+    head[2] = f"# content: sha256:{hashlib.sha256(forged.encode()).hexdigest()}"
+    path.write_text("\n".join(head) + "\n" + forged, encoding="utf-8")
+    assert tomllib.loads(path.read_text(encoding="utf-8"))["packages"][0]["version"] == "1.0"
+
+    number = path.read_text(encoding="utf-8").splitlines().index("version = '1.0'") + 1
+    assert pylock.check(path, {"tool": pin}, tmp_path, python="==3.11.*") == [
+        f"requirements/pylock.prod.toml:{number}: not a line this tool writes; run: nox -s lock"]
+    path.write_text(text, encoding="utf-8")
+    assert pylock.check(path, {"tool": pin}, tmp_path, python="==3.11.*") == []
+    assert pylock.check(path, {"tool": pin}, tmp_path, python="==3.12.*") == [
+        "requirements/pylock.prod.toml: requires-python ==3.11.*, but the .txt lock was solved for ==3.12.*; "
+        "run: nox -s lock"]
