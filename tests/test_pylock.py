@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import subprocess
 import sys
+import threading
 import tomllib
 import venv
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -178,3 +181,36 @@ def test_a_pylock_file_with_a_valid_digest_but_a_line_this_tool_never_writes_is_
     assert pylock.check(path, {"tool": pin}, tmp_path, python="==3.12.*") == [
         "requirements/pylock.prod.toml: requires-python ==3.11.*, but the .txt lock was solved for ==3.12.*; "
         "run: nox -s lock"]
+
+
+def test_an_index_url_with_a_token_is_read_with_basic_auth_and_the_token_is_never_written(tmp_path: Path) -> None:
+    digest = "c" * 64
+    heard: list[tuple[str, str | None]] = []
+
+    class Index(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            heard.append((self.path, self.headers.get("Authorization")))
+            body = f'<a href="/files/tok-1.0.tar.gz#sha256={digest}">tok-1.0.tar.gz</a>'.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = HTTPServer(("127.0.0.1", 0), Index)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        index = f"http://ci:s3cret@127.0.0.1:{server.server_address[1]}/simple"
+        found = indexfiles.locate([Pin("tok", "1.0", (f"sha256:{digest}",))], [index], lock_folder=tmp_path,
+                                  fetch=indexfiles.fetcher({}))
+    finally:
+        server.shutdown()
+        server.server_close()
+    [(path, authorization)] = heard
+    assert path == "/simple/tok/" and authorization == "Basic " + base64.b64encode(b"ci:s3cret").decode()
+    text = pylock.render("prod", [Pin("tok", "1.0", (f"sha256:{digest}",))], found, requires_python=None,
+                         source="requirements/prod.txt")
+    assert "s3cret" not in text and f"http://127.0.0.1:{server.server_address[1]}/files/tok-1.0.tar.gz" in text

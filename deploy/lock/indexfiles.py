@@ -10,6 +10,7 @@ its path relative to the lock instead, never by an absolute path. URLs keep no c
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import hashlib
 import json
@@ -194,8 +195,15 @@ def fetcher(env: Mapping[str, str]) -> Fetch:
         timeout = 60.0
 
     def fetch(url: str) -> tuple[str, bytes]:
-        # The project's own index, read as pip reads it (http or https).
-        request = urllib.request.Request(url, headers={"Accept": _ACCEPT, "User-Agent": "pinship"})  # noqa: S310
+        # The project's own index, read as pip reads it (http or https), a `user:token@` in its URL
+        # sent as basic authentication (to that host only: an unredirected header).
+        parts = urllib.parse.urlsplit(url)
+        request = urllib.request.Request(  # noqa: S310
+            _public(url), headers={"Accept": _ACCEPT, "User-Agent": "pinship"})
+        if "@" in parts.netloc:
+            user, _, password = parts.netloc.rsplit("@", 1)[0].partition(":")
+            token = base64.b64encode(f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}".encode())
+            request.add_unredirected_header("Authorization", f"Basic {token.decode()}")
         with opener.open(request, timeout=timeout) as response:
             body = response.read(_PAGE_LIMIT + 1)
             if len(body) > _PAGE_LIMIT:
