@@ -30,7 +30,9 @@ constraints unless a line of the run excludes them; pip's factory asks its finde
 candidates with the combined specifier of what is known (`find_best_candidate`, yanked releases
 skipped); the index answers the same within one lock. pip-tools' hashes and annotations follow
 from the pins. Whatever the report lacks or contradicts, the rounds run as before and the result is
-exactly theirs: the check only ever decides to skip work whose outcome it has proven.
+exactly theirs: the check only ever decides to skip work whose outcome it has proven. That holds
+per run, too: when only the layers above fail it, the lowest rounds whose layers it proved are
+taken from the one run, and the rounds go on from there.
 uv has no such report: with resolver = "uv" the rounds always run.
 """
 
@@ -56,15 +58,21 @@ FALLBACK = "solving the lower layers on their own inputs first"
 
 @dataclass
 class FirstLock:
-    pins: dict[str, list[Pin]]
+    """The one run's universe, and the lower layers it proved (their scope's checks all hold)."""
+
     universe: dict[str, Pin]
+    proven: list[str]
+    complete: bool  # every scope holds: every layer's pins are select() of this universe
+
+    def pins(self, graph: LayerGraph, names: Sequence[str]) -> dict[str, list[Pin]]:
+        return {name: select(graph, name, self.universe) for name in names}
 
 
 def solve(
     config: Config, graph: LayerGraph, group: Sequence[str], lower: Sequence[str], wished: Sequence[Pin], *,
     env: Mapping[str, str] | None, log: Log,
 ) -> FirstLock | None:
-    """The whole group's pins from one run, or None (said why) when the rounds must run instead."""
+    """The one run of the whole group and what it proved, or None when it failed (the rounds explain)."""
     top = [name for name in group if name not in lower]
     scopes = {name: _included(graph, [name]) for name in lower} | {TOP: _included(graph, top)}
     layers = _included(graph, group)
@@ -73,35 +81,36 @@ def solve(
     if outcome.universe is None:
         log(f"that run failed; {FALLBACK}, to name the lines that disagree")
         return None
-    why = _why_not(graph, lower, top, outcome.universe, outcome.report or {"error": "no report"})
-    if why is not None:
-        log(f"{why}: {FALLBACK}")
-        return None
-    log(f"each lower layer ({', '.join(lower)}) is what its own inputs give: one run locked the group")
-    return FirstLock({name: select(graph, name, outcome.universe) for name in group}, outcome.universe)
+    report = outcome.report or {"error": "no report"}
+    why = {scope: _why_not(graph, scope, lower, top, outcome.universe, report) for scope in [*lower, TOP]}
+    failed = [reason for reason in why.values() if reason is not None]
+    if not failed:
+        log(f"each lower layer ({', '.join(lower)}) is what its own inputs give: one run locked the group")
+    else:
+        log(f"{failed[0]}: {FALLBACK}")
+    return FirstLock(outcome.universe, [name for name in lower if why[name] is None], not failed)
 
 
-def _why_not(graph: LayerGraph, lower: Sequence[str], top: Sequence[str], universe: Mapping[str, Pin],
+def _why_not(graph: LayerGraph, scope: str, lower: Sequence[str], top: Sequence[str], universe: Mapping[str, Pin],
              report: Mapping[str, Any]) -> str | None:
-    """What keeps the joint run from standing for the rounds, or None."""
+    """What keeps the joint run from standing for the run of `scope` in the rounds, or None."""
     if "error" in report or not isinstance(report.get("scopes"), dict):
         return f"pip's resolver gave no account of its run ({clip(str(report.get('error', 'unreadable')))})"
-    for scope in [*lower, TOP]:
-        seen = report["scopes"].get(scope)
-        if not isinstance(seen, dict):
-            return f"pip's resolver gave no account of {scope}"
-        members = [scope] if scope != TOP else top
-        given = {canonical(pin.name) for name in members for pin in select(graph, name, universe)}
-        reached = {canonical(name) for name in seen}
-        if given != reached:
-            return _extra(scope, sorted(given - reached), sorted(reached - given))
-        for name, found in sorted(seen.items()):
-            picked, first = found.get("picked"), found.get("first")
-            pinned = universe.get(canonical(name))
-            if pinned is None or pinned.version != picked:
-                return f"pip's account of {clip(name)} disagrees with the lock pip-compile wrote"
-            if picked != first:
-                return _moved(graph, scope, lower, canonical(name), str(picked), first)
+    seen = report["scopes"].get(scope)
+    if not isinstance(seen, dict):
+        return f"pip's resolver gave no account of {scope}"
+    members = [scope] if scope != TOP else top
+    given = {canonical(pin.name) for name in members for pin in select(graph, name, universe)}
+    reached = {canonical(name) for name in seen}
+    if given != reached:
+        return _extra(scope, sorted(given - reached), sorted(reached - given))
+    for name, found in sorted(seen.items()):
+        picked, first = found.get("picked"), found.get("first")
+        pinned = universe.get(canonical(name))
+        if pinned is None or pinned.version != picked:
+            return f"pip's account of {clip(name)} disagrees with the lock pip-compile wrote"
+        if picked != first:
+            return _moved(graph, scope, lower, canonical(name), str(picked), first)
     return None
 
 

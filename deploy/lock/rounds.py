@@ -102,10 +102,12 @@ def settle(
 
     lower = lower_layers(graph, group)
     locked = any(name in existing and name not in seeds for name in group)
+    first = None
     if firstlock.ENABLED and lower and not (locked or move_lower or unpreferred) and config.resolver != resolver.UV:
         first = firstlock.solve(config, graph, group, lower, list(preferred(group).values()), env=env, log=log)
-        if first is not None:
-            return Settled(pins=first.pins, universe=first.universe)
+        if first is not None and first.complete:
+            return Settled(pins=first.pins(graph, group), universe=first.universe)
+    proven = first.proven if first is not None else []
     kept, rounds = ([], [list(group)]) if move_lower else plan(graph, group, stale)
     result = Settled(kept=kept)
     settled: dict[str, list[Pin]] = {name: list(current[name]) for name in kept}
@@ -119,7 +121,20 @@ def settle(
     for number, round_members in enumerate(rounds):
         if number == len(rounds) - 1:
             members = [*round_members, *carried]
+        elif first is not None and all(name in proven for name in round_members):
+            # The one run proved what this round would give (lock/firstlock.py): its pins, without the run.
+            log(f"{', '.join(round_members)}: the one run's pins stand, as its own inputs give them")
+            pins_of = first.pins(graph, round_members)
+            result.pins.update(pins_of)
+            settled.update(pins_of)
+            for name, pins in pins_of.items():
+                result.universe.update({canonical(pin.name): first.universe[canonical(pin.name)] for pin in pins})
+                lock_name = display(graph.layers[name].lock, graph.root)
+                for pin in pins:
+                    kept_at.setdefault(canonical(pin.name), f"{lock_name} (as locked in this run)")
+            continue
         else:
+            proven = []  # a round ran: the rounds above it build on its pins, not the one run's
             members = [name for name in round_members if not _still_holds(graph, name, existing, settled, options)]
             for name in round_members:
                 if name not in members:
