@@ -82,7 +82,7 @@ def solve(
         log(f"that run failed; {FALLBACK}, to name the lines that disagree")
         return None
     report = outcome.report or {"error": "no report"}
-    why = {scope: _why_not(graph, scope, lower, top, outcome.universe, report) for scope in [*lower, TOP]}
+    why = {scope: _why_not(graph, scope, top, outcome.universe, report) for scope in [*lower, TOP]}
     failed = [reason for reason in why.values() if reason is not None]
     if not failed:
         log(f"each lower layer ({', '.join(lower)}) is what its own inputs give: one run locked the group")
@@ -91,7 +91,7 @@ def solve(
     return FirstLock(outcome.universe, [name for name in lower if why[name] is None], not failed)
 
 
-def _why_not(graph: LayerGraph, scope: str, lower: Sequence[str], top: Sequence[str], universe: Mapping[str, Pin],
+def _why_not(graph: LayerGraph, scope: str, top: Sequence[str], universe: Mapping[str, Pin],
              report: Mapping[str, Any]) -> str | None:
     """What keeps the joint run from standing for the run of `scope` in the rounds, or None."""
     if "error" in report or not isinstance(report.get("scopes"), dict):
@@ -110,7 +110,7 @@ def _why_not(graph: LayerGraph, scope: str, lower: Sequence[str], top: Sequence[
         if pinned is None or pinned.version != picked:
             return f"pip's account of {clip(name)} disagrees with the lock pip-compile wrote"
         if picked != first:
-            return _moved(graph, scope, lower, canonical(name), str(picked), first)
+            return _moved(graph, scope, canonical(name), str(picked), first)
     return None
 
 
@@ -122,12 +122,13 @@ def _extra(scope: str, more: Sequence[str], fewer: Sequence[str]) -> str:
     return f"{where}'s own inputs reach {', '.join(clip(name) for name in fewer)}, which the joint run does not give it"
 
 
-def _moved(graph: LayerGraph, scope: str, lower: Sequence[str], name: str, picked: str, first: object) -> str:
-    if scope == TOP:
-        return (f"{clip(name)} {clip(picked)} is not the version pip tries first for it ({clip(str(first))}), "
-                "so another order of solving could pick otherwise")
+def _moved(graph: LayerGraph, scope: str, name: str, picked: str, first: object) -> str:
+    where = "the top layers" if scope == TOP else scope
     if not isinstance(first, str):
-        return f"{scope}: pip's finder offers no version of {clip(name)} it would try first on {scope}'s inputs alone"
+        return f"pip's finder offers no version of {clip(name)} it would try first on the inputs of {where} alone"
+    if scope == TOP:
+        return (f"{clip(name)} {clip(picked)} is not the version pip tries first for it ({clip(first)}), "
+                "so another order of solving could pick otherwise")
     above = [layer for layer in graph.order if scope in graph.depends_on(layer)]
     line = preferences.excluding(graph, above, name, first)
     if line is not None:

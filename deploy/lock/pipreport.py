@@ -43,21 +43,25 @@ def main(argv: list[str]) -> None:
     report_path, scopes_path, *compile_args = argv
     with open(scopes_path, encoding="utf-8") as handle:
         asked = json.load(handle)
-    from pip._internal.resolution.resolvelib import resolver as pip_resolver
+    try:
+        from pip._internal.resolution.resolvelib import resolver as pip_resolver
 
-    original: Callable[..., Any] = pip_resolver.Resolver.resolve
+        original: Callable[..., Any] = pip_resolver.Resolver.resolve
+    except (ImportError, AttributeError):
+        pass  # another pip: pip-compile runs all the same, and the missing report says so
+    else:
 
-    def resolve(self: Any, root_reqs: list[Any], check_supported_wheels: bool) -> Any:
-        req_set = original(self, root_reqs, check_supported_wheels)
-        try:
-            report: dict[str, Any] = _report(self, root_reqs, asked)
-        except Exception as exc:  # any surprise in pip's internals means: no shortcut
-            report = {"error": f"{type(exc).__name__}: {exc}"}
-        with open(report_path, "w", encoding="utf-8") as out:
-            json.dump(report, out)
-        return req_set
+        def resolve(self: Any, root_reqs: list[Any], check_supported_wheels: bool) -> Any:
+            req_set = original(self, root_reqs, check_supported_wheels)
+            try:
+                report: dict[str, Any] = _report(self, root_reqs, asked)
+            except Exception as exc:  # any surprise in pip's internals means: no shortcut
+                report = {"error": f"{type(exc).__name__}: {exc}"}
+            with open(report_path, "w", encoding="utf-8") as out:
+                json.dump(report, out)
+            return req_set
 
-    pip_resolver.Resolver.resolve = resolve  # type: ignore[method-assign]
+        pip_resolver.Resolver.resolve = resolve  # type: ignore[method-assign]
     from piptools.__main__ import cli
 
     cli(compile_args, prog_name="pip-compile")
