@@ -74,6 +74,9 @@ def _entry(action: Callable[[], Summary | None]) -> None:
     # every lock), not in the middle of a step with the hosts locked by a dead process.
     main = threading.current_thread() is threading.main_thread()  # only there can a handler be set
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler) if main else None
+    # A script's `invoke deploy &` starts it with SIGINT ignored (Python then leaves it so): Ctrl-C
+    # or `kill -INT` stops a deploy as it stops a lock (solve.honour_ctrl_c).
+    interrupt = signal.signal(signal.SIGINT, signal.default_int_handler) if main else None
     try:
         _report(action)
     except BrokenPipeError:
@@ -83,6 +86,7 @@ def _entry(action: Callable[[], Summary | None]) -> None:
     finally:
         if main:
             signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, interrupt)
 
 
 def _report(action: Callable[[], Summary | None]) -> None:
