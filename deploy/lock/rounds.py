@@ -124,14 +124,9 @@ def settle(
         elif first is not None and all(name in proven for name in round_members):
             # The one run proved what this round would give (lock/firstlock.py): its pins, without the run.
             log(f"{', '.join(round_members)}: the one run's pins stand, as its own inputs give them")
-            pins_of = first.pins(graph, round_members)
-            result.pins.update(pins_of)
-            settled.update(pins_of)
-            for name, pins in pins_of.items():
+            for name, pins in first.pins(graph, round_members).items():
                 result.universe.update({canonical(pin.name): first.universe[canonical(pin.name)] for pin in pins})
-                lock_name = display(graph.layers[name].lock, graph.root)
-                for pin in pins:
-                    kept_at.setdefault(canonical(pin.name), f"{lock_name} (as locked in this run)")
+                _solved(graph, name, pins, result, settled, kept_at)
             continue
         else:
             proven = []  # a round ran: the rounds above it build on its pins, not the one run's
@@ -159,15 +154,20 @@ def settle(
             raise joint.fail(outcome, graph, kept_at)
         result.universe.update(outcome.universe)
         for name in members:
-            pins = select(graph, name, outcome.universe)
-            result.pins[name] = settled[name] = pins
-            lock_name = display(graph.layers[name].lock, graph.root)
-            for pin in pins:
-                kept_at.setdefault(canonical(pin.name), f"{lock_name} (as locked in this run)")
+            _solved(graph, name, select(graph, name, outcome.universe), result, settled, kept_at)
     for name in kept:
         for pin in current[name]:
             result.universe.setdefault(canonical(pin.name), pin)
     return result
+
+
+def _solved(graph: LayerGraph, name: str, pins: list[Pin], result: Settled, settled: dict[str, list[Pin]],
+            kept_at: dict[str, str]) -> None:
+    """Record a layer's pins as this run's: the rounds above keep them, and name them in a conflict."""
+    result.pins[name] = settled[name] = pins
+    lock_name = display(graph.layers[name].lock, graph.root)
+    for pin in pins:
+        kept_at.setdefault(canonical(pin.name), f"{lock_name} (as locked in this run)")
 
 
 def _still_holds(

@@ -84,8 +84,8 @@ def lock(
     if not stale and not wanted and not upgrade_all:
         log(f"all {len(graph.order)} layers are up to date: {', '.join(graph.order)}")
         result.unchanged = [graph.layers[name].lock for name in graph.order]
-        settled = {name: (lock.text, list(lock.pins.values())) for name, lock in existing.items()}
-        _write_all(config, _pylock_files(pylocks.plan(config, graph, settled, env=env, log=log)), result, log)
+        _write_all(config, _pylock_files(pylocks.plan(config, graph, _as_locked(existing), env=env, log=log)),
+                   result, log)
         return result
     seeds = {} if upgrade_all else preferences.seeded(existing)
     for name, reasons in stale.items():
@@ -117,7 +117,7 @@ def lock(
         else:
             texts[name] = (text, len(pins))
     # Each layer's pylock file follows from its settled .txt (lock/pylocks.py): found before anything is written.
-    settled = {name: (lock.text, list(lock.pins.values())) for name, lock in existing.items()}
+    settled = _as_locked(existing)
     settled.update({name: (text, solved.pins[name]) for name, (text, _) in texts.items()})
     planned = pylocks.plan(config, graph, settled, env=env, log=log)
     files = [(graph.layers[name].lock, text, f"{count} pins") for name, (text, count) in texts.items()]
@@ -181,6 +181,11 @@ def _write_all(config: Config, files: Sequence[tuple[Path, str, str]], result: L
             result.written.append(path)
     for path, _, holds in files:
         log(f"wrote {display(path, config.root)} ({holds})")
+
+
+def _as_locked(existing: Mapping[str, LockFile]) -> dict[str, tuple[str, Sequence[Pin]]]:
+    """Each existing lock's text and pins, as pylocks.plan takes a layer's settled `.txt`."""
+    return {name: (lock.text, list(lock.pins.values())) for name, lock in existing.items()}
 
 
 def _pylock_files(planned: Sequence[pylocks.PylockFile]) -> list[tuple[Path, str, str]]:
