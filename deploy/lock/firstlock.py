@@ -74,8 +74,8 @@ def solve(
 ) -> FirstLock | None:
     """The one run of the whole group and what it proved, or None when it failed (the rounds explain)."""
     top = [name for name in group if name not in lower]
-    scopes = {name: _included(graph, [name]) for name in lower} | {TOP: _included(graph, top)}
-    layers = _included(graph, group)
+    scopes = {name: graph.closure([name]) for name in lower} | {TOP: graph.closure(top)}
+    layers = graph.closure(group)
     log(f"resolving {len(layers)} layers together with pip-compile")
     outcome = joint.run(config, graph, joint.Run(layers, wished, report=scopes), env=env, log=log)
     if outcome.universe is None:
@@ -135,9 +135,3 @@ def _moved(graph: LayerGraph, scope: str, name: str, picked: str, first: object)
         return (f"{line.where(graph.root)} '{clip(line.text)}' holds {clip(name)} below the version {scope}'s own "
                 f"inputs give ({clip(first)})")
     return f"{scope}'s own inputs give {clip(name)} {clip(first)}, the joint run {clip(picked)}"
-
-
-def _included(graph: LayerGraph, names: Sequence[str]) -> list[str]:
-    """`names` and every layer whose lines they take in through `-r`, in the graph's order."""
-    wanted = {member for name in names for member in graph.included(name)}
-    return [name for name in graph.order if name in wanted]

@@ -102,6 +102,11 @@ class LayerGraph:
                     stack.append(other)
         return [n for n in self.order if n in seen]
 
+    def closure(self, names: Sequence[str]) -> list[str]:
+        """`names` and every layer whose requirements they take in through `-r`, in order."""
+        wanted = {member for name in names for member in self.included(name)}
+        return [n for n in self.order if n in wanted]
+
     def groups(self) -> list[list[str]]:
         """The connected groups of layers (linked by -r/-c either way), each in order.
 

@@ -57,12 +57,6 @@ def plan(graph: LayerGraph, group: Sequence[str], stale: Sequence[str]) -> tuple
     return kept, rounds
 
 
-def closure(graph: LayerGraph, names: Sequence[str]) -> list[str]:
-    """`names` and every layer whose requirement lines they take in through `-r`, in order."""
-    wanted = {member for name in names for member in graph.included(name)}
-    return [name for name in graph.order if name in wanted]
-
-
 @dataclass
 class Settled:
     """A group's layers as this run leaves them: each solved layer's pins, and what was kept."""
@@ -142,7 +136,7 @@ def settle(
         if not members:
             continue
         hard = {canonical(pin.name): pin for name in settled for pin in settled[name]}
-        layers = closure(graph, members)
+        layers = graph.closure(members)
         _announce([name for name in members if name not in carried], group, layers, list(settled), log)
         wished = preferred(members) | {canonical(pin.name): pin for pins in settled.values() for pin in pins
                                        if canonical(pin.name) not in unpreferred}
@@ -221,7 +215,7 @@ def _lower_conflict(
     """
     conflict = conflict_lines(failed.output, graph, kept_at) or [joint.explain(failed, graph, kept_at)]
     log("the lower layers' pins cannot satisfy the layers above them; finding what would have to move")
-    probe = joint.run(config, graph, joint.Run(closure(graph, group), list(wished.values())), env=env, log=log)
+    probe = joint.run(config, graph, joint.Run(graph.closure(group), list(wished.values())), env=env, log=log)
     if probe.universe is None:
         return joint.fail(probe, graph)
     moves: list[str] = []

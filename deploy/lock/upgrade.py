@@ -26,7 +26,6 @@ from deploy.lock.layers import LayerGraph
 from deploy.lock.lockfile import Pin
 from deploy.lock.pipsays import holding_back
 from deploy.lock.reqfile import canonical, clip, display, requirement_name
-from deploy.lock.rounds import closure
 from deploy.lock.universe import select
 
 Log = Callable[[str], None]
@@ -97,7 +96,7 @@ def upgrade_group(
     for name in group:
         for pin in current.get(name, ()):
             before.setdefault(canonical(pin.name), pin)
-    layers = closure(graph, group)
+    layers = graph.closure(group)
     asked: list[str] = []
     for target in wanted:
         locked = before.get(target.name)
