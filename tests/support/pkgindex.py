@@ -286,6 +286,10 @@ class PackageIndex:
         self._requests_lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        # cacheable only: the listing (by the folder's mtime) and each archive's link (by its stat),
+        # computed once as a real index does, so a page costs what serving it costs.
+        self._listing: tuple[int, dict[str, list[Path]]] | None = None
+        self._anchors: dict[tuple[Path, int, int], str] = {}
 
     def add(
         self,
@@ -313,7 +317,26 @@ class PackageIndex:
             path.unlink()
 
     def projects(self) -> dict[str, list[Path]]:
-        """Map each normalized project name to its archives, read afresh from root."""
+        """Map each normalized project name to its archives, read afresh from root (a cacheable
+        index reads it again only when root's mtime says an archive was added or removed)."""
+        if self.cacheable:
+            stamp = self.root.stat().st_mtime_ns
+            if self._listing is None or self._listing[0] != stamp:
+                self._listing = (stamp, self._scan())
+            return self._listing[1]
+        return self._scan()
+
+    def anchor(self, archive: Path) -> str:
+        """The page's link to an archive (a cacheable index computes it once per archive's stat)."""
+        if not self.cacheable:
+            return _anchor(archive)
+        stat = archive.stat()
+        key = (archive, stat.st_mtime_ns, stat.st_size)
+        if key not in self._anchors:
+            self._anchors[key] = _anchor(archive)
+        return self._anchors[key]
+
+    def _scan(self) -> dict[str, list[Path]]:
         found: dict[str, list[Path]] = {}
         for path in sorted(self.root.iterdir()):
             parsed = _split_filename(path.name)
@@ -406,7 +429,7 @@ class _Handler(BaseHTTPRequestHandler):
             if path != f"/simple/{project}/":
                 return self._redirect(f"/simple/{project}/")
             if archives := index.projects().get(project):
-                return self._page(project, [_anchor(a) for a in archives], send_body)
+                return self._page(project, [index.anchor(a) for a in archives], send_body)
         if match := re.fullmatch(r"/files/([^/]+)", path):
             archive = index.root / match[1]
             if _split_filename(archive.name) and archive.is_file():
