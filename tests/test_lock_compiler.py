@@ -430,15 +430,15 @@ def test_the_header_line_names_the_python_and_platform_and_what_markers_left_out
 def test_a_lock_of_several_rounds_names_the_left_out_settings_and_the_index_once(
     use_index: PackageIndex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from deploy.lock import firstlock
+    from deploy.lock import onerun
     from deploy.lock.solve import lock
     from tests.lockproject import LockProject, publish
 
     names = Names()
     project = LockProject.create(tmp_path / "p", publish(use_index, names))
     monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
-    # A first lock of this project takes one run (lock/firstlock.py): the rounds are what this is about.
-    monkeypatch.setattr(firstlock, "ENABLED", False)
+    # A first lock of this project takes one run (lock/onerun.py): the rounds are what this is about.
+    monkeypatch.setattr(onerun, "ENABLED", False)
     said: list[str] = []
     lock(project.config(), log=said.append)
     rounds = [line for line in said if line.startswith("resolving ")]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from deploy.errors import LockError
-from deploy.lock import firstlock, pipreport
+from deploy.lock import onerun, pipreport
 from deploy.lock.solve import lock
 from tests.lockproject import LockProject, Names, pins
 from tests.support.pkgindex import PackageIndex
@@ -38,7 +38,7 @@ def _lock_both_ways(
     lock(project.config(), log=fast_log.append)
     rounds_log: list[str] = []
     with monkeypatch.context() as patch:
-        patch.setattr(firstlock, "ENABLED", False)
+        patch.setattr(onerun, "ENABLED", False)
         lock(rounds.config(), log=rounds_log.append)
     assert project.snapshot() == rounds.snapshot(), "\n".join(fast_log)
     return fast_log, rounds_log, project.snapshot()
@@ -137,7 +137,7 @@ def test_a_dev_cap_on_a_base_package_takes_the_rounds_and_fails_as_they_do(
     with pytest.raises(LockError) as fast_error:
         lock(project.config(), log=said.append)
     with monkeypatch.context() as patch, pytest.raises(LockError) as rounds_error:
-        patch.setattr(firstlock, "ENABLED", False)
+        patch.setattr(onerun, "ENABLED", False)
         lock(rounds.config(), log=lambda line: None)
 
     assert (f"requirements/dev.in:2 '{n.tool}<8' holds {n.tool} below the version base's own inputs give (9.2.0): "

@@ -39,6 +39,15 @@ _PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy
 
 
 @dataclass
+class Scope:
+    """A run the rounds would make, which one joint run asks pip to account for (pipreport.py)."""
+
+    layers: Sequence[str]  # the layers it takes in (a layer with all it includes)
+    preferences: Sequence[Pin] = ()  # that run's own preferences
+    below: Sequence[str] = ()  # the scopes settled before it: their pins are its constraints
+
+
+@dataclass
 class Run:
     """What one pip-compile run solves, and with what it must agree."""
 
@@ -48,8 +57,8 @@ class Run:
     kept_at: Mapping[str, str] = field(default_factory=dict)  # name -> `requirements/prod.txt:7`
     upgrade: Sequence[str] = ()  # --upgrade-package values (a name, or a name with a specifier)
     fresh: bool = False  # --upgrade: no preferences at all
-    # scope name -> the layers one run of the rounds would take in: ask pip what it saw (pipreport.py)
-    report: Mapping[str, Sequence[str]] | None = None
+    # scope name -> a run of the rounds, lowest first: ask pip what it saw (pipreport.py)
+    report: Mapping[str, Scope] | None = None
 
 
 @dataclass
@@ -120,13 +129,20 @@ def run(config: Config, graph: LayerGraph, plan: Run, *, env: Mapping[str, str] 
 
 
 def _ask_for_report(work: Path, graph: LayerGraph, plan: Run) -> None:
-    """SCOPES_FILE for pipreport.py: each scope's input files as pip will name them, and the preferences."""
+    """SCOPES_FILE for pipreport.py: each scope's input files as pip will name them (the kept pins are
+    every round's constraints), its preferences, and the scopes below it."""
     assert plan.report is not None
-    scopes = {scope: [str(work / f"{name}.in") for name in layers]
-              + [str(path) for name in layers for path in graph.layers[name].external_constraints]
-              for scope, layers in plan.report.items()}
-    preferences = {} if plan.fresh else {pin.name: pin.version for pin in plan.preferences}
-    (work / SCOPES_FILE).write_text(json.dumps({"scopes": scopes, "preferences": preferences}), encoding="utf-8")
+    kept = [str(work / KEPT_FILE)] if plan.kept else []
+    scopes = {
+        name: {
+            "files": [str(work / f"{layer}.in") for layer in scope.layers] + kept
+            + [str(path) for layer in scope.layers for path in graph.layers[layer].external_constraints],
+            "preferences": {} if plan.fresh else {pin.name: pin.version for pin in scope.preferences},
+            "below": list(scope.below),
+        }
+        for name, scope in plan.report.items()
+    }
+    (work / SCOPES_FILE).write_text(json.dumps({"scopes": scopes}), encoding="utf-8")
 
 
 def _read_report(work: Path) -> dict[str, Any]:

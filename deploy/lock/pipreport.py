@@ -5,20 +5,23 @@ pip-compile's command line; this is the one place that reads pip's internals, an
 
     python -c BOOT pipreport.py REPORT.json SCOPES.json compile [pip-compile's arguments…]
 
-SCOPES.json names, for each *scope* (a set of layers the rounds would solve in one run), the files
-whose lines are that run's input (the layer copies and their `-c` files, as pip names them), and
-the run's preferences (the pins pip-tools reads from its output file: on a first lock, init's
-seed). After pip's resolver succeeds, REPORT.json gets, per scope:
+SCOPES.json names, for each *scope* (a set of layers the rounds would solve in one run), lowest
+first: `files`, whose lines are that run's input (the layer copies, their `-c` files and the kept
+layers' pins, as pip names them); `preferences`, the pins pip-tools would read from that run's
+output file (the existing locks of its layers and those below, init's seed); and `below`, the
+scopes the rounds settle before it, whose pins that run takes as `==` constraints (and preferences).
+After pip's resolver succeeds, REPORT.json gets, per scope:
 
 - `closure`: every package its own requirement lines reach through the dependencies of the
   candidates pip picked (each candidate's dependencies as pip read them: extras applied, markers
   evaluated for this Python), with the version picked;
 - `first`: for each of them, the version pip would try first for it in that run alone: the
-  preferred version when there is one and that scope's lines allow it (pip-tools makes it a `==`
-  constraint then), else the best non-yanked candidate pip's finder offers under the
-  scope's own specifiers and constraints for that name (newest first, pre-release and
-  Requires-Python rules, the same call pip's resolver makes). Pre-releases are let in when any
-  requirement on that name mentions one, since one such requirement lets pip take them.
+  version a scope below picked, else the preferred version when there is one and that scope's
+  lines allow it (pip-tools makes it a `==` constraint then), else the best non-yanked candidate
+  pip's finder offers under the scope's own specifiers and constraints for that name (newest
+  first, pre-release and Requires-Python rules, the same call pip's resolver makes). Pre-releases
+  are let in when any requirement on that name mentions one, since one such requirement lets pip
+  take them.
 
 Any failure here is written as `{"error": …}` and pip-compile goes on: a report is evidence for a
 shortcut, and without it the lock takes the long way.
@@ -86,10 +89,12 @@ def _report(resolver: Any, root_reqs: list[Any], asked: dict[str, Any]) -> dict[
             ireq = information.requirement.get_candidate_lookup()[1]
             if ireq is not None and ireq.req is not None and ireq.req.specifier.prereleases:
                 pre.add(project[key])
-    seeds = {str(canonicalize_name(name)): value for name, value in asked["preferences"].items()}
     scopes: dict[str, Any] = {}
-    for scope, files in asked["scopes"].items():
-        wanted = {os.path.realpath(path) for path in files}
+    for scope, run in asked["scopes"].items():
+        seeds = {str(canonicalize_name(name)): value for name, value in run["preferences"].items()}
+        # The rounds settle the scopes below first, and this run keeps their pins.
+        seeds |= {name: found["picked"] for below in run["below"] for name, found in scopes[below].items()}
+        wanted = {os.path.realpath(path) for path in run["files"]}
         mine = [ireq for ireq in root_reqs if _source(ireq) in wanted]
         starts: list[str] = []
         plain: dict[str, Any] = {}  # name -> specifiers of its plain lines and its constraints

@@ -15,8 +15,9 @@ cannot satisfy an upper layer, one more run (the whole group together, the old j
 which lower pins would have to move; the lock fails naming both lines and those moves, and makes
 them only with `--move-lower`, which solves each group in one joint run.
 
-A group's first lock (no lock yet, init's seed aside) is tried in one run first (lock/firstlock.py):
-its result stands only when pip's own account of it proves the rounds would give the same pins.
+When more than one round would run (a first lock, an edit of a lower layer), they are tried in one
+run first (lock/onerun.py): its result stands only when pip's own account of it proves the rounds
+would give the same pins.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 
 from deploy.config import Config
 from deploy.errors import LockError
-from deploy.lock import firstlock, joint, preferences, resolver
+from deploy.lock import joint, onerun, preferences, resolver
 from deploy.lock.freshness import options_key
 from deploy.lock.layers import LayerGraph, input_key
 from deploy.lock.lockfile import LockFile, Pin
@@ -94,14 +95,6 @@ def settle(
         pins = union(existing[name] for name in group if name in existing and name in reach)
         return {canonical(pin.name): pin for pin in pins if canonical(pin.name) not in unpreferred}
 
-    lower = lower_layers(graph, group)
-    locked = any(name in existing and name not in seeds for name in group)
-    first = None
-    if firstlock.ENABLED and lower and not (locked or move_lower or unpreferred) and config.resolver != resolver.UV:
-        first = firstlock.solve(config, graph, group, lower, list(preferred(group).values()), env=env, log=log)
-        if first is not None and first.complete:
-            return Settled(pins=first.pins(graph, group), universe=first.universe)
-    proven = first.proven if first is not None else []
     kept, rounds = ([], [list(group)]) if move_lower else plan(graph, group, stale)
     result = Settled(kept=kept)
     settled: dict[str, list[Pin]] = {name: list(current[name]) for name in kept}
@@ -110,13 +103,21 @@ def settle(
         lock = existing[name]
         for pin in current[name]:
             kept_at.setdefault(canonical(pin.name), f"{display(lock.path, graph.root)}:{pin.line}")
+    first = None
+    if onerun.ENABLED and len(rounds) > 1 and not (move_lower or unpreferred) and config.resolver != resolver.UV:
+        first = onerun.solve(config, graph, group, rounds, preferred, settled, kept_at, env=env, log=log)
+        if first is not None and first.complete:
+            result.pins = first.pins(graph, [name for members in rounds for name in members])
+            result.universe = dict(first.universe)
+            rounds = []  # every round is proven: none runs, and the kept layers' pins join the universe below
+    proven = first.proven if first is not None else []
     options = options_key(config)
     carried: list[str] = []  # stale lower layers whose lock still holds: kept, selected in the last round
     for number, round_members in enumerate(rounds):
         if number == len(rounds) - 1:
             members = [*round_members, *carried]
         elif first is not None and all(name in proven for name in round_members):
-            # The one run proved what this round would give (lock/firstlock.py): its pins, without the run.
+            # The one run proved what this round would give (lock/onerun.py): its pins, without the run.
             log(f"{', '.join(round_members)}: the one run's pins stand, as its own inputs give them")
             for name, pins in first.pins(graph, round_members).items():
                 result.universe.update({canonical(pin.name): first.universe[canonical(pin.name)] for pin in pins})

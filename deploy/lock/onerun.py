@@ -1,17 +1,21 @@
-"""A first lock in one pip-compile run, taken only when pip's own account proves the rounds would agree.
+"""A lock in one pip-compile run, taken only when pip's own account proves the rounds would agree.
 
-With no lock yet (init's seed aside: a preference, not a lock), rounds.py would solve a group level
-by level: base alone, then prod keeping base's pins, … then the top layers keeping all of those, one
-pip-compile run each. Here the whole group is solved in one run whose resolver also reports what it
-saw (lock/pipreport.py). The rounds are skipped when, for every run they would make (each lower
-layer on its own inputs, and the top layers on theirs), that report shows:
+rounds.py solves the stale layers of a group level by level: each stale lower layer on its own
+inputs (base alone, then prod keeping base's pins, …), then the top layers keeping all of those,
+one pip-compile run each, every run keeping the pins of the lower layers left as locked. A first
+lock has every level to solve; `add` or `remove` in a low layer, every level above it. Here the
+rounds' layers are solved in one run (keeping the same pins, with the same preferences) whose
+resolver also reports what it saw (lock/pipreport.py). The rounds are skipped when, for every run
+they would make (each stale lower layer on its own inputs, and the top layers on theirs), that
+report shows:
 
   (a) the packages the run's requirement lines reach through the picked candidates' dependencies
       (extras and markers as pip applied them) are exactly what select() gives the layer from the
       joint universe: no layer above brought anything in (an `orm[postgres]` asked only by dev.in);
   (b) each of those packages is at the version pip would try first for it in that run alone: the
-      preferred (seed) version where the run's lines allow it, else the best candidate pip's finder
-      offers under that run's own specifiers and constraints for the name.
+      version a lower round settled (that run keeps it as an `==` constraint), else that run's
+      preferred version (its layers' existing pin, init's seed) where its lines allow it, else the
+      best candidate pip's finder offers under that run's own specifiers and constraints.
 
 Why that is enough: pip's resolver (resolvelib) pins one name at a time, trying its candidates best
 first among those that meet every requirement known so far on it: the run's own lines for that name
@@ -21,18 +25,19 @@ candidate pip ranks above it meets even the run's own lines (pre-releases counte
 requirement on the name could let them in). So it is tried first and pinned. Whatever order pip
 takes the names in, every pin is the joint's at its first try, no conflict arises, nothing is
 backtracked, and the run ends with exactly the joint's packages (a). The `==` constraints the
-rounds add (the settled lower pins, the seed's) agree with it.
+rounds add (the kept and the settled lower pins, the preferences) agree with it.
 
 A run of peer layers (two on one level, solved together by the rounds) is covered by each one's
-check: their union reaches the union of their packages, each at a version none of their lines can
-move. What it rests on, read in pip-tools 7.6 and pip 26.3: pip-tools passes the preferences as `==`
-constraints unless a line of the run excludes them; pip's factory asks its finder for a name's
-candidates with the combined specifier of what is known (`find_best_candidate`, yanked releases
-skipped); the index answers the same within one lock. pip-tools' hashes and annotations follow
-from the pins. Whatever the report lacks or contradicts, the rounds run as before and the result is
-exactly theirs: the check only ever decides to skip work whose outcome it has proven. That holds
-per run, too: when only the layers above fail it, the lowest rounds whose layers it proved are
-taken from the one run, and the rounds go on from there.
+check, made with that round's preferences: their union reaches the union of their packages, each
+at a version none of their lines can move. What it rests on, read in pip-tools 7.6 and pip 26.3:
+pip-tools passes the preferences as `==` constraints unless a line of the run excludes them; pip's
+factory asks its finder for a name's candidates with the combined specifier of what is known
+(`find_best_candidate`, yanked releases skipped); the index answers the same within one lock.
+pip-tools' hashes and annotations follow from the pins. Whatever the report lacks or contradicts,
+the rounds run as before and the result is exactly theirs: the check only ever decides to skip
+work whose outcome it has proven. That holds per run, too: when only the layers above fail it,
+the lowest rounds whose layers it proved are taken from the one run, and the rounds go on from
+there.
 uv has no such report: with resolver = "uv" the rounds always run.
 """
 
@@ -57,7 +62,7 @@ FALLBACK = "solving the lower layers on their own inputs first"
 
 
 @dataclass
-class FirstLock:
+class OneRun:
     """The one run's universe, and the lower layers it proved (their scope's checks all hold)."""
 
     universe: dict[str, Pin]
@@ -69,15 +74,40 @@ class FirstLock:
 
 
 def solve(
-    config: Config, graph: LayerGraph, group: Sequence[str], lower: Sequence[str], wished: Sequence[Pin], *,
-    env: Mapping[str, str] | None, log: Log,
-) -> FirstLock | None:
-    """The one run of the whole group and what it proved, or None when it failed (the rounds explain)."""
-    top = [name for name in group if name not in lower]
-    scopes = {name: graph.closure([name]) for name in lower} | {TOP: graph.closure(top)}
+    config: Config,
+    graph: LayerGraph,
+    group: Sequence[str],
+    rounds: Sequence[Sequence[str]],
+    preferred: Callable[[Sequence[str]], Mapping[str, Pin]],
+    kept: Mapping[str, Sequence[Pin]],
+    kept_at: Mapping[str, str],
+    *,
+    env: Mapping[str, str] | None,
+    log: Log,
+) -> OneRun | None:
+    """The one run of the group's rounds and what it proved, or None when it failed (the rounds explain).
+
+    `rounds` are rounds.plan's (the last one the top layers); `kept` the lower layers left as locked,
+    whose pins every round keeps; `preferred(members)` a round's preferences, as the rounds take them.
+    """
+    hard = {canonical(pin.name): pin for pins in kept.values() for pin in pins}
+
+    def wished(members: Sequence[str]) -> list[Pin]:
+        return list((dict(preferred(members)) | hard).values())
+
+    top = rounds[-1]
+    lower = [name for members in rounds[:-1] for name in members]
+    scopes: dict[str, joint.Scope] = {}
+    for depth, members in enumerate(rounds):
+        below = [name for earlier in rounds[:depth] for name in earlier]
+        for name in [TOP] if depth == len(rounds) - 1 else members:
+            scopes[name] = joint.Scope(graph.closure(top if name == TOP else [name]), wished(members), below)
     layers = graph.closure(group)
-    log(f"resolving {len(layers)} layers together with pip-compile")
-    outcome = joint.run(config, graph, joint.Run(layers, wished, report=scopes), env=env, log=log)
+    stale = [name for members in rounds for name in members]
+    log(f"resolving {', '.join(stale)} together with pip-compile, keeping the pins of {', '.join(kept)}" if kept
+        else f"resolving {len(layers)} layers together with pip-compile")
+    run = joint.Run(layers, wished(group), hard, dict(kept_at), report=scopes)
+    outcome = joint.run(config, graph, run, env=env, log=log)
     if outcome.universe is None:
         log(f"that run failed; {FALLBACK}, to name the lines that disagree")
         return None
@@ -88,7 +118,7 @@ def solve(
         log(f"each lower layer ({', '.join(lower)}) is what its own inputs give: one run locked the group")
     else:
         log(f"{failed[0]}: {FALLBACK}")
-    return FirstLock(outcome.universe, [name for name in lower if why[name] is None], not failed)
+    return OneRun(outcome.universe, [name for name in lower if why[name] is None], not failed)
 
 
 def _why_not(graph: LayerGraph, scope: str, top: Sequence[str], universe: Mapping[str, Pin],
