@@ -212,7 +212,7 @@ def test_without_pips_account_the_rounds_run(
     n = names
     _release(use_index, {n.alpha: [], n.beta: [n.alpha]})
     project = LockProject.create(tmp_path / "project", {"base.in": f"{n.alpha}\n", "dev.in": f"-r base.in\n{n.beta}\n"})
-    monkeypatch.setattr(pipreport, "BOOT", "import runpy, sys; sys.argv = sys.argv[3:]; "
+    monkeypatch.setattr(pipreport, "BOOT", "import runpy, sys; sys.argv = sys.argv[4:]; "
                         "runpy.run_module('piptools', run_name='__main__')")
 
     fast, rounds, _ = _lock_both_ways(project, tmp_path, monkeypatch)

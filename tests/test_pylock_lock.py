@@ -187,3 +187,30 @@ def test_a_find_links_folder_outside_the_project_gets_no_pylock_file_and_the_loc
             "in pyproject.toml, or lock against an http(s) index") in done.stdout.splitlines(), done.stdout
     assert not app.path("pylock.prod.toml").exists()
     assert _verify_problems(app) == ["requirements/pylock.prod.toml is missing; run: nox -s lock"]
+
+
+def test_the_pylock_files_of_a_solve_come_from_the_pages_pip_read_and_match_a_fresh_look_up(
+    project: tuple[LockProject, Names], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The solve's own pages name every locked file: the pylock step opens no connection of its own.
+    A lock that only writes the missing pylock files (no solve) reads the index and writes the same."""
+    from deploy.lock import indexfiles
+    from deploy.lock.solve import lock
+
+    app, _ = project
+
+    def no_connection(env: object) -> None:
+        raise AssertionError("the pylock step read the index again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(indexfiles, "_opener", no_connection)
+        lock(app.config(), log=lambda line: None)
+    from_pip = {layer: app.read(f"pylock.{layer}.toml") for layer in LAYERS}
+    for layer in LAYERS:
+        app.path(f"pylock.{layer}.toml").unlink()
+    said: list[str] = []
+    lock(app.config(), log=said.append)
+
+    assert said[0].startswith("all 4 layers are up to date"), said
+    assert {layer: app.read(f"pylock.{layer}.toml") for layer in LAYERS} == from_pip
+    assert app.run("verify").returncode == 0

@@ -173,9 +173,36 @@ def _public(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
-def fetcher(env: Mapping[str, str]) -> Fetch:
+def fetcher(env: Mapping[str, str], *, read: Mapping[str, tuple[str, bytes]] | None = None) -> Fetch:
     """Read the index as the solve's pip reached it: the transport settings isolation.py keeps
-    (PIP_CERT, PIP_CLIENT_CERT, PIP_PROXY, PIP_DEFAULT_TIMEOUT / PIP_TIMEOUT), else the defaults."""
+    (PIP_CERT, PIP_CLIENT_CERT, PIP_PROXY, PIP_DEFAULT_TIMEOUT / PIP_TIMEOUT), else the defaults.
+
+    A page among `read` (URL -> content type and body: what pip read while solving, joint.Pages) is
+    taken from there; only the others are fetched, and only then is a connection set up.
+    """
+    known = {_public(url): page for url, page in (read or {}).items()}
+    opened: list[Callable[[urllib.request.Request], tuple[str, bytes]]] = []
+
+    def fetch(url: str) -> tuple[str, bytes]:
+        if (page := known.get(_public(url))) is not None:
+            return page
+        if not opened:
+            opened.append(_opener(env))
+        # The project's own index, read as pip reads it (http or https), a `user:token@` in its URL
+        # sent as basic authentication (to that host only: an unredirected header).
+        parts = urllib.parse.urlsplit(url)
+        request = urllib.request.Request(  # noqa: S310
+            _public(url), headers={"Accept": _ACCEPT, "User-Agent": "pinship"})
+        if "@" in parts.netloc:
+            user, _, password = parts.netloc.rsplit("@", 1)[0].partition(":")
+            token = base64.b64encode(f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}".encode())
+            request.add_unredirected_header("Authorization", f"Basic {token.decode()}")
+        return opened[0](request)
+
+    return fetch
+
+
+def _opener(env: Mapping[str, str]) -> Callable[[urllib.request.Request], tuple[str, bytes]]:
     import ssl  # only a lock that writes pylock files reads an index here
 
     try:
@@ -194,23 +221,14 @@ def fetcher(env: Mapping[str, str]) -> Fetch:
     except ValueError:
         timeout = 60.0
 
-    def fetch(url: str) -> tuple[str, bytes]:
-        # The project's own index, read as pip reads it (http or https), a `user:token@` in its URL
-        # sent as basic authentication (to that host only: an unredirected header).
-        parts = urllib.parse.urlsplit(url)
-        request = urllib.request.Request(  # noqa: S310
-            _public(url), headers={"Accept": _ACCEPT, "User-Agent": "pinship"})
-        if "@" in parts.netloc:
-            user, _, password = parts.netloc.rsplit("@", 1)[0].partition(":")
-            token = base64.b64encode(f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}".encode())
-            request.add_unredirected_header("Authorization", f"Basic {token.decode()}")
+    def open_page(request: urllib.request.Request) -> tuple[str, bytes]:
         with opener.open(request, timeout=timeout) as response:
             body = response.read(_PAGE_LIMIT + 1)
             if len(body) > _PAGE_LIMIT:
                 raise ValueError("the page is larger than any index page")
             return response.headers.get("Content-Type", "text/html"), body
 
-    return fetch
+    return open_page
 
 
 def index_sources(options: Sequence[str], env: Mapping[str, str], root: Path) -> tuple[list[str], list[Path]]:

@@ -32,7 +32,8 @@ from deploy.lock.universe import pin_lines, read_universe
 Log = Callable[[str], None]
 # The settled layers' pins, as the run's hard constraints. Not a layer name: layers are `NAME.in`.
 KEPT_FILE = "kept-below.txt"
-REPORT_FILE, SCOPES_FILE = "pipreport.json", "pipscopes.json"  # see lock/pipreport.py
+REPORT_FILE, SCOPES_FILE, PAGES_FOLDER = "pipreport.json", "pipscopes.json", "pages"  # see lock/pipreport.py
+Pages = dict[str, tuple[str, bytes]]  # an index page's URL -> its content type and body
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|CREDENTIAL|API_?KEY|AUTH|PRIVATE|SESSION", re.IGNORECASE)
 _CONSTRAINT = re.compile(r"The user requested \(constraint\) (?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?P<spec>\S*)")
 _PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
@@ -80,8 +81,14 @@ class Outcome:
         return False
 
 
-def run(config: Config, graph: LayerGraph, plan: Run, *, env: Mapping[str, str] | None, log: Log) -> Outcome:
-    """Run pip-compile once for `plan`; a failure comes back as pip's output, to be explained."""
+def run(
+    config: Config, graph: LayerGraph, plan: Run, *, env: Mapping[str, str] | None, log: Log, pages: Pages | None = None
+) -> Outcome:
+    """Run pip-compile once for `plan`; a failure comes back as pip's output, to be explained.
+
+    `pages`, when given, gains every index page pip read (URL -> content type and body), which the
+    pylock step then need not fetch again (uv's runs give none).
+    """
     run_env = env if env is not None else os.environ
     with tempfile.TemporaryDirectory(prefix="pinship-lock-") as tmp:
         work = Path(tmp)
@@ -118,12 +125,16 @@ def run(config: Config, graph: LayerGraph, plan: Run, *, env: Mapping[str, str] 
             command += [arg for value in plan.upgrade for arg in ("--upgrade-package", value)]
             if plan.fresh:
                 command.append("--upgrade")
-            if plan.report is not None:
-                _ask_for_report(work, graph, plan)
-                command[1:3] = ["-c", pipreport.BOOT, pipreport.__file__, REPORT_FILE, SCOPES_FILE]
+            if plan.report is not None or pages is not None:
+                if plan.report is not None:
+                    _ask_for_report(work, graph, plan)
+                asked = [SCOPES_FILE if plan.report is not None else "", PAGES_FOLDER if pages is not None else ""]
+                command[1:3] = ["-c", pipreport.BOOT, pipreport.__file__, REPORT_FILE, *asked]
             compiled = compiler.run(command, work, run_env, log, places=places)
         if compiled.returncode != 0:
             return Outcome(None, real_places(compiled.output, work, graph), run_env)
+        if pages is not None:
+            pages.update(_read_pages(work / PAGES_FOLDER))
         universe = _own_constraints(read_universe(work / "all.txt"), work, graph, plan.layers)
         return Outcome(universe, env=run_env, report=_read_report(work) if plan.report is not None else None)
 
@@ -143,6 +154,18 @@ def _ask_for_report(work: Path, graph: LayerGraph, plan: Run) -> None:
         for name, scope in plan.report.items()
     }
     (work / SCOPES_FILE).write_text(json.dumps({"scopes": scopes}), encoding="utf-8")
+
+
+def _read_pages(folder: Path) -> Pages:
+    """The pages pipreport.py kept: a page it could not write whole is left out (read again later)."""
+    found: Pages = {}
+    for meta in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            said = json.loads(meta.read_text(encoding="utf-8"))
+            found[str(said["url"])] = (str(said["type"]), meta.with_suffix(".body").read_bytes())
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return found
 
 
 def _read_report(work: Path) -> dict[str, Any]:

@@ -84,6 +84,7 @@ def solve(
     *,
     env: Mapping[str, str] | None,
     log: Log,
+    pages: joint.Pages | None = None,
 ) -> OneRun | None:
     """The one run of the group's rounds and what it proved, or None when it failed (the rounds explain).
 
@@ -107,7 +108,7 @@ def solve(
     log(f"resolving {', '.join(stale)} together with pip-compile, keeping the pins of {', '.join(kept)}" if kept
         else f"resolving {len(layers)} layers together with pip-compile")
     run = joint.Run(layers, wished(group), hard, dict(kept_at), report=scopes)
-    outcome = joint.run(config, graph, run, env=env, log=log)
+    outcome = joint.run(config, graph, run, env=env, log=log, pages=pages)
     if outcome.universe is None:
         log(f"that run failed; {FALLBACK}, to name the lines that disagree")
         return None

@@ -3,7 +3,10 @@
 Run as a script in the Python that runs pip-compile (never imported by pinship, which keeps to
 pip-compile's command line; this is the one place that reads pip's internals, and it only reads):
 
-    python -c BOOT pipreport.py REPORT.json SCOPES.json compile [pip-compile's arguments…]
+    python -c BOOT pipreport.py REPORT.json SCOPES.json PAGES compile [pip-compile's arguments…]
+
+It also keeps every index page pip reads in the folder PAGES, for the pylock step (either of
+SCOPES.json and PAGES may be "": that part is not asked for).
 
 SCOPES.json names, for each *scope* (a set of layers the rounds would solve in one run), lowest
 first: `files`, whose lines are that run's input (the layer copies, their `-c` files and the kept
@@ -29,6 +32,7 @@ shortcut, and without it the lock takes the long way.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -43,7 +47,17 @@ _SOURCE = re.compile(r"^-[rc] (?P<path>.+) \(line \d+\)$")
 
 
 def main(argv: list[str]) -> None:
-    report_path, scopes_path, *compile_args = argv
+    report_path, scopes_path, pages_path, *compile_args = argv
+    if pages_path:
+        _keep_pages(pages_path)
+    if scopes_path:
+        _report_after_resolving(report_path, scopes_path)
+    from piptools.__main__ import cli
+
+    cli(compile_args, prog_name="pip-compile")
+
+
+def _report_after_resolving(report_path: str, scopes_path: str) -> None:
     with open(scopes_path, encoding="utf-8") as handle:
         asked = json.load(handle)
     try:
@@ -51,23 +65,46 @@ def main(argv: list[str]) -> None:
 
         original: Callable[..., Any] = pip_resolver.Resolver.resolve
     except (ImportError, AttributeError):
-        pass  # another pip: pip-compile runs all the same, and the missing report says so
-    else:
+        return  # another pip: pip-compile runs all the same, and the missing report says so
 
-        def resolve(self: Any, root_reqs: list[Any], check_supported_wheels: bool) -> Any:
-            req_set = original(self, root_reqs, check_supported_wheels)
-            try:
-                report: dict[str, Any] = _report(self, root_reqs, asked)
-            except Exception as exc:  # any surprise in pip's internals means: no shortcut
-                report = {"error": f"{type(exc).__name__}: {exc}"}
-            with open(report_path, "w", encoding="utf-8") as out:
-                json.dump(report, out)
-            return req_set
+    def resolve(self: Any, root_reqs: list[Any], check_supported_wheels: bool) -> Any:
+        req_set = original(self, root_reqs, check_supported_wheels)
+        try:
+            report: dict[str, Any] = _report(self, root_reqs, asked)
+        except Exception as exc:  # any surprise in pip's internals means: no shortcut
+            report = {"error": f"{type(exc).__name__}: {exc}"}
+        with open(report_path, "w", encoding="utf-8") as out:
+            json.dump(report, out)
+        return req_set
 
-        pip_resolver.Resolver.resolve = resolve  # type: ignore[method-assign]
-    from piptools.__main__ import cli
+    pip_resolver.Resolver.resolve = resolve  # type: ignore[method-assign]
 
-    cli(compile_args, prog_name="pip-compile")
+
+def _keep_pages(folder: str) -> None:
+    """Write each index page pip reads into `folder` (NNNNN.body, and NNNNN.json: its URL and content
+    type), for the pylock step, which would otherwise fetch the same pages again (lock/pylocks.py)."""
+    try:
+        from pip._internal.index import collector
+
+        original: Callable[..., Any] = collector._make_index_content
+    except (ImportError, AttributeError):
+        return  # another pip: the pylock step reads the index itself
+    os.makedirs(folder, exist_ok=True)
+    numbers = itertools.count()
+
+    def make_index_content(*args: Any, **kwargs: Any) -> Any:
+        page = original(*args, **kwargs)
+        try:
+            stem = os.path.join(folder, f"{next(numbers):05d}")
+            with open(f"{stem}.body", "wb") as body:
+                body.write(page.content)
+            with open(f"{stem}.json", "w", encoding="utf-8") as meta:
+                json.dump({"url": str(page.url), "type": str(page.content_type)}, meta)
+        except Exception:  # noqa: S110 - a page not kept is only read again by the pylock step
+            pass
+        return page
+
+    collector._make_index_content = make_index_content
 
 
 def _report(resolver: Any, root_reqs: list[Any], asked: dict[str, Any]) -> dict[str, Any]:

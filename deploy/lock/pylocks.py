@@ -51,12 +51,14 @@ def plan(
     *,
     env: Mapping[str, str] | None,
     log: Log,
+    pages: Mapping[str, tuple[str, bytes]] | None = None,
 ) -> list[PylockFile]:
     """The pylock files to (re)write, given each layer's settled `.txt` (its text and its pins).
 
-    Reads the index only for layers whose file is missing or stale; raises LockError (one line: the
-    package, its version and the indexes searched) when a locked file is on none of them, before
-    anything is written.
+    Reads the index only for layers whose file is missing or stale, and only the project pages that
+    are not among `pages` (those pip read while solving); raises LockError (one line: the package,
+    its version and the indexes searched) when a locked file is on none of them, before anything is
+    written.
     """
     if not config.pylock:
         return []
@@ -78,7 +80,7 @@ def plan(
     # Layers that read the same indexes share one look-up of their pins' files: an upper layer
     # holds most of a lower one's.
     found: dict[tuple[tuple[str, ...], tuple[Path, ...]], dict[str, Artifact]] = {}
-    fetch = indexfiles.fetcher(pip_env) if wanted else None
+    fetch = indexfiles.fetcher(pip_env, read=pages) if wanted else None
     for sources in dict.fromkeys(wanted.values()):
         layers = [name for name, key in wanted.items() if key == sources]
         union = {(pin.name, pin.version): pin for name in layers for pin in locks[name][1]}

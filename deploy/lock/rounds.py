@@ -79,6 +79,7 @@ def settle(
     unpreferred: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     log: Log = print,
+    pages: joint.Pages | None = None,
 ) -> Settled:
     """Solve the stale layers of one group, keeping the lower layers that are fresh (see above).
 
@@ -105,7 +106,8 @@ def settle(
             kept_at.setdefault(canonical(pin.name), f"{display(lock.path, graph.root)}:{pin.line}")
     first = None
     if onerun.ENABLED and len(rounds) > 1 and not (move_lower or unpreferred) and config.resolver != resolver.UV:
-        first = onerun.solve(config, graph, group, rounds, preferred, settled, kept_at, env=env, log=log)
+        first = onerun.solve(config, graph, group, rounds, preferred, settled, kept_at, env=env, log=log,
+                             pages=pages)
         if first is not None and first.complete:
             result.pins = first.pins(graph, [name for members in rounds for name in members])
             result.universe = dict(first.universe)
@@ -142,7 +144,7 @@ def settle(
         wished = preferred(members) | {canonical(pin.name): pin for pins in settled.values() for pin in pins
                                        if canonical(pin.name) not in unpreferred}
         plan_run = joint.Run(layers, list(wished.values()), hard, dict(kept_at))
-        outcome = joint.run(config, graph, plan_run, env=env, log=log)
+        outcome = joint.run(config, graph, plan_run, env=env, log=log, pages=pages)
         if outcome.universe is None:
             if hard and outcome.blames_kept(hard):
                 raise _lower_conflict(config, graph, group, outcome, settled, kept_at, preferred(group), env, log)

@@ -94,7 +94,8 @@ def lock(
                        "adopting pinship, kept where the layers allow"]
         for reason in reasons:
             log(reason)
-    solved = _solve_groups(config, graph, existing, list(stale), wanted, upgrade_all, move_lower, env, log)
+    pages: joint.Pages = {}  # every index page pip read: the pylock step need not fetch it again
+    solved = _solve_groups(config, graph, existing, list(stale), wanted, upgrade_all, move_lower, env, log, pages)
     result.solved = bool(solved.pins)
     result.moved_lower = solved.moved_lower
     left_out = _check_every_line_locked(graph, list(solved.pins), solved.universe, log)
@@ -119,7 +120,7 @@ def lock(
     # Each layer's pylock file follows from its settled .txt (lock/pylocks.py): found before anything is written.
     settled = _as_locked(existing)
     settled.update({name: (text, solved.pins[name]) for name, (text, _) in texts.items()})
-    planned = pylocks.plan(config, graph, settled, env=env, log=log)
+    planned = pylocks.plan(config, graph, settled, env=env, log=log, pages=pages)
     files = [(graph.layers[name].lock, text, f"{count} pins") for name, (text, count) in texts.items()]
     _write_all(config, files + _pylock_files(planned), result, log)
     if move_lower:
@@ -130,6 +131,7 @@ def lock(
 def _solve_groups(
     config: Config, graph: LayerGraph, existing: Mapping[str, LockFile], stale: Sequence[str],
     wanted: Sequence[Target], upgrade_all: bool, move_lower: bool, env: Mapping[str, str] | None, log: Log,
+    pages: joint.Pages,
 ) -> _Solved:
     """Solve each group of layers on its own: a standalone layer's versions never move another group's."""
     current: dict[str, list[Pin]] = {name: list(lock.pins.values()) for name, lock in existing.items()}
@@ -137,7 +139,7 @@ def _solve_groups(
     for group in graph.groups():
         if upgrade_all:
             log(f"resolving {len(group)} layers together with pip-compile, upgrading every package")
-            outcome = joint.run(config, graph, joint.Run(group, fresh=True), env=env, log=log)
+            outcome = joint.run(config, graph, joint.Run(group, fresh=True), env=env, log=log, pages=pages)
             if outcome.universe is None:
                 raise joint.fail(outcome, graph)
             solved.universe.update(outcome.universe)
@@ -146,14 +148,14 @@ def _solve_groups(
         group_stale = [name for name in group if name in stale]
         if group_stale:
             settled = rounds.settle(config, graph, group, current, existing, group_stale, move_lower=move_lower,
-                                    unpreferred=[target.name for target in wanted], env=env, log=log)
+                                    unpreferred=[target.name for target in wanted], env=env, log=log, pages=pages)
             solved.pins.update(settled.pins)
             current.update(settled.pins)
             solved.universe.update(settled.universe)
             if move_lower:
                 solved.moved_lower += [name for name in rounds.lower_layers(graph, group) if name not in group_stale]
         if upgrading := in_group(graph, group, current, wanted):
-            upgraded = upgrade_group(config, graph, group, current, upgrading, env=env, log=log)
+            upgraded = upgrade_group(config, graph, group, current, upgrading, env=env, log=log, pages=pages)
             solved.pins.update(upgraded.pins)
             current.update(upgraded.pins)
             solved.universe.update(upgraded.universe)

@@ -90,6 +90,7 @@ def upgrade_group(
     *,
     env: Mapping[str, str] | None,
     log: Log,
+    pages: joint.Pages | None = None,
 ) -> Upgraded:
     """Upgrade `wanted` in one group of layers (see the module's docstring); say what cannot move and why."""
     before: dict[str, Pin] = {}
@@ -103,7 +104,8 @@ def upgrade_group(
         version = _choose(config, graph, layers, target, locked, env=env, log=log)
         asked.append(f"{target.name}=={version}" if version is not None else target.name)
     log(f"resolving {len(layers)} layers together with pip-compile, upgrading {', '.join(asked)}")
-    outcome = joint.run(config, graph, joint.Run(layers, list(before.values()), upgrade=asked), env=env, log=log)
+    outcome = joint.run(config, graph, joint.Run(layers, list(before.values()), upgrade=asked), env=env, log=log,
+                        pages=pages)
     if outcome.universe is None:
         raise joint.fail(outcome, graph)
     result = Upgraded(universe=outcome.universe)
