@@ -159,6 +159,7 @@ NOX_VERIFY = "nox -s verify (subprocess)"
 IN_PROCESS = "deploy.lock.verify.check (in process)"
 EMPTY = "nox -s empty (nox's own start-up, the floor)"
 NO_OP = "nox -s lock, nothing changed"
+NO_OP_UV = 'python -m deploy lock, nothing changed, resolver = "uv"'
 FULL = "python -m deploy lock, from scratch"
 FULL_UV = 'python -m deploy lock, from scratch, resolver = "uv"'
 UPGRADE = "python -m deploy upgrade PKG (one package)"
@@ -241,7 +242,8 @@ class Bench:
 
     def full_lock(self, root: Path | None = None) -> None:
         root = root or self.root
-        for lock in (root / "requirements").glob("*.txt"):
+        # From scratch as an adopter's first lock is: no `.txt` and no pylock file yet.
+        for lock in [*(root / "requirements").glob("*.txt"), *(root / "requirements").glob("pylock.*.toml")]:
             lock.unlink()
         self.run([sys.executable, "-m", "deploy", "lock"], root)
 
@@ -276,6 +278,9 @@ class Bench:
             (NO_OP, None, lambda: self.run([self.nox, "-s", "lock"], self.root)),
             (FULL, None, self.full_lock),
             (FULL_UV, None, (lambda: self.full_lock(self.uv_root)) if uv_wired() else None),
+            # What any `python -m deploy lock` costs before it solves anything: the floor of the row above.
+            (NO_OP_UV, None, (lambda: self.run([sys.executable, "-m", "deploy", "lock"], self.uv_root))
+             if uv_wired() else None),
             (UPGRADE, lambda: self.restore("before-upgrade"),
              lambda: self.run([sys.executable, "-m", "deploy", "upgrade", self.spec.upgrade], self.root)),
             (ADD, locked, self.add),
@@ -339,6 +344,7 @@ def _print(results: list[tuple[str, float | None]], runs: int, title: str, *, sm
         ("add / full lock", ADD, FULL, "≤ 1.2"),
         ("upgrade one / full lock", UPGRADE, FULL, ""),
         ("full lock (uv) / bare uv pip compile", FULL_UV, BARE_UV, "≤ 1.5"),
+        ("no-op lock (uv) / bare uv pip compile", NO_OP_UV, BARE_UV, ""),
         ("bare per-layer pip-compile / bare uv", BARE, BARE_UV, ""),
     ]
     print("\nratios (this run)")
