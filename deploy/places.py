@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploy.errors import ConfigError
-from deploy.settings import shown as _shown
+from deploy.render import shown as _shown
 
 
 def local_path(path: str | None, name: str, root: Path, base: Path, where: str) -> str:

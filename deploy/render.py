@@ -4,8 +4,9 @@ file or a tool said.
 Whatever of a host's reply, a requirement file, a lock or a setting reaches a terminal or a log goes
 through `inert()` (one line) or `inert_lines()` (an output tail): escape codes, newlines, bidi
 overrides and the like are shown as escapes, so no quoted text can draw a line such as
-"app1: switched" that pinship did not write, or drive the terminal. Stdlib only: the lock side,
-the deploying side and the onboarding script all use it.
+"app1: switched" that pinship did not write, or drive the terminal. A setting's value an error
+quotes goes through `shown()`. Stdlib only: the lock side, the deploying side and the onboarding
+script all use it.
 """
 
 from __future__ import annotations
@@ -60,6 +61,35 @@ def inert_lines(text: str, max_lines: int, limit: int = 300) -> list[str]:
     if len(tail) < len(text) or len(lines) > len(kept):
         return ["… (earlier output left out)", *shown]
     return shown
+
+
+def shown(value: object, quote: bool = False) -> str:
+    """A setting's value as an error shows it: at most a line, and ASCII only. Stricter than
+    inert on purpose: settings are names and numbers, where a non-ASCII character (a look-alike
+    letter or digit) is itself what is wrong, so it is shown as its escape."""
+    text = str(value)
+    plain = text.isprintable() and text.isascii() and text.strip() == text and text
+    shown = text if plain and not quote else ascii(text)
+    return shown if len(shown) <= 80 else shown[:77] + "..."
+
+
+def names(keys: set[str]) -> str:
+    """Setting keys as an error lists them: sorted, each shown, at most ten."""
+    more = f" and {len(keys) - 10} more" if len(keys) > 10 else ""
+    return ", ".join(shown(key) for key in sorted(keys)[:10]) + more
+
+
+def toml(value: object) -> str:
+    """A pyproject value written back as TOML would have it, so the message quotes the file."""
+    import json  # an error's text only: the commands that succeed never load it
+    import math
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # nan, inf, -inf: TOML spells them the same
+    text = json.dumps(value, ensure_ascii=True, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 # Tables and the words in them: every table pinship prints is laid out here (the release side's

@@ -12,6 +12,7 @@ from typing import Any
 
 from deploy.errors import ConfigError
 from deploy.portions import Budget, Choice, Rule, Waves
+from deploy.render import shown
 
 _WORD = re.compile(r"(?!-)[^\x00-\x1f\x7f]+")
 _INTEGER = re.compile(r"[+-]?[0-9]+")
@@ -165,14 +166,3 @@ def flag_value(attr: str, value: object) -> Any:
         return setting.parse(value) if isinstance(value, str) else setting.check(value)
     except ValueError as exc:
         raise ConfigError(f"--{setting.key} {shown(value)}: expected {exc}") from None
-
-
-
-def shown(value: object, quote: bool = False) -> str:
-    """A setting's value as an error shows it: at most a line, and ASCII only. Stricter than
-    render.inert on purpose: settings are names and numbers, where a non-ASCII character (a
-    look-alike letter or digit) is itself what is wrong, so it is shown as its escape."""
-    text = str(value)
-    plain = text.isprintable() and text.isascii() and text.strip() == text and text
-    shown = text if plain and not quote else ascii(text)
-    return shown if len(shown) <= 80 else shown[:77] + "..."
