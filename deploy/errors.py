@@ -75,7 +75,7 @@ class AgentFailure(HostError):
 # is a dict of its fields, never its text: {"error": one of these words, "detail", "fix", and for
 # "agent" its "kind" and "extra"}. The receiver names the host: it knows which one it asked.
 _WIRE: dict[type[DeployError], str] = {AgentFailure: "agent", HostError: "host", ConfigError: "config"}
-_KIND = re.compile(r"[a-z][a-z0-9-]{0,31}")
+_KIND = r"[a-z][a-z0-9-]{0,31}"  # compiled by re on first use: only a keeper or an agent sends one
 GUTTER = "    | "
 WIRE_FIX = ("the error did not come back the way pinship sends one: run again; if it keeps happening, "
             "set keep-alive = 0")
@@ -117,7 +117,7 @@ def _misshapen(wire: object) -> str | None:
     if not isinstance(wire.get("fix"), (str, type(None))):
         return "its fix is not text"
     if wire["error"] == "agent":
-        if not isinstance(wire.get("kind"), str) or not _KIND.fullmatch(wire["kind"]):
+        if not isinstance(wire.get("kind"), str) or not re.fullmatch(_KIND, wire["kind"]):
             return "an agent failure without a short word for its kind"
         if not isinstance(wire.get("extra") or {}, Mapping):
             return "an agent failure whose extra is not a mapping"

@@ -29,8 +29,9 @@ _INPUT = re.compile(r"^#\s{3}(\S.*?)\s+([0-9a-f]{16})$")
 _CONTENT = re.compile(r"^# content: sha256:([0-9a-f]{64})$")
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)")
 _HASH = re.compile(r"--hash[= ](\S+)")
-# A pin in any form pip accepts and pip-compile writes: `Name[extras] == version ; marker`.
-_PIP_PIN = re.compile(
+# A pin in any form pip accepts and pip-compile writes: `Name[extras] == version ; marker`. Compiled
+# by re on first use: only installing from a lock reads one (verify never does).
+_PIP_PIN = (
     r"(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*(?:\[[^\]]*\])?\s*"
     r"==\s*(?P<version>[^\s;*]+)\s*(?:;\s*(?P<marker>.*))?"
 )
@@ -52,6 +53,8 @@ class Pin:
 
 @dataclass
 class LockFile:
+    """A parsed `.txt` lock: its header's digests, its body, and the pins and option lines in it."""
+
     path: Path
     inputs: dict[str, str] = field(default_factory=dict)
     content_digest: str | None = None
@@ -103,7 +106,7 @@ def hashes_of(text: str) -> tuple[str, ...]:
 def read_pin_line(text: str) -> PinLine:
     """Split a logical lock line (not an option line) into requirement, marker and hashes."""
     requirement = " ".join(_HASH.sub(" ", text).split())
-    match = _PIP_PIN.fullmatch(requirement)
+    match = re.fullmatch(_PIP_PIN, requirement)
     if match is None:
         return PinLine(requirement, hashes_of(text))
     return PinLine(requirement, hashes_of(text), canonical(match["name"]), match["version"], match["marker"] or None)

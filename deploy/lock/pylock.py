@@ -10,7 +10,6 @@ digest of the rest, and verify compares the file with its layer's `.txt` offline
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -211,6 +210,10 @@ def _read(body: str) -> tuple[dict[str, str], dict[str, tuple[str, set[str]]]] |
 
 def _value(string: str) -> str:
     """A basic string as render() writes it (JSON's escapes, which are TOML's)."""
+    if "\\" not in string:  # no escape: _STRING has matched, so the text between the quotes is the value
+        return string[1:-1]
+    import json  # render() escapes only quotes, backslashes and controls: verify rarely needs a decoder
+
     value = json.loads(string)
     if not isinstance(value, str):
         raise ValueError(string)
@@ -224,6 +227,8 @@ def _file(artifact: Artifact) -> str:
 
 def _string(value: str) -> str:
     """A TOML basic string: JSON's escapes are TOML's, except that TOML has no `\\/` (JSON writes none)."""
+    import json  # writing only: verify reads these files without it
+
     return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 

@@ -26,7 +26,7 @@ _REFERENCE = re.compile(r"^(-r|--requirement|-c|--constraint)(?:\s*=\s*|\s+)(\S+
 # pip's requirement-file parser takes every option on a line, attached values (`-r/etc/x`) and
 # unambiguous long prefixes (`--requirem x`): any of these also makes pip read another file.
 _PREFIXES = "|".join(word[:i] for word in ("requirement", "constraint") for i in range(1, len(word) + 1))
-_HIDDEN_REFERENCE = re.compile(rf"^(?:-[rc]|--(?:{_PREFIXES})(?:=|$))")
+_HIDDEN_REFERENCE = rf"^(?:-[rc]|--(?:{_PREFIXES})(?:=|$))"  # compiled by re when an option line first needs it
 
 # Options whose value pip reads from the local disk: a file: URL always, a bare path where True.
 # (--find-links is read by lock/options.py: pip takes a relative one from its file's folder.)
@@ -63,26 +63,30 @@ def read_bytes(path: Path, root: Path, *, fix: str | None = None) -> bytes:
     Opened without blocking and checked before reading: a FIFO would stall `verify` (and the
     deploy gate) forever, and /dev/zero would never end.
     """
-    name = display(path, root)
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise UnreadableInput(f"{clip(name)}: cannot be read ({exc.strerror or exc})",
-                              fix=fix or f"make {clip(name)} a readable file") from None
+        raise _unreadable(path, root, exc, fix) from None
     kind = os.fstat(fd).st_mode
     if not stat.S_ISREG(kind):
         os.close(fd)
+        name = clip(display(path, root))
         raise UnreadableInput(
-            f"{clip(name)}: is {_KINDS.get(stat.S_IFMT(kind), 'not a regular file')}, not a regular file; "
+            f"{name}: is {_KINDS.get(stat.S_IFMT(kind), 'not a regular file')}, not a regular file; "
             "requirement and lock files are read only from regular files",
-            fix=f"replace {clip(name)} with an ordinary file (or remove the line that names it)",
+            fix=f"replace {name} with an ordinary file (or remove the line that names it)",
         )
     with os.fdopen(fd, "rb") as handle:
         try:
             return handle.read()
         except OSError as exc:
-            raise UnreadableInput(f"{clip(name)}: cannot be read ({exc.strerror or exc})",
-                                  fix=fix or f"make {clip(name)} a readable file") from None
+            raise _unreadable(path, root, exc, fix) from None
+
+
+def _unreadable(path: Path, root: Path, exc: OSError, fix: str | None) -> UnreadableInput:
+    # Named here, when a read fails, rather than before every read: verify reads dozens of files.
+    name = clip(display(path, root))
+    return UnreadableInput(f"{name}: cannot be read ({exc.strerror or exc})", fix=fix or f"make {name} a readable file")
 
 
 def read_text(path: Path, root: Path, *, fix: str | None = None) -> str:
@@ -261,7 +265,7 @@ def local_target(value: str, root: Path) -> Path:
 
 def hides_reference(line: Line) -> bool:
     """An option line that makes pip read another file in a form other than `-r FILE` alone on its line."""
-    return line.text.startswith("-") and any(_HIDDEN_REFERENCE.match(token) for token in line.text.split())
+    return line.text.startswith("-") and any(re.match(_HIDDEN_REFERENCE, token) for token in line.text.split())
 
 
 # `name`, `name[extra, …]`, then comparisons with plain release numbers (`>=1.2, <2`): a subset of

@@ -116,6 +116,8 @@ def _cross_layer(config: Config, graph: LayerGraph, locks: dict[str, LockFile]) 
                 continue
             other_layer, other = first[key]
             theirs = other.pins[pkg]
+            if theirs.version == pin.version and set(theirs.hashes) == set(pin.hashes):
+                continue
             where = f"{display(lock.path, config.root)}:{pin.line}"
             name = clip(pkg)
             if theirs.version != pin.version:
@@ -123,7 +125,7 @@ def _cross_layer(config: Config, graph: LayerGraph, locks: dict[str, LockFile]) 
                     f"{where}: {name}=={clip(pin.version)} but {other_layer}.txt pins {name}=={clip(theirs.version)}; "
                     f"{FIX}"
                 )
-            elif set(theirs.hashes) != set(pin.hashes):
+            else:
                 problems.append(f"{where}: {name} has other hashes than in {other_layer}.txt; {FIX}")
     shipped = deploy_layer(config, graph)
     if config.deploy_layer and shipped is None:
