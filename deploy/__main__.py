@@ -2,20 +2,26 @@
 
 This is an entry point, so it is where DeployError becomes an exit code and a one-line message.
 Each command imports what it needs when it runs: `python -m deploy verify` is the pre-commit
-hook's path, and should not pay for the resolver, the audit or init's readers.
+hook's path, and should not pay for the resolver, the audit or init's readers. Nor for the
+parser: the hook, CI and onboarding run exactly `python -m deploy verify`, and argparse (its help
+formatter, which imports shutil, and gettext's look-ups) cost that run ~7 ms of ~65; every other
+command line, `--root DIR verify` and `verify --help` among them, goes through the parser.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deploy import config as config_module
 from deploy.errors import DeployError, VerifyFailed
 from deploy.lock.reqfile import display, unusable_file
+
+if TYPE_CHECKING:
+    import argparse
 
 MOVE_LOWER_HELP = "let an upper layer's input move a lower layer's pins (each move is printed)"
 
@@ -27,6 +33,21 @@ DESCRIPTION = (
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments == ["verify"]:
+        return _guarded(lambda: _verify(None))
+    args = build_parser().parse_args(arguments)
+    if args.command in ("lock", "upgrade", "add", "remove"):
+        from deploy.lock.solve import honour_ctrl_c
+
+        honour_ctrl_c()
+    return _guarded(lambda: _run(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's one parser: every command, its arguments and their help."""
+    import argparse
+
     parser = argparse.ArgumentParser(prog="python -m deploy", description=DESCRIPTION)
     parser.add_argument("--root", type=Path, default=None, help="project folder (default: nearest pyproject.toml)")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -58,13 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "does), the project installed editable"
     )
     sync_parser.add_argument("--layer", default="dev", help="the layer whose lock to install (default: dev)")
-    args = parser.parse_args(argv)
-    if args.command in ("lock", "upgrade", "add", "remove"):
-        from deploy.lock.solve import honour_ctrl_c
+    return parser
 
-        honour_ctrl_c()
+
+def _guarded(command: Callable[[], int]) -> int:
+    """Run a command, turning what it raises on purpose into one line and an exit code."""
     try:
-        return _run(args)
+        return command()
     except VerifyFailed as exc:
         for problem in exc.problems:
             print(f"verify: {problem}", file=sys.stderr)
@@ -88,14 +109,9 @@ def _run(args: argparse.Namespace) -> int:
         source = args.source if args.source is None or args.root is None else args.source.absolute()
         init(args.root or Path.cwd(), force=args.force, source=source)
         return 0
-    config = config_module.load(args.root)
     if args.command == "verify":
-        from deploy.lock.verify import verify
-
-        started = time.perf_counter()
-        count = verify(config)
-        print(f"verify: {count} layers fresh and consistent ({time.perf_counter() - started:.2f} s)")
-        return 0
+        return _verify(args.root)
+    config = config_module.load(args.root)
     if args.command == "sync":
         from deploy.adopt import sync
 
@@ -119,6 +135,16 @@ def _run(args: argparse.Namespace) -> int:
     else:
         result = edit.remove(config, args.packages, layer=args.layer)
     _print(lock_changes(result.changes, lambda layer: display(config.requirements / f"{layer}.txt", config.root)))
+    return 0
+
+
+def _verify(root: Path | None) -> int:
+    from deploy.lock.verify import verify
+
+    config = config_module.load(root)
+    started = time.perf_counter()
+    count = verify(config)
+    print(f"verify: {count} layers fresh and consistent ({time.perf_counter() - started:.2f} s)")
     return 0
 
 

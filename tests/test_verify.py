@@ -5,6 +5,7 @@ Every failure is one line that names the file (and line, where there is one) and
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -281,6 +282,49 @@ def test_verify_loads_neither_the_resolver_nor_packaging_nor_network_code() -> N
     )
 
     assert done.stdout.strip() == ""
+
+
+def test_verify_run_as_the_hook_runs_it_says_what_verify_with_root_says(project: LockProject, names: Names) -> None:
+    # The hook, CI and onboarding run exactly `python -m deploy verify` (no parser on that path): its
+    # lines and exit code must be those of the parsed `--root DIR verify` that every other test runs.
+    def bare() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "deploy", "verify"], cwd=project.root, capture_output=True,
+                              text=True, check=False)
+
+    fresh = bare()
+    assert (fresh.returncode, fresh.stderr) == (0, "")
+    assert fresh.stdout.startswith("verify: 4 layers fresh and consistent (")
+    project.write("dev.in", project.read("dev.in") + f"{names.beta}\n")
+    project.path("prod.txt").unlink()
+
+    stale = bare()
+
+    assert failures(stale) == failures(project.run("verify")) == [
+        "requirements/prod.txt is missing; run: nox -s lock",
+        "requirements/dev.txt is out of date: requirements/dev.in changed since it was locked; run: nox -s lock",
+    ]
+
+
+def test_python_m_deploy_verify_loads_no_parser_environment_or_json_code(project: LockProject) -> None:
+    # Issue 15's target (verify >= 40x the recompile-and-diff anchor) is met by leaving these out of the
+    # hook's run: argparse and its help formatter (shutil, gettext's locale look-ups), the environments'
+    # settings table and its dataclasses (a project without environments), and json (pylock files included).
+    assert project.path("pylock.dev.toml").is_file()
+    loaded = (
+        "import sys, runpy; sys.argv = ['deploy', 'verify']\n"
+        "try:\n    runpy.run_module('deploy', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "lean = ('argparse', 'shutil', 'locale', 'json', 'deploy.environments', 'deploy.settings', "
+        "'deploy.portions', 'deploy.lock.solve', 'deploy.lock.audit', 'deploy.scaffold', 'packaging', 'socket')\n"
+        "print('loaded:', *(name for name in lean if name in sys.modules))"
+    )
+    repository = str(Path(__file__).resolve().parent.parent)
+    done = subprocess.run(
+        [sys.executable, "-c", loaded], cwd=project.root, capture_output=True, text=True, check=False,
+        env={**os.environ, "PYTHONPATH": repository},
+    )
+
+    assert done.stdout.startswith("verify: 4 layers fresh and consistent"), done.stdout + done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "loaded:", done.stdout + done.stderr
 
 
 def test_python_m_deploy_verify_loads_no_resolver_audit_or_init_code(tmp_path: Path) -> None:
