@@ -44,6 +44,8 @@ Log = Callable[[str], None]
 # handled only packages whose metadata is already normalised). The project declares pip>=24.1 too.
 MIN_PIP = (24, 1)
 _VERSION = re.compile(r"(\d+)(?:\.(\d+))?")
+# (python, its environment) whose pip check_pip passed in this process: a lock's rounds ask once.
+_PIP_CHECKED: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
 
 
 @dataclass
@@ -71,7 +73,7 @@ def run(
 
 class Compiler:
     """pip-compile runs for one lock, however many: what this machine's pip settings leave out, the
-    index, and each warning are said once, and each Python's pip is checked once.
+    index, and each warning are said once; each Python's pip is checked once per process.
 
     `env` is the caller's environment: pip-compile gets it less the pip settings that could change
     the lock (isolation.py). The status line goes to `live` when it is a terminal (default: stderr),
@@ -86,7 +88,6 @@ class Compiler:
         self.live = live
         self.every = every
         self.said: set[str] = set()
-        self.checked: set[str] = set()
 
     def say(self, line: str) -> None:
         if line not in self.said:
@@ -104,9 +105,10 @@ class Compiler:
         if own_env is None:
             if (note := self.pip_env.note()) is not None:
                 self.say(inert(note, 2000))
-            if command[0] not in self.checked:
+            checked = (command[0], tuple(sorted(self.pip_env.env.items())))
+            if checked not in _PIP_CHECKED:
                 check_pip(command[0], self.pip_env.env)
-                self.checked.add(command[0])
+                _PIP_CHECKED.add(checked)
         run_env = dict(own_env) if own_env is not None else self.pip_env.env
         proc = subprocess.Popen(
             list(command), cwd=work, env=run_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

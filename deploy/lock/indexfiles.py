@@ -57,11 +57,9 @@ def locate(
         for artifact in _local_files(folder, lock_folder):
             if artifact.sha256 in wanted:
                 found.setdefault(artifact.sha256, artifact)
-    names = sorted({canonical(pin.name) for digest, pin in wanted.items() if digest not in found})
     getter = fetch or fetcher({})
     for index in indexes:
-        missing = [name for name in names if any(
-            canonical(pin.name) == name and digest not in found for digest, pin in wanted.items())]
+        missing = sorted({canonical(pin.name) for digest, pin in wanted.items() if digest not in found})
         if not missing:
             break
         with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:

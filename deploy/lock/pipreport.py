@@ -91,9 +91,13 @@ def _keep_pages(folder: str) -> None:
         return  # another pip: the pylock step reads the index itself
     os.makedirs(folder, exist_ok=True)
     numbers = itertools.count()
+    kept: set[str] = set()  # pip-tools reads each page again when it collects hashes
 
     def make_index_content(*args: Any, **kwargs: Any) -> Any:
         page = original(*args, **kwargs)
+        if str(page.url) in kept:
+            return page
+        kept.add(str(page.url))
         try:
             stem = os.path.join(folder, f"{next(numbers):05d}")
             with open(f"{stem}.body", "wb") as body:
