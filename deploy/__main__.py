@@ -139,9 +139,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _verify(root: Path | None) -> int:
-    from deploy.lock.verify import verify
+    from deploy.lock.verify import unchecked, verify
 
     config = config_module.load(root)
+    note = unchecked(config)
+    if note:
+        print(f"verify: {note}")
     started = time.perf_counter()
     count = verify(config)
     print(f"verify: {count} layers fresh and consistent ({time.perf_counter() - started:.2f} s)")

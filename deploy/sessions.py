@@ -43,10 +43,15 @@ def lock(session: nox.Session) -> None:
 @nox.session(python=False)
 def verify(session: nox.Session) -> None:
     """Check offline that every lock is fresh and consistent."""
+    from deploy.lock.verify import unchecked
     from deploy.lock.verify import verify as verify_layers
 
     def run() -> None:
-        count = verify_layers(config_module.load())
+        config = config_module.load()
+        note = unchecked(config)
+        if note:
+            session.warn(note)
+        count = verify_layers(config)
         session.log(f"{count} layers fresh and consistent")
 
     _guard(session, run)

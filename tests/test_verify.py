@@ -284,6 +284,28 @@ def test_verify_loads_neither_the_resolver_nor_packaging_nor_network_code() -> N
     assert done.stdout.strip() == ""
 
 
+def test_pylock_false_with_pylock_files_present_says_in_one_line_that_they_go_unchecked(project: LockProject) -> None:
+    # They are not verify's to check any more, but pip or uv given one installs what it says: say so.
+    (project.root / "noxfile.py").write_text(NOXFILE, encoding="utf-8")
+    nox = [str(Path(sys.executable).parent / "nox"), "-s", "verify"]
+    pyproject = project.root / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text(encoding="utf-8") + "pylock = false\n", encoding="utf-8")
+    note = ("requirements/pylock.*.toml (4 files) not checked, as [tool.deploy] pylock = false; delete them, or set "
+            "pylock = true and run: nox -s lock")
+
+    done = project.run("verify")
+    noxed = subprocess.run(nox, cwd=project.root, capture_output=True, text=True, check=False)
+
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines()[0] == f"verify: {note}"
+    assert done.stdout.splitlines()[1].startswith("verify: 4 layers fresh and consistent (")
+    assert noxed.returncode == 0, noxed.stderr
+    assert f"nox > {note}" in noxed.stderr.splitlines()
+    for path in project.requirements.glob("pylock.*.toml"):
+        path.unlink()
+    assert "not checked" not in project.run("verify").stdout
+
+
 def test_verify_run_as_the_hook_runs_it_says_what_verify_with_root_says(project: LockProject, names: Names) -> None:
     # The hook, CI and onboarding run exactly `python -m deploy verify` (no parser on that path): its
     # lines and exit code must be those of the parsed `--root DIR verify` that every other test runs.

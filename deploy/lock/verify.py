@@ -68,6 +68,20 @@ def verify(config: Config) -> int:
     return len(list(config.requirements.glob("*.in")))
 
 
+def unchecked(config: Config) -> str | None:
+    """One line for the pylock files verify leaves alone because `[tool.deploy] pylock = false`; None
+    when there are none. Not a failure (the project turned them off), but never silent either: pip or
+    uv given one installs what it says, however far the `.txt` locks have moved since."""
+    if config.pylock:
+        return None
+    found = len(list(config.requirements.glob("pylock.*.toml")))
+    if not found:
+        return None
+    files = "1 file" if found == 1 else f"{found} files"
+    return (f"{display(config.requirements, config.root)}/pylock.*.toml ({files}) not checked, as [tool.deploy] "
+            f"pylock = false; delete them, or set pylock = true and {FIX}")
+
+
 def _pylock_problems(config: Config, graph: LayerGraph, locks: dict[str, LockFile]) -> list[str]:
     """Each layer's `pylock.<layer>.toml` is there and says what its `.txt` lock says (lock/pylock.py).
 
