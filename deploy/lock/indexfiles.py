@@ -17,15 +17,18 @@ import json
 import os
 import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deploy.errors import LockError
 from deploy.lock.lockfile import Pin
 from deploy.lock.pylock import Artifact
 from deploy.lock.reqfile import canonical, clip
+
+if TYPE_CHECKING:
+    import urllib.request  # a lock whose solve read every page it needs never loads it (nor ssl)
 
 PYPI = "https://pypi.org/simple"
 _ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
@@ -184,6 +187,8 @@ def fetcher(env: Mapping[str, str], *, read: Mapping[str, tuple[str, bytes]] | N
     def fetch(url: str) -> tuple[str, bytes]:
         if (page := known.get(_public(url))) is not None:
             return page
+        import urllib.request
+
         if not opened:
             opened.append(_opener(env))
         # The project's own index, read as pip reads it (http or https), a `user:token@` in its URL
@@ -201,7 +206,8 @@ def fetcher(env: Mapping[str, str], *, read: Mapping[str, tuple[str, bytes]] | N
 
 
 def _opener(env: Mapping[str, str]) -> Callable[[urllib.request.Request], tuple[str, bytes]]:
-    import ssl  # only a lock that writes pylock files reads an index here
+    import ssl
+    import urllib.request
 
     try:
         context = ssl.create_default_context(cafile=env.get("PIP_CERT") or None)
