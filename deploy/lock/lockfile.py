@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from deploy.lock.reqfile import canonical, clip, display, logical_lines, read_text, requirement_name
 
@@ -82,8 +82,7 @@ class LockFile:
         return found
 
 
-@dataclass(frozen=True)
-class PinLine:
+class PinLine(NamedTuple):
     """One logical lock line as pip reads it: the requirement, its marker and its `--hash` values.
 
     `parse` insists on the plain `name==version` that pinship writes; this reading also takes what

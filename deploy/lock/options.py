@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from deploy.errors import LayerError
@@ -36,8 +36,7 @@ SOLVE_WIDE = ("--index-url", "--extra-index-url", "--no-index", "--pre", "--no-b
               "--prefer-binary")
 
 
-@dataclass(frozen=True)
-class Option:
+class Option(NamedTuple):
     """One option of an option line, in pip's long spelling, with its value as written."""
 
     line: Line
