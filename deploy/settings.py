@@ -1,5 +1,5 @@
 """Every environment setting, declared once (key, type, range, default, help): pyproject.toml's
-parser (config.py), the command line's flags and their coercion (release/select.py, tasks.py) and
+parser (environments.py), the command line's flags and their coercion (release/select.py, tasks.py) and
 the task help all read this table, so the three can never disagree.
 """
 
