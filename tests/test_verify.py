@@ -9,13 +9,15 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
+from deploy.lock import pylock
 from deploy.lock.freshness import options_key
 from deploy.lock.layers import load as load_layers
-from deploy.lock.lockfile import parse, render
+from deploy.lock.lockfile import Pin, parse, render
 from deploy.lock.verify import check
 from deploy.scaffold import NOXFILE
 from tests.lockproject import LockProject, Names, locked_copy, publish
@@ -304,6 +306,25 @@ def test_pylock_false_with_pylock_files_present_says_in_one_line_that_they_go_un
     for path in project.requirements.glob("pylock.*.toml"):
         path.unlink()
     assert "not checked" not in project.run("verify").stdout
+
+
+def test_a_pylock_file_whose_strings_carry_escapes_reads_back_as_tomllib_reads_it(tmp_path: Path) -> None:
+    # The reader takes a string without an escape as it stands (no JSON decoder on verify's path) and
+    # decodes one with an escape: read raw, this version would differ from the .txt lock's.
+    digest = "cd" * 32
+    version = '1.0"\\\x7f\u00e9'
+    pin = Pin("tool", version, (f"sha256:{digest}",))
+    artifact = pylock.Artifact('tool "1".tar.gz', digest, url="https://files.example/a\\b/tool.tar.gz")
+    text = pylock.render("prod", [pin], {digest: artifact}, requires_python=None, source="requirements/prod.txt")
+    path = tmp_path / "requirements" / "pylock.prod.toml"
+    path.parent.mkdir()
+    path.write_text(text, encoding="utf-8")
+
+    assert tomllib.loads(text)["packages"][0]["version"] == version
+    assert '\\"' in text and "\\u007f" in text
+    assert pylock.check(path, {"tool": pin}, tmp_path) == []
+    assert pylock.check(path, {"tool": Pin("tool", "1.0", pin.hashes)}, tmp_path) == [
+        "requirements/pylock.prod.toml: tool 1.0\"\\\\x7f\u00e9, but the .txt lock pins 1.0; run: nox -s lock"]
 
 
 def test_verify_run_as_the_hook_runs_it_says_what_verify_with_root_says(project: LockProject, names: Names) -> None:
