@@ -140,7 +140,8 @@ def test_a_dev_cap_on_a_base_package_takes_the_rounds_and_fails_as_they_do(
         patch.setattr(onerun, "ENABLED", False)
         lock(rounds.config(), log=lambda line: None)
 
-    assert (f"requirements/dev.in:2 '{n.tool}<8' holds {n.tool} below the version base's own inputs give (9.2.0): "
+    assert (f"requirements/dev.in:2 '{n.tool}<8' holds {n.tool} below the version pip tries first on base's own "
+            f"inputs (9.2.0): "
             f"{FALLBACK}") in said
     assert str(fast_error.value) == str(rounds_error.value)
     assert project.snapshot() == {}, "the joint run's pull on base was never written"
@@ -220,3 +221,30 @@ def test_without_pips_account_the_rounds_run(
     assert ("pip's resolver gave no account of its run (no report file: FileNotFoundError): "
             f"{FALLBACK}") in fast
     assert _runs(fast) == 1 + _runs(rounds)
+
+
+def test_a_round_that_ran_and_came_out_as_the_one_run_had_it_leaves_the_layers_above_to_the_one_run(
+    use_index: PackageIndex, names: Names, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As in every adopted project: a test-layer package caps a dependency below its newest (fabric's
+    invoke<3), so pip would try the newest first on test's own inputs and test's round must run; it
+    backs off to the joint's version, and dev, proven on that, needs no run of its own."""
+    n = names
+    _release(use_index, {n.alpha: [], n.server: [n.alpha], n.linter: []})
+    for version in ("1.0", "2.0"):
+        use_index.add(n.tool, version)
+    use_index.add(n.fab, "1.0", [f"{n.tool}<2"])
+    project = LockProject.create(tmp_path / "project", {
+        "base.in": f"{n.alpha}\n",
+        "prod.in": f"-r base.in\n{n.server}\n",
+        "test.in": f"-r prod.in\n{n.tool}\n{n.fab}\n",
+        "dev.in": f"-r test.in\n{n.linter}\n",
+    })
+
+    fast, rounds, _ = _lock_both_ways(project, tmp_path, monkeypatch)
+
+    assert (f"pip tries {n.tool} 2.0 first on test's own inputs, where the joint run has 1.0, so test's own run "
+            f"could pick otherwise: {FALLBACK}") in fast
+    assert "dev: the one run's pins stand, as the layers below came out as it had them" in fast
+    assert _runs(fast) == 2 and _runs(rounds) == 4, "\n".join(fast)
+    assert _versions(project, "dev")[n.tool] == "1.0"

@@ -35,9 +35,12 @@ factory asks its finder for a name's candidates with the combined specifier of w
 (`find_best_candidate`, yanked releases skipped); the index answers the same within one lock.
 pip-tools' hashes and annotations follow from the pins. Whatever the report lacks or contradicts,
 the rounds run as before and the result is exactly theirs: the check only ever decides to skip
-work whose outcome it has proven. That holds per run, too: when only the layers above fail it,
-the lowest rounds whose layers it proved are taken from the one run, and the rounds go on from
-there.
+work whose outcome it has proven. That holds per run, too: the lowest rounds whose layers it
+proved are taken from the one run, the others run, and a round whose scope it proved is still
+taken above one that ran, when that one came out with the one run's pins: the proof of a scope
+assumes no more of the rounds below it than their pins. (In an adopted project the test layer's
+own round often runs: pinship's dependencies cap invoke below its newest, so pip would try the
+newest first; it backs off to the joint's version, and dev is then taken.)
 uv has no such report: with resolver = "uv" the rounds always run.
 """
 
@@ -63,10 +66,11 @@ FALLBACK = "solving the lower layers on their own inputs first"
 
 @dataclass
 class OneRun:
-    """The one run's universe, and the lower layers it proved (their scope's checks all hold)."""
+    """The one run's universe, and the scopes it proved (their checks hold, given the pins below)."""
 
     universe: dict[str, Pin]
-    proven: list[str]
+    proven: list[str]  # lower layers
+    top: bool  # the top layers' scope: their round gives these pins if every round below does
     complete: bool  # every scope holds: every layer's pins are select() of this universe
 
     def pins(self, graph: LayerGraph, names: Sequence[str]) -> dict[str, list[Pin]]:
@@ -119,7 +123,7 @@ def solve(
         log(f"each lower layer ({', '.join(lower)}) is what its own inputs give: one run locked the group")
     else:
         log(f"{failed[0]}: {FALLBACK}")
-    return OneRun(outcome.universe, [name for name in lower if why[name] is None], not failed)
+    return OneRun(outcome.universe, [name for name in lower if why[name] is None], why[TOP] is None, not failed)
 
 
 def _why_not(graph: LayerGraph, scope: str, top: Sequence[str], universe: Mapping[str, Pin],
@@ -163,6 +167,7 @@ def _moved(graph: LayerGraph, scope: str, name: str, picked: str, first: object)
     above = [layer for layer in graph.order if scope in graph.depends_on(layer)]
     line = preferences.excluding(graph, above, name, first)
     if line is not None:
-        return (f"{line.where(graph.root)} '{clip(line.text)}' holds {clip(name)} below the version {scope}'s own "
-                f"inputs give ({clip(first)})")
-    return f"{scope}'s own inputs give {clip(name)} {clip(first)}, the joint run {clip(picked)}"
+        return (f"{line.where(graph.root)} '{clip(line.text)}' holds {clip(name)} below the version pip tries first "
+                f"on {scope}'s own inputs ({clip(first)})")
+    return (f"pip tries {clip(name)} {clip(first)} first on {scope}'s own inputs, where the joint run has "
+            f"{clip(picked)}, so {scope}'s own run could pick otherwise")

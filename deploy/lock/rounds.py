@@ -112,21 +112,25 @@ def settle(
             result.pins = first.pins(graph, [name for members in rounds for name in members])
             result.universe = dict(first.universe)
             rounds = []  # every round is proven: none runs, and the kept layers' pins join the universe below
-    proven = first.proven if first is not None else []
     options = options_key(config)
     carried: list[str] = []  # stale lower layers whose lock still holds: kept, selected in the last round
     for number, round_members in enumerate(rounds):
-        if number == len(rounds) - 1:
-            members = [*round_members, *carried]
-        elif first is not None and all(name in proven for name in round_members):
-            # The one run proved what this round would give (lock/onerun.py): its pins, without the run.
-            log(f"{', '.join(round_members)}: the one run's pins stand, as its own inputs give them")
-            for name, pins in first.pins(graph, round_members).items():
+        last = number == len(rounds) - 1
+        # The one run's proof of a round assumes the rounds below it gave the one run's pins: those it
+        # proved did, and one that ran (or kept its lock) may have come out the same.
+        below = [name for earlier in rounds[:number] for name in earlier]
+        if first is not None and _as_in(graph, first, settled, below) and (
+                first.top if last else all(name in first.proven for name in round_members)):
+            taken = [*round_members, *carried] if last else list(round_members)
+            log(f"{', '.join(round_members)}: the one run's pins stand, as "
+                + ("the layers below came out as it had them" if last else "its own inputs give them"))
+            for name, pins in first.pins(graph, taken).items():
                 result.universe.update({canonical(pin.name): first.universe[canonical(pin.name)] for pin in pins})
                 _solved(graph, name, pins, result, settled, kept_at)
             continue
+        if last:
+            members = [*round_members, *carried]
         else:
-            proven = []  # a round ran: the rounds above it build on its pins, not the one run's
             members = [name for name in round_members if not _still_holds(graph, name, existing, settled, options)]
             for name in round_members:
                 if name not in members:
@@ -156,6 +160,14 @@ def settle(
         for pin in current[name]:
             result.universe.setdefault(canonical(pin.name), pin)
     return result
+
+
+def _as_in(graph: LayerGraph, first: onerun.OneRun, settled: Mapping[str, list[Pin]], names: Sequence[str]) -> bool:
+    """Whether each of these layers, as this lock settled it, pins what the one run gives it."""
+    def versions(pins: Sequence[Pin]) -> dict[str, str]:
+        return {canonical(pin.name): pin.version for pin in pins}
+
+    return all(versions(settled[name]) == versions(first.pins(graph, [name])[name]) for name in names)
 
 
 def _solved(graph: LayerGraph, name: str, pins: list[Pin], result: Settled, settled: dict[str, list[Pin]],
