@@ -122,7 +122,7 @@ def lock(
     settled = _as_locked(existing)
     settled.update({name: (text, solved.pins[name]) for name, (text, _) in texts.items()})
     planned = pylocks.plan(config, graph, settled, env=env, log=log, pages=pages)
-    files = [(graph.layers[name].lock, text, f"{count} pins") for name, (text, count) in texts.items()]
+    files = [(graph.layers[name].lock, text, _count(count, "pin")) for name, (text, count) in texts.items()]
     _write_all(config, files + _pylock_files(planned), result, log)
     if move_lower:
         _log_moves(graph, result, log)
@@ -192,7 +192,7 @@ def _as_locked(existing: Mapping[str, LockFile]) -> dict[str, tuple[str, Sequenc
 
 
 def _pylock_files(planned: Sequence[pylocks.PylockFile]) -> list[tuple[Path, str, str]]:
-    return [(file.path, file.text, f"{file.count} packages") for file in planned]
+    return [(file.path, file.text, _count(file.count, "package")) for file in planned]
 
 
 @contextlib.contextmanager
@@ -307,6 +307,10 @@ def _version(dist: str) -> str:
                 except OSError:
                     pass
     return "unknown"
+
+
+def _count(number: int, thing: str) -> str:
+    return f"{number} {thing}" + ("" if number == 1 else "s")
 
 
 def _normalized(name: str) -> str:
