@@ -70,8 +70,9 @@ def test_lock_writes_a_pylock_file_per_layer_with_the_versions_and_hashes_of_its
 
     for layer in LAYERS:
         path = app.path(f"pylock.{layer}.toml")
-        assert f"wrote requirements/pylock.{layer}.toml ({len(pins(app.read(f'{layer}.txt')))} packages)" in (
-            done.stdout.splitlines()), done.stdout
+        count = len(pins(app.read(f"{layer}.txt")))
+        said = f"{count} package" + ("" if count == 1 else "s")
+        assert f"wrote requirements/pylock.{layer}.toml ({said})" in done.stdout.splitlines(), done.stdout
         assert _packages(path) == {name.lower(): value for name, value in pins(app.read(f"{layer}.txt")).items()}
         data = tomllib.loads(path.read_text(encoding="utf-8"))
         # The Python the .txt lock was solved for, as its header says: the one a solve checked.
