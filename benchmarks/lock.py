@@ -5,8 +5,9 @@
 It builds four-layer projects (base, prod, test, dev) of two sizes, a small one (17 tiny packages,
 one sdist-only) and a Django web app's (benchmarks/webapp.py: 99 packages with their real names and
 edges, five sdist-only), each served by its own local index on 127.0.0.1, with pip isolated from
-this machine's configuration, then times each operation N times, round by round, and prints the
-medians, and ratios taken from this one run, each beside the issue's target where it has one.
+this machine's configuration, then times each operation N times, round by round (the sub-second
+no-ops and bare uv five times a round), and prints the medians, and ratios taken from this one run,
+each beside the issue's target where it has one.
 pip's, pip-tools' and uv's caches are shared by every contender and warm after the first run (the
 index lets archives be cached for good and answers a page's revalidation with 304, as a real index
 does), so the resolver work, not the network, is what is compared.
@@ -167,6 +168,9 @@ ADD = "add PKG to a layer (deploy.lock.edit.add)"
 ANCHOR = "anchor: pip-compile each layer into a copy + diff"
 BARE = "bare pip-compile of each layer, bottom-up with -c"
 BARE_UV = "bare uv pip compile of the union, from scratch"
+# Well under a second and changing nothing (bare uv writes into its own scratch folder).
+SHORT = {VERIFY, NOX_VERIFY, IN_PROCESS, EMPTY, NO_OP, NO_OP_UV, BARE_UV}
+SHORT_REPEAT = 5
 Operation = tuple[str, Callable[[], None] | None, Callable[[], None] | None]  # label, untimed setup, timed step
 
 
@@ -289,17 +293,20 @@ class Bench:
             (BARE_UV, None, self.bare_uv),
         ]
         # Round by round, every operation once per round: a busy spell on a shared machine then
-        # slows every contender alike instead of all the runs of one of them.
+        # slows every contender alike instead of all the runs of one of them. The operations that
+        # change nothing and take well under a second run SHORT_REPEAT times a round, so that one
+        # spike of the machine's load does not make their median.
         times: dict[str, list[float]] = {label: [] for label, _, _ in operations}
         for _ in range(runs):
             for label, setup, operation in operations:
                 if operation is None:
                     continue
-                if setup is not None:
-                    setup()
-                started = time.perf_counter()
-                operation()
-                times[label].append(time.perf_counter() - started)
+                for _ in range(SHORT_REPEAT if label in SHORT else 1):
+                    if setup is not None:
+                        setup()
+                    started = time.perf_counter()
+                    operation()
+                    times[label].append(time.perf_counter() - started)
             self.restore("locked")
         for label, taken in times.items():
             print(f"  {label}: {', '.join(f'{t:.3f}' for t in taken) or 'not run'} s", file=sys.stderr)
@@ -327,7 +334,8 @@ def _constrain_by_lower_locks(folder: Path) -> None:
 def _print(results: list[tuple[str, float | None]], runs: int, title: str, *, small: bool) -> None:
     median = {label: seconds for label, seconds in results if seconds is not None}
     width = max(len(label) for label, _ in results)
-    print(f"\n{title}; median of {runs} runs; Python {sys.version.split()[0]}, {os.cpu_count()} CPUs\n")
+    print(f"\n{title}; median of {runs} runs ({runs * SHORT_REPEAT} of the sub-second no-ops and bare uv); "
+          f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs\n")
     print(f"{'operation'.ljust(width)}  median")
     print(f"{'-' * width}  ---------")
     for label, seconds in results:
