@@ -102,13 +102,13 @@ class Compiler:
         user's files). `own_env`: a resolver that is not pip (uv) runs in the environment
         resolver.command made for it, with neither pip's isolation nor pip's version check.
         """
+        checking: Callable[[], None] | None = None
         if own_env is None:
             if (note := self.pip_env.note()) is not None:
                 self.say(inert(note, 2000))
             checked = (command[0], tuple(sorted(self.pip_env.env.items())))
             if checked not in _PIP_CHECKED:
-                check_pip(command[0], self.pip_env.env)
-                _PIP_CHECKED.add(checked)
+                checking = start_pip_check(command[0], self.pip_env.env)
         run_env = dict(own_env) if own_env is not None else self.pip_env.env
         proc = subprocess.Popen(
             list(command), cwd=work, env=run_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -117,6 +117,9 @@ class Compiler:
         ticker = Ticker(self.log, sys.stderr if self.live is None else self.live, self.every)
         progress = Progress()
         try:
+            if checking is not None:
+                checking()  # pip-compile starts meanwhile; a pip too old ends it, its output unread
+                _PIP_CHECKED.add(checked)
             out, err = _follow(proc, progress, ticker, self.say)
             proc.wait()
         except BaseException:
@@ -186,26 +189,44 @@ def end_group(proc: subprocess.Popen[bytes]) -> None:
 
 def check_pip(python: str, env: Mapping[str, str]) -> None:
     """Refuse to lock with a pip that would drop packages without an error (see MIN_PIP)."""
+    start_pip_check(python, env)()
+
+
+def start_pip_check(python: str, env: Mapping[str, str]) -> Callable[[], None]:
+    """Ask `python` for its pip's version; the function returned waits for the answer and raises
+    LockError for a pip that is missing or older than MIN_PIP, which would drop packages silently."""
     wanted = ".".join(map(str, MIN_PIP))
     fix = f"{shlex.quote(python)} -m pip install 'pip>={wanted}', then run the lock again"
     try:
-        done = subprocess.run(
+        asking = subprocess.Popen(
             [python, "-c", "import pip; print(pip.__version__)"], env=dict(env), stdin=subprocess.DEVNULL,
-            capture_output=True, text=True, timeout=60, check=False,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
-    except (OSError, subprocess.TimeoutExpired) as exc:
+    except OSError as exc:
         raise LockError(f"could not ask {python} for its pip version ({inert(str(exc))})", fix=fix) from None
-    found = done.stdout.strip()
-    match = _VERSION.match(found)
-    if done.returncode != 0 or match is None:
-        raise LockError(f"pip is not installed for {python}, and pip-compile needs it", fix=fix)
-    if (int(match.group(1)), int(match.group(2) or 0)) < MIN_PIP:
-        raise LockError(
-            f"pip {inert(found)} ({python}) is too old to lock with: pip {wanted} or newer is needed, since an "
-            "older pip silently leaves out the packages of an extra the package spells with '_' "
-            "(lxml[html_clean] would lock without lxml-html-clean)",
-            fix=fix,
-        )
+
+    def finish() -> None:
+        try:
+            found, _ = asking.communicate(timeout=60)
+        except BaseException as exc:
+            asking.kill()
+            asking.wait()
+            if isinstance(exc, subprocess.TimeoutExpired):
+                raise LockError(f"could not ask {python} for its pip version ({inert(str(exc))})", fix=fix) from None
+            raise
+        found = found.strip()
+        match = _VERSION.match(found)
+        if asking.returncode != 0 or match is None:
+            raise LockError(f"pip is not installed for {python}, and pip-compile needs it", fix=fix)
+        if (int(match.group(1)), int(match.group(2) or 0)) < MIN_PIP:
+            raise LockError(
+                f"pip {inert(found)} ({python}) is too old to lock with: pip {wanted} or newer is needed, since an "
+                "older pip silently leaves out the packages of an extra the package spells with '_' "
+                "(lxml[html_clean] would lock without lxml-html-clean)",
+                fix=fix,
+            )
+
+    return finish
 
 
 def solve_environment(left_out: Sequence[str] = ()) -> str:
