@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import tomllib
 from pathlib import Path
 
@@ -180,3 +181,128 @@ def test_the_command_line_adds_and_removes_and_prints_what_changed_per_layer(
     assert f"  - {names.omega} 1.0" in removed.stdout
     failed = created.run("add", f"{names.token}-nowhere")
     assert failed.returncode == 1 and "nothing was changed" in failed.stderr and "Traceback" not in failed.stderr
+
+
+def _failed_add(created: LockProject, specs: list[str], layer: str | None = None) -> LockError:
+    before = _everything(created)
+    with pytest.raises(LockError) as caught:
+        edit.add(created.config(), specs, layer=layer, log=lambda _: None)
+    assert _everything(created) == before
+    return caught.value
+
+
+def test_a_failed_add_says_nothing_changed_then_ends_with_the_add_to_run_again(
+    project: tuple[LockProject, Names],
+) -> None:
+    created, names = project
+    for spec in (f"{names.token}-nowhere", f"{names.gamma}>=9"):
+        error = _failed_add(created, [spec], layer="test")
+        # The fix comes last, once: `nox -s lock` would lock the restored files and change nothing.
+        assert str(error).count("fix:") == 1 and "nox -s lock" not in str(error)
+        assert error.message.endswith("\nnothing was changed: every file is as it was")
+        assert error.fix == (f"check the name and version against the index, then run the add again: "
+                             f"nox -s add -- --layer test {shlex.quote(spec)}")
+
+
+@pytest.fixture
+def held_back(use_index: PackageIndex, project: tuple[LockProject, Names]) -> tuple[LockProject, Names]:
+    """The test layer asks for holder, which needs gamma<2: a prod that takes gamma 2.0 cannot stay."""
+    created, names = project
+    use_index.add(names.holder, "1.0", [f"{names.gamma}<2"])
+    created.write("test.in", created.read("test.in") + f"{names.holder}\n")
+    created.lock()
+    return created, names
+
+
+def test_an_add_a_layer_above_holds_back_names_the_range_it_needs_and_that_add_succeeds(
+    held_back: tuple[LockProject, Names],
+) -> None:
+    created, names = held_back
+    error = _failed_add(created, [names.gamma], layer="prod")
+    assert "nothing was changed: every file is as it was" in error.message
+    assert error.fix == f"ask for a version the layers above accept: nox -s add -- --layer prod '{names.gamma}<2'"
+    edit.add(created.config(), [f"{names.gamma}<2"], layer="prod", log=lambda _: None)
+    assert pins(created.read("prod.txt"))[names.gamma][0] == "1.0"
+    assert verify(created.config()) == 4
+
+
+def test_an_add_a_lower_lock_holds_back_says_to_make_it_by_hand_and_move_the_lower_layers(
+    use_index: PackageIndex, project: tuple[LockProject, Names],
+) -> None:
+    created, names = project
+    use_index.add(names.kappa, "1.0")
+    created.write("prod.in", created.read("prod.in") + f"{names.kappa}\n")
+    created.lock()
+    use_index.add(names.kappa, "2.0")  # prod keeps kappa 1.0; test now asks for 2
+    error = _failed_add(created, [f"{names.kappa}>=2"], layer="test")
+    assert error.fix == (f"to let the lower layers' pins move, add '{names.kappa}>=2' to requirements/test.in by "
+                         "hand and run: nox -s lock -- --move-lower (it prints every change)")
+    created.write("test.in", created.read("test.in") + f"{names.kappa}>=2\n")
+    moved = created.run("lock", "--move-lower")
+    assert moved.returncode == 0, moved.stderr
+    assert pins(created.read("prod.txt"))[names.kappa][0] == "2.0"
+
+
+def test_a_url_with_no_name_is_a_direct_reference_and_any_other_bad_spec_is_one_line(
+    project: tuple[LockProject, Names],
+) -> None:
+    created, _ = project
+    for url in ("git+https://example.invalid/y.git", "https://example.invalid/y-1.0.tar.gz", "./vendor/y-1.0.whl"):
+        with pytest.raises(LockError, match="is a direct reference") as caught:
+            edit.add(created.config(), [url])
+        assert "\n" not in caught.value.message
+    with pytest.raises(LockError) as caught:
+        edit.add(created.config(), ["requests>=2 and more"])
+    assert "\n" not in caught.value.message and "^" not in caught.value.message
+    assert caught.value.message.startswith("'requests>=2 and more' is not a requirement (Expected ")
+
+
+POETRY = """\
+[tool.poetry]
+name = "shop"
+version = "0.1.0"
+
+[tool.poetry.dependencies]
+python = "^3.8"
+{alpha} = "*"
+
+[tool.deploy]
+requirements = "requirements"
+deploy-layer = "prod"
+"""
+
+
+def test_in_a_poetry_project_add_and_remove_warn_that_its_table_disagrees_and_leave_it_as_it_is(
+    use_index: PackageIndex, tmp_path: Path,
+) -> None:
+    names = Names()
+    layers = publish(use_index, names)
+    use_index.add(names.gamma, "1.0")
+    created = LockProject.create(tmp_path / "shop", layers, pyproject=POETRY.format(alpha=names.alpha))
+    created.lock()
+    pyproject = (created.root / "pyproject.toml").read_bytes()
+    lines: list[str] = []
+    edit.add(created.config(), [names.gamma], log=lines.append)
+    assert lines[-1] == (f"warning: pyproject.toml [tool.poetry.dependencies] does not list {names.gamma}: "
+                         "the app's wheel will not declare it; add it there too")
+    assert names.gamma in pins(created.read("base.txt"))
+    lines.clear()
+    edit.add(created.config(), [names.alpha.upper().replace("-", "_")], log=lines.append)  # the table lists it
+    edit.add(created.config(), [names.linter], layer="prod", log=lines.append)  # not the wheel's layer
+    assert not [line for line in lines if line.startswith("warning:")]
+    lines.clear()
+    edit.remove(created.config(), [names.alpha, names.gamma], log=lines.append)
+    assert [line for line in lines if line.startswith("warning:")] == [
+        f"warning: pyproject.toml [tool.poetry.dependencies] still lists {names.alpha}: the app's wheel will still "
+        "declare it; take it out there too"
+    ]
+    assert (created.root / "pyproject.toml").read_bytes() == pyproject
+
+
+def test_a_project_with_project_dependencies_gets_no_poetry_warning(project: tuple[LockProject, Names]) -> None:
+    created, names = project
+    text = (created.root / "pyproject.toml").read_text()
+    (created.root / "pyproject.toml").write_text(text + '\n[tool.poetry.dependencies]\npython = "^3.8"\n')
+    lines: list[str] = []
+    edit.add(created.config(), [names.omega], log=lines.append)
+    assert not [line for line in lines if "warning" in line]

@@ -4,24 +4,32 @@ As `poetry add` and `uv add` do: the requirement is written where the layer take
 layer's `.in`; for the base layer also `[project] dependencies`, which verify keeps equal to
 base.in), then the layers are locked. Every file the step may touch is read first; if the lock
 fails (a spec nothing satisfies, a package the index does not have, Ctrl-C), each is put back byte
-for byte and files the step created are removed, so a failed `add` leaves the project as it was.
+for byte and files the step created are removed, so a failed `add` leaves the project as it was,
+and its error ends with a fix that asks for the edit again (lock/editfix.py).
+
+A Poetry project's wheel declares `[tool.poetry.dependencies]`, in Poetry's own version syntax
+(not PEP 508), so that table is not written: a warning names each package added to or removed from
+the base layer that it does not list, or still lists.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from deploy.config import Config
 from deploy.errors import DeployError, LockError, VerifyFailed
-from deploy.lock import pyproject_deps
+from deploy.lock import editfix, pyproject_deps
 from deploy.lock.reqfile import canonical, clip, display, read_text, requirement_name
 from deploy.lock.solve import LockResult, lock
 
 Log = Callable[[str], None]
 BASE = "base"
+# A URL (`git+https://…`, `file:…`) or a path to an archive or a folder, given with no name.
+_DIRECT = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*://|file:|\.{0,2}/|[^\s;]+\.(?:whl|tar\.gz|zip)$)")
 
 
 def add(
@@ -37,14 +45,24 @@ def add(
     if not parsed:
         raise LockError("nothing to add", fix="name a requirement: nox -s add -- 'requests>=2.31'")
     target = _layer_file(config, layer)
-    with _all_or_nothing(config):
+    keeps_pyproject = target.stem == BASE and pyproject_deps.declares(config.root)
+    files = [display(target, config.root), *(["pyproject.toml [project] dependencies"] if keeps_pyproject else [])]
+    lock_file = display(target.with_suffix(".txt"), config.root)
+    asked = editfix.Edit("add", list(specs), layer, files, names=[name for name, _ in parsed], lock=lock_file)
+    with _all_or_nothing(config, asked):
         for name, text in parsed:
             _write_line(target, name, text, config.root)
             log(f"{display(target, config.root)}: {clip(text)}")
-            if target.stem == BASE and pyproject_deps.declares(config.root):
+            if keeps_pyproject:
                 pyproject_deps.put(config.root, name, text)
                 log(f"pyproject.toml [project] dependencies: {clip(text)}")
-        return lock(config, env=env, log=log)
+        result = lock(config, env=env, log=log)
+    if target.stem == BASE:
+        for name, _ in parsed:
+            if pyproject_deps.poetry_lists(config.root, name) is False:
+                log(f"warning: pyproject.toml {pyproject_deps.POETRY} does not list {clip(name)}: the app's wheel "
+                    "will not declare it; add it there too")
+    return result
 
 
 def remove(
@@ -61,22 +79,33 @@ def remove(
         raise LockError("nothing to remove", fix="name a package: nox -s remove -- requests")
     folder = config.requirements
     files = [_layer_file(config, layer)] if layer else sorted(folder.glob("*.in"))
-    with _all_or_nothing(config):
+    edited: list[str] = []  # the files that named a package, for a fix that repeats the edit by hand
+    from_base: list[str] = []
+    with _all_or_nothing(config, editfix.Edit("remove", list(names), layer, edited)):
         for name in names:
             key = canonical(name)
             found = False
             for path in files:
                 if _drop_lines(path, key, config.root):
                     found = True
+                    edited.append(display(path, config.root))
                     log(f"{display(path, config.root)}: removed {clip(name)}")
+                    if path.stem == BASE:
+                        from_base.append(name)
                     if path.stem == BASE and pyproject_deps.declares(config.root):
                         pyproject_deps.drop(config.root, key)
+                        edited.append("pyproject.toml [project] dependencies")
                         log(f"pyproject.toml [project] dependencies: removed {clip(name)}")
             if not found:
                 where = display(files[0], config.root) if layer else f"{display(folder, config.root)}/*.in"
                 raise LockError(f"no requirement line names {clip(name)} in {where}",
                                 fix="check the name: nox -s remove -- PKG removes a package a layer asks for")
-        return lock(config, env=env, log=log)
+        result = lock(config, env=env, log=log)
+    for name in from_base:
+        if pyproject_deps.poetry_lists(config.root, name):
+            log(f"warning: pyproject.toml {pyproject_deps.POETRY} still lists {clip(name)}: the app's wheel will "
+                "still declare it; take it out there too")
+    return result
 
 
 def _parse(spec: str) -> tuple[str, str]:
@@ -85,12 +114,20 @@ def _parse(spec: str) -> tuple[str, str]:
     try:
         requirement = Requirement(spec)
     except InvalidRequirement as exc:
-        raise LockError(f"'{clip(spec)}' is not a requirement ({clip(str(exc))})",
+        if _DIRECT.match(spec.strip()):
+            raise _direct(spec) from None
+        # packaging's message goes on with the spec and a caret under the fault, on lines of their own.
+        reason = str(exc).splitlines()[0] if str(exc).strip() else "unreadable"
+        raise LockError(f"'{clip(spec)}' is not a requirement ({clip(reason)})",
                         fix="write it as PEP 508 does, e.g. nox -s add -- 'requests>=2.31'") from None
     if requirement.url:
-        raise LockError(f"'{clip(spec)}' is a direct reference: a hash-checked lock pins versions from an index",
-                        fix="add it by name and version, or vendor its wheel in a find-links folder")
+        raise _direct(spec)
     return canonical(requirement.name), str(requirement)
+
+
+def _direct(spec: str) -> LockError:
+    return LockError(f"'{clip(spec)}' is a direct reference: a hash-checked lock pins versions from an index",
+                     fix="add it by name and version, or vendor its wheel in a find-links folder")
 
 
 def _layer_file(config: Config, layer: str | None) -> Path:
@@ -129,8 +166,9 @@ def _drop_lines(path: Path, key: str, root: Path) -> bool:
 
 
 @contextlib.contextmanager
-def _all_or_nothing(config: Config) -> Iterator[None]:
-    """Every file the step may change, put back exactly as it was if the step does not finish."""
+def _all_or_nothing(config: Config, edit: editfix.Edit) -> Iterator[None]:
+    """Every file the step may change, put back exactly as it was if the step does not finish; an
+    error then says so, with a fix that asks for the `edit` again (editfix.py)."""
     folder = config.requirements
     watched = [config.root / "pyproject.toml", *folder.glob("*.in"), *folder.glob("*.txt"),
                *folder.glob("pylock.*.toml")]
@@ -147,5 +185,5 @@ def _all_or_nothing(config: Config) -> Iterator[None]:
                 temporary.write_bytes(data)
                 os.replace(temporary, path)
         if isinstance(exc, DeployError) and not isinstance(exc, VerifyFailed):
-            raise LockError(f"{exc.message}\nnothing was changed: every file is as it was", fix=exc.fix) from None
+            raise editfix.undone(exc, edit) from None
         raise
