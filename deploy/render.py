@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # Controls, format characters (bidi overrides and isolates, zero-width ones), line and paragraph
@@ -125,13 +125,17 @@ def table(rows: Sequence[Sequence[str]]) -> list[str]:
     return ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
 
 
-def lock_changes(changes: Mapping[str, Sequence[str]], path_of: Callable[[str], str]) -> str:
-    """What `upgrade` changed, per layer: `path_of(layer)` is the lock file as the user sees it
-    (the caller knows the project's folders; this module reads none)."""
+def lock_changes(
+    changes: Mapping[str, Sequence[str]], path_of: Callable[[str], str], rewritten: Collection[str] = ()
+) -> str:
+    """What a lock changed, per layer: `path_of(layer)` is the lock file as the user sees it
+    (the caller knows the project's folders; this module reads none). A layer in `rewritten` whose
+    pins all stayed was written anyway (its header's input digests changed): "no pin changed", as
+    "unchanged" says the file is as it was."""
     lines: list[str] = []
     for layer, changed in changes.items():
         if not changed:
-            lines.append(f"{path_of(layer)}: unchanged")
+            lines.append(f"{path_of(layer)}: {'no pin changed' if layer in rewritten else 'unchanged'}")
             continue
         lines.append(f"{path_of(layer)}:")
         lines += [f"  {line}" for line in changed]

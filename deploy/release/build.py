@@ -29,6 +29,7 @@ from deploy.release.app import app_wheel
 from deploy.release.cache import Cache, Wheel, sdist_key
 from deploy.release.platforms import Interpreter
 from deploy.release.process import pip
+from deploy.render import plural
 
 Log = Callable[[str], None]
 _FETCH_FIX = "check the lock and the index, then run: nox -s verify"
@@ -99,7 +100,7 @@ def _dependency_wheels(config: Config, pins: list[Pin], cache: Cache, log: Log, 
     wheels = {canonical(pin.name): cache.find(pin, target) for pin in pins}
     missing = [pin for pin in pins if wheels[canonical(pin.name)] is None]
     if missing:
-        log(f"fetching {len(missing)} wheels for the deploy layer (hash-checked)")
+        log(f"fetching {plural(len(missing), 'wheel')} for the deploy layer (hash-checked)")
         with tempfile.TemporaryDirectory(prefix="pinship-wheels-") as tmp:
             requirements = Path(tmp) / "requirements.txt"
             # The lock's own --find-links folders (a vendored wheel), as pip would read them from the lock.
