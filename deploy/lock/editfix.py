@@ -22,7 +22,7 @@ UNDONE = "nothing was changed: every file is as it was"
 # conflicts.explain writes the fix of a failure read from pip's output as the message's last line
 # (joint.fail passes no fix= of its own).
 _FIX_LINE = "\n  fix: "
-_THEN_LOCK = re.compile(r"(?:,? then)? run: nox -s lock$")
+_THEN_LOCK = re.compile(r"\brun: nox -s lock$")
 # What the lower-layer conflict (lock/rounds.py) and pipsays' lines say, as they print it.
 _PACKAGE = re.compile(r"^\s*package (?P<name>[^\s:]+): (?P<needs>.*)$")
 _NEEDS = re.compile(r"\bneeds (?P<spec>\S+)")
@@ -60,11 +60,11 @@ def undone(exc: DeployError, edit: Edit) -> LockError:
 def _fix(message: str, fix: str | None, edit: Edit) -> str:
     if fix and MOVE_LOWER in fix:
         return _within_range(message, edit) or _by_hand(edit)
-    again = f"then run the {edit.command} again: {edit.again()}"
+    again = f"run the {edit.command} again: {edit.again()}"
     if fix is None:
-        return f"correct what it names, {again}"
+        return f"correct what it names, then {again}"
     if _THEN_LOCK.search(fix):
-        return _THEN_LOCK.sub(f", {again}", fix)
+        return _THEN_LOCK.sub(lambda _: again, fix)
     return fix  # it names no lock of the old files (a network check, an upgrade): true as it stands
 
 
