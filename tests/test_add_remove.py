@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from deploy.errors import LockError
-from deploy.lock import edit, pyproject_deps
+from deploy.lock import edit, editfix, pyproject_deps
 from deploy.lock.verify import verify
 from tests.lockproject import LockProject, Names, pins, publish
 from tests.support.pkgindex import PackageIndex
@@ -306,3 +306,22 @@ def test_a_project_with_project_dependencies_gets_no_poetry_warning(project: tup
     lines: list[str] = []
     edit.add(created.config(), [names.omega], log=lines.append)
     assert not [line for line in lines if "warning" in line]
+
+
+@pytest.mark.parametrize(
+    ("fix", "expected"),
+    [
+        ("check the index, then run: nox -s lock", "check the index, then run the remove again: nox -s remove -- x"),
+        ("add it to a file and run: nox -s lock", "add it to a file and run the remove again: nox -s remove -- x"),
+        (None, "correct what it names, then run the remove again: nox -s remove -- x"),
+        ("check that URL and the network, then run the command again", "check that URL and the network, then run "
+         "the command again"),  # names no lock of the restored files: true as it stands
+        ("change requirements/test.in to agree, or move them with: nox -s lock -- --move-lower",
+         "to let the lower layers' pins move, take x out of requirements/prod.in by hand and run: "
+         "nox -s lock -- --move-lower (it prints every change)"),
+    ],
+)
+def test_a_failed_remove_rewrites_each_kind_of_fix_for_the_restored_files(fix: str | None, expected: str) -> None:
+    asked = editfix.Edit("remove", ["x"], None, ["requirements/prod.in"])
+    error = editfix.undone(LockError("the layers cannot be locked", fix=fix), asked)
+    assert str(error) == f"the layers cannot be locked\nnothing was changed: every file is as it was\n  fix: {expected}"
