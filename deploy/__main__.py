@@ -134,7 +134,8 @@ def _run(args: argparse.Namespace) -> int:
         result = edit.add(config, args.specs, layer=args.layer)
     else:
         result = edit.remove(config, args.packages, layer=args.layer)
-    _print(lock_changes(result.changes, lambda layer: display(config.requirements / f"{layer}.txt", config.root)))
+    _print(lock_changes(result.changes, lambda layer: display(config.requirements / f"{layer}.txt", config.root),
+                        result.rewritten))
     return 0
 
 

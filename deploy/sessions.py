@@ -72,7 +72,8 @@ def upgrade(session: nox.Session) -> None:
         config = config_module.load()
         result = lock_layers(config, upgrade=packages, upgrade_all=not packages, move_lower=move_lower,
                              log=session.log)
-        text = lock_changes(result.changes, lambda layer: display(config.requirements / f"{layer}.txt", config.root))
+        text = lock_changes(result.changes, lambda layer: display(config.requirements / f"{layer}.txt", config.root),
+                            result.rewritten)
         if text:
             print(text)
 
@@ -124,7 +125,8 @@ def _edit(session: nox.Session, change: Callable[[config_module.Config], object]
         config = config_module.load()
         result = change(config)
         if isinstance(result, LockResult):
-            text = lock_changes(result.changes, lambda name: display(config.requirements / f"{name}.txt", config.root))
+            text = lock_changes(result.changes, lambda name: display(config.requirements / f"{name}.txt", config.root),
+                                result.rewritten)
             if text:
                 print(text)
 

@@ -52,6 +52,7 @@ class LockResult:
     written: list[Path] = field(default_factory=list)
     unchanged: list[Path] = field(default_factory=list)
     changes: dict[str, list[str]] = field(default_factory=dict)
+    rewritten: list[str] = field(default_factory=list)  # layers whose .txt was written (pins changed or not)
     solved: bool = False
     moved_lower: list[str] = field(default_factory=list)  # lower layers --move-lower let move
 
@@ -118,6 +119,7 @@ def lock(
             result.unchanged.append(layer.lock)
         else:
             texts[name] = (text, len(pins))
+            result.rewritten.append(name)
     # Each layer's pylock file follows from its settled .txt (lock/pylocks.py): found before anything is written.
     settled = _as_locked(existing)
     settled.update({name: (text, solved.pins[name]) for name, (text, _) in texts.items()})
