@@ -8,7 +8,7 @@ import pytest
 
 from deploy.release.build import build
 from deploy.render import lock_changes
-from tests.lockproject import LockProject, Names
+from tests.lockproject import LockProject, Names, publish
 from tests.support.pkgindex import PackageIndex
 
 NO_APP = '[tool.deploy]\nrequirements = "requirements"\ndeploy-layer = "prod"\n'
@@ -34,3 +34,17 @@ def test_a_release_that_fetches_one_wheel_says_wheel(use_index: PackageIndex, tm
     lines: list[str] = []
     build(project.config(), log=lines.append)
     assert "fetching 1 wheel for the deploy layer (hash-checked)" in lines
+
+
+@pytest.mark.index
+def test_an_add_that_rewrites_locks_with_the_same_pins_says_no_pin_changed(
+    use_index: PackageIndex, tmp_path: Path
+) -> None:
+    names = Names()
+    project = LockProject.create(tmp_path / "app", publish(use_index, names))
+    project.lock()
+    done = project.run("add", f"{names.alpha}>=1")  # alpha 1.0 stays; every lock's header changes
+    assert done.returncode == 0, done.stderr
+    assert "requirements/base.txt: no pin changed" in done.stdout.splitlines(), done.stdout
+    untouched = project.run("add", "--layer", "dev", f"{names.linter}>=1")
+    assert "requirements/prod.txt: unchanged" in untouched.stdout.splitlines(), untouched.stdout
