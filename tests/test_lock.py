@@ -218,7 +218,8 @@ def test_a_package_the_index_does_not_have_is_named_with_the_line_that_asks_for_
 
     assert done.returncode == 1
     assert (
-        f"package {names.nosuch}: no version on the index matches {names.nosuch}>=1, "
+        f"package {names.nosuch}: the index has no project named {names.nosuch} (or none of its files fits this "
+        "Python), "
         "asked by layer test (requirements/test.in:2)"
     ) in done.stderr
     assert "Traceback" not in done.stderr

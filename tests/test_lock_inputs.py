@@ -407,7 +407,8 @@ def test_a_package_missing_from_a_reachable_index_is_still_reported_as_missing(
     lines = _error_lines(project.run("lock"))
 
     assert lines[1] == (
-        f"  package {names.nosuch}: no version on the index matches {names.nosuch}, "
+        f"  package {names.nosuch}: the index has no project named {names.nosuch} (or none of its files fits this "
+        "Python), "
         "asked by layer base (requirements/base.in:2)"
     )
 

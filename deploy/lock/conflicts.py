@@ -31,6 +31,10 @@ from deploy.lock.pipsays import DEPENDS, MAX_LINES, USER, blamed, declared, need
 from deploy.lock.reqfile import canonical, clip, display, requirement_name
 
 _NO_VERSION = re.compile(r"Could not find a version that (?:matches|satisfies the requirement) (?P<spec>[^\s)]+)")
+# pip found no version at all: no page for the name, or no file on it this Python may install; the
+# latter (Requires-Python, yanked) it says on the line above, "Ignored the following versions …".
+_NONE = "(from versions: none)"
+_IGNORED = "Ignored the following"
 _ERROR = re.compile(r"^\s*(ERROR|Error|error):")
 _TRACE = ("Traceback", "The above exception", "During handling")
 _HASHES_DIFFER = "DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE"
@@ -180,14 +184,20 @@ def _admits(spec: str, version: str) -> bool:
 def _missing(output: str, graph: LayerGraph, _kept_at: Mapping[str, str]) -> list[str]:
     pulled = pulled_in(output, graph)
     lines = []
+    before = ""  # the line above, where pip says which versions it set aside
     for raw in output.splitlines():
         if match := _NO_VERSION.search(raw):
             spec = match.group("spec")
             name = requirement_name(spec) or spec
             holders = declared(graph, spec) or pulled.get(name, [])
             where = ", ".join(f"layer {layer} ({line.where(graph.root)})" for layer, line in holders)
-            lines.append(f"package {clip(name)}: no version on the index matches {clip(spec)}, "
-                         f"asked by {where or 'a dependency'}")
+            if _NONE in raw and _IGNORED not in before:
+                what = f"the index has no project named {clip(name)} (or none of its files fits this Python)"
+            else:
+                what = f"no version on the index matches {clip(spec)}"
+            lines.append(f"package {clip(name)}: {what}, asked by {where or 'a dependency'}")
+        if raw.strip():
+            before = raw
     return lines
 
 
