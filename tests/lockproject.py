@@ -151,3 +151,32 @@ def pins(text: str) -> dict[str, tuple[str, tuple[str, ...]]]:
         assert hashes and all(h.startswith("sha256:") for h in hashes), f"pin without --hash: {line}"
         found[name] = (version, hashes)
     return found
+
+
+def lock_both_ways(
+    project: LockProject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[str], list[str], dict[str, bytes]]:
+    """Lock `project` as a user's lock does, and a copy of it the long way (the one-run path of
+    lock/onerun.py off: the rounds); return both logs and the first one's locks, after checking that
+    the two sets of lock files are byte-identical."""
+    from deploy.lock import onerun
+    from deploy.lock.solve import lock
+
+    rounds = project.copy(tmp_path / "rounds")
+    fast_log: list[str] = []
+    lock(project.config(), log=fast_log.append)
+    rounds_log: list[str] = []
+    with monkeypatch.context() as patch:
+        patch.setattr(onerun, "ENABLED", False)
+        lock(rounds.config(), log=rounds_log.append)
+    assert project.snapshot() == rounds.snapshot(), "\n".join(fast_log)
+    return fast_log, rounds_log, project.snapshot()
+
+
+def runs(log: list[str]) -> int:
+    """How many resolver runs a lock's log announces."""
+    return sum(line.startswith("resolving ") for line in log)
+
+
+def versions(project: LockProject, layer: str) -> dict[str, str]:
+    return {name: version for name, (version, _) in pins(project.read(f"{layer}.txt")).items()}

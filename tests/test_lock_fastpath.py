@@ -16,7 +16,7 @@ import pytest
 from deploy.errors import LockError
 from deploy.lock import onerun, pipreport
 from deploy.lock.solve import lock
-from tests.lockproject import LockProject, Names, pins
+from tests.lockproject import LockProject, Names, lock_both_ways, runs, versions
 from tests.support.pkgindex import PackageIndex
 
 pytestmark = pytest.mark.index
@@ -26,30 +26,6 @@ FALLBACK = "solving the lower layers on their own inputs first"
 @pytest.fixture
 def names() -> Names:
     return Names()
-
-
-def _lock_both_ways(
-    project: LockProject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> tuple[list[str], list[str], dict[str, bytes]]:
-    """Lock `project` and a copy of it the long way; return both logs and the first one's locks,
-    after checking that the two sets of lock files are byte-identical."""
-    rounds = project.copy(tmp_path / "rounds")
-    fast_log: list[str] = []
-    lock(project.config(), log=fast_log.append)
-    rounds_log: list[str] = []
-    with monkeypatch.context() as patch:
-        patch.setattr(onerun, "ENABLED", False)
-        lock(rounds.config(), log=rounds_log.append)
-    assert project.snapshot() == rounds.snapshot(), "\n".join(fast_log)
-    return fast_log, rounds_log, project.snapshot()
-
-
-def _runs(log: list[str]) -> int:
-    return sum(line.startswith("resolving ") for line in log)
-
-
-def _versions(project: LockProject, layer: str) -> dict[str, str]:
-    return {name: version for name, (version, _) in pins(project.read(f"{layer}.txt")).items()}
 
 
 def _release(index: PackageIndex, requires: dict[str, list[str]], versions: tuple[str, ...] = ("1.0", "1.1")) -> None:
@@ -74,12 +50,12 @@ def test_the_benchmark_shape_locks_in_one_run_with_the_rounds_files(
         "dev.in": f"-r test.in\n{n.linter}<1.1\n",  # a cap on a top-layer package is the top layer's own
     })
 
-    fast, rounds, _ = _lock_both_ways(project, tmp_path, monkeypatch)
+    fast, rounds, _ = lock_both_ways(project, tmp_path, monkeypatch)
 
-    assert _runs(fast) == 1 and _runs(rounds) == 4
+    assert runs(fast) == 1 and runs(rounds) == 4
     assert "each lower layer (base, prod, test) is what its own inputs give: one run locked the group" in fast
-    assert _versions(project, "base")[n.web] == "1.1"
-    assert _versions(project, "dev")[n.linter] == "1.0"
+    assert versions(project, "base")[n.web] == "1.1"
+    assert versions(project, "dev")[n.linter] == "1.0"
     assert project.run("verify").returncode == 0
 
 
@@ -110,14 +86,14 @@ def test_an_extra_asked_by_an_upper_layer_never_reaches_the_lower_lock(
         "dev.in": f"-r prod.in\n{n.orm}[postgres]\n",
     })
 
-    fast, rounds, _ = _lock_both_ways(project, tmp_path, monkeypatch)
+    fast, rounds, _ = lock_both_ways(project, tmp_path, monkeypatch)
 
     assert (f"the joint run gives base {n.pgdriver}, which its own inputs do not reach (an extra asked for by a "
             f"layer above): {FALLBACK}") in fast
-    assert _runs(fast) == 1 + _runs(rounds)
-    assert n.pgdriver not in _versions(project, "base"), "select() from the joint run would have put it there"
-    assert n.pgdriver not in _versions(project, "prod")
-    assert _versions(project, "dev")[n.pgdriver] == "1.0"
+    assert runs(fast) == 1 + runs(rounds)
+    assert n.pgdriver not in versions(project, "base"), "select() from the joint run would have put it there"
+    assert n.pgdriver not in versions(project, "prod")
+    assert versions(project, "dev")[n.pgdriver] == "1.0"
 
 
 def test_a_dev_cap_on_a_base_package_takes_the_rounds_and_fails_as_they_do(
@@ -160,11 +136,11 @@ def test_a_seed_lock_from_init_is_kept_in_one_run(
         "dev.txt": f"{n.alpha}==1.0\n{n.checker}==1.0\n",
     })
 
-    fast, rounds, _ = _lock_both_ways(project, tmp_path, monkeypatch)
+    fast, rounds, _ = lock_both_ways(project, tmp_path, monkeypatch)
 
-    assert _runs(fast) == 1 and _runs(rounds) == 3
-    assert _versions(project, "base") == {n.alpha: "1.0"}, "the seed's version, as base's own run keeps it"
-    assert _versions(project, "dev") == {n.alpha: "1.0", n.beta: "1.1", n.checker: "1.0"}
+    assert runs(fast) == 1 and runs(rounds) == 3
+    assert versions(project, "base") == {n.alpha: "1.0"}, "the seed's version, as base's own run keeps it"
+    assert versions(project, "dev") == {n.alpha: "1.0", n.beta: "1.1", n.checker: "1.0"}
 
 
 def test_a_standalone_layer_is_its_own_run_beside_the_groups_one(
@@ -178,10 +154,10 @@ def test_a_standalone_layer_is_its_own_run_beside_the_groups_one(
         "docs.in": f"{n.docgen}\n{n.alpha}<1.1\n",
     })
 
-    fast, rounds, _ = _lock_both_ways(project, tmp_path, monkeypatch)
+    fast, rounds, _ = lock_both_ways(project, tmp_path, monkeypatch)
 
-    assert _runs(fast) == 2 and _runs(rounds) == 3
-    assert _versions(project, "docs")[n.alpha] == "1.0" and _versions(project, "base")[n.alpha] == "1.1"
+    assert runs(fast) == 2 and runs(rounds) == 3
+    assert versions(project, "docs")[n.alpha] == "1.0" and versions(project, "base")[n.alpha] == "1.1"
 
 
 def test_a_top_package_held_back_by_a_dependency_takes_the_rounds_above_the_proven_layers(
@@ -198,12 +174,12 @@ def test_a_top_package_held_back_by_a_dependency_takes_the_rounds_above_the_prov
         "dev.in": f"-r base.in\n{n.gadget}\n{n.widget}\n",
     })
 
-    fast, rounds, _ = _lock_both_ways(project, tmp_path, monkeypatch)
+    fast, rounds, _ = lock_both_ways(project, tmp_path, monkeypatch)
 
     assert (f"{n.widget} 1.0 is not the version pip tries first for it (1.1), so another order of solving could "
             f"pick otherwise: {FALLBACK}") in fast
     assert "base: the one run's pins stand, as its own inputs give them" in fast
-    assert _runs(fast) == _runs(rounds) == 2, "base's round is taken from the one run: only the top's runs again"
+    assert runs(fast) == runs(rounds) == 2, "base's round is taken from the one run: only the top's runs again"
 
 
 def test_without_pips_account_the_rounds_run(
@@ -216,11 +192,11 @@ def test_without_pips_account_the_rounds_run(
     monkeypatch.setattr(pipreport, "BOOT", "import runpy, sys; sys.argv = sys.argv[4:]; "
                         "runpy.run_module('piptools', run_name='__main__')")
 
-    fast, rounds, _ = _lock_both_ways(project, tmp_path, monkeypatch)
+    fast, rounds, _ = lock_both_ways(project, tmp_path, monkeypatch)
 
     assert ("pip's resolver gave no account of its run (no report file: FileNotFoundError): "
             f"{FALLBACK}") in fast
-    assert _runs(fast) == 1 + _runs(rounds)
+    assert runs(fast) == 1 + runs(rounds)
 
 
 def test_a_round_that_ran_and_came_out_as_the_one_run_had_it_leaves_the_layers_above_to_the_one_run(
@@ -241,10 +217,10 @@ def test_a_round_that_ran_and_came_out_as_the_one_run_had_it_leaves_the_layers_a
         "dev.in": f"-r test.in\n{n.linter}\n",
     })
 
-    fast, rounds, _ = _lock_both_ways(project, tmp_path, monkeypatch)
+    fast, rounds, _ = lock_both_ways(project, tmp_path, monkeypatch)
 
     assert (f"pip tries {n.tool} 2.0 first on test's own inputs, where the joint run has 1.0, so test's own run "
             f"could pick otherwise: {FALLBACK}") in fast
     assert "dev: the one run's pins stand, as the layers below came out as it had them" in fast
-    assert _runs(fast) == 2 and _runs(rounds) == 4, "\n".join(fast)
-    assert _versions(project, "dev")[n.tool] == "1.0"
+    assert runs(fast) == 2 and runs(rounds) == 4, "\n".join(fast)
+    assert versions(project, "dev")[n.tool] == "1.0"

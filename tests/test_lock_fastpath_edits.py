@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.lock import onerun
 from deploy.lock.solve import lock
-from tests.lockproject import LockProject, Names, pins
+from tests.lockproject import LockProject, Names, lock_both_ways, runs, versions
 from tests.support.pkgindex import PackageIndex
 
 pytestmark = pytest.mark.index
@@ -31,27 +30,11 @@ def names() -> Names:
 def _edit_and_lock_both_ways(
     project: LockProject, edits: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[list[str], list[str]]:
-    """Apply `edits` to the locked `project`, lock it and a copy of it the long way; return both logs,
-    after checking that the two sets of lock files are byte-identical."""
+    """Apply `edits` to the locked `project`, then lock it both ways (lockproject.lock_both_ways)."""
     for name, text in edits.items():
         project.write(name, text)
-    rounds = project.copy(tmp_path / "rounds")
-    fast_log: list[str] = []
-    lock(project.config(), log=fast_log.append)
-    rounds_log: list[str] = []
-    with monkeypatch.context() as patch:
-        patch.setattr(onerun, "ENABLED", False)
-        lock(rounds.config(), log=rounds_log.append)
-    assert project.snapshot() == rounds.snapshot(), "\n".join(fast_log)
+    fast_log, rounds_log, _ = lock_both_ways(project, tmp_path, monkeypatch)
     return fast_log, rounds_log
-
-
-def _runs(log: list[str]) -> int:
-    return sum(line.startswith("resolving ") for line in log)
-
-
-def _versions(project: LockProject, layer: str) -> dict[str, str]:
-    return {name: version for name, (version, _) in pins(project.read(f"{layer}.txt")).items()}
 
 
 def _four_layers(index: PackageIndex, n: Names, root: Path) -> LockProject:
@@ -79,11 +62,11 @@ def test_adding_to_a_middle_layer_relocks_the_layers_above_in_one_run(
     fast, rounds = _edit_and_lock_both_ways(
         project, {"prod.in": f"-r base.in\n{n.server}\n{n.flagger}\n"}, tmp_path, monkeypatch)
 
-    assert _runs(fast) == 1 and _runs(rounds) == 2, "\n".join(fast)  # prod, then test carried into dev's
+    assert runs(fast) == 1 and runs(rounds) == 2, "\n".join(fast)  # prod, then test carried into dev's
     assert "resolving prod, test, dev together with pip-compile, keeping the pins of base" in fast
     assert f"each lower layer (prod, test) {ONE_RUN}" in fast
     assert project.read("base.txt") == base
-    assert _versions(project, "prod")[n.flagger] == _versions(project, "dev")[n.flagger] == "1.1"
+    assert versions(project, "prod")[n.flagger] == versions(project, "dev")[n.flagger] == "1.1"
     assert project.run("verify").returncode == 0
 
 
@@ -96,9 +79,9 @@ def test_a_lower_layer_whose_lock_is_kept_and_an_edit_above_it_take_one_run(
     fast, rounds = _edit_and_lock_both_ways(
         project, {"test.in": f"-r prod.in\n{n.runner}\n{n.flagger}<1.1\n"}, tmp_path, monkeypatch)
 
-    assert _runs(fast) == 1 and _runs(rounds) == 2, "\n".join(fast)
+    assert runs(fast) == 1 and runs(rounds) == 2, "\n".join(fast)
     assert "resolving test, dev together with pip-compile, keeping the pins of base, prod" in fast
-    assert _versions(project, "test")[n.flagger] == "1.0"
+    assert versions(project, "test")[n.flagger] == "1.0"
 
 
 def test_the_existing_pins_stay_where_the_inputs_allow_them_in_one_run(
@@ -119,8 +102,8 @@ def test_the_existing_pins_stay_where_the_inputs_allow_them_in_one_run(
 
     fast, rounds = _edit_and_lock_both_ways(project, {"prod.in": f"-r base.in\n{n.beta}\n"}, tmp_path, monkeypatch)
 
-    assert _runs(fast) == 1 and _runs(rounds) == 2, "\n".join(fast)
-    assert _versions(project, "dev") == {n.alpha: "1.0", n.beta: "1.0", n.checker: "1.0"}, "nothing asked to move"
+    assert runs(fast) == 1 and runs(rounds) == 2, "\n".join(fast)
+    assert versions(project, "dev") == {n.alpha: "1.0", n.beta: "1.0", n.checker: "1.0"}, "nothing asked to move"
 
 
 def test_a_package_an_upper_lock_holds_older_takes_the_rounds_when_a_lower_layer_first_asks_for_it(
@@ -142,8 +125,8 @@ def test_a_package_an_upper_lock_holds_older_takes_the_rounds_when_a_lower_layer
 
     assert (f"pip tries {n.tool} 1.1 first on prod's own inputs, where the joint run has 1.0, so prod's own run "
             f"could pick otherwise: {FALLBACK}") in fast
-    assert _runs(fast) == 1 + _runs(rounds)
-    assert _versions(project, "prod")[n.tool] == _versions(project, "dev")[n.tool] == "1.1"
+    assert runs(fast) == 1 + runs(rounds)
+    assert versions(project, "prod")[n.tool] == versions(project, "dev")[n.tool] == "1.1"
 
 
 def test_removing_from_the_base_layer_relocks_every_layer_in_one_run(
@@ -156,5 +139,5 @@ def test_removing_from_the_base_layer_relocks_every_layer_in_one_run(
 
     fast, rounds = _edit_and_lock_both_ways(project, {"base.in": f"{n.web}\n"}, tmp_path, monkeypatch)
 
-    assert _runs(fast) == 1 and _runs(rounds) == 2, "\n".join(fast)  # base, then the rest carried into dev's
-    assert all(n.flagger not in _versions(project, layer) for layer in ("base", "prod", "test", "dev"))
+    assert runs(fast) == 1 and runs(rounds) == 2, "\n".join(fast)  # base, then the rest carried into dev's
+    assert all(n.flagger not in versions(project, layer) for layer in ("base", "prod", "test", "dev"))
