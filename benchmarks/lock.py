@@ -168,6 +168,7 @@ ADD = "add PKG to a layer (deploy.lock.edit.add)"
 ANCHOR = "anchor: pip-compile each layer into a copy + diff"
 BARE = "bare pip-compile of each layer, bottom-up with -c"
 BARE_UV = "bare uv pip compile of the union, from scratch"
+BARE_UNION = "bare pip-compile of the union, from scratch"
 # Well under a second and changing nothing (bare uv writes into its own scratch folder).
 SHORT = {VERIFY, NOX_VERIFY, IN_PROCESS, EMPTY, NO_OP, NO_OP_UV, BARE_UV}
 SHORT_REPEAT = 5
@@ -257,6 +258,16 @@ class Bench:
         shutil.copytree(self.baseline, scratch, ignore=shutil.ignore_patterns("*.txt"))
         self.pip_compile_layers(scratch)
 
+    def bare_union(self) -> None:
+        """One pip-compile of every layer at once: what a one-run lock cannot beat (pinship's own
+        work comes on top of it)."""
+        scratch = self.tmp / "bare-union"
+        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.copytree(self.folder, scratch, ignore=shutil.ignore_patterns("*.txt", "*.toml"))
+        (scratch / "layers.union").write_text("".join(f"-r {n}.in\n" for n in self.order), encoding="utf-8")
+        self.run([sys.executable, "-m", "piptools", "compile", *COMPILE_OPTIONS, "--quiet", "-o", "all.txt",
+                  "layers.union"], scratch)
+
     def bare_uv(self) -> None:
         """What a uv user runs for the same locks: one `uv pip compile` of every layer at once."""
         scratch = self.tmp / "bare-uv"
@@ -290,6 +301,7 @@ class Bench:
             (ADD, locked, self.add),
             (ANCHOR, locked, self.recompile_and_diff),
             (BARE, None, self.bare_pip_compile),
+            (BARE_UNION, None, self.bare_union),
             (BARE_UV, None, self.bare_uv),
         ]
         # Round by round, every operation once per round: a busy spell on a shared machine then
@@ -349,6 +361,7 @@ def _print(results: list[tuple[str, float | None]], runs: int, title: str, *, sm
         ("anchor / nox -s empty (ceiling)", ANCHOR, EMPTY, ""),
         ("anchor / no-op nox -s lock", ANCHOR, NO_OP, ""),
         ("full lock / bare per-layer pip-compile", FULL, BARE, "≤ 0.35"),
+        ("bare union / bare per-layer (its floor)", BARE_UNION, BARE, ""),
         ("add / full lock", ADD, FULL, "≤ 1.2"),
         ("upgrade one / full lock", UPGRADE, FULL, ""),
         ("full lock (uv) / bare uv pip compile", FULL_UV, BARE_UV, "≤ 1.5"),
