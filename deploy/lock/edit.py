@@ -57,9 +57,10 @@ def add(
                 pyproject_deps.put(config.root, name, text)
                 log(f"pyproject.toml [project] dependencies: {clip(text)}")
         result = lock(config, env=env, log=log)
-    if target.stem == BASE:
+    listed = pyproject_deps.poetry_names(config.root) if target.stem == BASE else None
+    if listed is not None:
         for name, _ in parsed:
-            if pyproject_deps.poetry_lists(config.root, name) is False:
+            if name not in listed:
                 log(f"warning: pyproject.toml {pyproject_deps.POETRY} does not list {clip(name)}: the app's wheel "
                     "will not declare it; add it there too")
     return result
@@ -101,8 +102,9 @@ def remove(
                 raise LockError(f"no requirement line names {clip(name)} in {where}",
                                 fix="check the name: nox -s remove -- PKG removes a package a layer asks for")
         result = lock(config, env=env, log=log)
+    listed = pyproject_deps.poetry_names(config.root) if from_base else None
     for name in from_base:
-        if pyproject_deps.poetry_lists(config.root, name):
+        if listed is not None and canonical(name) in listed:
             log(f"warning: pyproject.toml {pyproject_deps.POETRY} still lists {clip(name)}: the app's wheel will "
                 "still declare it; take it out there too")
     return result

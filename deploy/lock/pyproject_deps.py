@@ -5,7 +5,7 @@ app's wheel carries them; verify's drift check keeps both lists equal). A TOML l
 rewrite the whole file, losing its comments and layout, so the array is found and edited in place:
 its strings are read as TOML strings (basic or literal), and only the one entry changes, or a new
 entry goes in after the last one, in the array's own style (one per line, or all on one).
-Poetry's `[tool.poetry.dependencies]` is only read (poetry_lists): its versions are not PEP 508.
+Poetry's `[tool.poetry.dependencies]` is only read (poetry_names): its versions are not PEP 508.
 """
 
 from __future__ import annotations
@@ -44,10 +44,10 @@ def declares(root: Path) -> bool:
             and "dependencies" not in (project.get("dynamic") or []))
 
 
-def poetry_lists(root: Path, name: str) -> bool | None:
-    """Whether pyproject.toml's `[tool.poetry.dependencies]`, from which poetry-core builds the
-    app's wheel, names the project `name`; None where that table is not what the wheel declares
-    (there is none, or `[project] dependencies` is, which add/remove keep themselves)."""
+def poetry_names(root: Path) -> set[str] | None:
+    """The projects pyproject.toml's `[tool.poetry.dependencies]`, from which poetry-core builds the
+    app's wheel, names (canonical); None where that table is not what the wheel declares (there is
+    none, or `[project] dependencies` is, which add/remove keep themselves)."""
     path = root / "pyproject.toml"
     if declares(root) or not path.is_file():
         return None
@@ -59,7 +59,7 @@ def poetry_lists(root: Path, name: str) -> bool | None:
     table = poetry.get("dependencies") if isinstance(poetry, dict) else None
     if not isinstance(table, dict):
         return None
-    return canonical(name) in {canonical(key) for key in table}
+    return {canonical(key) for key in table}
 
 
 def put(root: Path, name: str, text: str) -> None:

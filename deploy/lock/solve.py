@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import sys
 import tempfile
@@ -29,9 +28,10 @@ from deploy.lock.freshness import options_key, read_locks, stale_layers
 from deploy.lock.layers import LayerGraph
 from deploy.lock.layers import load as load_layers
 from deploy.lock.lockfile import REGENERATE, LockFile, Pin, render
-from deploy.lock.reqfile import clip, display, requirement_name
+from deploy.lock.reqfile import canonical, clip, display, requirement_name
 from deploy.lock.universe import describe_changes, select
 from deploy.lock.upgrade import Target, in_group, targets, upgrade_group
+from deploy.render import plural
 
 Log = Callable[[str], None]
 
@@ -124,7 +124,7 @@ def lock(
     settled = _as_locked(existing)
     settled.update({name: (text, solved.pins[name]) for name, (text, _) in texts.items()})
     planned = pylocks.plan(config, graph, settled, env=env, log=log, pages=pages)
-    files = [(graph.layers[name].lock, text, _count(count, "pin")) for name, (text, count) in texts.items()]
+    files = [(graph.layers[name].lock, text, plural(count, "pin")) for name, (text, count) in texts.items()]
     _write_all(config, files + _pylock_files(planned), result, log)
     if move_lower:
         _log_moves(graph, result, log)
@@ -194,7 +194,7 @@ def _as_locked(existing: Mapping[str, LockFile]) -> dict[str, tuple[str, Sequenc
 
 
 def _pylock_files(planned: Sequence[pylocks.PylockFile]) -> list[tuple[Path, str, str]]:
-    return [(file.path, file.text, _count(file.count, "package")) for file in planned]
+    return [(file.path, file.text, plural(file.count, "package")) for file in planned]
 
 
 @contextlib.contextmanager
@@ -291,14 +291,14 @@ def _version(dist: str) -> str:
     """An installed distribution's version, as importlib.metadata.version gives it: the Version of
     the first `.dist-info` folder of that name on sys.path, read without loading importlib.metadata's
     machinery (25 ms of every lock)."""
-    wanted = _normalized(dist)
+    wanted = canonical(dist)
     for entry in sys.path:
         try:
             names = sorted(os.listdir(entry or "."))
         except OSError:
             continue
         for name in names:
-            if name.endswith(".dist-info") and _normalized(name[: -len(".dist-info")].rpartition("-")[0]) == wanted:
+            if name.endswith(".dist-info") and canonical(name[: -len(".dist-info")].rpartition("-")[0]) == wanted:
                 try:
                     with open(os.path.join(entry or ".", name, "METADATA"), encoding="utf-8") as metadata:
                         for line in metadata:
@@ -311,12 +311,6 @@ def _version(dist: str) -> str:
     return "unknown"
 
 
-def _count(number: int, thing: str) -> str:
-    return f"{number} {thing}" + ("" if number == 1 else "s")
-
-
-def _normalized(name: str) -> str:
-    return re.sub(r"[-_.]+", "_", name).lower()
 
 
 def _check_upgrade_names(names: Sequence[str], existing: Mapping[str, LockFile], graph: LayerGraph) -> list[Target]:

@@ -18,6 +18,7 @@ from deploy.lock.layers import load as load_layers
 from deploy.lock.lockfile import REGENERATE, LockFile
 from deploy.lock.options import hide_password
 from deploy.lock.reqfile import clip, display, requirement_name
+from deploy.render import plural
 
 FIX = f"run: {REGENERATE}"
 _MACHINE_SPECIFIC = [
@@ -77,9 +78,8 @@ def unchecked(config: Config) -> str | None:
     found = len(list(config.requirements.glob("pylock.*.toml")))
     if not found:
         return None
-    files = "1 file" if found == 1 else f"{found} files"
-    return (f"{display(config.requirements, config.root)}/pylock.*.toml ({files}) not checked, as [tool.deploy] "
-            f"pylock = false; delete them, or set pylock = true and {FIX}")
+    return (f"{display(config.requirements, config.root)}/pylock.*.toml ({plural(found, 'file')}) not checked, as "
+            f"[tool.deploy] pylock = false; delete them, or set pylock = true and {FIX}")
 
 
 def _pylock_problems(config: Config, graph: LayerGraph, locks: dict[str, LockFile]) -> list[str]:
