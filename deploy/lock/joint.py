@@ -125,11 +125,12 @@ def run(
             command += [arg for value in plan.upgrade for arg in ("--upgrade-package", value)]
             if plan.fresh:
                 command.append("--upgrade")
-            if plan.report is not None or pages is not None:
-                if plan.report is not None:
-                    _ask_for_report(work, graph, plan)
-                asked = [SCOPES_FILE if plan.report is not None else "", PAGES_FOLDER if pages is not None else ""]
-                command[1:3] = ["-c", pipreport.BOOT, pipreport.__file__, REPORT_FILE, *asked]
+            # Always through pipreport.py, which takes each file's hash from the index page that
+            # lists it (pip-compile reads every page again, then downloads or asks PyPI's JSON API).
+            if plan.report is not None:
+                _ask_for_report(work, graph, plan)
+            asked = [SCOPES_FILE if plan.report is not None else "", PAGES_FOLDER if pages is not None else ""]
+            command[1:3] = ["-c", pipreport.BOOT, pipreport.__file__, REPORT_FILE, *asked]
             compiled = compiler.run(command, work, run_env, log, places=places)
         if compiled.returncode != 0:
             return Outcome(None, real_places(compiled.output, work, graph), run_env)

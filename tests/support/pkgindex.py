@@ -290,6 +290,8 @@ class PackageIndex:
         # computed once as a real index does, so a page costs what serving it costs.
         self._listing: tuple[int, dict[str, list[Path]]] | None = None
         self._anchors: dict[tuple[Path, int, int], str] = {}
+        # Projects whose page links carry no `#sha256=`, as an old or minimal index lists files.
+        self.unhashed: set[str] = set()
 
     def add(
         self,
@@ -328,12 +330,14 @@ class PackageIndex:
 
     def anchor(self, archive: Path) -> str:
         """The page's link to an archive (a cacheable index computes it once per archive's stat)."""
+        parsed = _split_filename(archive.name)
+        hashed = parsed is None or parsed[0] not in {normalize_project(name) for name in self.unhashed}
         if not self.cacheable:
-            return _anchor(archive)
+            return _anchor(archive, hashed=hashed)
         stat = archive.stat()
         key = (archive, stat.st_mtime_ns, stat.st_size)
         if key not in self._anchors:
-            self._anchors[key] = _anchor(archive)
+            self._anchors[key] = _anchor(archive, hashed=hashed)
         return self._anchors[key]
 
     def _scan(self) -> dict[str, list[Path]]:
@@ -476,9 +480,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
 
-def _anchor(archive: Path) -> str:
-    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
-    attributes = f'href="../../files/{urllib.parse.quote(archive.name)}#sha256={digest}"'
+def _anchor(archive: Path, *, hashed: bool = True) -> str:
+    fragment = f"#sha256={hashlib.sha256(archive.read_bytes()).hexdigest()}" if hashed else ""
+    attributes = f'href="../../files/{urllib.parse.quote(archive.name)}{fragment}"'
     if (requires_python := _requires_python(archive)) is not None:
         attributes += f' data-requires-python="{html.escape(requires_python)}"'
     return f"<a {attributes}>{html.escape(archive.name)}</a>"
