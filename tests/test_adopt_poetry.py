@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from deploy.adopt.poetry import Untranslatable, specifier
+from deploy.lock import drift
+from deploy.lock.layers import load
 from tests.lockproject import LockProject, Names, pins
 from tests.support.adopt import init, lines, tools
 from tests.support.pkgindex import PackageIndex
@@ -145,3 +147,44 @@ def test_a_poetry_lock_of_another_shape_keeps_no_version_and_prints_no_traceback
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stdout + done.stderr
     assert not (root / "requirements/dev.txt").exists() or "web" not in (root / "requirements/dev.txt").read_text()
+
+
+def _drift(root: Path) -> list[str]:
+    return drift.check(root, load(root, root / "requirements").layers["base"].requirements)
+
+
+def test_verify_holds_base_in_to_the_poetry_table_as_init_read_it(tmp_path: Path) -> None:
+    names = Names()
+    root = poetry_project(tmp_path / "shop", names)
+    assert init(root).returncode == 0
+    # As adopted: python, the optional pg (on its extra's layer) and the git dependency init named are
+    # not base.in's, and the rest is there as init translated it.
+    assert _drift(root) == []
+
+    pyproject = root / "pyproject.toml"
+    text = pyproject.read_text(encoding="utf-8")
+    pyproject.write_text(text.replace(f'{names.web} = "^1.0"', f'{names.web} = "^1.5"\n{names.newer} = "~2.1"'),
+                         encoding="utf-8")
+    (root / "requirements" / "base.in").write_text(
+        (root / "requirements" / "base.in").read_text(encoding="utf-8") + f"{names.extra}\n", encoding="utf-8")
+
+    assert _drift(root) == [
+        f"requirements/base.in:2: '{names.web}<2,>=1.0' differs from pyproject.toml:10 '{names.web}<2,>=1.5' in "
+        "[tool.poetry.dependencies]; make them the same, then run: nox -s lock",
+        f"pyproject.toml:11: '{names.newer}<2.2,>=2.1' is in [tool.poetry.dependencies] but not in "
+        "requirements/base.in; add it there, then run: nox -s lock",
+        f"requirements/base.in:5: '{names.extra}' is not in pyproject.toml [tool.poetry.dependencies], so the app's "
+        "wheel does not declare it; add it there (or move it to prod.in), then run: nox -s lock",
+    ]
+
+
+def test_a_poetry_project_whose_project_table_declares_the_dependencies_is_held_to_that(tmp_path: Path) -> None:
+    names = Names()
+    root = tmp_path / "shop"
+    (root / "requirements").mkdir(parents=True)
+    (root / "pyproject.toml").write_text(
+        f'[project]\nname = "shop"\nversion = "1"\ndependencies = ["{names.web}>=1"]\n'
+        f'[tool.poetry.dependencies]\n{names.web} = {{source = "private"}}\n', encoding="utf-8")
+    (root / "requirements" / "base.in").write_text(f"{names.web}>=1\n", encoding="utf-8")
+
+    assert _drift(root) == []

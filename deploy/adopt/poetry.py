@@ -44,7 +44,7 @@ def read(root: Path, text: str, data: dict[str, Any], adoption: Adoption, *, wit
     for header, layer, entries in sections:
         by_layer: dict[str, list[str]] = {}
         for name, spec in (entries.items() if isinstance(entries, dict) else []):
-            where = f"pyproject.toml:{_line_of(text, header, name)}"
+            where = f"pyproject.toml:{line_of(text, header, name)}"
             if canonical(name) == "python":
                 if layer == "base":
                     # Written nowhere else: poetry-core already puts it into the app's wheel.
@@ -54,12 +54,12 @@ def read(root: Path, text: str, data: dict[str, Any], adoption: Adoption, *, wit
                                                 "Python that runs nox -s lock: use one in that range"))
                 continue
             try:
-                lines = _lines(name, spec)
+                lines = requirement_lines(name, spec)
             except Untranslatable as exc:
                 adoption.unadopted.append((f"{where} [{header}] {clip(name, 80)}: {exc}", f"{layer}.in"))
                 continue
             target = layer
-            if _optional(spec):
+            if optional(spec):
                 extra = in_extra.get(canonical(name))
                 if extra is None:
                     adoption.unadopted.append((f"{where} {clip(name, 80)} (optional, and in no [tool.poetry.extras])",
@@ -72,10 +72,10 @@ def read(root: Path, text: str, data: dict[str, Any], adoption: Adoption, *, wit
     keep_locked_versions(root, adoption, "poetry.lock", _from_index)
 
 
-def _lines(name: str, spec: object) -> list[str]:
+def requirement_lines(name: str, spec: object) -> list[str]:
     """One PEP 508 line per constraint (a list of tables gives one line each, told apart by markers)."""
     if isinstance(spec, list):
-        return [line for entry in spec for line in _lines(name, entry)]
+        return [line for entry in spec for line in requirement_lines(name, entry)]
     if isinstance(spec, str):
         return [_checked(f"{name}{specifier(spec)}")]
     if not isinstance(spec, dict):
@@ -97,7 +97,7 @@ def _lines(name: str, spec: object) -> list[str]:
     return [_checked(text + (f"; {' and '.join(markers)}" if markers else ""))]
 
 
-def _optional(spec: object) -> bool:
+def optional(spec: object) -> bool:
     return isinstance(spec, dict) and bool(spec.get("optional"))
 
 
@@ -172,7 +172,7 @@ def _from_index(package: Mapping[str, Any]) -> bool:
     return isinstance(source, dict) and source.get("type") in (None, "legacy")
 
 
-def _line_of(text: str, header: str, key: str) -> int:
+def line_of(text: str, header: str, key: str) -> int:
     """The line of `key = …` inside the `[header]` table, for messages (1 if it cannot be found)."""
     lines = text.splitlines()
     inside = False
