@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -188,3 +190,24 @@ def test_a_poetry_project_whose_project_table_declares_the_dependencies_is_held_
     (root / "requirements" / "base.in").write_text(f"{names.web}>=1\n", encoding="utf-8")
 
     assert _drift(root) == []
+
+
+def test_a_poetry_table_that_matches_base_in_is_compared_without_loading_packaging(tmp_path: Path) -> None:
+    # verify is the pre-commit hook's path: an adopted Poetry project's check costs no parser (60 ms).
+    names = Names()
+    root = tmp_path / "shop"
+    root.mkdir()
+    (root / "pyproject.toml").write_text(
+        f'[tool.poetry]\nname = "shop"\nversion = "0.1.0"\n[tool.poetry.dependencies]\npython = "^3.9"\n'
+        f'{names.web} = "^1.0"\n{names.helper} = {{version = "~1.1", extras = ["fast", "Async"]}}\n'
+        f'{names.anyone} = "*"\n', encoding="utf-8")
+    assert init(root).returncode == 0
+    loaded = (
+        "import sys; from pathlib import Path; from deploy.lock import drift; from deploy.lock.layers import load\n"
+        "root = Path(sys.argv[1]); base = load(root, root / 'requirements').layers['base'].requirements\n"
+        "print(drift.check(root, base), 'packaging' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", loaded, str(root)], capture_output=True, text=True, check=False,
+                          cwd=Path(__file__).resolve().parent.parent)
+
+    assert done.stdout.split() == ["[]", "False"], done.stdout + done.stderr

@@ -12,13 +12,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from packaging.requirements import InvalidRequirement, Requirement
-
-from deploy.adopt.entries import Adoption, keep_locked_versions, layer_for
 from deploy.errors import ConfigError
 from deploy.lock.reqfile import canonical, clip
+
+if TYPE_CHECKING:
+    from deploy.adopt.entries import Adoption
 
 FIX = "write it as a PEP 440 range (e.g. \">=1.2,<2\"), then run python -m deploy init again"
 _PART = re.compile(r"^(\^|~=|~|==|!=|>=|<=|>|<|=)?\s*(\S+)$")
@@ -31,6 +31,9 @@ class Untranslatable(Exception):
 
 def read(root: Path, text: str, data: dict[str, Any], adoption: Adoption, *, with_dependencies: bool) -> None:
     """Put [tool.poetry] dependencies, dev-dependencies, groups and extras onto layers."""
+    # Here, not at the top: verify's drift check imports this module for requirement_lines alone.
+    from deploy.adopt.entries import keep_locked_versions, layer_for
+
     poetry = data["tool"]["poetry"]
     table = poetry.get("dependencies", {}) if with_dependencies else {}
     extras = poetry.get("extras", {}) if isinstance(poetry.get("extras"), dict) else {}
@@ -72,12 +75,15 @@ def read(root: Path, text: str, data: dict[str, Any], adoption: Adoption, *, wit
     keep_locked_versions(root, adoption, "poetry.lock", _from_index)
 
 
-def requirement_lines(name: str, spec: object) -> list[str]:
-    """One PEP 508 line per constraint (a list of tables gives one line each, told apart by markers)."""
+def requirement_lines(name: str, spec: object, *, checked: bool = True) -> list[str]:
+    """One PEP 508 line per constraint (a list of tables gives one line each, told apart by markers),
+    in packaging's normal form; `checked=False`: as translated, neither parsed nor normalised (no
+    import of packaging), which is what drift's quick comparison needs."""
+    check = _checked if checked else (lambda line: line)
     if isinstance(spec, list):
-        return [line for entry in spec for line in requirement_lines(name, entry)]
+        return [line for entry in spec for line in requirement_lines(name, entry, checked=checked)]
     if isinstance(spec, str):
-        return [_checked(f"{name}{specifier(spec)}")]
+        return [check(f"{name}{specifier(spec)}")]
     if not isinstance(spec, dict):
         raise Untranslatable(f"a {type(spec).__name__} is not a Poetry constraint")
     for key in ("git", "path", "url"):
@@ -94,7 +100,7 @@ def requirement_lines(name: str, spec: object) -> list[str]:
         markers.append(_python_marker(str(spec["python"])))
     if spec.get("platform"):
         markers.append(f'sys_platform == "{spec["platform"]}"')
-    return [_checked(text + (f"; {' and '.join(markers)}" if markers else ""))]
+    return [check(text + (f"; {' and '.join(markers)}" if markers else ""))]
 
 
 def optional(spec: object) -> bool:
@@ -102,6 +108,8 @@ def optional(spec: object) -> bool:
 
 
 def _checked(line: str) -> str:
+    from packaging.requirements import InvalidRequirement, Requirement
+
     try:
         return str(Requirement(line))
     except InvalidRequirement as exc:

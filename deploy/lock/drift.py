@@ -27,7 +27,8 @@ def check(root: Path, base: list[Line]) -> list[str]:
     """Where base.in and `[project] dependencies` disagree, one line each naming both places.
 
     Only a static list is compared: dynamic dependencies are the build backend's to read. Text is
-    compared first, so a project whose two lists match never pays for packaging's parser.
+    compared first (a Poetry table's as translated, part by part), so a project whose two lists
+    match never pays for packaging's parser.
     """
     pyproject = root / "pyproject.toml"
     if not pyproject.is_file():
@@ -38,12 +39,16 @@ def check(root: Path, base: list[Line]) -> list[str]:
     except tomllib.TOMLDecodeError:
         return []  # config loading reports that, with its line
     project = data.get("project")
-    table = "[project] dependencies"
     if isinstance(project, dict) and isinstance(project.get("dependencies"), list):
         if "dependencies" in (project.get("dynamic") or []):
             return []
+        table = "[project] dependencies"
         # (entry as written, its line in pyproject.toml)
         declared = [(entry, _line_number(text, entry)) for entry in project["dependencies"] if isinstance(entry, str)]
+        if not base and not declared:
+            return []
+        if [_compact(entry) for entry, _ in declared] == [_compact(line.text) for line in base]:
+            return []
     else:
         tool = data.get("tool")
         poetry = tool.get("poetry") if isinstance(tool, dict) else None
@@ -51,11 +56,11 @@ def check(root: Path, base: list[Line]) -> list[str]:
         if not isinstance(dependencies, dict):
             return []
         table = "[tool.poetry.dependencies]"
-        declared = _poetry_lines(text, dependencies)
-    if not base and not declared:
-        return []
-    if [_compact(entry) for entry, _ in declared] == [_compact(line.text) for line in base]:
-        return []
+        # As translated, unparsed: when they match base.in's lines part for part, no parser is loaded.
+        quick = _poetry_lines(text, dependencies, checked=False)
+        if sorted(_loose(entry) for entry, _ in quick) == sorted(_loose(line.text) for line in base):
+            return []
+        declared = _poetry_lines(text, dependencies, checked=True)
     wanted = {_key(entry): (entry, number) for entry, number in declared}
     written = {_key(line.text): line for line in base}
     base_name = display(base[0].path, root) if base else "requirements/base.in"
@@ -79,8 +84,9 @@ def check(root: Path, base: list[Line]) -> list[str]:
     return problems
 
 
-def _poetry_lines(text: str, dependencies: dict[str, object]) -> list[tuple[str, int]]:
-    """The PEP 508 lines init writes to base.in for a Poetry table, each with its key's line."""
+def _poetry_lines(text: str, dependencies: dict[str, object], *, checked: bool) -> list[tuple[str, int]]:
+    """The PEP 508 lines init writes to base.in for a Poetry table, each with its key's line
+    (`checked=False`: as translated, before packaging's normal form)."""
     from deploy.adopt import poetry  # Poetry projects only
 
     found: list[tuple[str, int]] = []
@@ -88,7 +94,7 @@ def _poetry_lines(text: str, dependencies: dict[str, object]) -> list[tuple[str,
         if canonical(name) == "python" or poetry.optional(spec):
             continue
         try:
-            lines = poetry.requirement_lines(name, spec)
+            lines = poetry.requirement_lines(name, spec, checked=checked)
         except poetry.Untranslatable:
             continue
         number = poetry.line_of(text, "tool.poetry.dependencies", name)
@@ -98,6 +104,19 @@ def _poetry_lines(text: str, dependencies: dict[str, object]) -> list[tuple[str,
 
 def _compact(text: str) -> str:
     return "".join(text.split())
+
+
+def _loose(text: str) -> tuple[str, ...]:
+    """A requirement's name, extras and specifiers each in order, and its marker as written: equal
+    forms are the same requirement (`web>=1,<2` and `web<2,>=1`); unequal ones go to the parser."""
+    requirement, _, marker = _compact(text).partition(";")
+    name, _, rest = requirement.partition("[")
+    extras, _, specifiers = rest.partition("]") if rest else ("", "", "")
+    if not rest:
+        split = next((at for at, char in enumerate(name) if char in "<>=!~"), len(name))
+        name, specifiers = name[:split], name[split:]
+    return (canonical(name), ",".join(sorted(canonical(e) for e in extras.split(",") if e)),
+            ",".join(sorted(part for part in specifiers.split(",") if part)), marker)
 
 
 def _key(text: str) -> tuple[str, str]:
