@@ -214,3 +214,26 @@ def test_an_index_url_with_a_token_is_read_with_basic_auth_and_the_token_is_neve
     text = pylock.render("prod", [Pin("tok", "1.0", (f"sha256:{digest}",))], found, requires_python=None,
                          source="requirements/prod.txt")
     assert "s3cret" not in text and f"http://127.0.0.1:{server.server_address[1]}/files/tok-1.0.tar.gz" in text
+
+
+def test_a_page_the_index_sends_gzip_compressed_names_the_same_files(
+    locked: tuple[LockProject, Names], use_index: PackageIndex
+) -> None:
+    # The pylock step asks for gzip (PyPI's largest pages are megabytes), and inflates what comes so.
+    project, _ = locked
+    pins_ = parse(project.path("dev.txt"), project.root).pins.values()
+    plain = indexfiles.locate(pins_, [use_index.url], lock_folder=project.requirements,
+                              fetch=indexfiles.fetcher({}))
+    use_index.gzip_pages = True
+    seen: list[bytes] = []
+    fetch = indexfiles.fetcher({})
+
+    def inflated(url: str) -> tuple[str, bytes]:
+        content_type, body = fetch(url)
+        seen.append(body)
+        return content_type, body
+
+    compressed = indexfiles.locate(pins_, [use_index.url], lock_folder=project.requirements, fetch=inflated)
+
+    assert compressed == plain and len(plain) >= 5
+    assert seen and all(body.startswith(b"<!DOCTYPE html>") for body in seen)

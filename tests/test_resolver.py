@@ -275,3 +275,30 @@ def test_resolver_uv_in_pyproject_makes_nox_s_lock_write_the_same_locks_as_pip_t
         assert body == [line for line in with_uv.read(lock).splitlines() if not line.startswith("#")], lock
     done = with_uv.run("verify", env=env)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_with_uv_the_pylock_step_reads_the_pages_while_uv_still_solves_and_writes_pip_tools_files(
+    index: PackageIndex, names: Names, tmp_path: Path, env: dict[str, str]
+) -> None:
+    # uv reads the index for itself, so the pylock step must fetch each locked project's page: it
+    # starts as each uv run ends (lock/pylocks.py ReadAhead), not after the last one.
+    from tests.lockproject import PYPROJECT, LockProject
+
+    below = {"base": "", "prod": "-r base.in\n", "test": "-r prod.in\n", "dev": "-r test.in\n"}
+    texts = {f"{name}.in": below[name] + text for name, text in layers(names).items()}
+    with_pip = LockProject.create(tmp_path / "pip", texts)
+    with_uv = LockProject.create(tmp_path / "uv", texts,
+                                 pyproject=PYPROJECT.format(name="lockproject") + 'resolver = "uv"\n')
+    with_pip.lock(env=env)
+    index.visits.clear()
+    with_uv.lock(env=env)
+    visits = list(index.visits)
+
+    for layer in ORDER:
+        assert with_uv.read(f"pylock.{layer}.toml") == with_pip.read(f"pylock.{layer}.toml"), layer
+    ours = [path for path, agent in visits if agent == "pinship"]
+    assert sorted(ours) == sorted(set(ours)), "each page is fetched once"
+    assert f"/simple/{names.alpha}/" in ours and f"/simple/{names.linter}/" in ours
+    first_ours = next(at for at, (_, agent) in enumerate(visits) if agent == "pinship")
+    last_uv = max(at for at, (_, agent) in enumerate(visits) if agent.startswith("uv/"))
+    assert first_ours < last_uv, "base's pages were read while the layers above were being solved"

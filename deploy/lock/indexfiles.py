@@ -17,6 +17,7 @@ import json
 import os
 import urllib.error
 import urllib.parse
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from html.parser import HTMLParser
 from pathlib import Path
@@ -96,8 +97,13 @@ def _local_files(folder: Path, lock_folder: Path) -> list[Artifact]:
     return artifacts
 
 
+def page_url(index: str, name: str) -> str:
+    """The index's page of project `name` (a canonical name): what locate reads for its files."""
+    return f"{index.rstrip('/')}/{name}/"
+
+
 def _project_files(index: str, name: str, fetch: Fetch) -> list[Artifact]:
-    page = f"{index.rstrip('/')}/{name}/"
+    page = page_url(index, name)
     try:
         content_type, body = fetch(page)
     except urllib.error.HTTPError as exc:
@@ -174,19 +180,29 @@ def _public(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
-def fetcher(env: Mapping[str, str], *, read: Mapping[str, tuple[str, bytes]] | None = None) -> Fetch:
+def fetcher(
+    env: Mapping[str, str],
+    *,
+    read: Mapping[str, tuple[str, bytes]] | None = None,
+    pending: Mapping[str, concurrent.futures.Future[tuple[str, bytes]]] | None = None,
+) -> Fetch:
     """Read the index as the solve's pip reached it: the transport settings isolation.py keeps
     (PIP_CERT, PIP_CLIENT_CERT, PIP_PROXY, PIP_DEFAULT_TIMEOUT / PIP_TIMEOUT), else the defaults.
 
     A page among `read` (URL -> content type and body: what pip read while solving, joint.Pages) is
-    taken from there; only the others are fetched, and only then is a connection set up.
+    taken from there, and one among `pending` (URL -> a fetch by this same function, started while
+    uv solved: pylocks.ReadAhead) from its result, as it came: page or error; only the others are
+    fetched, and only then is a connection set up.
     """
     known = {_public(url): page for url, page in (read or {}).items()}
+    started = {_public(url): future for url, future in (pending or {}).items()}
     opened: list[Callable[[urllib.request.Request], tuple[str, bytes]]] = []
 
     def fetch(url: str) -> tuple[str, bytes]:
         if (page := known.get(_public(url))) is not None:
             return page
+        if (future := started.get(_public(url))) is not None:
+            return future.result()
         import urllib.request
 
         if not opened:
@@ -195,7 +211,7 @@ def fetcher(env: Mapping[str, str], *, read: Mapping[str, tuple[str, bytes]] | N
         # sent as basic authentication (to that host only: an unredirected header).
         parts = urllib.parse.urlsplit(url)
         request = urllib.request.Request(  # noqa: S310
-            _public(url), headers={"Accept": _ACCEPT, "User-Agent": "pinship"})
+            _public(url), headers={"Accept": _ACCEPT, "Accept-Encoding": "gzip", "User-Agent": "pinship"})
         if "@" in parts.netloc:
             user, _, password = parts.netloc.rsplit("@", 1)[0].partition(":")
             token = base64.b64encode(f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}".encode())
@@ -228,6 +244,10 @@ def _opener(env: Mapping[str, str]) -> Callable[[urllib.request.Request], tuple[
     def open_page(request: urllib.request.Request) -> tuple[str, bytes]:
         with opener.open(request, timeout=timeout) as response:
             body = response.read(_PAGE_LIMIT + 1)
+            if response.headers.get("Content-Encoding", "").strip().lower() == "gzip":
+                # Asked for: a large project's page is a tenth of the size (PyPI's botocore: 7 MB).
+                inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+                body = inflate.decompress(body, _PAGE_LIMIT + 1)
             if len(body) > _PAGE_LIMIT:
                 raise ValueError("the page is larger than any index page")
             return response.headers.get("Content-Type", "text/html"), body

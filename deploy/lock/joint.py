@@ -15,7 +15,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,14 @@ Log = Callable[[str], None]
 # The settled layers' pins, as the run's hard constraints. Not a layer name: layers are `NAME.in`.
 KEPT_FILE = "kept-below.txt"
 REPORT_FILE, SCOPES_FILE, PAGES_FOLDER = "pipreport.json", "pipscopes.json", "pages"  # see lock/pipreport.py
-Pages = dict[str, tuple[str, bytes]]  # an index page's URL -> its content type and body
+
+
+class Pages(dict[str, tuple[str, bytes]]):
+    """Every index page a lock's runs read: URL -> content type and body (pip-compile's, through
+    pipreport.py). uv's runs give none; `read_ahead`, when set, is told the names each uv run locked,
+    so that the pylock step's fetches of their pages run while the next runs solve."""
+
+    read_ahead: Callable[[Iterable[str]], None] | None = None
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|CREDENTIAL|API_?KEY|AUTH|PRIVATE|SESSION", re.IGNORECASE)
 _CONSTRAINT = re.compile(r"The user requested \(constraint\) (?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?P<spec>\S*)")
 _PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
@@ -137,6 +144,8 @@ def run(
         if pages is not None:
             pages.update(_read_pages(work / PAGES_FOLDER))
         universe = _own_constraints(read_universe(work / "all.txt"), work, graph, plan.layers)
+        if pages is not None and pages.read_ahead is not None:
+            pages.read_ahead(universe)
         return Outcome(universe, env=run_env, report=_read_report(work) if plan.report is not None else None)
 
 
@@ -159,7 +168,7 @@ def _ask_for_report(work: Path, graph: LayerGraph, plan: Run) -> None:
 
 def _read_pages(folder: Path) -> Pages:
     """The pages pipreport.py kept: a page it could not write whole is left out (read again later)."""
-    found: Pages = {}
+    found = Pages()
     for meta in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
             said = json.loads(meta.read_text(encoding="utf-8"))

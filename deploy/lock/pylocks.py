@@ -17,9 +17,10 @@ folder outside the project gets no pylock file, and the lock says so in one line
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,44 @@ class PylockFile:
     count: int
 
 
+class ReadAhead:
+    """The pylock step's page fetches, started while uv still solves: called with the names each uv
+    run locked (joint.Pages.read_ahead), it fetches their pages on the first index each layer's
+    pylock file reads, eight at a time, for plan() to take (`pending`). On PyPI the slowest page
+    (boto3's, 3 s) then costs nothing where it used to come after the last run.
+
+        ahead = ReadAhead(config, graph, env)   # then: with ahead: …solve…, plan(…, pending=ahead.pending)
+    """
+
+    def __init__(self, config: Config, graph: LayerGraph, env: Mapping[str, str] | None) -> None:
+        pip_env = isolation.pip_environment(os.environ if env is None else env).env
+        self.indexes: list[str] = []
+        for name in graph.order:
+            indexes, links = _sources(config, graph, name, pip_env)
+            if indexes and _local_source(indexes, links, config.root) is None and indexes[0] not in self.indexes:
+                self.indexes.append(indexes[0])
+        self.pending: dict[str, concurrent.futures.Future[tuple[str, bytes]]] = {}
+        self._fetch = indexfiles.fetcher(pip_env)
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+    def __call__(self, names: Iterable[str]) -> None:
+        for index in self.indexes:
+            for name in names:
+                url = indexfiles.page_url(index, canonical(name))
+                if url not in self.pending:
+                    if self._pool is None:
+                        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=8)
+                    self.pending[url] = self._pool.submit(self._fetch, url)
+
+    def __enter__(self) -> ReadAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Fetches not yet begun are dropped (a failed solve, Ctrl-C); one under way ends on its own."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
 def plan(
     config: Config,
     graph: LayerGraph,
@@ -52,13 +91,14 @@ def plan(
     env: Mapping[str, str] | None,
     log: Log,
     pages: Mapping[str, tuple[str, bytes]] | None = None,
+    pending: Mapping[str, concurrent.futures.Future[tuple[str, bytes]]] | None = None,
 ) -> list[PylockFile]:
     """The pylock files to (re)write, given each layer's settled `.txt` (its text and its pins).
 
     Reads the index only for layers whose file is missing or stale, and only the project pages that
-    are not among `pages` (those pip read while solving); raises LockError (one line: the package,
-    its version and the indexes searched) when a locked file is on none of them, before anything is
-    written.
+    are not among `pages` (those pip read while solving) or `pending` (ReadAhead's); raises
+    LockError (one line: the package, its version and the indexes searched) when a locked file is
+    on none of them, before anything is written.
     """
     if not config.pylock:
         return []
@@ -80,7 +120,7 @@ def plan(
     # Layers that read the same indexes share one look-up of their pins' files: an upper layer
     # holds most of a lower one's.
     found: dict[tuple[tuple[str, ...], tuple[Path, ...]], dict[str, Artifact]] = {}
-    fetch = indexfiles.fetcher(pip_env, read=pages) if wanted else None
+    fetch = indexfiles.fetcher(pip_env, read=pages, pending=pending) if wanted else None
     for sources in dict.fromkeys(wanted.values()):
         layers = [name for name, key in wanted.items() if key == sources]
         union = {(pin.name, pin.version): pin for name in layers for pin in locks[name][1]}

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from deploy.config import Config
 from deploy.errors import LockError
-from deploy.lock import compiler, joint, preferences, pylocks, rounds
+from deploy.lock import compiler, joint, preferences, pylocks, resolver, rounds
 from deploy.lock.freshness import options_key, read_locks, stale_layers
 from deploy.lock.layers import LayerGraph
 from deploy.lock.layers import load as load_layers
@@ -77,6 +77,14 @@ def lock(
     log: Log = print,
 ) -> LockResult:
     """Bring every layer's lock up to date; resolve only when something is stale or asked for."""
+    with contextlib.ExitStack() as stack:  # ends the pylock step's read-ahead, however the lock ends
+        return _lock(config, upgrade, upgrade_all, move_lower, env, log, stack)
+
+
+def _lock(
+    config: Config, upgrade: Sequence[str], upgrade_all: bool, move_lower: bool, env: Mapping[str, str] | None,
+    log: Log, stack: contextlib.ExitStack,
+) -> LockResult:
     log = _said_once(log, config.resolver)
     graph = load_layers(config.root, config.requirements, config.inputs_outside)
     existing = read_locks(graph)
@@ -96,7 +104,10 @@ def lock(
                        "adopting pinship, kept where the layers allow"]
         for reason in reasons:
             log(reason)
-    pages: joint.Pages = {}  # every index page pip read: the pylock step need not fetch it again
+    pages = joint.Pages()  # every index page pip read: the pylock step need not fetch it again
+    ahead = None
+    if config.pylock and config.resolver == resolver.UV:  # uv's runs read pages for uv alone
+        ahead = pages.read_ahead = stack.enter_context(pylocks.ReadAhead(config, graph, env))
     solved = _solve_groups(config, graph, existing, list(stale), wanted, upgrade_all, move_lower, env, log, pages)
     result.solved = bool(solved.pins)
     result.moved_lower = solved.moved_lower
@@ -123,7 +134,8 @@ def lock(
     # Each layer's pylock file follows from its settled .txt (lock/pylocks.py): found before anything is written.
     settled = _as_locked(existing)
     settled.update({name: (text, solved.pins[name]) for name, (text, _) in texts.items()})
-    planned = pylocks.plan(config, graph, settled, env=env, log=log, pages=pages)
+    planned = pylocks.plan(config, graph, settled, env=env, log=log, pages=pages,
+                           pending=ahead.pending if ahead is not None else None)
     files = [(graph.layers[name].lock, text, plural(count, "pin")) for name, (text, count) in texts.items()]
     _write_all(config, files + _pylock_files(planned), result, log)
     if move_lower:

@@ -283,6 +283,8 @@ class PackageIndex:
         self.cacheable = cacheable
         self.root.mkdir(parents=True, exist_ok=True)
         self.requests: list[str] = []
+        self.visits: list[tuple[str, str]] = []  # (path, User-Agent) of each request, in order
+        self.gzip_pages = False  # pages gzip-compressed for a client that accepts it, as PyPI's CDN does
         self._requests_lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -384,9 +386,10 @@ class PackageIndex:
     ) -> None:
         self.stop()
 
-    def _record(self, path: str) -> None:
+    def _record(self, path: str, agent: str = "") -> None:
         with self._requests_lock:
             self.requests.append(path)
+            self.visits.append((path, agent))
 
 
 class _Server(ThreadingHTTPServer):
@@ -421,7 +424,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _respond(self, send_body: bool) -> None:
         index = self.server.index
-        index._record(self.path)
+        index._record(self.path, self.headers.get("User-Agent", ""))
         path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
         if path == "/simple":
             return self._redirect("/simple/")
@@ -447,9 +450,14 @@ class _Handler(BaseHTTPRequestHandler):
             + "".join(f"{link}<br>\n" for link in links)
             + "</body></html>\n"
         )
-        self._send(body.encode(), "text/html; charset=utf-8", send_body)
+        encoded = body.encode()
+        if self.server.index.gzip_pages and "gzip" in self.headers.get("Accept-Encoding", ""):
+            return self._send(gzip.compress(encoded), "text/html; charset=utf-8", send_body, encoding="gzip")
+        self._send(encoded, "text/html; charset=utf-8", send_body)
 
-    def _send(self, body: bytes, content_type: str, send_body: bool, *, archive: bool = False) -> None:
+    def _send(
+        self, body: bytes, content_type: str, send_body: bool, *, archive: bool = False, encoding: str | None = None
+    ) -> None:
         if not self.server.index.cacheable:
             # Tests replace archives under the same name; pip's HTTP cache must never answer for us.
             cache = {"Cache-Control": "no-store"}
@@ -467,6 +475,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        if encoding is not None:
+            self.send_header("Content-Encoding", encoding)
         for key, value in cache.items():
             self.send_header(key, value)
         self.end_headers()
