@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import tomllib
+import urllib.error
 import venv
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -18,7 +19,9 @@ import pytest
 from deploy.errors import LockError
 from deploy.lock import indexfiles, pylock
 from deploy.lock.lockfile import Pin, parse
+from deploy.lock.reqfile import canonical
 from tests.lockproject import LockProject, Names, pins, publish
+from tests.support import pkgindex
 from tests.support.pkgindex import PackageIndex
 
 pytestmark = pytest.mark.index
@@ -237,3 +240,31 @@ def test_a_page_the_index_sends_gzip_compressed_names_the_same_files(
 
     assert compressed == plain and len(plain) >= 5
     assert seen and all(body.startswith(b"<!DOCTYPE html>") for body in seen)
+
+
+def test_pages_are_read_over_one_kept_connection_and_a_redirect_or_a_404_is_read_as_before(
+    locked: tuple[LockProject, Names], use_index: PackageIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project, names = locked
+    fetch = indexfiles.fetcher({})
+    pins_ = list(parse(project.path("dev.txt"), project.root).pins.values())
+    ports: list[int] = []
+    original = pkgindex._Handler.handle
+
+    def handle(self: BaseHTTPRequestHandler) -> None:
+        ports.append(self.client_address[1])
+        original(self)
+
+    monkeypatch.setattr(pkgindex._Handler, "handle", handle)
+    found = indexfiles.locate(pins_[:1], [use_index.url], lock_folder=project.requirements, fetch=fetch)
+    ports.clear()
+    for pin in pins_[1:4]:
+        fetch(indexfiles.page_url(use_index.url, canonical(pin.name)))
+    kept = set(ports)
+    moved = fetch(f"{use_index.url}{names.alpha}")  # the index redirects to the name with a slash
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        fetch(indexfiles.page_url(use_index.url, "no-such-project"))
+
+    assert found and moved[1] == fetch(indexfiles.page_url(use_index.url, names.alpha))[1]
+    assert missing.value.code == 404
+    assert len(kept) == 1, "three pages come over the one connection kept, not one each"

@@ -15,6 +15,7 @@ import concurrent.futures
 import hashlib
 import json
 import os
+import threading
 import urllib.error
 import urllib.parse
 import zlib
@@ -243,16 +244,57 @@ def _opener(env: Mapping[str, str]) -> Callable[[urllib.request.Request], tuple[
 
     def open_page(request: urllib.request.Request) -> tuple[str, bytes]:
         with opener.open(request, timeout=timeout) as response:
-            body = response.read(_PAGE_LIMIT + 1)
-            if response.headers.get("Content-Encoding", "").strip().lower() == "gzip":
-                # Asked for: a large project's page is a tenth of the size (PyPI's botocore: 7 MB).
-                inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-                body = inflate.decompress(body, _PAGE_LIMIT + 1)
-            if len(body) > _PAGE_LIMIT:
-                raise ValueError("the page is larger than any index page")
-            return response.headers.get("Content-Type", "text/html"), body
+            return _page(response.headers.get("Content-Type", "text/html"), response.headers.get("Content-Encoding"),
+                         response.read(_PAGE_LIMIT + 1))
 
-    return open_page
+    if env.get("PIP_PROXY"):
+        return open_page
+    kept = threading.local()
+
+    def open_kept(request: urllib.request.Request) -> tuple[str, bytes]:
+        """One connection per host and thread, kept open for the next page: a lock reads a page per
+        project, and a new connection per page means a name look-up and a TLS handshake each time
+        (seen here: look-ups stalled 5 s while uv ran). A redirect goes through urllib."""
+        import http.client
+
+        parts = urllib.parse.urlsplit(request.full_url)
+        target = f"{parts.path or '/'}?{parts.query}" if parts.query else (parts.path or "/")
+        headers = {**dict(request.header_items()), "Connection": "keep-alive"}
+        connections: dict[tuple[str, str], http.client.HTTPConnection] = kept.__dict__.setdefault("connections", {})
+        for attempt in (1, 2):  # a kept connection the server has since closed fails once
+            connection = connections.get((parts.scheme, parts.netloc))
+            if connection is None:
+                connection = (http.client.HTTPSConnection(parts.netloc, timeout=timeout, context=context)
+                              if parts.scheme == "https" else http.client.HTTPConnection(parts.netloc, timeout=timeout))
+                connections[(parts.scheme, parts.netloc)] = connection
+            try:
+                connection.request("GET", target, headers=headers)
+                response = connection.getresponse()
+                body = response.read(_PAGE_LIMIT + 1)
+                break
+            except (http.client.HTTPException, ConnectionError) as exc:
+                connection.close()
+                del connections[(parts.scheme, parts.netloc)]
+                if attempt == 2:
+                    raise OSError(str(exc) or type(exc).__name__) from None
+        if response.status in (301, 302, 303, 307, 308):
+            return open_page(request)
+        if response.status >= 400:
+            raise urllib.error.HTTPError(request.full_url, response.status, response.reason, response.headers, None)
+        return _page(response.headers.get("Content-Type", "text/html"), response.headers.get("Content-Encoding"), body)
+
+    return open_kept
+
+
+def _page(content_type: str, encoding: str | None, body: bytes) -> tuple[str, bytes]:
+    """An index page's content type and body, inflated if it came gzip-compressed (as it was asked)."""
+    if (encoding or "").strip().lower() == "gzip":
+        # A large project's page is a tenth of the size (PyPI's botocore: 2 MB as JSON).
+        inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        body = inflate.decompress(body, _PAGE_LIMIT + 1)
+    if len(body) > _PAGE_LIMIT:
+        raise ValueError("the page is larger than any index page")
+    return content_type, body
 
 
 def index_sources(options: Sequence[str], env: Mapping[str, str], root: Path) -> tuple[list[str], list[Path]]:
