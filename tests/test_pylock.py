@@ -268,3 +268,34 @@ def test_pages_are_read_over_one_kept_connection_and_a_redirect_or_a_404_is_read
     assert found and moved[1] == fetch(indexfiles.page_url(use_index.url, names.alpha))[1]
     assert missing.value.code == 404
     assert len(kept) == 1, "three pages come over the one connection kept, not one each"
+
+
+def test_a_proxy_named_by_http_proxy_still_carries_the_page_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Kept connections go straight to the index; a proxy the environment names must not be bypassed.
+    heard: list[str] = []
+
+    class Proxy(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            heard.append(self.path)
+            body = b'<a href="/files/tok-1.0.tar.gz#sha256=00">tok-1.0.tar.gz</a>'
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = HTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        # Port 9 on 127.0.0.2: nothing answers there, so only the proxy can.
+        _, body = indexfiles.fetcher({})("http://127.0.0.2:9/simple/tok/")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert heard == ["http://127.0.0.2:9/simple/tok/"] and b"tok-1.0.tar.gz" in body

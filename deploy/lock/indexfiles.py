@@ -249,6 +249,7 @@ def _opener(env: Mapping[str, str]) -> Callable[[urllib.request.Request], tuple[
 
     if env.get("PIP_PROXY"):
         return open_page
+    proxies = urllib.request.getproxies()  # as urllib's opener reads them, from this process's environment
     kept = threading.local()
 
     def open_kept(request: urllib.request.Request) -> tuple[str, bytes]:
@@ -258,6 +259,8 @@ def _opener(env: Mapping[str, str]) -> Callable[[urllib.request.Request], tuple[
         import http.client
 
         parts = urllib.parse.urlsplit(request.full_url)
+        if parts.scheme in proxies and not urllib.request.proxy_bypass(parts.hostname or ""):
+            return open_page(request)  # through the proxy HTTPS_PROXY / HTTP_PROXY names, as urllib goes
         target = f"{parts.path or '/'}?{parts.query}" if parts.query else (parts.path or "/")
         headers = {**dict(request.header_items()), "Connection": "keep-alive"}
         connections: dict[tuple[str, str], http.client.HTTPConnection] = kept.__dict__.setdefault("connections", {})
