@@ -41,6 +41,8 @@ class Pages(dict[str, tuple[str, bytes]]):
     so that the pylock step's fetches of their pages run while the next runs solve."""
 
     read_ahead: Callable[[Iterable[str]], None] | None = None
+
+
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|CREDENTIAL|API_?KEY|AUTH|PRIVATE|SESSION", re.IGNORECASE)
 _CONSTRAINT = re.compile(r"The user requested \(constraint\) (?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?P<spec>\S*)")
 _PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
