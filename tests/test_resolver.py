@@ -18,7 +18,7 @@ from deploy.errors import ConfigError, LockError
 from deploy.lock import resolver
 from deploy.lock.lockfile import Pin
 from deploy.lock.universe import read_universe
-from tests.lockproject import Names
+from tests.lockproject import PYPROJECT, LockProject, Names
 from tests.support.pipenv import isolated_pip_env
 from tests.support.pkgindex import PackageIndex, build_sdist
 
@@ -260,17 +260,11 @@ def test_resolver_uv_in_pyproject_makes_nox_s_lock_write_the_same_locks_as_pip_t
 ) -> None:
     # The setting reaches the lock itself: the same project locked with each resolver gives the same
     # lock files, byte for byte below the header line that names the tool.
-    from tests.lockproject import PYPROJECT, LockProject
-
-    below = {"base": "", "prod": "-r base.in\n", "test": "-r prod.in\n", "dev": "-r test.in\n"}
-    texts = {f"{name}.in": below[name] + text for name, text in layers(names).items()}
-    with_pip = LockProject.create(tmp_path / "pip", texts)
-    with_uv = LockProject.create(tmp_path / "uv", texts,
-                                 pyproject=PYPROJECT.format(name="lockproject") + 'resolver = "uv"\n')
+    with_pip, with_uv = _projects(names, tmp_path)
     said = {project.root.name: project.lock(env=env).stdout for project in (with_pip, with_uv)}
     assert "with uv pip compile" in said["uv"] and "with uv pip compile" not in said["pip"]
-    for name in texts:
-        lock = name.replace(".in", ".txt")
+    for name in ORDER:
+        lock = f"{name}.txt"
         body = [line for line in with_pip.read(lock).splitlines() if not line.startswith("#")]
         assert body == [line for line in with_uv.read(lock).splitlines() if not line.startswith("#")], lock
     done = with_uv.run("verify", env=env)
@@ -282,13 +276,7 @@ def test_with_uv_the_pylock_step_reads_the_pages_while_uv_still_solves_and_write
 ) -> None:
     # uv reads the index for itself, so the pylock step must fetch each locked project's page: it
     # starts as each uv run ends (lock/pylocks.py ReadAhead), not after the last one.
-    from tests.lockproject import PYPROJECT, LockProject
-
-    below = {"base": "", "prod": "-r base.in\n", "test": "-r prod.in\n", "dev": "-r test.in\n"}
-    texts = {f"{name}.in": below[name] + text for name, text in layers(names).items()}
-    with_pip = LockProject.create(tmp_path / "pip", texts)
-    with_uv = LockProject.create(tmp_path / "uv", texts,
-                                 pyproject=PYPROJECT.format(name="lockproject") + 'resolver = "uv"\n')
+    with_pip, with_uv = _projects(names, tmp_path)
     with_pip.lock(env=env)
     index.visits.clear()
     with_uv.lock(env=env)
@@ -302,3 +290,13 @@ def test_with_uv_the_pylock_step_reads_the_pages_while_uv_still_solves_and_write
     first_ours = next(at for at, (_, agent) in enumerate(visits) if agent == "pinship")
     last_uv = max(at for at, (_, agent) in enumerate(visits) if agent.startswith("uv/"))
     assert first_ours < last_uv, "base's pages were read while the layers above were being solved"
+
+
+def _projects(names: Names, tmp_path: Path) -> tuple[LockProject, LockProject]:
+    """The four layers as projects: one locking with pip-tools, one with `resolver = "uv"`."""
+    below = {"base": "", "prod": "-r base.in\n", "test": "-r prod.in\n", "dev": "-r test.in\n"}
+    texts = {f"{name}.in": below[name] + text for name, text in layers(names).items()}
+    with_pip = LockProject.create(tmp_path / "pip", texts)
+    with_uv = LockProject.create(tmp_path / "uv", texts,
+                                 pyproject=PYPROJECT.format(name="lockproject") + 'resolver = "uv"\n')
+    return with_pip, with_uv
