@@ -189,22 +189,7 @@ def test_a_pylock_file_with_a_valid_digest_but_a_line_this_tool_never_writes_is_
 def test_an_index_url_with_a_token_is_read_with_basic_auth_and_the_token_is_never_written(tmp_path: Path) -> None:
     digest = "c" * 64
     heard: list[tuple[str, str | None]] = []
-
-    class Index(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            heard.append((self.path, self.headers.get("Authorization")))
-            body = f'<a href="/files/tok-1.0.tar.gz#sha256={digest}">tok-1.0.tar.gz</a>'.encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = HTTPServer(("127.0.0.1", 0), Index)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = _tok_page(digest, heard)
     try:
         index = f"http://ci:s3cret@127.0.0.1:{server.server_address[1]}/simple"
         found = indexfiles.locate([Pin("tok", "1.0", (f"sha256:{digest}",))], [index], lock_folder=tmp_path,
@@ -272,23 +257,8 @@ def test_pages_are_read_over_one_kept_connection_and_a_redirect_or_a_404_is_read
 
 def test_a_proxy_named_by_http_proxy_still_carries_the_page_reads(monkeypatch: pytest.MonkeyPatch) -> None:
     # Kept connections go straight to the index; a proxy the environment names must not be bypassed.
-    heard: list[str] = []
-
-    class Proxy(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            heard.append(self.path)
-            body = b'<a href="/files/tok-1.0.tar.gz#sha256=00">tok-1.0.tar.gz</a>'
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = HTTPServer(("127.0.0.1", 0), Proxy)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    heard: list[tuple[str, str | None]] = []
+    server = _tok_page("c" * 64, heard)  # a proxy, here: it answers for any URL it is asked
     for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{server.server_address[1]}")
@@ -298,4 +268,26 @@ def test_a_proxy_named_by_http_proxy_still_carries_the_page_reads(monkeypatch: p
     finally:
         server.shutdown()
         server.server_close()
-    assert heard == ["http://127.0.0.2:9/simple/tok/"] and b"tok-1.0.tar.gz" in body
+    assert [path for path, _ in heard] == ["http://127.0.0.2:9/simple/tok/"] and b"tok-1.0.tar.gz" in body
+
+
+def _tok_page(digest: str, heard: list[tuple[str, str | None]]) -> HTTPServer:
+    """A server on 127.0.0.1 answering every GET with a page listing tok 1.0's sdist, and noting each
+    request's path and Authorization header; the caller shuts it down."""
+
+    class Index(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            heard.append((self.path, self.headers.get("Authorization")))
+            body = f'<a href="/files/tok-1.0.tar.gz#sha256={digest}">tok-1.0.tar.gz</a>'.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = HTTPServer(("127.0.0.1", 0), Index)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
