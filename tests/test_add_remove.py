@@ -325,3 +325,32 @@ def test_a_failed_remove_rewrites_each_kind_of_fix_for_the_restored_files(fix: s
     asked = editfix.Edit("remove", ["x"], None, ["requirements/prod.in"])
     error = editfix.undone(LockError("the layers cannot be locked", fix=fix), asked)
     assert str(error) == f"the layers cannot be locked\nnothing was changed: every file is as it was\n  fix: {expected}"
+
+
+def test_an_add_a_locked_version_of_another_package_refuses_names_both_ranges_and_the_way_that_works(
+    use_index: PackageIndex, tmp_path: Path
+) -> None:
+    # As celery[redis] 5.7 (through kombu) needs redis>=6.4 when an app adds redis<6: the add keeps
+    # the locked kombu, so it fails; pip 26 prints each range joined by " and ", both bounds count.
+    names = Names()
+    use_index.add(names.child, "5.0")
+    use_index.add(names.child, "6.5")
+    use_index.add(names.parent, "0.9", [f"{names.child}>=4,<6"])
+    use_index.add(names.parent, "1.0", [f"{names.child}>=6.4,<9"])
+    created = LockProject.create(tmp_path / "app", {"base.in": f"{names.parent}\n", "prod.in": "-r base.in\n"})
+    created.lock()
+    spec = f"{names.child}>=5.0,<6.0"
+
+    error = _failed_add(created, [spec])
+
+    assert f"needs {names.child}<6.0,>=5.0 (requirements/base.in:2)" in error.message, error.message
+    assert f"needs {names.child}<9,>=6.4 (via {names.parent} 1.0, requirements/base.in:1)" in error.message
+    assert error.fix == (
+        f"if {names.parent} 1.0 is what the locks hold, let every locked version move: add '{spec}' to "
+        "requirements/base.in by hand and run: nox -s upgrade (each package goes to the newest version that fits); "
+        f"else change one of those requirements so they agree, then run the add again: nox -s add -- '{spec}'")
+    created.write("base.in", f"{names.parent}\n{spec}\n")  # the fix, followed
+    done = created.run("upgrade")
+    assert done.returncode == 0, done.stderr
+    assert pins(created.read("base.txt"))[names.parent][0] == "0.9"
+    assert pins(created.read("base.txt"))[names.child][0] == "5.0"

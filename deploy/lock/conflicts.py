@@ -27,7 +27,16 @@ from packaging.version import InvalidVersion
 from deploy.lock.layers import LayerGraph
 from deploy.lock.lockfile import parse
 from deploy.lock.network import INDEX_FIX, Probe, redact, unreachable
-from deploy.lock.pipsays import DEPENDS, MAX_LINES, USER, blamed, declared, needs_by_package, pulled_in
+from deploy.lock.pipsays import (
+    DEPENDS,
+    MAX_LINES,
+    USER,
+    blamed,
+    declared,
+    joined_spec,
+    needs_by_package,
+    pulled_in,
+)
 from deploy.lock.reqfile import canonical, clip, display, requirement_name
 
 _NO_VERSION = re.compile(r"Could not find a version that (?:matches|satisfies the requirement) (?P<spec>[^\s)]+)")
@@ -141,7 +150,7 @@ def _unobtainable(output: str, graph: LayerGraph, _kept_at: Mapping[str, str]) -
     pinned: dict[str, str] = {}
     for raw in blamed(output):
         if (match := USER.match(raw)) or (match := DEPENDS.match(raw)):
-            spec = match.group("spec")
+            spec = joined_spec(match)
             name = requirement_name(spec)
             if name is None or name not in unavailable:
                 continue

@@ -26,6 +26,7 @@ _THEN_LOCK = re.compile(r"\brun: nox -s lock$")
 # What the lower-layer conflict (lock/rounds.py) and pipsays' lines say, as they print it.
 _PACKAGE = re.compile(r"^\s*package (?P<name>[^\s:]+): (?P<needs>.*)$")
 _NEEDS = re.compile(r"\bneeds (?P<spec>\S+)")
+_VIA = re.compile(r"\(via (?P<parent>[^\s,()]+) (?P<version>[^\s,()]+),")
 _MOVE = re.compile(r"^\s*(?P<lock>\S+\.txt): (?P<name>\S+) (?P<old>\S+) → (?P<new>\S+) would be needed by ")
 
 
@@ -64,8 +65,24 @@ def _fix(message: str, fix: str | None, edit: Edit) -> str:
     if fix is None:
         return f"correct what it names, then {again}"
     if _THEN_LOCK.search(fix):
-        return _THEN_LOCK.sub(lambda _: again, fix)
+        return _locks_hold(message, edit) + _THEN_LOCK.sub(lambda _: again, fix)
     return fix  # it names no lock of the old files (a network check, an upgrade): true as it stands
+
+
+def _locks_hold(message: str, edit: Edit) -> str:
+    """When the conflict is with what a version of another package needs (`via kombu 5.7.0`), that
+    version is most often the one the locks hold, which an add keeps: the way to let it move, first."""
+    if edit.command != "add":
+        return ""
+    held = [f"{match['parent']} {match['version']}" for match in _VIA.finditer(message)
+            if canonical(match["parent"].split("[", 1)[0]) not in edit.names]
+    if not held:
+        return ""
+    held = list(dict.fromkeys(held))
+    quoted = ", ".join(f"'{arg}'" for arg in edit.args)
+    return clip(f"if {', '.join(held)} {'is' if len(held) == 1 else 'are'} what the locks hold, let every locked "
+                f"version move: add {quoted} to {' and '.join(edit.files)} by hand and run: nox -s upgrade (each "
+                "package goes to the newest version that fits); else ", 400)
 
 
 def _within_range(message: str, edit: Edit) -> str | None:

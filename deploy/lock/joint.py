@@ -44,7 +44,8 @@ class Pages(dict[str, tuple[str, bytes]]):
 
 
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|CREDENTIAL|API_?KEY|AUTH|PRIVATE|SESSION", re.IGNORECASE)
-_CONSTRAINT = re.compile(r"The user requested \(constraint\) (?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?P<spec>\S*)")
+_CONSTRAINT = re.compile(
+    r"The user requested \(constraint\) (?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?P<spec>\S*(?: and [<>=!~]\S*)*)")
 _PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
 
@@ -82,10 +83,10 @@ class Outcome:
 
     def blames_kept(self, kept: Mapping[str, Pin]) -> bool:
         """Whether pip's conflict involves a settled layer's pin: `The user requested (constraint) x==1`,
-        or `x<2,==1` when a constraint file caps the same package."""
+        or `x<2,==1` (pip 26: `x<2 and ==1`) when a constraint file caps the same package."""
         for match in _CONSTRAINT.finditer(self.output):
             pin = kept.get(canonical(match.group("name")))
-            if pin is not None and f"=={pin.version}" in match.group("spec").split(","):
+            if pin is not None and f"=={pin.version}" in match.group("spec").replace(" and ", ",").split(","):
                 return True
         return False
 

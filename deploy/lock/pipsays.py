@@ -19,12 +19,20 @@ from deploy.lock.reqfile import Line, clip, logical_lines, requirement_name
 MAX_LINES = 10
 
 CAUSED_BY = re.compile(r"^\s*The conflict is caused by:\s*$")
-USER = re.compile(r"^\s*The user requested (?P<constraint>\(constraint\) )?(?P<spec>\S+)")
-DEPENDS = re.compile(r"^\s*(?P<parent>\S+) (?P<version>\S+) depends on (?P<spec>\S+)")
+# pip 26 joins the specifiers of one requirement with " and " (`redis<6.0 and >=5.0`), older pips with
+# commas; joined_spec() gives either as the one PEP 508 requirement (`redis<6.0,>=5.0`).
+_SPEC = r"(?P<spec>\S+(?: and [<>=!~]\S*)*)"
+USER = re.compile(r"^\s*The user requested (?P<constraint>\(constraint\) )?" + _SPEC)
+DEPENDS = re.compile(r"^\s*(?P<parent>\S+) (?P<version>\S+) depends on " + _SPEC)
 # The chain ends in the layer file (as solve() writes it: work/NAME.in) and its line.
 COLLECTING = re.compile(
     r"^\s*Collecting (?P<spec>\S+) \(from (?:\S+->)?-r (?P<layer>[^\s/]+)\.in \(line (?P<line>\d+)\)\)"
 )
+
+
+def joined_spec(match: re.Match[str]) -> str:
+    """The requirement a USER or DEPENDS line names, its specifiers joined by commas."""
+    return match.group("spec").replace(" and ", ",").rstrip(";,")
 
 
 def blamed(output: str) -> Iterator[str]:
@@ -45,7 +53,7 @@ def needs_by_package(output: str, graph: LayerGraph, kept_at: Mapping[str, str])
     needs: dict[str, list[str]] = {}
     for raw in blamed(output):
         if match := USER.match(raw):
-            spec = match.group("spec")
+            spec = joined_spec(match)
             if bare(spec):
                 continue
             name = requirement_name(spec)
@@ -59,7 +67,7 @@ def needs_by_package(output: str, graph: LayerGraph, kept_at: Mapping[str, str])
             reasons = [f"layer {layer} needs {clip(spec)} ({line.where(graph.root)})" for layer, line in places]
             _add(needs, spec, reasons or [f"a constraint needs {clip(spec)}"])
         elif match := DEPENDS.match(raw):
-            parent, version, spec = match.group("parent", "version", "spec")
+            parent, version, spec = match.group("parent"), match.group("version"), joined_spec(match)
             if bare(spec):
                 continue
             holders = declared(graph, parent) or pulled.get(requirement_name(parent) or parent, [])
@@ -82,14 +90,14 @@ def holding_back(output: str, graph: LayerGraph, target: str) -> list[str]:
     found: list[str] = []
     for raw in blamed(output):
         if match := USER.match(raw):
-            spec = match.group("spec")
+            spec = joined_spec(match)
             places = constrained(graph, spec) if match.group("constraint") else declared(graph, spec)
             if bare(spec) or (match.group("constraint") and not places and requirement_name(spec) == target):
                 continue  # any version will do, or it is the upgrade's own target
             where = ", ".join(dict.fromkeys(line.where(graph.root) for _, line in places)) or "a constraint"
             found.append(f"{where} pins {clip(spec)}")
-        elif (match := DEPENDS.match(raw)) and not bare(match.group("spec")):
-            parent, version, spec = match.group("parent", "version", "spec")
+        elif (match := DEPENDS.match(raw)) and not bare(joined_spec(match)):
+            parent, version, spec = match.group("parent"), match.group("version"), joined_spec(match)
             found.append(f"{clip(parent)} {clip(version)} needs {clip(spec)}")
     return list(dict.fromkeys(found))[:MAX_LINES]
 
@@ -106,7 +114,7 @@ def pulled_in(output: str, graph: LayerGraph) -> dict[str, list[tuple[str, Line]
         match = COLLECTING.match(raw)
         if match is None or match.group("layer") not in graph.layers:
             continue
-        name = requirement_name(match.group("spec"))
+        name = requirement_name(joined_spec(match))
         layer = graph.layers[match.group("layer")]
         # solve() writes a layer's option lines first, then its requirement lines.
         index = int(match.group("line")) - 1 - len(layer.options)
