@@ -238,7 +238,8 @@ def test_without_uv_the_lock_says_how_to_install_it(tmp_path: Path) -> None:
         resolver.find_uv(beside=tmp_path, path=str(tmp_path))
     assert str(caught.value) == (
         f'resolver = "uv" needs uv, which is neither in {tmp_path} nor on PATH\n'
-        '  fix: .venv/bin/python -m pip install uv (or set resolver = "pip-tools" in pyproject.toml [tool.deploy])')
+        '  fix: put uv in the dev layer and install it: nox -s add -- --layer dev uv, then python3 scripts/onboard.py '
+        f'(or {tmp_path}/python -m pip install uv; or set resolver = "pip-tools" in pyproject.toml [tool.deploy])')
 
 
 def test_the_resolver_setting_defaults_to_pip_tools_and_refuses_anything_else(tmp_path: Path) -> None:

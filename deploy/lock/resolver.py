@@ -24,6 +24,7 @@ What uv does differently with the same inputs is in the README (uv as the resolv
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
@@ -37,7 +38,9 @@ from deploy.lock.freshness import COMPILE_OPTIONS
 from deploy.lock.reqfile import clip
 
 PIP_TOOLS, UV = RESOLVERS
-UV_FIX = '.venv/bin/python -m pip install uv (or set resolver = "pip-tools" in pyproject.toml [tool.deploy])'
+# The Python beside which uv is looked for first: this one, wherever it is (a project's .venv, a tool's).
+UV_FIX = ('put uv in the dev layer and install it: nox -s add -- --layer dev uv, then python3 scripts/onboard.py '
+          '(or {python} -m pip install uv; or set resolver = "pip-tools" in pyproject.toml [tool.deploy])')
 
 # pip-compile options that change only its output, which uv already writes that way (or that only
 # make it talk more): nothing to pass on.
@@ -127,7 +130,8 @@ def find_uv(*, beside: Path | None = None, path: str | None = None) -> Path:
             return candidate
     found = shutil.which("uv", path=path)
     if found is None:
-        raise LockError(f'resolver = "uv" needs uv, which is neither in {folder} nor on PATH', fix=UV_FIX)
+        raise LockError(f'resolver = "uv" needs uv, which is neither in {folder} nor on PATH',
+                        fix=UV_FIX.format(python=shlex.quote(str(folder / "python"))))
     return Path(found)
 
 
