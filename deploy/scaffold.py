@@ -81,6 +81,10 @@ class _Write:
     replace: bool  # --force over an existing file or symlink: the link itself is replaced, never its target
 
 
+# Made on each machine, never committed: onboard.py's venv and `invoke deploy --env local`'s releases.
+IGNORED = (".venv/", ".deploy/")
+
+
 def init(root: Path, *, force: bool = False, source: Path | None = None, say: Say = print,
          warn: Say | None = None) -> list[Path]:
     """Write the adoption files into `root`; return the ones written.
@@ -138,6 +142,9 @@ def init(root: Path, *, force: bool = False, source: Path | None = None, say: Sa
         say("added [tool.deploy] to pyproject.toml")
     elif text is not None:
         say("kept pyproject.toml [tool.deploy] (already there)")
+    if (ignored := _ignore_local(root)) is not None:
+        written.append(root / ".gitignore")
+        say(ignored)
     for layer, told in adoption.told:
         say(f"  {_shown(folder / f'{layer}.in', root)}: {told}" if layer else f"  {told}")
     if adoption.preferences:
@@ -156,6 +163,21 @@ def init(root: Path, *, force: bool = False, source: Path | None = None, say: Sa
     say(f"next: nox -s lock, then commit {_shown(folder, root)}/ (the .in and .txt files and wheels/) and "
         f"{_shown(onboarding, root)}; a fresh clone then needs one command: python3 {_shown(onboarding, root)}")
     return written
+
+
+def _ignore_local(root: Path) -> str | None:
+    """Add IGNORED to the project's .gitignore (made if missing) where no line names them yet; the
+    line that says so, or None when every one was already there."""
+    path = root / ".gitignore"
+    text = read_text(path, root) if path.is_file() else ""
+    listed = {line.strip().strip("/") for line in text.splitlines()}
+    missing = [entry for entry in IGNORED if entry.strip("/") not in listed]
+    if not missing:
+        return None
+    with open(path, "a", encoding="utf-8", opener=_no_follow) as handle:
+        handle.write(("\n" if text and not text.endswith("\n") else "") + "".join(f"{entry}\n" for entry in missing))
+    return (f"{'added to' if text else 'wrote'} .gitignore: {', '.join(missing)} (the dev venv and the local "
+            "deploys, made on each machine)")
 
 
 def _onboarding(root: Path) -> Path:

@@ -94,6 +94,19 @@ def test_init_again_keeps_existing_files_and_says_so(project: Path) -> None:
     assert "wrote" not in done.stdout
 
 
+def test_init_keeps_the_venv_and_local_deploys_out_of_git_adding_only_what_gitignore_lacks(project: Path) -> None:
+    done = init(project)
+    assert ("wrote .gitignore: .venv/, .deploy/ (the dev venv and the local deploys, made on each machine)"
+            in done.stdout.splitlines())
+    assert (project / ".gitignore").read_text() == ".venv/\n.deploy/\n"
+
+    (project / ".gitignore").write_text("*.pyc\n/.venv")  # the user's own, one entry spelled otherwise
+    done = init(project)
+    assert "added to .gitignore: .deploy/ (the dev venv and the local deploys, made on each machine)" in done.stdout
+    assert (project / ".gitignore").read_text() == "*.pyc\n/.venv\n.deploy/\n"
+    assert ".gitignore" not in init(project).stdout, "nothing left to add: nothing said"
+
+
 def test_init_force_overwrites_existing_files(project: Path) -> None:
     init(project)
     (project / "noxfile.py").write_text("# my own noxfile\n")
@@ -268,7 +281,8 @@ def test_init_force_replaces_a_symlink_to_a_file_and_leaves_that_file_alone(proj
     assert bashrc.read_text() == "export PATH=$HOME/bin:$PATH\n", "the link's target is untouched"
     assert not (project / "tasks.py").is_symlink()
     assert "from deploy.tasks import namespace" in (project / "tasks.py").read_text()
-    assert sorted(path.name for path in project.iterdir() if path.name.startswith(".")) == [], "no temporary left"
+    assert sorted(path.name for path in project.iterdir() if path.name.startswith(".")) == [".gitignore"], \
+        "no temporary left"
 
 
 def test_a_symlinked_requirements_folder_is_refused_and_nothing_is_written(project: Path, tmp_path: Path) -> None:
