@@ -189,3 +189,33 @@ def test_a_pyproject_without_a_project_table_is_kept_and_the_user_is_told_the_ap
         "warning: pyproject.toml has no [project] table, so the app's wheel cannot be built: add one with name, "
         "version and dependencies = base.in's requirements"]
     assert lines(root / "requirements" / "base.in") == [names.web]
+
+
+@pytest.mark.parametrize(("file", "text"), [
+    ("setup.py", 'from setuptools import setup\nsetup(\n    name="shop-app",\n    version="2.3.1",\n'
+                 '    install_requires=open("requirements.txt").read().split(),\n)\n'),
+    ("setup.cfg", "[metadata]\nname = shop-app\nversion = 2.3.1\n"),
+])
+def test_a_project_with_a_setup_file_keeps_the_name_and_version_it_was_built_under(
+    names: Names, tmp_path: Path, file: str, text: str
+) -> None:
+    # A trial's freeze-only app, `name="fz-app"` in setup.py, became `fz` without a word.
+    root = flask_like_app(tmp_path / "shop", f"{names.web}==1.0\n")
+    (root / file).write_text(text, encoding="utf-8")
+
+    done = init(root)
+
+    assert done.returncode == 0, done.stderr
+    data = tomllib.loads((root / "pyproject.toml").read_text())
+    assert (data["project"]["name"], data["project"]["version"]) == ("shop-app", "2.3.1")
+    assert (f'  pyproject.toml: name "shop-app", version "2.3.1", from {file}, which stays: the dependencies are '
+            "pyproject.toml's [project] list now, so take any install_requires out of it") in done.stdout.splitlines()
+    assert ("  requirements.txt: read once; the layers' .in files are what the locks come from now (delete it once "
+            "nothing else reads it)") in done.stdout.splitlines()
+
+
+def test_without_a_setup_file_the_name_comes_from_the_folder_and_init_says_so(names: Names, tmp_path: Path) -> None:
+    root = flask_like_app(tmp_path / "my shop", f"{names.web}==1.0\n")
+    done = init(root)
+    assert ('  pyproject.toml: name "my-shop", version "0.1.0", from the folder\'s name and a first version: change '
+            "them there if the app is known by others") in done.stdout.splitlines()

@@ -93,9 +93,17 @@ def read(root: Path, path: Path, data: dict[str, Any] | None, adoption: Adoption
                              "(add any your app imports to base.in)"))
     if data is None:
         adoption.pyproject = newproject.text(root, layers["base"])
+        metadata, source = newproject.declared(root)
+        name, version = metadata.get("name", newproject.name_of(root)), metadata.get("version", "0.1.0")
+        where = (f"from {source}, which stays: the dependencies are pyproject.toml's [project] list now, so take "
+                 f"any install_requires out of it" if source else
+                 "from the folder's name and a first version: change them there if the app is known by others")
+        adoption.told.append((None, f'pyproject.toml: name "{name}", version "{version}", {where}'))
     elif "project" not in data and "poetry" not in (data.get("tool") or {}):
         adoption.warnings.append("pyproject.toml has no [project] table, so the app's wheel cannot be built: add one "
                                  "with name, version and dependencies = base.in's requirements")
+    adoption.told.append((None, f"{shown}: read once; the layers' .in files are what the locks come from now (delete "
+                                "it once nothing else reads it)"))
 
 
 def _parse(root: Path, path: Path, adoption: Adoption) -> dict[str, _Listed]:

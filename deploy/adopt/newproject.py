@@ -7,6 +7,7 @@ must never break the app's build.
 
 from __future__ import annotations
 
+import configparser
 import json
 import re
 from pathlib import Path
@@ -18,6 +19,8 @@ _NOT_CODE = {"tests", "test", "docs", "doc", "requirements", "scripts", "build",
              "node_modules", "migrations"}
 _NOT_MODULES = {"setup", "noxfile", "tasks", "conftest", "fabfile", "manage"}
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")  # PEP 508's project name
+_VERSION = re.compile(r"[0-9][0-9A-Za-z.+!-]*")  # literal enough for a version; packaging decides at build
 
 
 def code(root: Path) -> tuple[list[str], list[str]]:
@@ -40,8 +43,39 @@ def name_of(root: Path) -> str:
     return name or "app"
 
 
+def declared(root: Path) -> tuple[dict[str, str], str | None]:
+    """The name and version a setup.py (as literal `name="…"` / `version="…"` arguments) or a
+    setup.cfg's [metadata] gives, and which file gave them: the app keeps the names it was built
+    under. Only literals are read; setup.py is never run."""
+    found: dict[str, str] = {}
+    source = None
+    setup_cfg = root / "setup.cfg"
+    if setup_cfg.is_file():
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            parser.read_string(setup_cfg.read_text(encoding="utf-8", errors="replace"))
+        except configparser.Error:
+            parser.clear()
+        if parser.has_section("metadata"):
+            found = {key: parser["metadata"][key].strip() for key in ("name", "version") if parser["metadata"].get(key)}
+            source = "setup.cfg" if found else None
+    setup_py = root / "setup.py"
+    if setup_py.is_file():
+        text = setup_py.read_text(encoding="utf-8", errors="replace")
+        for key in ("name", "version"):
+            if key not in found and (match := re.search(rf"\b{key}\s*=\s*[\"']([^\"'\n]+)[\"']", text)):
+                found[key] = match.group(1).strip()
+                source = source or "setup.py"
+    if not _NAME.fullmatch(found.get("name", "x")):
+        found.pop("name")
+    if not _VERSION.fullmatch(found.get("version", "0")):
+        found.pop("version")
+    return found, (source if found else None)
+
+
 def text(root: Path, dependencies: list[str]) -> str:
     packages, modules = code(root)
+    metadata, _ = declared(root)
     listed = "".join(f"    {json.dumps(dep)},\n" for dep in dependencies)
     return (
         "# Written by `python -m deploy init`: the app's metadata, so pinship can build and ship it as a wheel.\n"
@@ -50,8 +84,8 @@ def text(root: Path, dependencies: list[str]) -> str:
         'build-backend = "setuptools.build_meta"\n'
         "\n"
         "[project]\n"
-        f'name = "{name_of(root)}"\n'
-        'version = "0.1.0"\n'
+        f'name = "{metadata.get("name", name_of(root))}"\n'
+        f'version = "{metadata.get("version", "0.1.0")}"\n'
         "# The one list of what the app needs to run; requirements/base.in must say the same (verify checks).\n"
         f"dependencies = [\n{listed}]\n"
         "\n"
