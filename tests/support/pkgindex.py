@@ -412,8 +412,11 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
-    # Connections kept open between requests, as a real index keeps them (every reply has a length).
+    # Connections kept open between requests, as a real index keeps them (every reply has a length),
+    # without Nagle's wait: on a kept connection the body's write would otherwise wait for the ACK of
+    # the headers', which the client delays by 40 ms (a warm web-app lock took 4x as long).
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: object) -> None:
         pass
