@@ -211,3 +211,18 @@ def test_a_poetry_table_that_matches_base_in_is_compared_without_loading_packagi
                           cwd=Path(__file__).resolve().parent.parent)
 
     assert done.stdout.split() == ["[]", "False"], done.stdout + done.stderr
+
+
+def test_a_range_spelled_with_other_trailing_zeros_is_no_drift(tmp_path: Path) -> None:
+    # A trial: `nox -s add -- 'redis>=5.0,<6.0'`, then `redis = "^5.0"` in the table (`<6,>=5.0`).
+    names = Names()
+    root = tmp_path / "shop"
+    (root / "requirements").mkdir(parents=True)
+    (root / "pyproject.toml").write_text(
+        f'[tool.poetry]\nname = "shop"\nversion = "1"\n[tool.poetry.dependencies]\n{names.redis} = "^5.0"\n'
+        f'{names.web} = "~=1.0"\n', encoding="utf-8")
+    base = root / "requirements" / "base.in"
+    base.write_text(f"{names.redis}>=5.0,<6.0\n{names.web}~=1.0\n", encoding="utf-8")
+    assert _drift(root) == []
+    base.write_text(f"{names.redis}>=5.0,<6.0\n{names.web}~=1.0.0\n", encoding="utf-8")  # ~=1.0.0 is not ~=1.0
+    assert [line.split(":")[0] + ":" + line.split(":")[1] for line in _drift(root)] == ["requirements/base.in:2"]

@@ -120,15 +120,22 @@ def _loose(text: str) -> tuple[str, ...]:
 
 
 def _key(text: str) -> tuple[str, str]:
-    """A requirement as (name, normal form): `Flask >= 3` and `flask>=3` are the same requirement."""
+    """A requirement as (name, normal form): `Flask >= 3` and `flask>=3` are the same requirement, and
+    so are `redis<6,>=5.0` (Poetry's `^5.0`) and `redis>=5.0,<6.0`: versions compare as PEP 440 says."""
     from packaging.requirements import InvalidRequirement, Requirement  # only when the texts differ
+    from packaging.utils import canonicalize_version
 
     try:
         parsed = Requirement(text.split(" --")[0])
     except InvalidRequirement:
         return (_compact(text), _compact(text))
     name = canonical(parsed.name)
-    normal = str(parsed).replace(parsed.name, name, 1)
+    # `~=` keeps its trailing zeros: ~=1.0 and ~=1 allow different releases.
+    specifiers = ",".join(sorted(
+        spec.operator + canonicalize_version(spec.version, strip_trailing_zero=spec.operator != "~=")
+        if "*" not in spec.version else str(spec) for spec in parsed.specifier))
+    extras = ",".join(sorted(canonical(extra) for extra in parsed.extras))
+    normal = f"{name}[{extras}]{specifiers};{parsed.marker or ''}{parsed.url or ''}"
     return (name, _compact(normal))
 
 
