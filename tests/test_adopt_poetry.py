@@ -182,12 +182,8 @@ def test_verify_holds_base_in_to_the_poetry_table_as_init_read_it(tmp_path: Path
 
 def test_a_poetry_project_whose_project_table_declares_the_dependencies_is_held_to_that(tmp_path: Path) -> None:
     names = Names()
-    root = tmp_path / "shop"
-    (root / "requirements").mkdir(parents=True)
-    (root / "pyproject.toml").write_text(
-        f'[project]\nname = "shop"\nversion = "1"\ndependencies = ["{names.web}>=1"]\n'
-        f'[tool.poetry.dependencies]\n{names.web} = {{source = "private"}}\n', encoding="utf-8")
-    (root / "requirements" / "base.in").write_text(f"{names.web}>=1\n", encoding="utf-8")
+    root = _shop(tmp_path, f'[project]\nname = "shop"\nversion = "1"\ndependencies = ["{names.web}>=1"]\n'
+                 f'[tool.poetry.dependencies]\n{names.web} = {{source = "private"}}\n', f"{names.web}>=1\n")
 
     assert _drift(root) == []
 
@@ -216,13 +212,18 @@ def test_a_poetry_table_that_matches_base_in_is_compared_without_loading_packagi
 def test_a_range_spelled_with_other_trailing_zeros_is_no_drift(tmp_path: Path) -> None:
     # A trial: `nox -s add -- 'redis>=5.0,<6.0'`, then `redis = "^5.0"` in the table (`<6,>=5.0`).
     names = Names()
-    root = tmp_path / "shop"
-    (root / "requirements").mkdir(parents=True)
-    (root / "pyproject.toml").write_text(
-        f'[tool.poetry]\nname = "shop"\nversion = "1"\n[tool.poetry.dependencies]\n{names.redis} = "^5.0"\n'
-        f'{names.web} = "~=1.0"\n', encoding="utf-8")
+    root = _shop(tmp_path, f'[tool.poetry]\nname = "shop"\nversion = "1"\n[tool.poetry.dependencies]\n'
+                 f'{names.redis} = "^5.0"\n{names.web} = "~=1.0"\n', f"{names.redis}>=5.0,<6.0\n{names.web}~=1.0\n")
     base = root / "requirements" / "base.in"
-    base.write_text(f"{names.redis}>=5.0,<6.0\n{names.web}~=1.0\n", encoding="utf-8")
     assert _drift(root) == []
     base.write_text(f"{names.redis}>=5.0,<6.0\n{names.web}~=1.0.0\n", encoding="utf-8")  # ~=1.0.0 is not ~=1.0
     assert [line.split(":")[0] + ":" + line.split(":")[1] for line in _drift(root)] == ["requirements/base.in:2"]
+
+
+def _shop(tmp_path: Path, pyproject: str, base: str) -> Path:
+    """A project folder with this pyproject.toml and requirements/base.in, as drift reads them."""
+    root = tmp_path / "shop"
+    (root / "requirements").mkdir(parents=True)
+    (root / "pyproject.toml").write_text(pyproject, encoding="utf-8")
+    (root / "requirements" / "base.in").write_text(base, encoding="utf-8")
+    return root
