@@ -92,9 +92,8 @@ def read(root: Path, path: Path, data: dict[str, Any] | None, adoption: Adoption
         adoption.told.append((None, f"not in base.in, as only test and dev tools require them: {', '.join(only_tools)} "
                              "(add any your app imports to base.in)"))
     if data is None:
-        adoption.pyproject = newproject.text(root, layers["base"])
-        metadata, source = newproject.declared(root)
-        name, version = metadata.get("name", newproject.name_of(root)), metadata.get("version", "0.1.0")
+        name, version, source = newproject.declared(root)
+        adoption.pyproject = newproject.text(root, layers["base"], name, version)
         where = (f"from {source}, which stays: the dependencies are pyproject.toml's [project] list now, so take "
                  f"any install_requires out of it" if source else
                  "from the folder's name and a first version: change them there if the app is known by others")

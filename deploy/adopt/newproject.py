@@ -43,10 +43,10 @@ def name_of(root: Path) -> str:
     return name or "app"
 
 
-def declared(root: Path) -> tuple[dict[str, str], str | None]:
-    """The name and version a setup.py (as literal `name="…"` / `version="…"` arguments) or a
-    setup.cfg's [metadata] gives, and which file gave them: the app keeps the names it was built
-    under. Only literals are read; setup.py is never run."""
+def declared(root: Path) -> tuple[str, str, str | None]:
+    """The app's name and version: those a setup.py (as literal `name="…"` / `version="…"` arguments)
+    or a setup.cfg's [metadata] gives, so the app keeps the names it was built under, else the
+    folder's name and 0.1.0; and which file gave them (None: neither). setup.py is never run."""
     found: dict[str, str] = {}
     source = None
     setup_cfg = root / "setup.cfg"
@@ -70,12 +70,12 @@ def declared(root: Path) -> tuple[dict[str, str], str | None]:
         found.pop("name")
     if not _VERSION.fullmatch(found.get("version", "0")):
         found.pop("version")
-    return found, (source if found else None)
+    return found.get("name", name_of(root)), found.get("version", "0.1.0"), (source if found else None)
 
 
-def text(root: Path, dependencies: list[str]) -> str:
+def text(root: Path, dependencies: list[str], name: str, version: str) -> str:
+    """pyproject.toml for the app `name` `version` (declared() gives them)."""
     packages, modules = code(root)
-    metadata, _ = declared(root)
     listed = "".join(f"    {json.dumps(dep)},\n" for dep in dependencies)
     return (
         "# Written by `python -m deploy init`: the app's metadata, so pinship can build and ship it as a wheel.\n"
@@ -84,8 +84,8 @@ def text(root: Path, dependencies: list[str]) -> str:
         'build-backend = "setuptools.build_meta"\n'
         "\n"
         "[project]\n"
-        f'name = "{metadata.get("name", name_of(root))}"\n'
-        f'version = "{metadata.get("version", "0.1.0")}"\n'
+        f'name = "{name}"\n'
+        f'version = "{version}"\n'
         "# The one list of what the app needs to run; requirements/base.in must say the same (verify checks).\n"
         f"dependencies = [\n{listed}]\n"
         "\n"

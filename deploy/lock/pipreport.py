@@ -10,8 +10,8 @@ SCOPES.json and PAGES may be "": that part is not asked for).
 
 Every run takes each file's hash from the index page that lists it (`#sha256=` or the JSON API's
 `hashes`), where pip-compile would read each page a second time and then, per file, ask PyPI's JSON
-API (a 404 from any other index) or download the file and hash it: a third of a warm lock's time on
-a local index of 99 packages, and on PyPI a JSON document per package, megabytes for a project
+API (a 404 from any other index) or download the file and hash it: a quarter of a warm run's time
+on a local index of 99 packages, and on PyPI a JSON document per package, megabytes for a project
 with many releases. The files are the ones pip-compile picks for the pin (its own
 `_get_matching_candidates`, every platform's wheels), and the lock is the same: the index's hash
 is the one pip holds each download to (pip checks a link's hash whenever it downloads the file), so

@@ -96,9 +96,8 @@ def holding_back(output: str, graph: LayerGraph, target: str) -> list[str]:
                 continue  # any version will do, or it is the upgrade's own target
             where = ", ".join(dict.fromkeys(line.where(graph.root) for _, line in places)) or "a constraint"
             found.append(f"{where} pins {clip(spec)}")
-        elif (match := DEPENDS.match(raw)) and not bare(joined_spec(match)):
-            parent, version, spec = match.group("parent"), match.group("version"), joined_spec(match)
-            found.append(f"{clip(parent)} {clip(version)} needs {clip(spec)}")
+        elif (match := DEPENDS.match(raw)) and not bare(spec := joined_spec(match)):
+            found.append(f"{clip(match.group('parent'))} {clip(match.group('version'))} needs {clip(spec)}")
     return list(dict.fromkeys(found))[:MAX_LINES]
 
 
@@ -114,7 +113,7 @@ def pulled_in(output: str, graph: LayerGraph) -> dict[str, list[tuple[str, Line]
         match = COLLECTING.match(raw)
         if match is None or match.group("layer") not in graph.layers:
             continue
-        name = requirement_name(joined_spec(match))
+        name = requirement_name(match.group("spec"))
         layer = graph.layers[match.group("layer")]
         # solve() writes a layer's option lines first, then its requirement lines.
         index = int(match.group("line")) - 1 - len(layer.options)

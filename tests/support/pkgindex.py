@@ -291,7 +291,7 @@ class PackageIndex:
         # cacheable only: the listing (by the folder's mtime) and each archive's link (by its stat),
         # computed once as a real index does, so a page costs what serving it costs.
         self._listing: tuple[int, dict[str, list[Path]]] | None = None
-        self._anchors: dict[tuple[Path, int, int], str] = {}
+        self._anchors: dict[tuple[Path, int, int, bool], str] = {}
         # Projects whose page links carry no `#sha256=`, as an old or minimal index lists files.
         self.unhashed: set[str] = set()
 
@@ -337,7 +337,7 @@ class PackageIndex:
         if not self.cacheable:
             return _anchor(archive, hashed=hashed)
         stat = archive.stat()
-        key = (archive, stat.st_mtime_ns, stat.st_size)
+        key = (archive, stat.st_mtime_ns, stat.st_size, hashed)
         if key not in self._anchors:
             self._anchors[key] = _anchor(archive, hashed=hashed)
         return self._anchors[key]
