@@ -291,3 +291,47 @@ def _tok_page(digest: str, heard: list[tuple[str, str | None]]) -> HTTPServer:
     server = HTTPServer(("127.0.0.1", 0), Index)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+def test_only_the_locked_files_are_read_out_of_a_page_whatever_its_markup(tmp_path: Path) -> None:
+    # A project's page lists every file of every version (70,000 for a web app's 65 projects on
+    # PyPI), so each page is searched for the locked hashes alone; an anchor the quick search cannot
+    # read plainly (an entity in its href) sends the page to html.parser whole, and nothing is missed;
+    # other quoting, attributes, or the hash first met in other markup are read from the anchor alone.
+    digests = {version: hashlib.sha256(version.encode()).hexdigest() for version in ("1.0", "2.0", "3.0")}
+    locked = Pin("pkg", "2.0", (f"sha256:{digests['2.0']}",))
+
+    def html(href: str) -> bytes:
+        lines = [f'<a href="../../files/pkg-{v}.tar.gz#sha256={d}">pkg-{v}.tar.gz</a><br/>' for v, d in digests.items()]
+        lines[1] = href
+        return ("<!DOCTYPE html><html><body>\n" + "\n".join(lines) + "\n</body></html>").encode()
+
+    plain = (f'<a href="../../files/pkg-2.0.tar.gz#sha256={digests["2.0"]}" data-requires-python="&gt;=3.8">'
+             'pkg-2.0.tar.gz</a>')
+    entity = f'<a href="../../files/pkg-2.0.tar.gz#sha256&#61;{digests["2.0"]}">pkg-2.0.tar.gz</a>'
+    single = f"<a href='../../files/pkg-2.0.tar.gz#sha256={digests['2.0']}'>pkg-2.0.tar.gz</a>"
+    other_first = (f'<abbr title="sha256={digests["2.0"]}">x</abbr> '  # the hash in other markup, first
+                   f'<a href="../../files/pkg-2.0.tar.gz#sha256={digests["2.0"]}">pkg-2.0.tar.gz</a>')
+    json_page = json.dumps({"meta": {"api-version": "1.0"}, "name": "pkg", "files": [
+        {"filename": f"pkg-{v}.tar.gz", "url": f"../../files/pkg-{v}.tar.gz", "hashes": {"sha256": d}}
+        for v, d in digests.items()]}).encode()
+    pages = {f"page-{n}": ("text/html", html(href)) for n, href in enumerate((plain, entity, single, other_first))}
+    pages["page-json"] = ("application/vnd.pypi.simple.v1+json", json_page)
+    parsed: list[int] = []
+    original = indexfiles._anchors
+
+    def counted(text: str, wanted: frozenset[str]) -> list[tuple[str, str, str]]:
+        parsed.append(len(text))
+        return original(text, wanted)
+
+    for page, (content_type, body) in pages.items():
+        parsed.clear()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(indexfiles, "_anchors", counted)
+            found = indexfiles.locate([locked], [f"https://idx.example/{page}"], lock_folder=tmp_path,
+                                      fetch=lambda url, answer=(content_type, body): answer)
+        assert list(found) == [digests["2.0"]], page
+        assert found[digests["2.0"]].url == "https://idx.example/files/pkg-2.0.tar.gz", page
+        assert found[digests["2.0"]].name == "pkg-2.0.tar.gz", page
+        whole = [size for size in parsed if size >= len(body) - 5]
+        assert bool(whole) == (page == "page-1"), (page, parsed)  # only the entity needs the whole page

@@ -276,7 +276,8 @@ def test_with_uv_the_pylock_step_reads_the_pages_while_uv_still_solves_and_write
     index: PackageIndex, names: Names, tmp_path: Path, env: dict[str, str]
 ) -> None:
     # uv reads the index for itself, so the pylock step must fetch each locked project's page: it
-    # starts as each uv run ends (lock/pylocks.py ReadAhead), not after the last one.
+    # starts with the layers' own requirements and as each uv run ends (lock/pylocks.py ReadAhead),
+    # not after the last one.
     with_pip, with_uv = _projects(names, tmp_path)
     with_pip.lock(env=env)
     index.visits.clear()
@@ -291,6 +292,9 @@ def test_with_uv_the_pylock_step_reads_the_pages_while_uv_still_solves_and_write
     first_ours = next(at for at, (_, agent) in enumerate(visits) if agent == "pinship")
     last_uv = max(at for at, (_, agent) in enumerate(visits) if agent.startswith("uv/"))
     assert first_ours < last_uv, "base's pages were read while the layers above were being solved"
+    linter = (f"/simple/{names.linter}/", "pinship")
+    uv_linter = next(at for at, (path, agent) in enumerate(visits) if agent.startswith("uv/") and path == linter[0])
+    assert visits.index(linter) < uv_linter, "dev's own requirement was read before the run that solves dev"
 
 
 def _projects(names: Names, tmp_path: Path) -> tuple[LockProject, LockProject]:

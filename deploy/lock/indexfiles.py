@@ -64,15 +64,21 @@ def locate(
                 found.setdefault(artifact.sha256, artifact)
     getter = fetch or fetcher({})
     for index in indexes:
-        missing = sorted({canonical(pin.name) for digest, pin in wanted.items() if digest not in found})
+        # Per project, the hashes still to be found on its page: only those files are read out of it
+        # (PyPI's pages list every file of every version: 70,000 for a web app's 65 projects).
+        missing: dict[str, set[str]] = {}
+        for digest, pin in wanted.items():
+            if digest not in found:
+                missing.setdefault(canonical(pin.name), set()).add(digest)
         if not missing:
             break
+        names = sorted(missing)
         with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-            pages = pool.map(_project_files, [index] * len(missing), missing, [getter] * len(missing))
+            pages = pool.map(_project_files, [index] * len(names), names, [getter] * len(names),
+                             [frozenset(missing[name]) for name in names])
             for artifacts in pages:
                 for artifact in artifacts:
-                    if artifact.sha256 in wanted:
-                        found.setdefault(artifact.sha256, artifact)
+                    found.setdefault(artifact.sha256, artifact)
     unknown = sorted(f"{pin.name} {pin.version}" for digest, pin in wanted.items() if digest not in found)
     if unknown:
         shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
@@ -103,7 +109,8 @@ def page_url(index: str, name: str) -> str:
     return f"{index.rstrip('/')}/{name}/"
 
 
-def _project_files(index: str, name: str, fetch: Fetch) -> list[Artifact]:
+def _project_files(index: str, name: str, fetch: Fetch, wanted: frozenset[str]) -> list[Artifact]:
+    """The files of project `name`'s page on `index` whose sha256 is one of `wanted` (lower-case hex)."""
     page = page_url(index, name)
     try:
         content_type, body = fetch(page)
@@ -115,16 +122,16 @@ def _project_files(index: str, name: str, fetch: Fetch) -> list[Artifact]:
     except (OSError, ValueError) as exc:
         raise LockError(f"{_public(page)}: could not read the index ({clip(str(exc))})",
                         fix="check the network and the index, then run: nox -s lock") from None
-    pairs = _json_files(body) if content_type.split(";")[0].strip() == _JSON else _html_files(body)
+    json_page = content_type.split(";")[0].strip() == _JSON
     artifacts = []
-    for filename, href, digest in pairs:
-        if digest:
-            url = _public(urllib.parse.urljoin(page, href).split("#", 1)[0])
-            artifacts.append(Artifact(filename, digest.lower(), url=url, index=_public(index.rstrip("/"))))
+    for filename, href, digest in _json_files(body, wanted) if json_page else _html_files(body, wanted):
+        url = _public(urllib.parse.urljoin(page, href).split("#", 1)[0])
+        artifacts.append(Artifact(filename, digest, url=url, index=_public(index.rstrip("/"))))
     return artifacts
 
 
-def _json_files(body: bytes) -> list[tuple[str, str, str | None]]:
+def _json_files(body: bytes, wanted: frozenset[str]) -> list[tuple[str, str, str]]:
+    """(file name, URL, sha256) of each file of a PEP 691 page whose sha256 is `wanted`, in page order."""
     try:
         data = json.loads(body)
     except ValueError:
@@ -132,10 +139,11 @@ def _json_files(body: bytes) -> list[tuple[str, str, str | None]]:
     files = data.get("files") if isinstance(data, dict) else None
     out = []
     for entry in files if isinstance(files, list) else []:
-        if isinstance(entry, dict) and isinstance(entry.get("filename"), str) and isinstance(entry.get("url"), str):
-            hashes = entry.get("hashes")
-            digest = hashes.get("sha256") if isinstance(hashes, dict) else None
-            out.append((entry["filename"], entry["url"], digest if isinstance(digest, str) else None))
+        hashes = entry.get("hashes") if isinstance(entry, dict) else None
+        digest = hashes.get("sha256") if isinstance(hashes, dict) else None
+        if (isinstance(digest, str) and digest.lower() in wanted and isinstance(entry.get("filename"), str)
+                and isinstance(entry.get("url"), str)):
+            out.append((entry["filename"], entry["url"], digest.lower()))
     return out
 
 
@@ -161,15 +169,39 @@ class _Anchors(HTMLParser):
             self._href = None
 
 
-def _html_files(body: bytes) -> list[tuple[str, str, str | None]]:
+def _html_files(body: bytes, wanted: frozenset[str]) -> list[tuple[str, str, str]]:
+    """(file name, URL, sha256) of each anchor of a PEP 503 page whose `#sha256=` is `wanted`, in page order.
+
+    Each wanted hash is looked for in the page's bytes and only its anchor is parsed (a large
+    project's page is megabytes that html.parser takes seconds over); the whole page is parsed when
+    one is not found that way or its anchor is not the plain `<a href="…#sha256=…">name</a>`
+    (entities, other markup): a hash the page lists is never missed.
+    """
+    quick = []
+    for digest in wanted:
+        at = body.find(b"sha256=" + digest.encode())
+        start, end = body.rfind(b"<a", 0, at), body.find(b"</a>", at)
+        if at < 0 or start < 0 or end < 0:
+            break
+        anchors = _anchors(body[start:end + 4].decode("utf-8", "replace"), wanted)
+        if len(anchors) != 1 or anchors[0][2] != digest:
+            break
+        quick.append((at, anchors[0]))
+    else:
+        return [anchor for _, anchor in sorted(quick)]
+    return _anchors(body.decode("utf-8", "replace"), wanted)
+
+
+def _anchors(html: str, wanted: frozenset[str]) -> list[tuple[str, str, str]]:
     parser = _Anchors()
-    parser.feed(body.decode("utf-8", "replace"))
+    parser.feed(html)
     out = []
     for href, text in parser.found:
         fragment = urllib.parse.urlsplit(href).fragment
-        digest = fragment[len("sha256="):] if fragment.startswith("sha256=") else None
-        filename = text or urllib.parse.unquote(urllib.parse.urlsplit(href).path.rsplit("/", 1)[-1])
-        out.append((filename, href, digest))
+        digest = fragment[len("sha256="):].lower() if fragment.startswith("sha256=") else None
+        if digest in wanted:
+            filename = text or urllib.parse.unquote(urllib.parse.urlsplit(href).path.rsplit("/", 1)[-1])
+            out.append((filename, href, digest))
     return out
 
 

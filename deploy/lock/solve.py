@@ -108,6 +108,7 @@ def _lock(
     ahead = None
     if config.pylock and config.resolver == resolver.UV:  # uv's runs read pages for uv alone
         ahead = pages.read_ahead = stack.enter_context(pylocks.ReadAhead(config, graph, env))
+        ahead.expect(graph, existing)
     solved = _solve_groups(config, graph, existing, list(stale), wanted, upgrade_all, move_lower, env, log, pages)
     result.solved = bool(solved.pins)
     result.moved_lower = solved.moved_lower
