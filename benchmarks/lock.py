@@ -164,10 +164,13 @@ NO_OP_UV = 'python -m deploy lock, nothing changed, resolver = "uv"'
 FULL = "python -m deploy lock, from scratch"
 FULL_UV = 'python -m deploy lock, from scratch, resolver = "uv"'
 UPGRADE = "python -m deploy upgrade PKG (one package)"
+UPGRADE_UV = 'python -m deploy upgrade PKG (one package), resolver = "uv"'
 ADD = "add PKG to a layer (deploy.lock.edit.add)"
+ADD_UV = 'add PKG to a layer (deploy.lock.edit.add), resolver = "uv"'
 ANCHOR = "anchor: pip-compile each layer into a copy + diff"
 BARE = "bare pip-compile of each layer, bottom-up with -c"
 BARE_UV = "bare uv pip compile of the union, from scratch"
+BARE_UV_LAYERS = "bare uv pip compile of each layer, bottom-up with -c"
 BARE_UNION = "bare pip-compile of the union, from scratch"
 # Well under a second and changing nothing (bare uv writes into its own scratch folder).
 SHORT = {VERIFY, NOX_VERIFY, IN_PROCESS, EMPTY, NO_OP, NO_OP_UV, BARE_UV}
@@ -218,17 +221,22 @@ class Bench:
             pyproject = self.uv_root / "pyproject.toml"
             pyproject.write_text(pyproject.read_text(encoding="utf-8") + 'resolver = "uv"\n', encoding="utf-8")
 
-    def restore(self, state: str) -> None:
-        for path in self.folder.iterdir():
+    def restore(self, state: str, root: Path | None = None) -> None:
+        folder = (root or self.root) / "requirements"
+        for path in folder.iterdir():
             path.unlink()
         for path in self.saved[state].iterdir():
-            shutil.copy2(path, self.folder / path.name)
+            shutil.copy2(path, folder / path.name)
 
     def pip_compile_layers(self, folder: Path) -> None:
         # What a pip-tools user runs: one pip-compile per layer, bottom-up, with our options.
         for layer in self.order:
             self.run([sys.executable, "-m", "piptools", "compile", *COMPILE_OPTIONS, "--quiet",
                       "-o", f"{layer}.txt", f"{layer}.in"], folder)
+
+    def uv_command(self, output: str, source: str) -> list[str]:
+        return [self.uv, "pip", "compile", "--no-config", "--generate-hashes", "--python", sys.executable,
+                "--default-index", self.env["PIP_INDEX_URL"], "--quiet", "-o", output, source]
 
     def verify_in_process(self) -> None:
         if check(config_module.load(self.root)):
@@ -274,17 +282,27 @@ class Bench:
         shutil.rmtree(scratch, ignore_errors=True)
         shutil.copytree(self.folder, scratch, ignore=shutil.ignore_patterns("*.txt"))
         (scratch / "layers.union").write_text("".join(f"-r {n}.in\n" for n in self.order), encoding="utf-8")
-        self.run([self.uv, "pip", "compile", "--no-config", "--generate-hashes", "--python", sys.executable,
-                  "--default-index", self.env["PIP_INDEX_URL"], "--quiet", "-o", "all.txt", "layers.union"], scratch)
+        self.run(self.uv_command("all.txt", "layers.union"), scratch)
 
-    def add(self) -> None:
+    def bare_uv_layers(self) -> None:
+        """What a uv user with layered files runs: one `uv pip compile` per layer, bottom-up, each
+        constrained by the locks below it (the pip-compile baseline's inputs)."""
+        scratch = self.tmp / "bare-uv-layers"
+        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.copytree(self.baseline, scratch, ignore=shutil.ignore_patterns("*.txt"))
+        for layer in self.order:
+            self.run(self.uv_command(f"{layer}.txt", f"{layer}.in"), scratch)
+
+    def add(self, root: Path | None = None) -> None:
         package, layer = self.spec.add
         script = ("import sys; from deploy import config; from deploy.lock.edit import add; "
                   "add(config.load(), [sys.argv[1]], layer=sys.argv[2], log=lambda line: None)")
-        self.run([sys.executable, "-c", script, package, layer], self.root)
+        self.run([sys.executable, "-c", script, package, layer], root or self.root)
 
     def measure(self, runs: int) -> list[tuple[str, float | None]]:
         locked = functools.partial(self.restore, "locked")
+        uv_locked = functools.partial(self.restore, "locked", self.uv_root)
+        wired = uv_wired()
         operations: list[Operation] = [
             (VERIFY, None, lambda: self.run([sys.executable, "-m", "deploy", "verify"], self.root)),
             (NOX_VERIFY, None, lambda: self.run([self.nox, "-s", "verify"], self.root)),
@@ -298,11 +316,16 @@ class Bench:
              if uv_wired() else None),
             (UPGRADE, lambda: self.restore("before-upgrade"),
              lambda: self.run([sys.executable, "-m", "deploy", "upgrade", self.spec.upgrade], self.root)),
+            (UPGRADE_UV, lambda: self.restore("before-upgrade", self.uv_root),
+             (lambda: self.run([sys.executable, "-m", "deploy", "upgrade", self.spec.upgrade], self.uv_root))
+             if wired else None),
             (ADD, locked, self.add),
+            (ADD_UV, uv_locked, (lambda: self.add(self.uv_root)) if wired else None),
             (ANCHOR, locked, self.recompile_and_diff),
             (BARE, None, self.bare_pip_compile),
             (BARE_UNION, None, self.bare_union),
             (BARE_UV, None, self.bare_uv),
+            (BARE_UV_LAYERS, None, self.bare_uv_layers),
         ]
         # Round by round, every operation once per round: a busy spell on a shared machine then
         # slows every contender alike instead of all the runs of one of them. The operations that
@@ -320,6 +343,8 @@ class Bench:
                     operation()
                     times[label].append(time.perf_counter() - started)
             self.restore("locked")
+            if wired:
+                self.restore("locked", self.uv_root)
         for label, taken in times.items():
             print(f"  {label}: {', '.join(f'{t:.3f}' for t in taken) or 'not run'} s", file=sys.stderr)
         return [(label, statistics.median(taken) if taken else None) for label, taken in times.items()]
@@ -366,6 +391,9 @@ def _print(results: list[tuple[str, float | None]], runs: int, title: str, *, sm
         ("upgrade one / full lock", UPGRADE, FULL, ""),
         ("full lock (uv) / bare uv pip compile", FULL_UV, BARE_UV, "≤ 1.5"),
         ("no-op lock (uv) / bare uv pip compile", NO_OP_UV, BARE_UV, ""),
+        ("full lock (uv) / bare per-layer uv", FULL_UV, BARE_UV_LAYERS, ""),
+        ("add (uv) / full lock (uv)", ADD_UV, FULL_UV, ""),
+        ("upgrade one (uv) / full lock (uv)", UPGRADE_UV, FULL_UV, ""),
         ("bare per-layer pip-compile / bare uv", BARE, BARE_UV, ""),
     ]
     print("\nratios (this run)")
