@@ -133,3 +133,26 @@ def test_the_same_requirement_spelled_otherwise_is_no_drift(locked: tuple[LockPr
     done = project.run("verify")
 
     assert done.returncode == 0, done.stderr
+
+
+def test_a_group_that_includes_a_lower_layers_group_adds_only_its_own_lines(tmp_path: Path) -> None:
+    # dev.in includes test.in (-r), so the test group's lines that the dev group includes are written
+    # once, in test.in, whichever group the file lists first; the output says where each line went.
+    names = Names()
+    root = tmp_path / "acme"
+    root.mkdir()
+    (root / "pyproject.toml").write_text(
+        f'[project]\nname = "acme"\nversion = "1.0"\ndependencies = ["{names.alpha}"]\n\n'
+        f'[dependency-groups]\ndev = [{{include-group = "test"}}, "{names.debugger}"]\n'
+        f'test = ["{names.client}", "{names.alpha}"]\ntyping = [{{include-group = "test"}}]\n', encoding="utf-8")
+
+    done = init(root)
+
+    assert done.returncode == 0, done.stderr
+    requirements = root / "requirements"
+    assert lines(requirements / "test.in") == [names.client]
+    assert lines(requirements / "dev.in") == [names.debugger]
+    told = done.stdout.splitlines()
+    assert f"  requirements/test.in: [dependency-groups] test: {names.client}" in told
+    assert f"  requirements/dev.in: [dependency-groups] dev: {names.debugger}" in told
+    assert "  requirements/dev.in: [dependency-groups] typing: nothing new (all in base.in, prod.in, test.in)" in told

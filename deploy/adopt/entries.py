@@ -60,10 +60,29 @@ class Adoption:
             lines = [line for line in lines if line not in tests]
         if not lines:
             return
+        # A line a layer below already holds reaches this one through its `-r`: written once, below
+        # (a dev group that includes the test group gives test.in's lines, not a copy in dev.in).
+        below = {line for name in included(layer) for line in self.layers.get(name, [])}
+        new = [line for line in lines if line not in below]
+        if not new:
+            self.told.append((layer, f"{source}: nothing new (all in {', '.join(f'{n}.in' for n in included(layer))})"))
+            return
         held = self.layers.setdefault(layer, [])
-        held.extend(line for line in lines if line not in held)
-        names = ", ".join(inert(line, 60) for line in lines[:8]) + (" …" if len(lines) > 8 else "")
+        held.extend(line for line in new if line not in held)
+        names = ", ".join(inert(line, 60) for line in new[:8]) + (" …" if len(new) > 8 else "")
         self.told.append((layer, f"{source}: {names}"))
+
+
+def included(layer: str) -> tuple[str, ...]:
+    """The layers `layer`'s file includes as init writes them: each of LAYERS the ones before it, a
+    group's own layer base.in."""
+    return LAYERS[:LAYERS.index(layer)] if layer in LAYERS else ("base",)
+
+
+def rank(layer: str) -> int:
+    """Where `layer` comes in the order a source's groups are read: lower layers first, so that a
+    line two groups share lands on the lower one (see Adoption.add)."""
+    return LAYERS.index(layer) if layer in LAYERS else 1
 
 
 def layer_for(group: str, where: str) -> str:

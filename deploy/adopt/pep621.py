@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from deploy.adopt.entries import Adoption, kind, layer_for, line, requirement
+from deploy.adopt.entries import Adoption, kind, layer_for, line, rank, requirement
 from deploy.errors import ConfigError
 from deploy.lock.reqfile import canonical, clip
 
@@ -32,17 +32,20 @@ def read(data: dict[str, Any], adoption: Adoption) -> None:
     extras = project.get("optional-dependencies", {})
     if not isinstance(extras, dict):
         raise _wrong_type("[project.optional-dependencies]", "a table", extras)
-    for extra in extras:
-        where = f"pyproject.toml: [project.optional-dependencies] {extra}"
-        lines = _extra(extras, extra, own, where, ())
-        adoption.add(layer_for(extra, where), lines, f"[project.optional-dependencies] {extra}")
     groups = data.get("dependency-groups", {})
     if not isinstance(groups, dict):
         raise _wrong_type("[dependency-groups]", "a table", groups)
+    read: list[tuple[str, list[str], str]] = []  # (layer, lines, source), in the file's order
+    for extra in extras:
+        where = f"pyproject.toml: [project.optional-dependencies] {extra}"
+        read.append((layer_for(extra, where), _extra(extras, extra, own, where, ()),
+                     f"[project.optional-dependencies] {extra}"))
     for group in groups:
         where = f"pyproject.toml: [dependency-groups] {group}"
-        lines = _group(groups, extras, own, group, where, ())
-        adoption.add(layer_for(group, where), lines, f"[dependency-groups] {group}")
+        read.append((layer_for(group, where), _group(groups, extras, own, group, where, ()),
+                     f"[dependency-groups] {group}"))
+    for layer, lines, source in sorted(read, key=lambda entry: rank(entry[0])):  # lower layers first
+        adoption.add(layer, lines, source)
 
 
 def _wrong_type(name: str, expected: str, value: object) -> ConfigError:

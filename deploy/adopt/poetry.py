@@ -32,7 +32,7 @@ class Untranslatable(Exception):
 def read(root: Path, text: str, data: dict[str, Any], adoption: Adoption, *, with_dependencies: bool) -> None:
     """Put [tool.poetry] dependencies, dev-dependencies, groups and extras onto layers."""
     # Here, not at the top: verify's drift check imports this module for requirement_lines alone.
-    from deploy.adopt.entries import keep_locked_versions, layer_for
+    from deploy.adopt.entries import keep_locked_versions, layer_for, rank
 
     poetry = data["tool"]["poetry"]
     table = poetry.get("dependencies", {}) if with_dependencies else {}
@@ -44,7 +44,7 @@ def read(root: Path, text: str, data: dict[str, Any], adoption: Adoption, *, wit
     for group, body in (groups.items() if isinstance(groups, dict) else []):
         header = f'tool.poetry.group.{group}.dependencies'
         sections.append((header, layer_for(group, f"pyproject.toml: [{header}]"), (body or {}).get("dependencies", {})))
-    for header, layer, entries in sections:
+    for header, layer, entries in sorted(sections, key=lambda section: rank(section[1])):  # lower layers first
         by_layer: dict[str, list[str]] = {}
         for name, spec in (entries.items() if isinstance(entries, dict) else []):
             where = f"pyproject.toml:{line_of(text, header, name)}"
