@@ -35,16 +35,16 @@ def read(data: dict[str, Any], adoption: Adoption) -> None:
     groups = data.get("dependency-groups", {})
     if not isinstance(groups, dict):
         raise _wrong_type("[dependency-groups]", "a table", groups)
-    read: list[tuple[str, list[str], str]] = []  # (layer, lines, source), in the file's order
+    found: list[tuple[str, list[str], str]] = []  # (layer, lines, source), in the file's order
     for extra in extras:
         where = f"pyproject.toml: [project.optional-dependencies] {extra}"
-        read.append((layer_for(extra, where), _extra(extras, extra, own, where, ()),
+        found.append((layer_for(extra, where), _extra(extras, extra, own, where, ()),
                      f"[project.optional-dependencies] {extra}"))
     for group in groups:
         where = f"pyproject.toml: [dependency-groups] {group}"
-        read.append((layer_for(group, where), _group(groups, extras, own, group, where, ()),
+        found.append((layer_for(group, where), _group(groups, extras, own, group, where, ()),
                      f"[dependency-groups] {group}"))
-    for layer, lines, source in sorted(read, key=lambda entry: rank(entry[0])):  # lower layers first
+    for layer, lines, source in sorted(found, key=lambda entry: rank(entry[0])):  # lower layers first
         adoption.add(layer, lines, source)
 
 

@@ -79,9 +79,9 @@ class ReadAhead:
         requirements and every pin of the locks there are. The last run's new names would otherwise
         be fetched only after it (on PyPI, ruff's 3 MB page: 2 s after uv was done); a name that
         does not reach a lock costs one page read for nothing."""
-        names = {requirement_name(line.text) for layer in graph.layers.values() for line in layer.requirements}
-        names.discard(None)
-        self(sorted(name for name in names if name) + sorted({pin for lock in existing.values() for pin in lock.pins}))
+        names = {name for layer in graph.layers.values() for line in layer.requirements
+                 if (name := requirement_name(line.text)) is not None}
+        self(sorted(names) + sorted({pin for lock in existing.values() for pin in lock.pins} - names))
 
     def __enter__(self) -> ReadAhead:
         return self
