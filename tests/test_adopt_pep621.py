@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.lockproject import LockProject, Names
-from tests.support.adopt import init, lines, tools
+from tests.support.adopt import init, lines, new_project, tools
 from tests.support.pkgindex import PackageIndex
 
 PYPROJECT = """\
@@ -139,12 +139,10 @@ def test_a_group_that_includes_a_lower_layers_group_adds_only_its_own_lines(tmp_
     # dev.in includes test.in (-r), so the test group's lines that the dev group includes are written
     # once, in test.in, whichever group the file lists first; the output says where each line went.
     names = Names()
-    root = tmp_path / "acme"
-    root.mkdir()
-    (root / "pyproject.toml").write_text(
-        f'[project]\nname = "acme"\nversion = "1.0"\ndependencies = ["{names.alpha}"]\n\n'
-        f'[dependency-groups]\ndev = [{{include-group = "test"}}, "{names.debugger}"]\n'
-        f'test = ["{names.client}", "{names.alpha}"]\ntyping = [{{include-group = "test"}}]\n', encoding="utf-8")
+    root = new_project(tmp_path / "acme",
+                       f'[project]\nname = "acme"\nversion = "1.0"\ndependencies = ["{names.alpha}"]\n\n'
+                       f'[dependency-groups]\ndev = [{{include-group = "test"}}, "{names.debugger}"]\n'
+                       f'test = ["{names.client}", "{names.alpha}"]\ntyping = [{{include-group = "test"}}]\n')
 
     done = init(root)
 

@@ -12,7 +12,7 @@ from deploy.adopt.poetry import Untranslatable, specifier
 from deploy.lock import drift
 from deploy.lock.layers import load
 from tests.lockproject import LockProject, Names, pins
-from tests.support.adopt import init, lines, tools
+from tests.support.adopt import init, lines, new_project, tools
 from tests.support.pkgindex import PackageIndex
 
 
@@ -117,11 +117,9 @@ def test_the_first_lock_keeps_the_versions_of_poetry_lock(use_index: PackageInde
     for version in ("1.1.0", "1.1.4"):
         use_index.add(names.helper, version)
     tools(use_index)
-    root = tmp_path / "shop"
-    root.mkdir()
-    (root / "pyproject.toml").write_text(
-        f'[tool.poetry]\nname = "shop"\nversion = "0.1.0"\n[tool.poetry.dependencies]\npython = "^3.9"\n'
-        f'{names.web} = "^1.0"\n[tool.poetry.group.test.dependencies]\npytest = "*"\n', encoding="utf-8")
+    root = new_project(tmp_path / "shop",
+                       f'[tool.poetry]\nname = "shop"\nversion = "0.1.0"\n[tool.poetry.dependencies]\npython = "^3.9"\n'
+                       f'{names.web} = "^1.0"\n[tool.poetry.group.test.dependencies]\npytest = "*"\n')
     (root / "poetry.lock").write_text(
         f'[[package]]\nname = "{names.web}"\nversion = "1.0"\n\n[[package]]\nname = "{names.helper}"\n'
         'version = "1.1.0"\n\n[[package]]\nname = "pytest"\nversion = "1.0"\n', encoding="utf-8")
@@ -191,12 +189,10 @@ def test_a_poetry_project_whose_project_table_declares_the_dependencies_is_held_
 def test_a_poetry_table_that_matches_base_in_is_compared_without_loading_packaging(tmp_path: Path) -> None:
     # verify is the pre-commit hook's path: an adopted Poetry project's check costs no parser (60 ms).
     names = Names()
-    root = tmp_path / "shop"
-    root.mkdir()
-    (root / "pyproject.toml").write_text(
-        f'[tool.poetry]\nname = "shop"\nversion = "0.1.0"\n[tool.poetry.dependencies]\npython = "^3.9"\n'
-        f'{names.web} = "^1.0"\n{names.helper} = {{version = "~1.1", extras = ["fast", "Async"]}}\n'
-        f'{names.anyone} = "*"\n', encoding="utf-8")
+    root = new_project(tmp_path / "shop",
+                       f'[tool.poetry]\nname = "shop"\nversion = "0.1.0"\n[tool.poetry.dependencies]\npython = "^3.9"\n'
+                       f'{names.web} = "^1.0"\n{names.helper} = {{version = "~1.1", extras = ["fast", "Async"]}}\n'
+                       f'{names.anyone} = "*"\n')
     assert init(root).returncode == 0
     loaded = (
         "import sys; from pathlib import Path; from deploy.lock import drift; from deploy.lock.layers import load\n"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.lockproject import LockProject, Names, pins
-from tests.support.adopt import init, lines, tools
+from tests.support.adopt import init, lines, new_project, tools
 from tests.support.pkgindex import PackageIndex
 
 pytestmark = pytest.mark.index
@@ -21,11 +21,9 @@ def test_groups_land_on_layers_and_the_first_lock_keeps_uv_lock_versions(
         use_index.add(names.web, version, [f"{names.helper}>=1"])
         use_index.add(names.helper, version)
     tools(use_index)
-    root = tmp_path / "shop"
-    root.mkdir()
-    (root / "pyproject.toml").write_text(
-        f'[project]\nname = "shop"\nversion = "0.1.0"\ndependencies = ["{names.web}>=1"]\n'
-        '[dependency-groups]\ndev = ["pytest", "ruff"]\n', encoding="utf-8")
+    root = new_project(tmp_path / "shop",
+                       f'[project]\nname = "shop"\nversion = "0.1.0"\ndependencies = ["{names.web}>=1"]\n'
+                       '[dependency-groups]\ndev = ["pytest", "ruff"]\n')
     registry = 'source = { registry = "https://pypi.org/simple" }'
     (root / "uv.lock").write_text(
         'version = 1\n\n[[package]]\nname = "shop"\nversion = "0.1.0"\nsource = { editable = "." }\n\n'

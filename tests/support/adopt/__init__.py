@@ -52,3 +52,10 @@ def lines(path: Path) -> list[str]:
     text = path.read_text(encoding="utf-8").splitlines()
     return [line for line in text if line.strip() and not line.startswith(("#", "-r ", "--find-links wheels",
                                                                            "pinship=="))]
+
+
+def new_project(root: Path, pyproject: str) -> Path:
+    """A fresh project folder holding only this pyproject.toml, for init to adopt."""
+    root.mkdir(parents=True)
+    (root / "pyproject.toml").write_text(pyproject, encoding="utf-8")
+    return root
