@@ -8,12 +8,15 @@ import os
 import re
 import shutil
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from deploy.release.app import index_options
+from deploy import config as config_module
+from deploy.release.app import app_wheel, index_options
+from deploy.release.cache import Cache, Wheel
 from tests.deployproject import (
     APP,
     SHIPPED,
@@ -183,3 +186,30 @@ def _processes_in(folder: Path) -> list[int]:
             except OSError:
                 continue
     return found
+
+
+def test_a_setuptools_app_is_built_outside_its_tree_so_a_module_deleted_since_never_ships(tmp_path: Path) -> None:
+    # setuptools' build/lib keeps a file whose source is gone: built in the tree, the next release
+    # would still import it (seen in a trial: `git rm` of a module, deploy, and it was there).
+    root = tmp_path / "shop"
+    (root / "shop").mkdir(parents=True)
+    (root / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=65.4"]\nbuild-backend = "setuptools.build_meta"\n\n'
+        '[project]\nname = "shop"\nversion = "1.0"\n\n[tool.setuptools]\npackages = ["shop"]\n', encoding="utf-8")
+    (root / "shop" / "__init__.py").write_text("GREETING = 'hello'\n", encoding="utf-8")
+    (root / "shop" / "extra.py").write_text("X = 1\n", encoding="utf-8")
+    config = config_module.load(root)
+    cache = Cache(tmp_path / "cache")
+
+    def members(wheel: Wheel | None) -> set[str]:
+        assert wheel is not None
+        with zipfile.ZipFile(cache.by_hash[wheel.sha256]) as archive:
+            return {name for name in archive.namelist() if not name.startswith("shop-1.0.dist-info/")}
+
+    first = members(app_wheel(config, cache, log=lambda line: None))
+    (root / "shop" / "extra.py").unlink()
+    second = members(app_wheel(config, cache, log=lambda line: None))
+
+    assert first == {"shop/__init__.py", "shop/extra.py"}
+    assert second == {"shop/__init__.py"}
+    assert sorted(path.name for path in root.iterdir()) == ["pyproject.toml", "shop"], "no build/ or *.egg-info left"

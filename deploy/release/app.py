@@ -98,11 +98,14 @@ def app_wheel(config: Config, cache: Cache, log: Log, stop: threading.Event | No
     name = app_name(config) or "the app"
     log(f"building the wheel of {name} (source digest {digest[:12]})")
     with tempfile.TemporaryDirectory(prefix="pinship-app-") as tmp:
-        if not _build_with_local_tools(config, Path(tmp), name, stop):
+        env = {**_REPRODUCIBLE, **_setuptools_scratch(Path(tmp) / "setuptools")}
+        out = Path(tmp) / "wheel"
+        out.mkdir()
+        if not _build_with_local_tools(config, out, name, env, stop):
             # Build requirements this environment lacks: pip fetches them into an isolated one.
-            pip(["wheel", "--no-deps", *index_options(config.compile_options), "-w", tmp, str(config.root)],
-                config.root, fix=_BUILD_FIX, extra_env=_REPRODUCIBLE, stop=stop, what=f"building the wheel of {name}")
-        built = sorted(Path(tmp).glob("*.whl"))
+            pip(["wheel", "--no-deps", *index_options(config.compile_options), "-w", str(out), str(config.root)],
+                config.root, fix=_BUILD_FIX, extra_env=env, stop=stop, what=f"building the wheel of {name}")
+        built = sorted(out.glob("*.whl"))
         if not built:
             raise DeployError(f"the build backend produced no wheel for {name}", fix=_BUILD_FIX)
         wheel = cache.add(built[0])
@@ -123,7 +126,23 @@ def index_options(options: Sequence[str]) -> list[str]:
     return chosen
 
 
-def _build_with_local_tools(config: Config, out: Path, name: str, stop: threading.Event | None) -> bool:
+def _setuptools_scratch(folder: Path) -> dict[str, str]:
+    """The variable that sends setuptools' build/ and *.egg-info into `folder`, out of the project.
+
+    In the project's own build/lib, setuptools never removes a file whose source is gone, so a
+    module deleted since the last build would ship again in the app's wheel (and the tree would be
+    left with build/ and *.egg-info that git status shows). DIST_EXTRA_CONFIG names a config file
+    read after the project's setup.cfg (setuptools 65.4+, pypa/distutils#177); other build
+    backends never read it."""
+    folder.mkdir()
+    config = folder / "setup.cfg"
+    config.write_text(f"[build]\nbuild_base = {folder / 'build'}\n\n[egg_info]\negg_base = {folder}\n",
+                      encoding="utf-8")
+    return {"DIST_EXTRA_CONFIG": str(config)}
+
+
+def _build_with_local_tools(config: Config, out: Path, name: str, env: Mapping[str, str],
+                            stop: threading.Event | None) -> bool:
     """Build the app's wheel by calling its PEP 517 backend directly, as `pip wheel
     --no-build-isolation` would, when this environment already has every build requirement at a
     version they allow (the dev layer pins them): one backend process instead of pip's start-up
@@ -138,8 +157,8 @@ def _build_with_local_tools(config: Config, out: Path, name: str, stop: threadin
         return False
 
     def runner(cmd: Sequence[str], cwd: str | None = None, extra_environ: Mapping[str, str] | None = None) -> None:
-        run_checked(list(cmd), cwd, {**(extra_environ or {}), **_REPRODUCIBLE}, f"building the wheel of {name}",
-                    _BUILD_FIX, stop)
+        run_checked(list(cmd), cwd, {**(extra_environ or {}), **env}, f"building the wheel of {name}", _BUILD_FIX,
+                    stop)
 
     hooks = BuildBackendHookCaller(str(config.root), backend, backend_path=system.get("backend-path"),
                                    runner=runner, python_executable=sys.executable)
