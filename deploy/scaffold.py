@@ -147,6 +147,9 @@ def init(root: Path, *, force: bool = False, source: Path | None = None, say: Sa
         say(ignored)
     for layer, told in adoption.told:
         say(f"  {_shown(folder / f'{layer}.in', root)}: {told}" if layer else f"  {told}")
+    if not adoption.layers.get("test"):  # _layers gives test.in a runner of its own
+        say(f"  {_shown(folder / 'test.in', root)}: pytest, as nothing the project declares went to the test layer "
+            "(replace it with the project's test tools)")
     if adoption.preferences:
         say(f"  {_shown(folder, root)}/{TOP}.txt: the {len(adoption.preferences)} versions of "
             f"{adoption.preferred_from}, which the first lock keeps where the layers allow")

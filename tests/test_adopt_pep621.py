@@ -151,6 +151,22 @@ def test_a_group_that_includes_a_lower_layers_group_adds_only_its_own_lines(tmp_
     assert lines(requirements / "test.in") == [names.client]
     assert lines(requirements / "dev.in") == [names.debugger]
     told = done.stdout.splitlines()
-    assert f"  requirements/test.in: [dependency-groups] test: {names.client}" in told
-    assert f"  requirements/dev.in: [dependency-groups] dev: {names.debugger}" in told
-    assert "  requirements/dev.in: [dependency-groups] typing: nothing new (all in base.in, prod.in, test.in)" in told
+    already = f"already in the layers it includes: {names.client} (test.in), {names.alpha} (base.in)"
+    assert f"  requirements/test.in: [dependency-groups] test: {names.client}; already in the layers it includes: " \
+        f"{names.alpha} (base.in)" in told
+    assert f"  requirements/dev.in: [dependency-groups] dev: {names.debugger}; {already}" in told
+    assert f"  requirements/dev.in: [dependency-groups] typing: nothing new; {already}" in told
+
+
+def test_the_test_layers_default_runner_is_said_where_init_writes_it(tmp_path: Path) -> None:
+    # Nothing reaches test.in unsaid: a project that declares no test tools gets pytest there, and init says so.
+    names = Names()
+    root = new_project(tmp_path / "acme",
+                       f'[project]\nname = "acme"\nversion = "1.0"\ndependencies = ["{names.alpha}"]\n')
+
+    done = init(root)
+
+    assert done.returncode == 0, done.stderr
+    assert lines(root / "requirements" / "test.in") == ["pytest"]
+    assert ("  requirements/test.in: pytest, as nothing the project declares went to the test layer (replace it with "
+            "the project's test tools)") in done.stdout.splitlines()

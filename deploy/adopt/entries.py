@@ -61,16 +61,24 @@ class Adoption:
         if not lines:
             return
         # A line a layer below already holds reaches this one through its `-r`: written once, below
-        # (a dev group that includes the test group gives test.in's lines, not a copy in dev.in).
-        below = {line for name in included(layer) for line in self.layers.get(name, [])}
+        # (a dev group that includes the test group gives test.in's lines, not a copy in dev.in), and
+        # said where it is.
+        below: dict[str, str] = {}
+        for name in included(layer):
+            for held_line in self.layers.get(name, []):
+                below.setdefault(held_line, name)
         new = [line for line in lines if line not in below]
-        if not new:
-            self.told.append((layer, f"{source}: nothing new (all in {', '.join(f'{n}.in' for n in included(layer))})"))
-            return
-        held = self.layers.setdefault(layer, [])
-        held.extend(line for line in new if line not in held)
-        names = ", ".join(inert(line, 60) for line in new[:8]) + (" …" if len(new) > 8 else "")
-        self.told.append((layer, f"{source}: {names}"))
+        if new:
+            held = self.layers.setdefault(layer, [])
+            held.extend(line for line in new if line not in held)
+        told = _listing([inert(line, 60) for line in new]) if new else "nothing new"
+        if found := [f"{inert(line, 60)} ({below[line]}.in)" for line in lines if line in below]:
+            told += f"; already in the layers it includes: {_listing(found)}"
+        self.told.append((layer, f"{source}: {told}"))
+
+
+def _listing(items: list[str]) -> str:
+    return ", ".join(items[:8]) + (" …" if len(items) > 8 else "")
 
 
 def included(layer: str) -> tuple[str, ...]:
