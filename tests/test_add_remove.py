@@ -272,31 +272,55 @@ deploy-layer = "prod"
 """
 
 
-def test_in_a_poetry_project_add_and_remove_warn_that_its_table_disagrees_and_leave_it_as_it_is(
+def test_in_a_poetry_project_add_and_remove_keep_its_table_as_verify_reads_it(
     use_index: PackageIndex, tmp_path: Path,
 ) -> None:
+    # The app's wheel declares [tool.poetry.dependencies], and verify holds it to base.in: the base
+    # layer's add writes the entry init reads back as the same requirement, and remove takes it out.
     names = Names()
     layers = publish(use_index, names)
     use_index.add(names.gamma, "1.0")
     created = LockProject.create(tmp_path / "shop", layers, pyproject=POETRY.format(alpha=names.alpha))
     created.lock()
-    pyproject = (created.root / "pyproject.toml").read_bytes()
+    pyproject = created.root / "pyproject.toml"
+    before = pyproject.read_bytes()
     lines: list[str] = []
-    edit.add(created.config(), [names.gamma], log=lines.append)
-    assert lines[-1] == (f"warning: pyproject.toml [tool.poetry.dependencies] does not list {names.gamma}: "
-                         "the app's wheel will not declare it; add it there too")
-    assert names.gamma in pins(created.read("base.txt"))
-    lines.clear()
-    edit.add(created.config(), [names.alpha.upper().replace("-", "_")], log=lines.append)  # the table lists it
+
+    edit.add(created.config(), [f"{names.gamma}>=1,<2"], log=lines.append)
+    added = pyproject.read_text()
+    edit.add(created.config(), [f'{names.gamma}>=1; python_version >= "3"'], log=lines.append)
+    marked = pyproject.read_text()
+    verified = created.run("verify")
+    edit.add(created.config(), [names.alpha.upper().replace("-", "_")], log=lines.append)  # the key as written stays
     edit.add(created.config(), [names.linter], layer="prod", log=lines.append)  # not the wheel's layer
+    edit.remove(created.config(), [names.gamma], log=lines.append)
+
+    alpha = f'{names.alpha} = "*"\n'
+    assert added == before.decode().replace(alpha, alpha + f'{names.gamma} = "<2,>=1"\n'), "a line after the last"
+    assert f"pyproject.toml [tool.poetry.dependencies]: {names.gamma} = \"<2,>=1\"" in lines
+    assert f'\n{names.gamma} = {{version = ">=1", markers = "python_version >= \\"3\\""}}\n' in marked
+    assert verified.returncode == 0, verified.stdout + verified.stderr
     assert not [line for line in lines if line.startswith("warning:")]
-    lines.clear()
-    edit.remove(created.config(), [names.alpha, names.gamma], log=lines.append)
-    assert [line for line in lines if line.startswith("warning:")] == [
-        f"warning: pyproject.toml [tool.poetry.dependencies] still lists {names.alpha}: the app's wheel will still "
-        "declare it; take it out there too"
-    ]
-    assert (created.root / "pyproject.toml").read_bytes() == pyproject
+    assert f"pyproject.toml [tool.poetry.dependencies]: removed {names.gamma}" in lines
+    assert pyproject.read_bytes() == before
+    assert names.gamma not in pins(created.read("base.txt"))
+
+
+def test_in_a_poetry_project_a_requirement_its_table_cannot_hold_is_refused_before_anything_changes(
+    use_index: PackageIndex, tmp_path: Path,
+) -> None:
+    names = Names()
+    layers = publish(use_index, names)
+    created = LockProject.create(tmp_path / "shop", layers, pyproject=POETRY.format(alpha=names.alpha))
+    created.lock()
+    before = {path: path.read_bytes() for path in [created.root / "pyproject.toml", *created.requirements.iterdir()]}
+
+    with pytest.raises(LockError) as caught:
+        edit.add(created.config(), [f"{names.gamma}===1.0"])  # arbitrary equality: Poetry has no such constraint
+
+    assert caught.value.message.startswith(f"{names.gamma}===1.0: ")
+    assert "[tool.poetry.dependencies] has no entry that reads back as this requirement" in caught.value.message
+    assert {path: path.read_bytes() for path in before} == before
 
 
 def test_a_project_with_project_dependencies_gets_no_poetry_warning(project: tuple[LockProject, Names]) -> None:

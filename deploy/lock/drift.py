@@ -119,6 +119,11 @@ def _loose(text: str) -> tuple[str, ...]:
             ",".join(sorted(part for part in specifiers.split(",") if part)), marker)
 
 
+def same_requirement(one: str, other: str) -> bool:
+    """Whether two requirement lines say the same, as verify compares them."""
+    return _key(one) == _key(other)
+
+
 def _key(text: str) -> tuple[str, str]:
     """A requirement as (name, normal form): `Flask >= 3` and `flask>=3` are the same requirement, and
     so are `redis<6,>=5.0` (Poetry's `^5.0`) and `redis>=5.0,<6.0`: versions compare as PEP 440 says."""

@@ -7,9 +7,11 @@ fails (a spec nothing satisfies, a package the index does not have, Ctrl-C), eac
 for byte and files the step created are removed, so a failed `add` leaves the project as it was,
 and its error ends with a fix that asks for the edit again (lock/editfix.py).
 
-A Poetry project's wheel declares `[tool.poetry.dependencies]`, in Poetry's own version syntax
-(not PEP 508), so that table is not written: a warning names each package added to or removed from
-the base layer that it does not list, or still lists.
+A Poetry project's wheel declares `[tool.poetry.dependencies]`, in Poetry's own syntax: an entry
+the base layer gains or loses is written there too, as the entry init reads back as the same
+requirement (pyproject_deps.poetry_value), so verify's drift check agrees; a requirement that has no
+such entry (a URL) is refused before anything is written, and an entry init wrote another way (a
+source, an optional one) is left as it is, with a warning.
 """
 
 from __future__ import annotations
@@ -46,7 +48,11 @@ def add(
         raise LockError("nothing to add", fix="name a requirement: nox -s add -- 'requests>=2.31'")
     target = _layer_file(config, layer)
     keeps_pyproject = target.stem == BASE and pyproject_deps.declares(config.root)
-    files = [display(target, config.root), *(["pyproject.toml [project] dependencies"] if keeps_pyproject else [])]
+    poetry = target.stem == BASE and pyproject_deps.poetry_names(config.root) is not None
+    values = {name: _poetry_value(name, text) for name, text in parsed} if poetry else {}
+    table = ("pyproject.toml [project] dependencies" if keeps_pyproject
+             else f"pyproject.toml {pyproject_deps.POETRY}" if poetry else None)
+    files = [display(target, config.root), *([table] if table else [])]
     lock_file = display(target.with_suffix(".txt"), config.root)
     asked = editfix.Edit("add", list(specs), layer, files, names=[name for name, _ in parsed], lock=lock_file)
     with _all_or_nothing(config, asked):
@@ -56,13 +62,12 @@ def add(
             if keeps_pyproject:
                 pyproject_deps.put(config.root, name, text)
                 log(f"pyproject.toml [project] dependencies: {clip(text)}")
+            elif poetry and pyproject_deps.poetry_put(config.root, name, values[name]):
+                log(f"pyproject.toml {pyproject_deps.POETRY}: {clip(name)} = {clip(values[name])}")
+            elif poetry:
+                log(f"warning: pyproject.toml {pyproject_deps.POETRY} holds {clip(name)} in a form this step does not "
+                    f"edit (a table: a source, an extra): make it say {clip(text)} too, or verify will name both")
         result = lock(config, env=env, log=log)
-    listed = pyproject_deps.poetry_names(config.root) if target.stem == BASE else None
-    if listed is not None:
-        for name, _ in parsed:
-            if name not in listed:
-                log(f"warning: pyproject.toml {pyproject_deps.POETRY} does not list {clip(name)}: the app's wheel "
-                    "will not declare it; add it there too")
     return result
 
 
@@ -91,23 +96,35 @@ def remove(
                     found = True
                     edited.append(display(path, config.root))
                     log(f"{display(path, config.root)}: removed {clip(name)}")
-                    if path.stem == BASE:
-                        from_base.append(name)
                     if path.stem == BASE and pyproject_deps.declares(config.root):
                         pyproject_deps.drop(config.root, key)
                         edited.append("pyproject.toml [project] dependencies")
                         log(f"pyproject.toml [project] dependencies: removed {clip(name)}")
+                    elif path.stem == BASE and key in (pyproject_deps.poetry_names(config.root) or ()):
+                        if pyproject_deps.poetry_drop(config.root, key):
+                            edited.append(f"pyproject.toml {pyproject_deps.POETRY}")
+                            log(f"pyproject.toml {pyproject_deps.POETRY}: removed {clip(name)}")
+                        else:
+                            from_base.append(name)
             if not found:
                 where = display(files[0], config.root) if layer else f"{display(folder, config.root)}/*.in"
                 raise LockError(f"no requirement line names {clip(name)} in {where}",
                                 fix="check the name: nox -s remove -- PKG removes a package a layer asks for")
         result = lock(config, env=env, log=log)
-    listed = pyproject_deps.poetry_names(config.root) if from_base else None
     for name in from_base:
-        if listed is not None and canonical(name) in listed:
-            log(f"warning: pyproject.toml {pyproject_deps.POETRY} still lists {clip(name)}: the app's wheel will "
-                "still declare it; take it out there too")
+        log(f"warning: pyproject.toml {pyproject_deps.POETRY} still lists {clip(name)} on more than one line: "
+            "take it out there too, or verify will name it")
     return result
+
+
+def _poetry_value(name: str, text: str) -> str:
+    value = pyproject_deps.poetry_value(name, text)
+    if value is None:
+        raise LockError(f"{clip(text)}: [tool.poetry.dependencies] has no entry that reads back as this requirement, "
+                        "and the app's wheel is built from that table; nothing was changed",
+                        fix="add it to [tool.poetry.dependencies] and requirements/base.in by hand (e.g. with "
+                            "poetry add), then run: nox -s lock")
+    return value
 
 
 def _parse(spec: str) -> tuple[str, str]:

@@ -5,7 +5,11 @@ app's wheel carries them; verify's drift check keeps both lists equal). A TOML l
 rewrite the whole file, losing its comments and layout, so the array is found and edited in place:
 its strings are read as TOML strings (basic or literal), and only the one entry changes, or a new
 entry goes in after the last one, in the array's own style (one per line, or all on one).
-Poetry's `[tool.poetry.dependencies]` is only read (poetry_names): its versions are not PEP 508.
+A Poetry project's wheel declares `[tool.poetry.dependencies]` instead, in Poetry's own syntax: a
+requirement goes in as the entry that init (adopt/poetry.py) reads back as that same requirement
+(`web>=1,<2` as `web = ">=1,<2"`, extras and markers as an inline table), on a line of its own at
+the table's end, and only when that round trip holds; an entry init did not write the same way
+(a source, an optional one, one over several lines) is left for the user, with a warning.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ POETRY = "[tool.poetry.dependencies]"
 _TABLE = re.compile(r"^\s*\[\s*project\s*\]\s*(?:#.*)?$", re.MULTILINE)
 _NEXT_TABLE = re.compile(r"^\s*\[", re.MULTILINE)
 _KEY = re.compile(r"^\s*(?:dependencies|\"dependencies\"|'dependencies')\s*=\s*\[", re.MULTILINE)
+_POETRY_TABLE = re.compile(r"^[ \t]*\[[ \t]*tool[ \t]*\.[ \t]*poetry[ \t]*\.[ \t]*dependencies[ \t]*\][ \t]*(?:#.*)?$",
+                           re.MULTILINE)
+_POETRY_KEY = re.compile(r"""^[ \t]*(?:"([^"\\]+)"|'([^']+)'|([A-Za-z0-9_.-]+))[ \t]*=""")
 
 
 @dataclass
@@ -113,6 +120,102 @@ def drop(root: Path, name: str) -> None:
             start = before.start() if before else start
         _save(path, source[:start] + source[end:])
         return
+
+
+def poetry_value(name: str, text: str) -> str | None:
+    """The `[tool.poetry.dependencies]` value (TOML) that init reads back as requirement `text`, or
+    None where there is none (a URL, an operator Poetry's strings do not take as PEP 440 does)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    from deploy.adopt import poetry
+    from deploy.lock.drift import same_requirement
+
+    try:
+        requirement = Requirement(text)
+    except InvalidRequirement:
+        return None
+    if requirement.url:
+        return None
+    version = _quote(str(requirement.specifier) or "*")
+    fields = [f"version = {version}"]
+    if requirement.extras:
+        fields.append(f"extras = [{', '.join(_quote(extra) for extra in sorted(requirement.extras))}]")
+    if requirement.marker is not None:
+        fields.append(f"markers = {_quote(str(requirement.marker))}")
+    value = version if len(fields) == 1 else "{" + ", ".join(fields) + "}"
+    try:
+        lines = poetry.requirement_lines(name, tomllib.loads(f"x = {value}")["x"])
+    except (poetry.Untranslatable, tomllib.TOMLDecodeError, LockError, ValueError):
+        return None
+    return value if len(lines) == 1 and same_requirement(lines[0], text) else None
+
+
+def poetry_put(root: Path, name: str, value: str) -> bool:
+    """`name = value` into `[tool.poetry.dependencies]`: in place of the entry for `name` when that is a
+    plain version string on one line, else at the table's end. False (nothing written) when the
+    table holds `name` in another form, which is the user's to change."""
+    path = root / "pyproject.toml"
+    source = read_text(path, root)
+    start, end = _poetry_table(source)
+    last = None  # where the table's last entry line ends: a new entry goes on a line after it
+    for line_start, line_end, key, entry in _poetry_entries(source, start, end):
+        if canonical(key) == name:
+            if not isinstance(entry, str):
+                return False
+            _save(path, source[:line_start] + source[line_start:line_end].split("=", 1)[0] + f"= {value}"
+                  + source[line_end:])
+            return True
+        last = line_end
+    if last is None:
+        _save(path, source[:start] + f"{name} = {value}\n" + source[start:])
+    else:
+        _save(path, source[:last] + f"\n{name} = {value}" + source[last:])
+    return True
+
+
+def poetry_drop(root: Path, name: str) -> bool:
+    """Take `name`'s line out of `[tool.poetry.dependencies]`; False (nothing changed) when its entry
+    is not on one line of its own."""
+    path = root / "pyproject.toml"
+    source = read_text(path, root)
+    start, end = _poetry_table(source)
+    for line_start, line_end, key, _entry in _poetry_entries(source, start, end):
+        if canonical(key) == name:
+            _save(path, source[:line_start] + source[line_end + 1:])
+            return True
+    return False
+
+
+def _poetry_table(source: str) -> tuple[int, int]:
+    """Where `[tool.poetry.dependencies]`'s entries start (after its header line) and end."""
+    header = _POETRY_TABLE.search(source)
+    if header is None:
+        raise LockError("pyproject.toml: no [tool.poetry.dependencies] header to edit (a dotted key or an inline "
+                        "table)", fix="edit [tool.poetry.dependencies] and requirements/base.in by hand, then run: "
+                        "nox -s lock")
+    start = source.find("\n", header.end()) + 1 or len(source)
+    following = _NEXT_TABLE.search(source, start)
+    return start, following.start() if following else len(source)
+
+
+def _poetry_entries(source: str, start: int, end: int) -> list[tuple[int, int, str, object]]:
+    """Each one-line `key = value` of the table: (line start, line end without its newline, key, value)."""
+    found = []
+    at = start
+    while at < end:
+        line_end = source.find("\n", at)
+        line_end = end if line_end == -1 or line_end > end else line_end
+        line = source[at:line_end]
+        match = _POETRY_KEY.match(line)
+        if match:
+            try:
+                value = tomllib.loads(line)
+            except tomllib.TOMLDecodeError:
+                value = {}  # a value over several lines: not one this module edits
+            if len(value) == 1:
+                found.append((at, line_end, next(iter(value)), next(iter(value.values()))))
+        at = line_end + 1
+    return found
 
 
 def _array(source: str) -> tuple[int, list[_Entry], int]:
