@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from deploy.errors import LockError
-from deploy.lock import indexfiles, pylock
+from deploy.lock import indexfiles, indexpage, pylock
 from deploy.lock.lockfile import Pin, parse
 from deploy.lock.reqfile import canonical
 from tests.lockproject import LockProject, Names, pins, publish
@@ -318,7 +318,7 @@ def test_only_the_locked_files_are_read_out_of_a_page_whatever_its_markup(tmp_pa
     pages = {f"page-{n}": ("text/html", html(href)) for n, href in enumerate((plain, entity, single, other_first))}
     pages["page-json"] = ("application/vnd.pypi.simple.v1+json", json_page)
     parsed: list[int] = []
-    original = indexfiles._anchors
+    original = indexpage._anchors
 
     def counted(text: str, wanted: frozenset[str]) -> list[tuple[str, str, str]]:
         parsed.append(len(text))
@@ -327,7 +327,7 @@ def test_only_the_locked_files_are_read_out_of_a_page_whatever_its_markup(tmp_pa
     for page, (content_type, body) in pages.items():
         parsed.clear()
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(indexfiles, "_anchors", counted)
+            patch.setattr(indexpage, "_anchors", counted)
             found = indexfiles.locate([locked], [f"https://idx.example/{page}"], lock_folder=tmp_path,
                                       fetch=lambda url, answer=(content_type, body): answer)
         assert list(found) == [digests["2.0"]], page

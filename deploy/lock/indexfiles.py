@@ -13,18 +13,17 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import hashlib
-import json
 import os
 import threading
 import urllib.error
 import urllib.parse
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deploy.errors import LockError
+from deploy.lock import indexpage
 from deploy.lock.lockfile import Pin
 from deploy.lock.pylock import Artifact
 from deploy.lock.reqfile import canonical, clip
@@ -34,7 +33,6 @@ if TYPE_CHECKING:
 
 PYPI = "https://pypi.org/simple"
 _ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
-_JSON = "application/vnd.pypi.simple.v1+json"
 # A project page is small; a page this large is not an index page.
 _PAGE_LIMIT = 64 * 1024 * 1024
 
@@ -122,87 +120,11 @@ def _project_files(index: str, name: str, fetch: Fetch, wanted: frozenset[str]) 
     except (OSError, ValueError) as exc:
         raise LockError(f"{_public(page)}: could not read the index ({clip(str(exc))})",
                         fix="check the network and the index, then run: nox -s lock") from None
-    json_page = content_type.split(";")[0].strip() == _JSON
     artifacts = []
-    for filename, href, digest in _json_files(body, wanted) if json_page else _html_files(body, wanted):
+    for filename, href, digest in indexpage.files(content_type, body, wanted):
         url = _public(urllib.parse.urljoin(page, href).split("#", 1)[0])
         artifacts.append(Artifact(filename, digest, url=url, index=_public(index.rstrip("/"))))
     return artifacts
-
-
-def _json_files(body: bytes, wanted: frozenset[str]) -> list[tuple[str, str, str]]:
-    """(file name, URL, sha256) of each file of a PEP 691 page whose sha256 is `wanted`, in page order."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return []
-    files = data.get("files") if isinstance(data, dict) else None
-    out = []
-    for entry in files if isinstance(files, list) else []:
-        hashes = entry.get("hashes") if isinstance(entry, dict) else None
-        digest = hashes.get("sha256") if isinstance(hashes, dict) else None
-        if (isinstance(digest, str) and digest.lower() in wanted and isinstance(entry.get("filename"), str)
-                and isinstance(entry.get("url"), str)):
-            out.append((entry["filename"], entry["url"], digest.lower()))
-    return out
-
-
-class _Anchors(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.found: list[tuple[str, str]] = []
-        self._href: str | None = None
-        self._text: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            self._href = dict(attrs).get("href")
-            self._text = []
-
-    def handle_data(self, data: str) -> None:
-        if self._href is not None:
-            self._text.append(data)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "a" and self._href is not None:
-            self.found.append((self._href, "".join(self._text).strip()))
-            self._href = None
-
-
-def _html_files(body: bytes, wanted: frozenset[str]) -> list[tuple[str, str, str]]:
-    """(file name, URL, sha256) of each anchor of a PEP 503 page whose `#sha256=` is `wanted`, in page order.
-
-    Each wanted hash is looked for in the page's bytes and only its anchor is parsed (a large
-    project's page is megabytes that html.parser takes seconds over); the whole page is parsed when
-    one is not found that way or its anchor is not the plain `<a href="…#sha256=…">name</a>`
-    (entities, other markup): a hash the page lists is never missed.
-    """
-    quick = []
-    for digest in wanted:
-        at = body.find(b"sha256=" + digest.encode())
-        start, end = body.rfind(b"<a", 0, at), body.find(b"</a>", at)
-        if at < 0 or start < 0 or end < 0:
-            break
-        anchors = _anchors(body[start:end + 4].decode("utf-8", "replace"), wanted)
-        if len(anchors) != 1 or anchors[0][2] != digest:
-            break
-        quick.append((at, anchors[0]))
-    else:
-        return [anchor for _, anchor in sorted(quick)]
-    return _anchors(body.decode("utf-8", "replace"), wanted)
-
-
-def _anchors(html: str, wanted: frozenset[str]) -> list[tuple[str, str, str]]:
-    parser = _Anchors()
-    parser.feed(html)
-    out = []
-    for href, text in parser.found:
-        fragment = urllib.parse.urlsplit(href).fragment
-        digest = fragment[len("sha256="):].lower() if fragment.startswith("sha256=") else None
-        if digest in wanted:
-            filename = text or urllib.parse.unquote(urllib.parse.urlsplit(href).path.rsplit("/", 1)[-1])
-            out.append((filename, href, digest))
-    return out
 
 
 def _public(url: str) -> str:
