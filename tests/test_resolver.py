@@ -238,8 +238,8 @@ def test_without_uv_the_lock_says_how_to_install_it(tmp_path: Path) -> None:
         resolver.find_uv(beside=tmp_path, path=str(tmp_path))
     assert str(caught.value) == (
         f'resolver = "uv" needs uv, which is neither in {tmp_path} nor on PATH\n'
-        '  fix: put uv in the dev layer and install it: nox -s add -- --layer dev uv, then python3 scripts/onboard.py '
-        f'(or {tmp_path}/python -m pip install uv; or set resolver = "pip-tools" in pyproject.toml [tool.deploy])')
+        f'  fix: install it beside this Python: {tmp_path}/python -m pip install uv; then lock it for every clone: '
+        'nox -s add -- --layer dev uv (or set resolver = "pip-tools" in pyproject.toml [tool.deploy])')
 
 
 def test_the_resolver_setting_defaults_to_pip_tools_and_refuses_anything_else(tmp_path: Path) -> None:
@@ -270,6 +270,16 @@ def test_resolver_uv_in_pyproject_makes_nox_s_lock_write_the_same_locks_as_pip_t
         assert body == [line for line in with_uv.read(lock).splitlines() if not line.startswith("#")], lock
     done = with_uv.run("verify", env=env)
     assert done.returncode == 0, done.stdout + done.stderr
+    # uv is in no lock of this project: a fresh clone would not have it.
+    warning = ("warning: resolver = \"uv\", but no layer's lock holds uv, so a fresh clone will not have it; lock it "
+               "for every clone: nox -s add -- --layer dev uv")
+    assert warning in said["uv"].splitlines() and warning not in said["pip"]
+    # Turned on over pip-tools' locks, the setting changes nothing until a layer changes, and says so.
+    pyproject = with_pip.root / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + 'resolver = "uv"\n')
+    again = with_pip.lock(env=env).stdout.splitlines()
+    assert ('note: base, prod, test, dev were solved by pip-tools; resolver = "uv" solves the next lock that changes '
+            "a layer") in again
 
 
 def test_with_uv_the_pylock_step_reads_the_pages_while_uv_still_solves_and_writes_pip_tools_files(

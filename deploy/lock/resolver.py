@@ -39,8 +39,9 @@ from deploy.lock.reqfile import clip
 
 PIP_TOOLS, UV = RESOLVERS
 # The Python beside which uv is looked for first: this one, wherever it is (a project's .venv, a tool's).
-UV_FIX = ('put uv in the dev layer and install it: nox -s add -- --layer dev uv, then python3 scripts/onboard.py '
-          '(or {python} -m pip install uv; or set resolver = "pip-tools" in pyproject.toml [tool.deploy])')
+# uv first, by hand (the add locks, and so needs it too), then into the dev lock for every clone.
+UV_FIX = ('install it beside this Python: {python} -m pip install uv; then lock it for every clone: '
+          'nox -s add -- --layer dev uv (or set resolver = "pip-tools" in pyproject.toml [tool.deploy])')
 
 # pip-compile options that change only its output, which uv already writes that way (or that only
 # make it talk more): nothing to pass on.
