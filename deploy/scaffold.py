@@ -81,8 +81,9 @@ class _Write:
     replace: bool  # --force over an existing file or symlink: the link itself is replaced, never its target
 
 
-# Made on each machine, never committed: onboard.py's venv and `invoke deploy --env local`'s releases.
-IGNORED = (".venv/", ".deploy/")
+# Made on each machine, never committed: onboard.py's venv, `invoke deploy --env local`'s releases,
+# and the metadata setuptools writes beside the sources when onboard installs the app editable.
+IGNORED = (".venv/", ".deploy/", "*.egg-info/")
 
 
 def init(root: Path, *, force: bool = False, source: Path | None = None, say: Say = print,
@@ -179,8 +180,8 @@ def _ignore_local(root: Path) -> str | None:
         return None
     with open(path, "a", encoding="utf-8", opener=_no_follow) as handle:
         handle.write(("\n" if text and not text.endswith("\n") else "") + "".join(f"{entry}\n" for entry in missing))
-    return (f"{'added to' if text else 'wrote'} .gitignore: {', '.join(missing)} (the dev venv and the local "
-            "deploys, made on each machine)")
+    return (f"{'added to' if text else 'wrote'} .gitignore: {', '.join(missing)} (the dev venv, the local "
+            "deploys and the editable install's metadata, made on each machine)")
 
 
 def _onboarding(root: Path) -> Path:

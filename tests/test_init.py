@@ -96,14 +96,14 @@ def test_init_again_keeps_existing_files_and_says_so(project: Path) -> None:
 
 def test_init_keeps_the_venv_and_local_deploys_out_of_git_adding_only_what_gitignore_lacks(project: Path) -> None:
     done = init(project)
-    assert ("wrote .gitignore: .venv/, .deploy/ (the dev venv and the local deploys, made on each machine)"
-            in done.stdout.splitlines())
-    assert (project / ".gitignore").read_text() == ".venv/\n.deploy/\n"
+    said = "(the dev venv, the local deploys and the editable install's metadata, made on each machine)"
+    assert f"wrote .gitignore: .venv/, .deploy/, *.egg-info/ {said}" in done.stdout.splitlines()
+    assert (project / ".gitignore").read_text() == ".venv/\n.deploy/\n*.egg-info/\n"
 
-    (project / ".gitignore").write_text("*.pyc\n/.venv")  # the user's own, one entry spelled otherwise
+    (project / ".gitignore").write_text("*.pyc\n/.venv\n*.egg-info")  # the user's own, spelled otherwise
     done = init(project)
-    assert "added to .gitignore: .deploy/ (the dev venv and the local deploys, made on each machine)" in done.stdout
-    assert (project / ".gitignore").read_text() == "*.pyc\n/.venv\n.deploy/\n"
+    assert f"added to .gitignore: .deploy/ {said}" in done.stdout
+    assert (project / ".gitignore").read_text() == "*.pyc\n/.venv\n*.egg-info\n.deploy/\n"
     assert ".gitignore" not in init(project).stdout, "nothing left to add: nothing said"
 
 

@@ -63,8 +63,8 @@ class Adoption:
         # A line a layer below already holds reaches this one through its `-r`: written once, below
         # (a dev group that includes the test group gives test.in's lines, not a copy in dev.in), and
         # said where it is.
-        below: dict[str, str] = {}
-        for name in included(layer):
+        below: dict[str, str] = {}  # line -> the layer that holds it already: this one, or one it includes
+        for name in (*included(layer), layer):
             for held_line in self.layers.get(name, []):
                 below.setdefault(held_line, name)
         new = [line for line in lines if line not in below]
@@ -73,7 +73,7 @@ class Adoption:
             held.extend(line for line in new if line not in held)
         told = _listing([inert(line, 60) for line in new]) if new else "nothing new"
         if found := [f"{inert(line, 60)} ({below[line]}.in)" for line in lines if line in below]:
-            told += f"; already in the layers it includes: {_listing(found)}"
+            told += f"; already in: {_listing(found)}"
         self.told.append((layer, f"{source}: {told}"))
 
 

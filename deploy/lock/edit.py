@@ -122,8 +122,8 @@ def _poetry_value(name: str, text: str) -> str:
     if value is None:
         raise LockError(f"{clip(text)}: [tool.poetry.dependencies] has no entry that reads back as this requirement, "
                         "and the app's wheel is built from that table; nothing was changed",
-                        fix="add it to [tool.poetry.dependencies] and requirements/base.in by hand (e.g. with "
-                            "poetry add), then run: nox -s lock")
+                        fix="ask for it as Poetry's table can say it (==VERSION for ===VERSION), then run the add "
+                            "again")
     return value
 
 

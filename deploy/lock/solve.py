@@ -98,8 +98,8 @@ def _lock(
                    result, log)
         by_pip_tools = [name for name, lock in existing.items() if f"`{REGENERATE}` (pip-tools " in lock.text]
         if config.resolver == resolver.UV and by_pip_tools:
-            log(f"note: {', '.join(by_pip_tools)} were solved by pip-tools; resolver = \"uv\" solves the next lock "
-                "that changes a layer")
+            log(f"note: {', '.join(by_pip_tools)} {'was' if len(by_pip_tools) == 1 else 'were'} solved by pip-tools; "
+                'resolver = "uv" solves the next lock that changes a layer')
         _uv_locked(config, {name: list(lock.pins) for name, lock in existing.items()}, log)
         return result
     seeds = {} if upgrade_all else preferences.seeded(existing)
