@@ -10,8 +10,8 @@ and its error ends with a fix that asks for the edit again (lock/editfix.py).
 A Poetry project's wheel declares `[tool.poetry.dependencies]`, in Poetry's own syntax: an entry
 the base layer gains or loses is written there too, as the entry init reads back as the same
 requirement (pyproject_deps.poetry_value), so verify's drift check agrees; a requirement that has no
-such entry (a URL) is refused before anything is written, and an entry init wrote another way (a
-source, an optional one) is left as it is, with a warning.
+such entry (`===`) is refused before anything is written, and an entry in table form (a source, an
+optional one) is left as it is, with a warning.
 """
 
 from __future__ import annotations

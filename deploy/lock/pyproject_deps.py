@@ -7,9 +7,10 @@ its strings are read as TOML strings (basic or literal), and only the one entry 
 entry goes in after the last one, in the array's own style (one per line, or all on one).
 A Poetry project's wheel declares `[tool.poetry.dependencies]` instead, in Poetry's own syntax: a
 requirement goes in as the entry that init (adopt/poetry.py) reads back as that same requirement
-(`web>=1,<2` as `web = ">=1,<2"`, extras and markers as an inline table), on a line of its own at
-the table's end, and only when that round trip holds; an entry init did not write the same way
-(a source, an optional one, one over several lines) is left for the user, with a warning.
+(`web>=1,<2` as `web = "<2,>=1"`, extras and markers as an inline table), in place of a one-line
+string entry or on a line after the table's last entry, and only when that round trip holds; an
+entry in another form (a source, an optional one, one over several lines) is left for the user,
+with a warning.
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def drop(root: Path, name: str) -> None:
 
 def poetry_value(name: str, text: str) -> str | None:
     """The `[tool.poetry.dependencies]` value (TOML) that init reads back as requirement `text`, or
-    None where there is none (a URL, an operator Poetry's strings do not take as PEP 440 does)."""
+    None where there is none (a URL, `===`, which Poetry's constraints cannot say)."""
     from packaging.requirements import InvalidRequirement, Requirement
 
     from deploy.adopt import poetry
@@ -152,8 +153,8 @@ def poetry_value(name: str, text: str) -> str | None:
 
 def poetry_put(root: Path, name: str, value: str) -> bool:
     """`name = value` into `[tool.poetry.dependencies]`: in place of the entry for `name` when that is a
-    plain version string on one line, else at the table's end. False (nothing written) when the
-    table holds `name` in another form, which is the user's to change."""
+    plain version string on one line, else on a line after the table's last entry. False (nothing
+    written) when the table holds `name` in another form, which is the user's to change."""
     path = root / "pyproject.toml"
     source = read_text(path, root)
     start, end = _poetry_table(source)
