@@ -323,6 +323,27 @@ def test_in_a_poetry_project_a_requirement_its_table_cannot_hold_is_refused_befo
     assert {path: path.read_bytes() for path in before} == before
 
 
+def test_in_a_poetry_project_a_table_without_its_own_header_is_one_error_and_nothing_changes(
+    use_index: PackageIndex, tmp_path: Path,
+) -> None:
+    # [tool.poetry] dependencies written as a dotted key: no [tool.poetry.dependencies] header to add a line under.
+    names = Names()
+    layers = publish(use_index, names)
+    use_index.add(names.gamma, "1.0")
+    dotted = POETRY.format(alpha=names.alpha).replace("\n[tool.poetry.dependencies]\npython", "dependencies.python")
+    dotted = dotted.replace(f'\n{names.alpha} = "*"', f'\ndependencies.{names.alpha} = "*"')
+    created = LockProject.create(tmp_path / "shop", layers, pyproject=dotted)
+    created.lock()
+    before = {path: path.read_bytes() for path in [created.root / "pyproject.toml", *created.requirements.iterdir()]}
+
+    with pytest.raises(LockError) as caught:
+        edit.add(created.config(), [names.gamma])
+
+    assert str(caught.value).splitlines()[0] == (
+        "pyproject.toml: no [tool.poetry.dependencies] header to edit (a dotted key or an inline table)")
+    assert {path: path.read_bytes() for path in before} == before
+
+
 def test_a_project_with_project_dependencies_gets_no_poetry_warning(project: tuple[LockProject, Names]) -> None:
     created, names = project
     text = (created.root / "pyproject.toml").read_text()

@@ -71,8 +71,10 @@ def _html_files(body: bytes, wanted: frozenset[str]) -> list[tuple[str, str, str
     quick = []
     for digest in wanted:
         at = body.find(b"sha256=" + digest.encode())
+        if at < 0:
+            break
         start, end = body.rfind(b"<a", 0, at), body.find(b"</a>", at)
-        if at < 0 or start < 0 or end < 0:
+        if start < 0 or end < 0:
             break
         anchors = _anchors(body[start:end + 4].decode("utf-8", "replace"), wanted)
         if len(anchors) != 1 or anchors[0][2] != digest:

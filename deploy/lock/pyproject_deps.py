@@ -279,7 +279,11 @@ def _quote(text: str) -> str:
 
 
 def _save(path: Path, text: str) -> None:
-    tomllib.loads(text)  # never write a pyproject.toml that no longer parses
+    try:
+        tomllib.loads(text)  # never write a pyproject.toml that no longer parses
+    except tomllib.TOMLDecodeError as exc:
+        raise LockError(f"pyproject.toml: the edit would not parse ({clip(str(exc))})",
+                        fix="edit pyproject.toml and requirements/base.in by hand, then run: nox -s lock") from None
     path.write_text(text, encoding="utf-8")
 
 

@@ -96,11 +96,12 @@ def _lock(
         result.unchanged = [graph.layers[name].lock for name in graph.order]
         _write_all(config, _pylock_files(pylocks.plan(config, graph, _as_locked(existing), env=env, log=log)),
                    result, log)
-        by_pip_tools = [name for name, lock in existing.items() if f"`{REGENERATE}` (pip-tools " in lock.text]
-        if config.resolver == resolver.UV and by_pip_tools:
-            log(f"note: {', '.join(by_pip_tools)} {'was' if len(by_pip_tools) == 1 else 'were'} solved by pip-tools; "
-                'resolver = "uv" solves the next lock that changes a layer')
-        _uv_locked(config, {name: list(lock.pins) for name, lock in existing.items()}, log)
+        if config.resolver == resolver.UV:
+            by_pip_tools = [name for name, lock in existing.items() if f"`{REGENERATE}` (pip-tools " in lock.text]
+            if by_pip_tools:
+                log(f"note: {', '.join(by_pip_tools)} {'was' if len(by_pip_tools) == 1 else 'were'} solved by "
+                    'pip-tools; resolver = "uv" solves the next lock that changes a layer')
+            _uv_locked({name: list(lock.pins) for name, lock in existing.items()}, log)
         return result
     seeds = {} if upgrade_all else preferences.seeded(existing)
     for name, reasons in stale.items():
@@ -146,15 +147,16 @@ def _lock(
     _write_all(config, files + _pylock_files(planned), result, log)
     if move_lower:
         _log_moves(graph, result, log)
-    _uv_locked(config, {name: [canonical(pin.name) for pin in solved.pins[name]] if name in solved.pins
-                        else list(existing[name].pins) if name in existing else [] for name in graph.order}, log)
+    if config.resolver == resolver.UV:
+        _uv_locked({name: [canonical(pin.name) for pin in solved.pins[name]] if name in solved.pins
+                    else list(existing[name].pins) if name in existing else [] for name in graph.order}, log)
     return result
 
 
-def _uv_locked(config: Config, names: Mapping[str, Sequence[str]], log: Log) -> None:
+def _uv_locked(names: Mapping[str, Sequence[str]], log: Log) -> None:
     """With resolver = "uv", a warning when no lock holds uv: a fresh clone's onboard would not install it,
     and its first lock would stop asking for it."""
-    if config.resolver == resolver.UV and not any("uv" in pinned for pinned in names.values()):
+    if not any("uv" in pinned for pinned in names.values()):
         log('warning: resolver = "uv", but no layer\'s lock holds uv, so a fresh clone will not have it; lock it '
             "for every clone: nox -s add -- --layer dev uv")
 
