@@ -9,6 +9,7 @@ line N is one known line of the user's files, so that pip's messages can be mapp
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -127,7 +128,9 @@ def run(
             )
             if (note := uv.note()) is not None:
                 log(note)
-            compiled = compiler.run(uv.argv, work, run_env, log, places=places, own_env=uv.env)
+            # The extras each package is taken with: uvreport.py's evidence that a scope asks for them too.
+            argv = [*uv.argv[:3], "--no-strip-extras", *uv.argv[3:]] if plan.report is not None else uv.argv
+            compiled = compiler.run(argv, work, run_env, log, places=places, own_env=uv.env)
         else:
             command = [sys.executable, "-m", "piptools", "compile", *COMPILE_OPTIONS, *config.compile_options]
             # -v: pip explains a conflict ("The conflict is caused by: …") only at that verbosity.
@@ -146,10 +149,47 @@ def run(
             return Outcome(None, real_places(compiled.output, work, graph), run_env)
         if pages is not None:
             pages.update(_read_pages(work / PAGES_FOLDER))
+        uv_report = config.resolver == resolver.UV and plan.report is not None
+        extras = _uv_extras(work / "all.txt") if uv_report else {}
         universe = _own_constraints(read_universe(work / "all.txt"), work, graph, plan.layers)
         if pages is not None and pages.read_ahead is not None:
             pages.read_ahead(universe)
-        return Outcome(universe, env=run_env, report=_read_report(work) if plan.report is not None else None)
+        report: dict[str, Any] | None = None
+        if uv_report:
+            report = _uv_account(config, graph, plan, universe, extras, run_env, pages)
+        elif plan.report is not None:
+            report = _read_report(work)
+        return Outcome(universe, env=run_env, report=report)
+
+
+def _uv_extras(path: Path) -> dict[str, frozenset[str]]:
+    from deploy.lock import uvreport  # packaging's parsers: only a uv lock's one run needs them
+
+    return uvreport.strip_extras(path)
+
+
+def _uv_account(config: Config, graph: LayerGraph, plan: Run, universe: Mapping[str, Pin],
+                extras: Mapping[str, frozenset[str]], env: Mapping[str, str], pages: Pages | None) -> dict[str, Any]:
+    """uvreport.py's account of a joint uv run (what pipreport.py gives for pip), from the pages the
+    pylock step reads anyway; whatever fails is an error, and the rounds run."""
+    from deploy.lock import pylocks, uvreport
+
+    assert plan.report is not None
+    words = [*config.compile_options, *(line.text for name in plan.layers for line in graph.layers[name].options)]
+    pre = any(word.split()[0] == "--pre" or word.startswith("--prerelease") for word in words if word.strip())
+    with contextlib.ExitStack() as stack:
+        ahead = pages.read_ahead if pages is not None else None
+        if not isinstance(ahead, pylocks.ReadAhead):
+            ahead = stack.enter_context(pylocks.ReadAhead(config, graph, env))
+            ahead(universe)
+        index = ahead.sole_index(plan.layers)
+        if index is None:
+            return {"error": "the lock reads more than one index, or a find-links folder"}
+        try:
+            return uvreport.account(plan.report, uvreport.lines_reader(graph, plan.kept.values()), universe, extras,
+                                    lambda name: ahead.page(index, name), pre=pre, fresh=plan.fresh)
+        except Exception as exc:  # any surprise on a page or in a line means: no shortcut, the rounds run
+            return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def _ask_for_report(work: Path, graph: LayerGraph, plan: Run) -> None:

@@ -41,7 +41,11 @@ taken above one that ran, when that one came out with the one run's pins: the pr
 assumes no more of the rounds below it than their pins. (In an adopted project the test layer's
 own round often runs: pinship's dependencies cap invoke below its newest, so pip would try the
 newest first; it backs off to the joint's version, and dev is then taken.)
-uv has no such report: with resolver = "uv" the rounds always run.
+With resolver = "uv" the same checks read uvreport.py's account instead: uv reports nothing of
+its run, so (a) comes from the `# via` graph of the one run with the extras it names, and (b) from
+the index pages the pylock step reads, under rules that err toward failing (see there). PubGrub, as
+uv runs it, decides one name at a time, taking the preference when the range at hand allows it and
+else the newest version it can use in that range; the argument above holds for it word for word.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from deploy.lock import joint, preferences
 from deploy.lock.layers import LayerGraph
 from deploy.lock.lockfile import Pin
 from deploy.lock.reqfile import canonical, clip
+from deploy.lock.resolver import UV
 from deploy.lock.universe import select
 
 Log = Callable[[str], None]
@@ -109,15 +114,17 @@ def solve(
             scopes[name] = joint.Scope(graph.closure(top if name == TOP else [name]), wished(members), below)
     layers = graph.closure(group)
     stale = [name for members in rounds for name in members]
-    log(f"resolving {', '.join(stale)} together with pip-compile, keeping the pins of {', '.join(kept)}" if kept
-        else f"resolving {len(layers)} layers together with pip-compile")
+    tool = "uv pip compile" if config.resolver == UV else "pip-compile"
+    log(f"resolving {', '.join(stale)} together with {tool}, keeping the pins of {', '.join(kept)}" if kept
+        else f"resolving {len(layers)} layers together with {tool}")
     run = joint.Run(layers, wished(group), hard, dict(kept_at), report=scopes)
     outcome = joint.run(config, graph, run, env=env, log=log, pages=pages)
     if outcome.universe is None:
         log(f"that run failed; {FALLBACK}, to name the lines that disagree")
         return None
     report = outcome.report or {"error": "no report"}
-    why = {scope: _why_not(graph, scope, top, outcome.universe, report) for scope in [*lower, TOP]}
+    who = "uv" if config.resolver == UV else "pip"
+    why = {scope: _why_not(graph, scope, top, outcome.universe, report, who) for scope in [*lower, TOP]}
     failed = [reason for reason in why.values() if reason is not None]
     if not failed:
         log(f"each lower layer ({', '.join(lower)}) is what its own inputs give: one run locked the group")
@@ -127,12 +134,18 @@ def solve(
 
 
 def _why_not(graph: LayerGraph, scope: str, top: Sequence[str], universe: Mapping[str, Pin],
-             report: Mapping[str, Any]) -> str | None:
-    """What keeps the joint run from standing for the run of `scope` in the rounds, or None."""
+             report: Mapping[str, Any], who: str = "pip") -> str | None:
+    """What keeps the joint run from standing for the run of `scope` in the rounds, or None.
+
+    `who` names the resolver: pip's account comes from pipreport.py, uv's from uvreport.py.
+    """
     if "error" in report or not isinstance(report.get("scopes"), dict):
-        return f"pip's resolver gave no account of its run ({clip(str(report.get('error', 'unreadable')))})"
+        return f"{who}'s resolver gave no account of its run ({clip(str(report.get('error', 'unreadable')))})"
     seen = report["scopes"].get(scope)
     if not isinstance(seen, dict):
+        if who == "uv":  # uvreport.py leaves out a scope whose packages may ask for other extras on their own
+            return (f"the joint run takes a package of {'the top layers' if scope == TOP else scope} with an extra "
+                    "that its own inputs may not ask for")
         return f"pip's resolver gave no account of {scope}"
     members = [scope] if scope != TOP else top
     given = {canonical(pin.name) for name in members for pin in select(graph, name, universe)}
@@ -143,9 +156,9 @@ def _why_not(graph: LayerGraph, scope: str, top: Sequence[str], universe: Mappin
         picked, first = found.get("picked"), found.get("first")
         pinned = universe.get(canonical(name))
         if pinned is None or pinned.version != picked:
-            return f"pip's account of {clip(name)} disagrees with the lock pip-compile wrote"
+            return f"{who}'s account of {clip(name)} disagrees with the lock it wrote"
         if picked != first:
-            return _moved(graph, scope, canonical(name), str(picked), first)
+            return _moved(graph, scope, canonical(name), str(picked), first, who)
     return None
 
 
@@ -157,17 +170,17 @@ def _extra(scope: str, more: Sequence[str], fewer: Sequence[str]) -> str:
     return f"{where}'s own inputs reach {', '.join(clip(name) for name in fewer)}, which the joint run does not give it"
 
 
-def _moved(graph: LayerGraph, scope: str, name: str, picked: str, first: object) -> str:
+def _moved(graph: LayerGraph, scope: str, name: str, picked: str, first: object, who: str = "pip") -> str:
     where = "the top layers" if scope == TOP else scope
     if not isinstance(first, str):
-        return f"pip's finder offers no version of {clip(name)} it would try first on the inputs of {where} alone"
+        return f"{who} finds no version of {clip(name)} it would try first on the inputs of {where} alone"
     if scope == TOP:
-        return (f"{clip(name)} {clip(picked)} is not the version pip tries first for it ({clip(first)}), "
+        return (f"{clip(name)} {clip(picked)} is not the version {who} tries first for it ({clip(first)}), "
                 "so another order of solving could pick otherwise")
     above = [layer for layer in graph.order if scope in graph.depends_on(layer)]
     line = preferences.excluding(graph, above, name, first)
     if line is not None:
-        return (f"{line.where(graph.root)} '{clip(line.text)}' holds {clip(name)} below the version pip tries first "
-                f"on {scope}'s own inputs ({clip(first)})")
-    return (f"pip tries {clip(name)} {clip(first)} first on {scope}'s own inputs, where the joint run has "
+        return (f"{line.where(graph.root)} '{clip(line.text)}' holds {clip(name)} below the version {who} tries "
+                f"first on {scope}'s own inputs ({clip(first)})")
+    return (f"{who} tries {clip(name)} {clip(first)} first on {scope}'s own inputs, where the joint run has "
             f"{clip(picked)}, so {scope}'s own run could pick otherwise")

@@ -57,8 +57,8 @@ class ReadAhead:
     def __init__(self, config: Config, graph: LayerGraph, env: Mapping[str, str] | None) -> None:
         pip_env = isolation.pip_environment(os.environ if env is None else env).env
         self.indexes: list[str] = []
-        for name in graph.order:
-            indexes, links = _sources(config, graph, name, pip_env)
+        self._sources = {name: _sources(config, graph, name, pip_env) for name in graph.order}
+        for indexes, links in self._sources.values():
             if indexes and _local_source(indexes, links, config.root) is None and indexes[0] not in self.indexes:
                 self.indexes.append(indexes[0])
         self.pending: dict[str, concurrent.futures.Future[tuple[str, bytes]]] = {}
@@ -68,11 +68,27 @@ class ReadAhead:
     def __call__(self, names: Iterable[str]) -> None:
         for index in self.indexes:
             for name in names:
-                url = indexfiles.page_url(index, canonical(name))
-                if url not in self.pending:
-                    if self._pool is None:
-                        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=8)
-                    self.pending[url] = self._pool.submit(self._fetch, url)
+                self._start(indexfiles.page_url(index, canonical(name)))
+
+    def sole_index(self, layers: Sequence[str]) -> str | None:
+        """The one http(s) index a solve of these layers reads, when it reads one and no find-links folder."""
+        seen = [self._sources[name] for name in layers]
+        if not seen or any(len(indexes) != 1 or links for indexes, links in seen):
+            return None
+        found = {indexes[0] for indexes, _ in seen}
+        index = found.pop()
+        return None if found or index not in self.indexes else index
+
+    def page(self, index: str, name: str) -> tuple[str, bytes]:
+        """`name`'s page on `index`, as fetched ahead (or now): uvreport.py reads it for the one-run proof."""
+        return self._start(indexfiles.page_url(index, canonical(name))).result()
+
+    def _start(self, url: str) -> concurrent.futures.Future[tuple[str, bytes]]:
+        if url not in self.pending:
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=8)
+            self.pending[url] = self._pool.submit(self._fetch, url)
+        return self.pending[url]
 
     def expect(self, graph: LayerGraph, existing: Mapping[str, LockFile]) -> None:
         """Start on the names the locks will most likely hold before any run ends: every layer's own

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from deploy.config import Config
 from deploy.errors import LockError
-from deploy.lock import joint, onerun, preferences, resolver
+from deploy.lock import joint, onerun, preferences
 from deploy.lock.freshness import options_key
 from deploy.lock.layers import LayerGraph, input_key
 from deploy.lock.lockfile import LockFile, Pin
@@ -105,7 +105,7 @@ def settle(
         for pin in current[name]:
             kept_at.setdefault(canonical(pin.name), f"{display(lock.path, graph.root)}:{pin.line}")
     first = None
-    if onerun.ENABLED and len(rounds) > 1 and not (move_lower or unpreferred) and config.resolver != resolver.UV:
+    if onerun.ENABLED and len(rounds) > 1 and not (move_lower or unpreferred):
         first = onerun.solve(config, graph, group, rounds, preferred, settled, kept_at, env=env, log=log,
                              pages=pages)
         if first is not None and first.complete:

@@ -1,0 +1,160 @@
+"""A first lock in one `uv pip compile` run, only where it gives the rounds' very files (issue 15, uv's speed).
+
+As tests/test_lock_fastpath.py does for pip-compile: each project is locked from nothing twice, as a
+user's lock does it and with the one-run path off (the rounds), with `resolver = "uv"`; the files must
+be the same bytes, and the one run must be taken only where uvreport.py's account proves the rounds
+would agree. Real uv (from the dev lock), local index. The page rules the account reads (yanked
+files, Requires-Python, pre-releases) are tried on pages written here, which the test index cannot serve.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+from deploy.errors import LockError
+from deploy.lock import onerun, uvreport
+from deploy.lock.indexpage import JSON
+from deploy.lock.solve import lock
+from tests.lockproject import PYPROJECT, LockProject, Names, lock_both_ways, runs, versions
+from tests.support.pkgindex import PackageIndex
+from tests.test_lock_fastpath import FALLBACK, _release, _wheel_with_extra
+
+pytestmark = pytest.mark.index
+UV = PYPROJECT.format(name="lockproject") + 'resolver = "uv"\n'
+
+
+@pytest.fixture
+def names() -> Names:
+    return Names()
+
+
+def _project(root: Path, layers: dict[str, str]) -> LockProject:
+    return LockProject.create(root, layers, pyproject=UV)
+
+
+def test_the_benchmark_shape_locks_in_one_uv_run_with_the_rounds_files(
+    use_index: PackageIndex, names: Names, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four layers, two releases of each package, an sdist-only one, and a newest release for a newer
+    Python, which uv passes over in every run alike."""
+    n = names
+    _release(use_index, {n.markup: [], n.web: [f"{n.markup}>=1", n.util], n.util: [], n.server: [f"{n.web}>=1"],
+                         n.runner: [n.util], n.factory: [n.web], n.linter: []})
+    use_index.add(n.web, "2.0", [n.markup], python_requires=">=3.99")
+    use_index.add(n.driver, "1.0", sdist_only=True)
+    use_index.add(n.orm, "1.0", [n.driver])
+    project = _project(tmp_path / "project", {
+        "base.in": f"{n.web}\n{n.orm}\n",
+        "prod.in": f"-r base.in\n{n.server}\n",
+        "test.in": f"-r prod.in\n{n.runner}\n{n.factory}\n",
+        "dev.in": f"-r test.in\n{n.linter}<1.1\n",
+    })
+
+    fast, rounds, _ = lock_both_ways(project, tmp_path, monkeypatch)
+
+    assert "resolving 4 layers together with uv pip compile" in fast
+    assert runs(fast) == 1 and runs(rounds) == 4
+    assert "each lower layer (base, prod, test) is what its own inputs give: one run locked the group" in fast
+    assert versions(project, "base")[n.web] == "1.1"
+    assert project.run("verify").returncode == 0
+
+
+def test_an_extra_asked_by_base_is_accounted_for_and_one_asked_only_above_takes_the_rounds(
+    use_index: PackageIndex, names: Names, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    n = names
+    use_index.add(n.driver, "1.0")
+    use_index.add(n.pgdriver, "1.0")
+    _wheel_with_extra(use_index, n.orm, "1.0", n.driver, n.pgdriver)
+    use_index.add(n.app, "1.0", [f"{n.orm}[postgres]"])
+    own = _project(tmp_path / "own", {
+        "base.in": f"{n.app}\n", "prod.in": "-r base.in\n", "dev.in": f"-r prod.in\n{n.driver}\n",
+    })
+    fast, _, _ = lock_both_ways(own, tmp_path / "a", monkeypatch)
+    assert runs(fast) == 1, "only base's own app asks for the extra: the one run stands"
+    assert versions(own, "base")[n.pgdriver] == "1.0"
+
+    above = _project(tmp_path / "above", {
+        "base.in": f"{n.orm}\n", "prod.in": "-r base.in\n", "dev.in": f"-r prod.in\n{n.orm}[postgres]\n",
+    })
+    fast, rounds, _ = lock_both_ways(above, tmp_path / "b", monkeypatch)
+    assert (f"the joint run takes a package of base with an extra that its own inputs may not ask for: {FALLBACK}"
+            in fast)
+    assert runs(fast) == 1 + runs(rounds)
+    assert n.pgdriver not in versions(above, "base") and versions(above, "dev")[n.pgdriver] == "1.0"
+
+
+def test_a_dev_cap_on_a_base_package_takes_the_rounds_and_fails_as_they_do(
+    use_index: PackageIndex, names: Names, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    n = names
+    for version in ("7.4.4", "9.2.0"):
+        use_index.add(n.tool, version)
+    project = _project(tmp_path / "project", {
+        "base.in": f"{n.tool}\n", "prod.in": "-r base.in\n", "dev.in": f"-r prod.in\n{n.tool}<8\n",
+    })
+    rounds = project.copy(tmp_path / "rounds")
+    said: list[str] = []
+
+    with pytest.raises(LockError) as fast_error:
+        lock(project.config(), log=said.append)
+    with monkeypatch.context() as patch, pytest.raises(LockError) as rounds_error:
+        patch.setattr(onerun, "ENABLED", False)
+        lock(rounds.config(), log=lambda line: None)
+
+    assert (f"requirements/dev.in:2 '{n.tool}<8' holds {n.tool} below the version uv tries first on base's own "
+            f"inputs (9.2.0): {FALLBACK}") in said
+    assert str(fast_error.value) == str(rounds_error.value)
+    assert project.snapshot() == {}
+
+
+def test_a_package_held_back_by_an_upper_layers_package_takes_the_rounds(
+    use_index: PackageIndex, names: Names, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """plugin 1.1 caps util below the 2.0 that base alone takes: the joint run's pins cannot stand for
+    both layers, and the rounds give base util 2.0 and dev the plugin that allows it."""
+    n = names
+    _release(use_index, {n.util: []}, ("1.0", "2.0"))
+    use_index.add(n.web, "1.0", [n.util])
+    use_index.add(n.plugin, "1.0", [n.util])
+    use_index.add(n.plugin, "1.1", [f"{n.util}<2"])
+    project = _project(tmp_path / "project", {"base.in": f"{n.web}\n", "dev.in": f"-r base.in\n{n.plugin}\n"})
+
+    fast, _, _ = lock_both_ways(project, tmp_path, monkeypatch)
+
+    assert any(line.endswith(FALLBACK) for line in fast), fast
+    assert runs(fast) > 1
+    assert versions(project, "base")[n.util] == "2.0"
+    assert (versions(project, "dev")[n.util], versions(project, "dev")[n.plugin]) == ("2.0", "1.0")
+
+
+def _first(page: tuple[str, bytes], *lines: str, pre: bool = False) -> str | None:
+    return uvreport._first("pkg", [Requirement(line) for line in lines], lambda name: page, Version("3.11.7"), pre=pre)
+
+
+def test_the_version_uv_takes_first_is_read_from_the_page_erring_toward_a_newer_one() -> None:
+    def entry(filename: str, **more: object) -> dict[str, object]:
+        return {"filename": filename, "url": filename, "hashes": {}, **more}
+
+    files = [entry("pkg-1.0-py3-none-any.whl"), entry("pkg-1.1.tar.gz"),
+             entry("pkg-1.2-py3-none-any.whl", **{"requires-python": ">=3.12"}),
+             entry("pkg-1.3-py3-none-any.whl", yanked="broken"), entry("pkg-1.4b1-py3-none-any.whl"),
+             entry("pkg-1.5-py3.egg"), entry("pkg-1.6-py3-none-any.whl", **{"requires-python": "<3.11"})]
+    page = (JSON, json.dumps({"files": files}).encode())
+    # 1.6's upper bound is not read (uv ignores it): counting it can only fail a proof, never pass one.
+    assert _first(page) == "1.6"
+    assert _first(page, "pkg<1.6") == "1.1"  # 1.2 needs a newer Python, 1.3 is yanked, 1.4b1 a pre-release
+    assert _first(page, "pkg<1.6", pre=True) == "1.4b1"
+    assert _first(page, "pkg<1.6", "pkg>=1.4b0") == "1.4b1"  # a line that names a pre-release lets them in
+    assert _first(page, "pkg==1.3") == "1.3"  # uv takes a yanked release that a line pins with ==
+    assert _first(page, "pkg>=2") is None
+
+    html = ('<a href="pkg-1.0.tar.gz">pkg-1.0.tar.gz</a><a href="pkg-1.1-py3-none-any.whl" '
+            'data-requires-python="&gt;=3.12">pkg-1.1-py3-none-any.whl</a>'
+            '<a href="pkg-1.2.zip" data-yanked="">pkg-1.2.zip</a>')
+    assert _first(("text/html", html.encode())) == "1.0"
