@@ -134,7 +134,8 @@ def test_a_package_held_back_by_an_upper_layers_package_takes_the_rounds(
 
 
 def _first(page: tuple[str, bytes], *lines: str, pre: bool = False) -> str | None:
-    return uvreport._first("pkg", [Requirement(line) for line in lines], lambda name: page, Version("3.11.7"), pre=pre)
+    files = uvreport._files("pkg", *page)
+    return uvreport._first([Requirement(line) for line in lines], files, Version("3.11.7"), pre=pre)
 
 
 def test_the_version_uv_takes_first_is_read_from_the_page_erring_toward_a_newer_one() -> None:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import json
 import os
 import re
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +132,8 @@ def run(
                 log(note)
             # The extras each package is taken with: uvreport.py's evidence that a scope asks for them too.
             argv = [*uv.argv[:3], "--no-strip-extras", *uv.argv[3:]] if plan.report is not None else uv.argv
+            if plan.report is not None:  # uvreport.py's parsers (packaging's) load while uv solves
+                threading.Thread(target=importlib.import_module, args=("deploy.lock.uvreport",), daemon=True).start()
             compiled = compiler.run(argv, work, run_env, log, places=places, own_env=uv.env)
         else:
             command = [sys.executable, "-m", "piptools", "compile", *COMPILE_OPTIONS, *config.compile_options]

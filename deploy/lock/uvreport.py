@@ -86,6 +86,13 @@ def account(
     """
     python = Version(platform.python_version())
     report: dict[str, Any] = {}
+    read: dict[str, list[tuple[Version, str | None, bool]]] = {}  # each page parsed once, whatever the scopes
+
+    def listed(name: str) -> list[tuple[Version, str | None, bool]]:
+        if name not in read:
+            read[name] = _files(name, *page_of(name))
+        return read[name]
+
     for scope_name, scope in scopes.items():
         wanted, constraints = lines_of(scope.layers)
         own = [_parse(text) for text in wanted]
@@ -94,7 +101,10 @@ def account(
         held = [req for req in caps if req.marker is None or req.marker.evaluate()]
         starts = {canonical(req.name) for req in mine}
         closure = _reach(starts, universe)
-        asked = {canonical(req.name): frozenset(canonical(e) for e in req.extras) for req in mine}
+        asked: dict[str, frozenset[str]] = {}
+        for req in mine:
+            key = canonical(req.name)
+            asked[key] = asked.get(key, frozenset()) | {canonical(extra) for extra in req.extras}
         files = {f"-r {layer}.in" for layer in scope.layers}
         if not _accounted(closure, universe, extras, asked, files):
             continue  # an extra asked for from outside the scope: onerun.py says so, and the round runs
@@ -110,7 +120,7 @@ def account(
             else:
                 plain = [req for req in mine if canonical(req.name) == name and not req.extras]
                 plain += [req for req in held if canonical(req.name) == name]
-                first = _first(name, plain, page_of, python, pre=pre or any(req.specifier.prereleases for req in every))
+                first = _first(plain, listed(name), python, pre=pre or any(req.specifier.prereleases for req in every))
             if first is not None and first != picked and _same(first, picked):
                 first = picked
             packages[name] = {"picked": picked, "first": first}
@@ -166,16 +176,16 @@ def _accounted(closure: set[str], universe: Mapping[str, Pin], extras: Mapping[s
     return trusted == doubtful
 
 
-def _first(name: str, plain: Sequence[Requirement], page_of: Callable[[str], tuple[str, bytes]], python: Version,
+def _first(plain: Sequence[Requirement], files: Iterable[tuple[Version, str | None, bool]], python: Version,
            *, pre: bool) -> str | None:
-    """The newest version uv could take for `name` under `plain` alone (see the docstring), or None."""
+    """The newest version of a package's `files` uv could take under `plain` alone (see the docstring), or None."""
     specifier = SpecifierSet()
     for req in plain:
         specifier &= req.specifier
     exact = any(spec.operator in ("==", "===") for spec in specifier)
     allow = pre or specifier.prereleases is True  # a line naming a pre-release lets them in, as in uv
     best: Version | None = None
-    for version, requires_python, yanked in _files(name, *page_of(name)):
+    for version, requires_python, yanked in files:
         if (yanked and not exact) or not _admits(requires_python, python):
             continue
         if (best is None or version > best) and specifier.contains(version, prereleases=allow):
