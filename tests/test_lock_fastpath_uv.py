@@ -21,7 +21,7 @@ from deploy.lock import onerun, uvreport
 from deploy.lock.indexpage import JSON
 from deploy.lock.solve import lock
 from tests.lockproject import PYPROJECT, LockProject, Names, lock_both_ways, runs, versions
-from tests.support.pkgindex import PackageIndex
+from tests.support.pkgindex import PackageIndex, build_wheel
 from tests.test_lock_fastpath import FALLBACK, _release, _wheel_with_extra
 
 pytestmark = pytest.mark.index
@@ -159,3 +159,26 @@ def test_the_version_uv_takes_first_is_read_from_the_page_erring_toward_a_newer_
             'data-requires-python="&gt;=3.12">pkg-1.1-py3-none-any.whl</a>'
             '<a href="pkg-1.2.zip" data-yanked="">pkg-1.2.zip</a>')
     assert _first(("text/html", html.encode())) == "1.0"
+
+
+def test_a_find_links_folder_is_read_beside_the_index_and_a_second_index_skips_the_one_run(
+    use_index: PackageIndex, names: Names, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """init puts the project's own wheel in `requirements/wheels` (`--find-links wheels` in test.in):
+    its files are candidates beside the index's. With two indexes the joint run is not even made."""
+    n = names
+    _release(use_index, {n.web: [], n.util: []})
+    for folder in ("project", "two"):
+        (tmp_path / folder / "requirements" / "wheels").mkdir(parents=True)
+        build_wheel(tmp_path / folder / "requirements" / "wheels", n.tool, "0.1.0", (), None, None)
+    layers = {"base.in": f"{n.web}\n", "test.in": f"-r base.in\n--find-links wheels\n{n.tool}==0.1.0\n",
+              "dev.in": f"-r test.in\n{n.util}\n"}
+    project = _project(tmp_path / "project", layers)
+    fast, _, _ = lock_both_ways(project, tmp_path / "a", monkeypatch)
+    assert runs(fast) == 1 and versions(project, "test")[n.tool] == "0.1.0"
+
+    layers["base.in"] += f"--extra-index-url {use_index.url}\n"  # the same index twice: two all the same
+    two = _project(tmp_path / "two", layers)
+    fast, rounds, _ = lock_both_ways(two, tmp_path / "b", monkeypatch)
+    assert f"uv's one run is proven on a lock that reads one index, and this one reads more: {FALLBACK}" in fast
+    assert runs(fast) == runs(rounds) == 3

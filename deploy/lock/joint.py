@@ -18,6 +18,7 @@ import re
 import sys
 import tempfile
 import threading
+import urllib.error
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,6 +180,10 @@ def _uv_account(config: Config, graph: LayerGraph, plan: Run, universe: Mapping[
     from deploy.lock import pylocks, uvreport
 
     assert plan.report is not None
+    sources = pylocks.proof_sources(config, graph, plan.layers, env)
+    if sources is None:
+        return {"error": "the lock reads more than one index"}
+    index, folders = sources
     words = [*config.compile_options, *(line.text for name in plan.layers for line in graph.layers[name].options)]
     pre = any(word.split()[0] == "--pre" or word.startswith("--prerelease") for word in words if word.strip())
     with contextlib.ExitStack() as stack:
@@ -186,12 +191,17 @@ def _uv_account(config: Config, graph: LayerGraph, plan: Run, universe: Mapping[
         if not isinstance(ahead, pylocks.ReadAhead):
             ahead = stack.enter_context(pylocks.ReadAhead(config, graph, env))
             ahead(universe)
-        index = ahead.sole_index(plan.layers)
-        if index is None:
-            return {"error": "the lock reads more than one index, or a find-links folder"}
+        def page_of(name: str) -> tuple[str, bytes]:
+            try:
+                return ahead.page(index, name)
+            except urllib.error.HTTPError as exc:
+                if exc.code == 404:  # not on the index (a find-links folder's own wheel): no files there
+                    return "text/html", b""
+                raise
+
         try:
             return uvreport.account(plan.report, uvreport.lines_reader(graph, plan.kept.values()), universe, extras,
-                                    lambda name: ahead.page(index, name), pre=pre, fresh=plan.fresh)
+                                    page_of, folders, pre=pre, fresh=plan.fresh)
         except Exception as exc:  # any surprise on a page or in a line means: no shortcut, the rounds run
             return {"error": f"{type(exc).__name__}: {exc}"}
 

@@ -57,8 +57,8 @@ class ReadAhead:
     def __init__(self, config: Config, graph: LayerGraph, env: Mapping[str, str] | None) -> None:
         pip_env = isolation.pip_environment(os.environ if env is None else env).env
         self.indexes: list[str] = []
-        self._sources = {name: _sources(config, graph, name, pip_env) for name in graph.order}
-        for indexes, links in self._sources.values():
+        for name in graph.order:
+            indexes, links = _sources(config, graph, name, pip_env)
             if indexes and _local_source(indexes, links, config.root) is None and indexes[0] not in self.indexes:
                 self.indexes.append(indexes[0])
         self.pending: dict[str, concurrent.futures.Future[tuple[str, bytes]]] = {}
@@ -69,15 +69,6 @@ class ReadAhead:
         for index in self.indexes:
             for name in names:
                 self._start(indexfiles.page_url(index, canonical(name)))
-
-    def sole_index(self, layers: Sequence[str]) -> str | None:
-        """The one http(s) index a solve of these layers reads, when it reads one and no find-links folder."""
-        seen = [self._sources[name] for name in layers]
-        if not seen or any(len(indexes) != 1 or links for indexes, links in seen):
-            return None
-        found = {indexes[0] for indexes, _ in seen}
-        index = found.pop()
-        return None if found or index not in self.indexes else index
 
     def page(self, index: str, name: str) -> tuple[str, bytes]:
         """`name`'s page on `index`, as fetched ahead (or now): uvreport.py reads it for the one-run proof."""
@@ -159,6 +150,22 @@ def plan(
                                  source=display(lock, config.root))
         written.append(PylockFile(pylock.path_for(lock), rendered, len(pins)))
     return written
+
+
+def proof_sources(config: Config, graph: LayerGraph, layers: Sequence[str],
+                  env: Mapping[str, str] | None) -> tuple[str, list[Path]] | None:
+    """Where a uv solve of `layers` looks for candidates, when uvreport.py can read them all: one http(s)
+    index, the same for every layer, and the layers' local find-links folders; else None."""
+    pip_env = isolation.pip_environment(os.environ if env is None else env).env
+    found: set[str] = set()
+    folders: list[Path] = []
+    for name in layers:
+        indexes, links = _sources(config, graph, name, pip_env)
+        if len(indexes) != 1 or urllib.parse.urlsplit(indexes[0]).scheme.lower() not in ("http", "https"):
+            return None
+        found.add(indexes[0])
+        folders += [folder for folder in links if folder not in folders]
+    return (found.pop(), folders) if len(found) == 1 else None
 
 
 def _sources(config: Config, graph: LayerGraph, name: str, env: Mapping[str, str]) -> tuple[list[str], list[Path]]:

@@ -24,12 +24,13 @@ from the joint run's output and the index pages the pylock step reads anyway:
     counts. Pre-releases count when a line on the name mentions one or --pre/--prerelease is set.
     Each rule errs toward a newer `first`, which can only fail the proof and run the rounds.
 
-Only a lock that reads one index and no find-links is accounted for: uv's --index-strategy
-unsafe-best-match weighs every index's candidates.
+Only a lock that reads one index is accounted for (uv's --index-strategy unsafe-best-match weighs
+every index's candidates); the files of its find-links folders are candidates beside the page's.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import re
@@ -47,7 +48,8 @@ from deploy.lock.indexpage import JSON
 from deploy.lock.lockfile import Pin
 from deploy.lock.reqfile import canonical, logical_lines
 
-Fetch = Callable[[str], "tuple[str, bytes]"]
+# A package's versions, each with the Requires-Python and yanked state of each of its files.
+Files = dict[Version, list[tuple[str | None, bool]]]
 _EXTRAS = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\[(?P<extras>[^\]]*)\](?P<rest>==\S*)", re.MULTILINE)
 # What uv takes from an index page (it skips .egg, .exe and the rest).
 _SDIST = (".tar.gz", ".zip", ".tar.bz2", ".tar.lz", ".tar.lzma", ".tar.xz", ".tar.zst", ".tar", ".tbz", ".tgz",
@@ -74,6 +76,7 @@ def account(
     universe: Mapping[str, Pin],
     extras: Mapping[str, frozenset[str]],
     page_of: Callable[[str], tuple[str, bytes]],
+    folders: Sequence[Path] = (),
     *,
     pre: bool = False,
     fresh: bool = False,
@@ -81,16 +84,18 @@ def account(
     """The report onerun.py reads, for `scopes` (name -> joint.Scope, lowest first).
 
     `lines_of(layers)` gives the requirement lines and the constraint lines (kept pins included) of
-    a run over those layers; `page_of(name)` the index's page of a package; `pre` whether --pre or
+    a run over those layers; `page_of(name)` the index's page of a package, to which the files of
+the find-links `folders` are added (their Requires-Python unread: each counts); `pre` whether --pre or
     --prerelease is set; `fresh` whether the run takes no preferences (--upgrade).
     """
     python = Version(platform.python_version())
     report: dict[str, Any] = {}
-    read: dict[str, list[tuple[Version, str | None, bool]]] = {}  # each page parsed once, whatever the scopes
+    read: dict[str, Files] = {}  # each page parsed once, whatever the scopes
+    local = [entry.name for folder in folders if folder.is_dir() for entry in folder.iterdir() if entry.is_file()]
 
-    def listed(name: str) -> list[tuple[Version, str | None, bool]]:
+    def listed(name: str) -> Files:
         if name not in read:
-            read[name] = _files(name, *page_of(name))
+            read[name] = _group(name, _listed(*page_of(name)) + _local(name, local))
         return read[name]
 
     for scope_name, scope in scopes.items():
@@ -176,23 +181,21 @@ def _accounted(closure: set[str], universe: Mapping[str, Pin], extras: Mapping[s
     return trusted == doubtful
 
 
-def _first(plain: Sequence[Requirement], files: Iterable[tuple[Version, str | None, bool]], python: Version,
-           *, pre: bool) -> str | None:
+def _first(plain: Sequence[Requirement], files: Files, python: Version, *, pre: bool) -> str | None:
     """The newest version of a package's `files` uv could take under `plain` alone (see the docstring), or None."""
     specifier = SpecifierSet()
     for req in plain:
         specifier &= req.specifier
     exact = any(spec.operator in ("==", "===") for spec in specifier)
     allow = pre or specifier.prereleases is True  # a line naming a pre-release lets them in, as in uv
-    best: Version | None = None
-    for version, requires_python, yanked in files:
-        if (yanked and not exact) or not _admits(requires_python, python):
-            continue
-        if (best is None or version > best) and specifier.contains(version, prereleases=allow):
-            best = version
-    return None if best is None else str(best)
+    for version in sorted(files, reverse=True):
+        usable = any((exact or not yanked) and _admits(requires, python) for requires, yanked in files[version])
+        if usable and specifier.contains(version, prereleases=allow):
+            return str(version)
+    return None
 
 
+@functools.lru_cache(maxsize=1024)
 def _admits(requires_python: str | None, python: Version) -> bool:
     """False only when a lower bound of Requires-Python leaves this Python out (uv reads no other)."""
     if not requires_python:
@@ -216,13 +219,32 @@ def _same(one: str, other: str) -> bool:
         return False
 
 
-def _files(name: str, content_type: str, body: bytes) -> list[tuple[Version, str | None, bool]]:
-    """(version, Requires-Python, yanked) of each wheel and sdist of `name` on its page."""
-    found = []
-    for filename, requires_python, yanked in _listed(content_type, body):
-        version = _version(name, filename)
-        if version is not None:
-            found.append((version, requires_python, yanked))
+def _files(name: str, content_type: str, body: bytes) -> Files:
+    """Each version of `name` its page lists, with the Requires-Python and yanked state of each of its files."""
+    return _group(name, _listed(content_type, body))
+
+
+def _local(name: str, filenames: Sequence[str]) -> list[tuple[str, str | None, bool]]:
+    """The files of a find-links folder that are `name`'s (a wheel's own name is read here, as a
+    folder holds many projects; an sdist's in _version_text)."""
+    return [(filename, None, False) for filename in filenames
+            if not filename.endswith(".whl") or canonical(filename.split("-", 1)[0]) == name]
+
+
+def _group(name: str, listed: Sequence[tuple[str, str | None, bool]]) -> Files:
+    """Each version of `name` among `listed` files, with the Requires-Python and yanked state of each
+    of its wheels and sdists (a version is parsed once however many files it has: PyPI lists thousands)."""
+    grouped: dict[str, list[tuple[str | None, bool]]] = {}
+    for filename, requires_python, yanked in listed:
+        text = _version_text(name, filename)
+        if text is not None:
+            grouped.setdefault(text, []).append((requires_python, yanked))
+    found: Files = {}
+    for text, files in grouped.items():
+        try:
+            found.setdefault(Version(text), []).extend(files)
+        except InvalidVersion:
+            continue  # uv skips a file whose version does not parse
     return found
 
 
@@ -266,19 +288,19 @@ class _Anchors(HTMLParser):
             self._open = None
 
 
-def _version(name: str, filename: str) -> Version | None:
+def _version_text(name: str, filename: str) -> str | None:
     """The version a wheel's or an sdist's file name gives, or None for a file uv would not take."""
-    try:
-        if filename.endswith(".whl"):
-            return Version(filename[:-4].split("-")[1])
-        stem = next((filename[: -len(ext)] for ext in _SDIST if filename.endswith(ext)), None)
-        if stem is None:
-            return None
-        for at in (i for i, char in enumerate(stem) if char == "-"):
-            if canonical(stem[:at]) == name:
-                return Version(stem[at + 1:])
-    except (InvalidVersion, IndexError):
+    if filename.endswith(".whl"):
+        parts = filename[:-4].split("-")
+        return parts[1] if len(parts) in (5, 6) else None
+    stem = next((filename[: -len(ext)] for ext in _SDIST if filename.endswith(ext)), None)
+    if stem is None:
         return None
+    if stem[len(name):len(name) + 1] == "-" and canonical(stem[:len(name)]) == name:
+        return stem[len(name) + 1:]  # the name as the project spells it, most often
+    for at in (i for i, char in enumerate(stem) if char == "-"):
+        if canonical(stem[:at]) == name:
+            return stem[at + 1:]
     return None
 
 
