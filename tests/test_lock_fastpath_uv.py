@@ -17,8 +17,9 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 from deploy.errors import LockError
-from deploy.lock import onerun, uvreport
+from deploy.lock import onerun, uvreport, uvsays
 from deploy.lock.indexpage import JSON
+from deploy.lock.lockfile import Pin
 from deploy.lock.solve import lock
 from tests.lockproject import PYPROJECT, LockProject, Names, lock_both_ways, runs, versions
 from tests.support.pkgindex import PackageIndex, build_wheel
@@ -110,6 +111,10 @@ def test_a_dev_cap_on_a_base_package_takes_the_rounds_and_fails_as_they_do(
     assert (f"requirements/dev.in:2 '{n.tool}<8' holds {n.tool} below the version uv tries first on base's own "
             f"inputs (9.2.0): {FALLBACK}") in said
     assert str(fast_error.value) == str(rounds_error.value)
+    # uv's own words (`Because you require tool<8 and tool==9.2.0`) read as pip's: the lines and the lock.
+    assert (f"package {n.tool}: layer dev needs {n.tool}<8 (requirements/dev.in:2), the lower layer's lock "
+            f"requirements/base.txt (as locked in this run) pins {n.tool}==9.2.0") in str(fast_error.value)
+    assert "nox -s lock -- --move-lower" in str(fast_error.value.fix)
     assert project.snapshot() == {}
 
 
@@ -182,3 +187,18 @@ def test_a_find_links_folder_is_read_beside_the_index_and_a_second_index_skips_t
     fast, rounds, _ = lock_both_ways(two, tmp_path / "b", monkeypatch)
     assert f"uv's one run is proven on a lock that reads one index, and this one reads more: {FALLBACK}" in fast
     assert runs(fast) == runs(rounds) == 3
+
+
+def test_uvs_derivation_is_restated_as_pips_conflict_block_and_an_unread_one_adds_nothing() -> None:
+    kept = {"tool": Pin("tool", "9.2.0", ()), "web": Pin("web", "1.0", ())}
+    said = ("error: No solution found when resolving dependencies\n  cause: Because plugin==1.1 depends on "
+            "util>=1.0, <2 and you require util>=2, we can conclude that you require plugin!=1.1.\n"
+            "         And because you require tool<8 and tool==9.2.0, we can conclude that your requirements "
+            "are unsatisfiable.\n")
+    assert uvsays.restated(said, kept) == said.rstrip() + (
+        "\n\nThe conflict is caused by:\n    The user requested util>=2\n    The user requested tool<8\n"
+        "    The user requested (constraint) tool==9.2.0\n    plugin 1.1 depends on util>=1.0,<2\n\n")
+    other = "error: Failed to fetch: `http://127.0.0.1:1/simple/tool/`\n"
+    assert uvsays.restated(other, kept) == other
+    assert uvsays.restated("error: No solution found when resolving dependencies\n  cause: odd\n", kept).count(
+        "The conflict is caused by") == 0

@@ -45,6 +45,7 @@ _NO_VERSION = re.compile(r"Could not find a version that (?:matches|satisfies th
 _NONE = "(from versions: none)"
 _IGNORED = "Ignored the following"
 _ERROR = re.compile(r"^\s*(ERROR|Error|error):")
+_CAUSE = re.compile(r"^\s*(cause|hint|help):")  # uv's lines under its error: why, and what to try
 _TRACE = ("Traceback", "The above exception", "During handling")
 _HASHES_DIFFER = "DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE"
 _MISMATCHED = re.compile(r"^\s+(?P<name>[A-Za-z0-9][\w.-]*)==(?P<version>\S+) from \S+")
@@ -53,7 +54,8 @@ _UNAVAILABLE = "have no matching distributions available for your environment"
 
 
 def explain(
-    output: str, graph: LayerGraph, *, probe: Probe | None = None, kept_at: Mapping[str, str] | None = None
+    output: str, graph: LayerGraph, *, probe: Probe | None = None, kept_at: Mapping[str, str] | None = None,
+    tool: str = "pip-compile",
 ) -> str:
     """A message naming each package in conflict and which layer asked for what, without a trace.
 
@@ -70,8 +72,9 @@ def explain(
             return explainer.message(lines)
     # Otherwise show pip's ERROR lines, else the exception pip-compile died of: the trace above it
     # shows pip-tools' internals, not the user's files.
-    summary = [raw.strip() for raw in output.splitlines() if _ERROR.match(raw)] or _exception(output)
-    return "pip-compile could not lock the layers:\n    " + _bounded(summary, "\n    ") + (
+    summary = [raw.strip() for raw in output.splitlines() if _ERROR.match(raw) or _CAUSE.match(raw)]
+    summary = summary or _exception(output)
+    return f"{tool} could not lock the layers:\n    " + _bounded(summary, "\n    ") + (
         "\n  fix: correct the requirement it names, then run: nox -s lock"
     )
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from deploy.config import Config
 from deploy.errors import LockError
-from deploy.lock import compiler, conflicts, network, pipreport, resolver
+from deploy.lock import compiler, conflicts, network, pipreport, resolver, uvsays
 from deploy.lock.freshness import COMPILE_OPTIONS
 from deploy.lock.layers import LayerGraph
 from deploy.lock.lockfile import Pin
@@ -84,6 +84,7 @@ class Outcome:
     output: str = ""
     env: Mapping[str, str] = field(default_factory=dict)
     report: dict[str, Any] | None = None  # pipreport.py's, when asked for and pip-compile succeeded
+    tool: str = "pip-compile"  # the resolver that ran, as a message names it
 
     def blames_kept(self, kept: Mapping[str, Pin]) -> bool:
         """Whether pip's conflict involves a settled layer's pin: `The user requested (constraint) x==1`,
@@ -151,6 +152,9 @@ def run(
             command[1:3] = ["-c", pipreport.BOOT, pipreport.__file__, REPORT_FILE, *asked]
             compiled = compiler.run(command, work, run_env, log, places=places)
         if compiled.returncode != 0:
+            if config.resolver == resolver.UV:  # uv's derivation, in the words pipsays.py reads
+                said = uvsays.restated(compiled.output, plan.kept)
+                return Outcome(None, real_places(said, work, graph), run_env, tool="uv pip compile")
             return Outcome(None, real_places(compiled.output, work, graph), run_env)
         if pages is not None:
             pages.update(_read_pages(work / PAGES_FOLDER))
@@ -265,7 +269,7 @@ def explain(outcome: Outcome, graph: LayerGraph, kept_at: Mapping[str, str] | No
     # Through a proxy, a direct connection says nothing about whether pip reached the index.
     proxied = any(outcome.env.get(key) for key in _PROXIES)
     probe = None if proxied else network.probe
-    message = conflicts.explain(outcome.output, graph, probe=probe, kept_at=kept_at)
+    message = conflicts.explain(outcome.output, graph, probe=probe, kept_at=kept_at, tool=outcome.tool)
     return hide_secrets(message, outcome.env)
 
 
