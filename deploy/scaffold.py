@@ -121,6 +121,7 @@ def init(root: Path, *, force: bool = False, source: Path | None = None, say: Sa
     if adoption.preferences:
         planned.append((folder / f"{TOP}.txt", _seed(adoption)))
     actions = [_plan(root, path, body, force) for path, body in planned]
+    kept = {path for (path, _), action in zip(planned, actions, strict=True) if isinstance(action, str)}
     if text is None:
         actions.insert(0, _plan(root, pyproject, (adoption.pyproject or "") + TOOL_TABLE, force))
     append = text is not None and "deploy" not in tool
@@ -146,14 +147,25 @@ def init(root: Path, *, force: bool = False, source: Path | None = None, say: Sa
     if (ignored := _ignore_local(root)) is not None:
         written.append(root / ".gitignore")
         say(ignored)
+    not_written = "was kept as it was, so it does not hold"
     for layer, told in adoption.told:
-        say(f"  {_shown(folder / f'{layer}.in', root)}: {told}" if layer else f"  {told}")
-    if not adoption.layers.get("test"):  # _layers gives test.in a runner of its own
+        target = folder / f"{layer}.in"
+        if layer and target in kept:  # what init read is in no file: said as a warning, never as done
+            warn(f"warning: {_shown(target, root)} {not_written} {told}; add it by hand, or rewrite the file with "
+                 "python -m deploy init --force")
+        else:
+            say(f"  {_shown(target, root)}: {told}" if layer else f"  {told}")
+    if not adoption.layers.get("test") and folder / "test.in" not in kept:  # _layers gives test.in a runner
         say(f"  {_shown(folder / 'test.in', root)}: pytest, as nothing the project declares went to the test layer "
             "(replace it with the project's test tools)")
     if adoption.preferences:
-        say(f"  {_shown(folder, root)}/{TOP}.txt: the {len(adoption.preferences)} versions of "
-            f"{adoption.preferred_from}, which the first lock keeps where the layers allow")
+        seed = folder / f"{TOP}.txt"
+        versions = f"the {len(adoption.preferences)} versions of {adoption.preferred_from}"
+        if seed in kept:
+            warn(f"warning: {_shown(seed, root)} {not_written} {versions}; rewrite it with python -m deploy init "
+                 "--force, or the first lock keeps what it holds")
+        else:
+            say(f"  {_shown(seed, root)}: {versions}, which the first lock keeps where the layers allow")
     for line in adoption.warnings:
         warn(f"warning: {line}")
     for what, layer in adoption.unadopted:

@@ -2,7 +2,8 @@
 
 One source gives the layers: `--from FILE` when given (`--from pyproject.toml`: the project's own
 declaration), else the only one there is: the project's declaration ([project], then [tool.poetry])
-or a requirements.txt. Two or more of those and no --from is a refusal naming them, as init cannot
+or a requirements.txt (also beside a [project] table that declares no requirement at all, only the
+name and version to build the app under). Two or more of those and no --from is a refusal naming them, as init cannot
 know which one the project really installs from. Every other source found is named in a warning,
 so nothing a project declares is passed over in silence.
 """
@@ -43,6 +44,11 @@ def read(root: Path, text: str | None, data: dict[str, Any] | None, chosen: Path
         return adoption
     else:
         _only_one(root, data)
+        if declared and _declares_nothing(data or {}) and (root / "requirements.txt").is_file():
+            # A [project] table there only to build the app (name, version): the frozen file is the one source.
+            freeze.read(root, root / "requirements.txt", data, adoption)
+            adoption.unadopted += _unadopted(root, data or {}, root / "requirements.txt")
+            return adoption
     if declared:
         assert data is not None
         if isinstance(project, dict):
@@ -82,6 +88,19 @@ def _only_one(root: Path, data: dict[str, Any] | None) -> None:
             fix="name it with --from, e.g. python -m deploy init --from requirements.txt (or --from pyproject.toml "
             "for the project's own declaration); the others are then listed as not adopted",
         )
+
+
+def _declares_nothing(data: dict[str, Any]) -> bool:
+    """Whether the project's declaration names no requirement init would adopt: no dependencies (nor
+    dynamic ones), optional dependencies, dependency groups, Poetry or uv dependencies."""
+    project = data.get("project") if isinstance(data.get("project"), dict) else {}
+    tool = data.get("tool") if isinstance(data.get("tool"), dict) else {}
+    assert isinstance(project, dict) and isinstance(tool, dict)
+    dynamic = project.get("dynamic")
+    dynamic = dynamic if isinstance(dynamic, list) else []
+    return not (project.get("dependencies") or project.get("optional-dependencies") or data.get("dependency-groups")
+                or "dependencies" in dynamic or "optional-dependencies" in dynamic or tool.get("poetry")
+                or (isinstance(tool.get("uv"), dict) and tool["uv"].get("dev-dependencies")))
 
 
 def _unadopted(root: Path, data: dict[str, Any], chosen: Path | None) -> list[tuple[str, str]]:
