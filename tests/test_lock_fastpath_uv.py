@@ -17,7 +17,7 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 from deploy.errors import LockError
-from deploy.lock import onerun, uvreport, uvsays
+from deploy.lock import candidates, onerun, uvreport, uvsays
 from deploy.lock.indexpage import JSON
 from deploy.lock.lockfile import Pin
 from deploy.lock.solve import lock
@@ -138,9 +138,27 @@ def test_a_package_held_back_by_an_upper_layers_package_takes_the_rounds(
     assert (versions(project, "dev")[n.util], versions(project, "dev")[n.plugin]) == ("2.0", "1.0")
 
 
+def test_a_package_held_below_its_newest_by_one_of_the_layers_own_packages_still_takes_one_run(
+    use_index: PackageIndex, names: Names, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """web caps util below 2.0 in base itself: base's own run meets that cap before it picks util,
+    whichever package comes first (uv's -v log says what each package needs)."""
+    n = names
+    _release(use_index, {n.util: []}, ("1.0", "2.0"))
+    _release(use_index, {n.web: [f"{n.util}<2"], n.server: [n.util], n.linter: []})
+    project = _project(tmp_path / "project", {
+        "base.in": f"{n.web}\n", "prod.in": f"-r base.in\n{n.server}\n", "dev.in": f"-r prod.in\n{n.linter}\n",
+    })
+
+    fast, rounds, _ = lock_both_ways(project, tmp_path, monkeypatch)
+
+    assert runs(fast) == 1 and runs(rounds) == 3
+    assert versions(project, "base")[n.util] == "1.0"
+
+
 def _first(page: tuple[str, bytes], *lines: str, pre: bool = False) -> str | None:
-    files = uvreport._files("pkg", *page)
-    return uvreport._first([Requirement(line) for line in lines], files, Version("3.11.7"), pre=pre)
+    files = candidates.files("pkg", *page)
+    return candidates.first([Requirement(line).specifier for line in lines], files, Version("3.11.7"), pre=pre)
 
 
 def test_the_version_uv_takes_first_is_read_from_the_page_erring_toward_a_newer_one() -> None:
@@ -202,3 +220,25 @@ def test_uvs_derivation_is_restated_as_pips_conflict_block_and_an_unread_one_add
     assert uvsays.restated(other, kept) == other
     assert uvsays.restated("error: No solution found when resolving dependencies\n  cause: odd\n", kept).count(
         "The conflict is caused by") == 0
+
+
+def test_what_each_package_needs_is_read_from_uvs_log_and_a_range_it_cannot_restate_is_none() -> None:
+    log = "\n".join([
+        "DEBUG Searching for a compatible version of celery[redis] (*)",
+        "DEBUG Adding transitive dependency for celery==5.7.0: vine>=5.1.0, <6.0",
+        "DEBUG Adding transitive dependency for celery==5.7.0: python-dateutil>=2.9.0.post0, <2.9.0.post0+",
+        "DEBUG Adding transitive dependency for celery==5.7.0: tzlocal*",
+        "DEBUG Adding transitive dependency for celery==5.7.0: kombu[redis]*",
+        "DEBUG Adding transitive dependency for celery==5.7.0: kombu>=5.7.0",
+        "DEBUG Adding transitive dependency for requests==2.34.2: urllib3>=1.25.4, <2.2.0 | >=2.2.0+, <3",
+        "DEBUG Adding transitive dependency for psycopg==3.3.9: typing-extensions{python_full_version < '3.13'}>=4.6",
+        "DEBUG Adding transitive dependency for psycopg==3.3.9: winlib{sys_platform == 'win32'}>=1",
+    ])
+    needs = uvreport.needs_from_log(log)
+    celery = needs[("celery", "5.7.0")]
+    assert (str(celery["vine"]), str(celery["tzlocal"])) == ("<6.0,>=5.1.0", "")
+    assert str(celery["python-dateutil"]) == "<=2.9.0.post0,>=2.9.0.post0"
+    assert str(celery["kombu"]) == ">=5.7.0", "the extra's line and the package's own both hold"
+    assert needs[("requests", "2.34.2")]["urllib3"] is None
+    assert "typing-extensions" in needs[("psycopg", "3.3.9")], "a marker true on this Python"
+    assert "winlib" not in needs[("psycopg", "3.3.9")], "a marker false here is no need"

@@ -133,7 +133,8 @@ def run(
             if (note := uv.note()) is not None:
                 log(note)
             # The extras each package is taken with: uvreport.py's evidence that a scope asks for them too.
-            argv = [*uv.argv[:3], "--no-strip-extras", *uv.argv[3:]] if plan.report is not None else uv.argv
+            # -v: what each package needs of another, which the proof reads too (uvreport.needs_from_log).
+            argv = [*uv.argv[:3], "--no-strip-extras", "-v", *uv.argv[3:]] if plan.report is not None else uv.argv
             if plan.report is not None:  # uvreport.py's parsers (packaging's) load while uv solves
                 threading.Thread(target=importlib.import_module, args=("deploy.lock.uvreport",), daemon=True).start()
             compiled = compiler.run(argv, work, run_env, log, places=places, own_env=uv.env)
@@ -165,7 +166,7 @@ def run(
             pages.read_ahead(universe)
         report: dict[str, Any] | None = None
         if uv_report:
-            report = _uv_account(config, graph, plan, universe, extras, run_env, pages)
+            report = _uv_account(config, graph, plan, universe, extras, run_env, pages, compiled.output)
         elif plan.report is not None:
             report = _read_report(work)
         return Outcome(universe, env=run_env, report=report)
@@ -178,7 +179,8 @@ def _uv_extras(path: Path) -> dict[str, frozenset[str]]:
 
 
 def _uv_account(config: Config, graph: LayerGraph, plan: Run, universe: Mapping[str, Pin],
-                extras: Mapping[str, frozenset[str]], env: Mapping[str, str], pages: Pages | None) -> dict[str, Any]:
+                extras: Mapping[str, frozenset[str]], env: Mapping[str, str], pages: Pages | None,
+                said: str) -> dict[str, Any]:
     """uvreport.py's account of a joint uv run (what pipreport.py gives for pip), from the pages the
     pylock step reads anyway; whatever fails is an error, and the rounds run."""
     from deploy.lock import pylocks, uvreport
@@ -205,7 +207,7 @@ def _uv_account(config: Config, graph: LayerGraph, plan: Run, universe: Mapping[
 
         try:
             return uvreport.account(plan.report, uvreport.lines_reader(graph, plan.kept.values()), universe, extras,
-                                    page_of, folders, pre=pre, fresh=plan.fresh)
+                                    page_of, folders, uvreport.needs_from_log(said), pre=pre, fresh=plan.fresh)
         except Exception as exc:  # any surprise on a page or in a line means: no shortcut, the rounds run
             return {"error": f"{type(exc).__name__}: {exc}"}
 

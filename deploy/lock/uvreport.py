@@ -22,7 +22,11 @@ from the joint run's output and the index pages the pylock step reads anyway:
     sdist, not yanked (unless a line pins it with `==`), whose Requires-Python does not exclude
     this Python by a lower bound (uv reads only those); a wheel's tags are not read, so any wheel
     counts. Pre-releases count when a line on the name mentions one or --pre/--prerelease is set.
-    Each rule errs toward a newer `first`, which can only fail the proof and run the rounds.
+    A package no line of the scope names is known to uv only once a package that needs it is
+    decided; so when, for each package of the scope that needs it, the newest version that one's
+    requirement allows (as uv's -v log gives it) is the joint's, `first` is the joint's
+    (_after_a_parent). Each rule errs toward a newer `first`, which can only fail the proof and run
+    the rounds.
 
 Only a lock that reads one index is accounted for (uv's --index-strategy unsafe-best-match weighs
 every index's candidates); the files of its find-links folders are candidates beside the page's.
@@ -30,30 +34,25 @@ every index's candidates); the files of its find-links folders are candidates be
 
 from __future__ import annotations
 
-import functools
-import json
 import platform
 import re
-import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+from packaging.markers import InvalidMarker, Marker, UndefinedComparison, UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
-from deploy.lock.indexpage import JSON
+from deploy.lock import candidates
 from deploy.lock.lockfile import Pin
 from deploy.lock.reqfile import canonical, logical_lines
 
-# A package's versions, each with the Requires-Python and yanked state of each of its files.
-Files = dict[Version, list[tuple[str | None, bool]]]
+_NEED = re.compile(
+    r"^DEBUG Adding transitive dependency for (?P<parent>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(?P<version>\S+): "
+    r"(?P<child>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?(?:\{(?P<marker>[^}]*)\})?(?P<range>.*)$", re.MULTILINE)
 _EXTRAS = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\[(?P<extras>[^\]]*)\](?P<rest>==\S*)", re.MULTILINE)
-# What uv takes from an index page (it skips .egg, .exe and the rest).
-_SDIST = (".tar.gz", ".zip", ".tar.bz2", ".tar.lz", ".tar.lzma", ".tar.xz", ".tar.zst", ".tar", ".tbz", ".tgz",
-          ".tlz", ".txz")
 
 
 def strip_extras(path: Path) -> dict[str, frozenset[str]]:
@@ -77,6 +76,7 @@ def account(
     extras: Mapping[str, frozenset[str]],
     page_of: Callable[[str], tuple[str, bytes]],
     folders: Sequence[Path] = (),
+    needs: Mapping[tuple[str, str], Mapping[str, SpecifierSet | None]] | None = None,
     *,
     pre: bool = False,
     fresh: bool = False,
@@ -85,17 +85,18 @@ def account(
 
     `lines_of(layers)` gives the requirement lines and the constraint lines (kept pins included) of
     a run over those layers; `page_of(name)` the index's page of a package, to which the files of
-the find-links `folders` are added (their Requires-Python unread: each counts); `pre` whether --pre or
-    --prerelease is set; `fresh` whether the run takes no preferences (--upgrade).
+    the find-links `folders` are added (their Requires-Python unread: each counts); `needs` what each
+    package at its version needs of another, as uv's log said it (needs_from_log); `pre` whether --pre
+    or --prerelease is set; `fresh` whether the run takes no preferences (--upgrade).
     """
     python = Version(platform.python_version())
     report: dict[str, Any] = {}
-    read: dict[str, Files] = {}  # each page parsed once, whatever the scopes
+    read: dict[str, candidates.Files] = {}  # each page parsed once, whatever the scopes
     local = [entry.name for folder in folders if folder.is_dir() for entry in folder.iterdir() if entry.is_file()]
 
-    def listed(name: str) -> Files:
+    def listed(name: str) -> candidates.Files:
         if name not in read:
-            read[name] = _group(name, _listed(*page_of(name)) + _local(name, local))
+            read[name] = candidates.group(name, candidates.listed(*page_of(name)) + candidates.local(name, local))
         return read[name]
 
     for scope_name, scope in scopes.items():
@@ -123,14 +124,66 @@ the find-links `folders` are added (their Requires-Python unread: each counts); 
             if seed is not None and all(req.specifier.contains(seed, prereleases=True) for req in every):
                 first: str | None = seed
             else:
-                plain = [req for req in mine if canonical(req.name) == name and not req.extras]
-                plain += [req for req in held if canonical(req.name) == name]
-                first = _first(plain, listed(name), python, pre=pre or any(req.specifier.prereleases for req in every))
-            if first is not None and first != picked and _same(first, picked):
+                plain = [req.specifier for req in mine if canonical(req.name) == name and not req.extras]
+                plain += [req.specifier for req in held if canonical(req.name) == name]
+                allow = pre or any(req.specifier.prereleases for req in every)
+                first = candidates.first(plain, listed(name), python, pre=allow)
+                if first != picked and not allow and name not in starts and needs is not None:
+                    first = _after_a_parent(name, picked, first, plain, closure, universe, needs, listed(name), python)
+            if first is not None and first != picked and candidates.same(first, picked):
                 first = picked
             packages[name] = {"picked": picked, "first": first}
         report[scope_name] = packages
     return {"scopes": report}
+
+
+def needs_from_log(text: str) -> dict[tuple[str, str], dict[str, SpecifierSet | None]]:
+    """(package, version) -> what it needs of each other package, from uv's -v log (`DEBUG Adding
+    transitive dependency for celery==5.7.0: vine>=5.1.0, <6.0`; the lines of a package's extras are
+    its own, which is sound where the scope takes it with the same extras, as (a) checks).
+
+    A range this cannot restate (a union `… | …`) is None, as is a name needed twice with two of
+    them; a dependency whose marker is false here is no need. A line it cannot read is left out: the
+    package then has no known need of that name, and the proof goes without it.
+    """
+    found: dict[tuple[str, str], dict[str, SpecifierSet | None]] = {}
+    for match in _NEED.finditer(text):
+        marker = match.group("marker")
+        try:
+            if marker and not Marker(marker).evaluate():
+                continue
+        except (InvalidMarker, UndefinedComparison, UndefinedEnvironmentName):
+            continue
+        key = (canonical(match.group("parent")), match.group("version"))
+        child = canonical(match.group("child"))
+        cap = _range(match.group("range").strip())
+        wants = found.setdefault(key, {})
+        if child not in wants:
+            wants[child] = cap
+        else:  # the package's own line and one of an extra's: both hold
+            known = wants[child]
+            wants[child] = None if known is None or cap is None else known & cap
+    return found
+
+
+def _range(text: str) -> SpecifierSet | None:
+    """uv's range (`>=1.0, <2`, `==5.7.0`, `*`) as a specifier; `<V+` (below every local version of
+    V's) as `<=V`; None for what it cannot restate exactly."""
+    if text == "*":
+        return SpecifierSet()
+    if "|" in text:
+        return None
+    clauses = []
+    for clause in text.split(", "):
+        if clause.startswith("<") and clause.endswith("+") and not clause.startswith("<="):
+            clause = "<=" + clause[1:-1]
+        if "+" in clause or not re.fullmatch(r"(?:==|!=|<=|>=|<|>)[0-9][0-9A-Za-z.!]*(?:\.\*)?", clause):
+            return None
+        clauses.append(clause)
+    try:
+        return SpecifierSet(",".join(clauses))
+    except InvalidSpecifier:
+        return None
 
 
 def _parse(text: str) -> Requirement:
@@ -181,127 +234,25 @@ def _accounted(closure: set[str], universe: Mapping[str, Pin], extras: Mapping[s
     return trusted == doubtful
 
 
-def _first(plain: Sequence[Requirement], files: Files, python: Version, *, pre: bool) -> str | None:
-    """The newest version of a package's `files` uv could take under `plain` alone (see the docstring), or None."""
-    specifier = SpecifierSet()
-    for req in plain:
-        specifier &= req.specifier
-    exact = any(spec.operator in ("==", "===") for spec in specifier)
-    allow = pre or specifier.prereleases is True  # a line naming a pre-release lets them in, as in uv
-    for version in sorted(files, reverse=True):
-        usable = any((exact or not yanked) and _admits(requires, python) for requires, yanked in files[version])
-        if usable and specifier.contains(version, prereleases=allow):
-            return str(version)
-    return None
+def _after_a_parent(name: str, picked: str, first: str | None, plain: Sequence[SpecifierSet], closure: set[str],
+                    universe: Mapping[str, Pin], needs: Mapping[tuple[str, str], Mapping[str, SpecifierSet | None]],
+                    files: candidates.Files, python: Version) -> str | None:
+    """`picked` when every package of the scope that needs `name` holds it there on its own.
 
-
-@functools.lru_cache(maxsize=1024)
-def _admits(requires_python: str | None, python: Version) -> bool:
-    """False only when a lower bound of Requires-Python leaves this Python out (uv reads no other)."""
-    if not requires_python:
-        return True
-    try:
-        specifier = SpecifierSet(requires_python)
-    except InvalidSpecifier:
-        return True
-    for spec in specifier:
-        if spec.operator in (">=", ">") and not spec.contains(python, prereleases=True):
-            return False
-        if spec.operator == "~=" and python < Version(spec.version):
-            return False
-    return True
-
-
-def _same(one: str, other: str) -> bool:
-    try:
-        return Version(one) == Version(other)
-    except InvalidVersion:
-        return False
-
-
-def _files(name: str, content_type: str, body: bytes) -> Files:
-    """Each version of `name` its page lists, with the Requires-Python and yanked state of each of its files."""
-    return _group(name, _listed(content_type, body))
-
-
-def _local(name: str, filenames: Sequence[str]) -> list[tuple[str, str | None, bool]]:
-    """The files of a find-links folder that are `name`'s (a wheel's own name is read here, as a
-    folder holds many projects; an sdist's in _version_text)."""
-    return [(filename, None, False) for filename in filenames
-            if not filename.endswith(".whl") or canonical(filename.split("-", 1)[0]) == name]
-
-
-def _group(name: str, listed: Sequence[tuple[str, str | None, bool]]) -> Files:
-    """Each version of `name` among `listed` files, with the Requires-Python and yanked state of each
-    of its wheels and sdists (a version is parsed once however many files it has: PyPI lists thousands)."""
-    grouped: dict[str, list[tuple[str | None, bool]]] = {}
-    for filename, requires_python, yanked in listed:
-        text = _version_text(name, filename)
-        if text is not None:
-            grouped.setdefault(text, []).append((requires_python, yanked))
-    found: Files = {}
-    for text, files in grouped.items():
-        try:
-            found.setdefault(Version(text), []).extend(files)
-        except InvalidVersion:
-            continue  # uv skips a file whose version does not parse
-    return found
-
-
-def _listed(content_type: str, body: bytes) -> list[tuple[str, str | None, bool]]:
-    if content_type.split(";")[0].strip() == JSON:
-        data = json.loads(body)
-        entries = data.get("files") if isinstance(data, dict) else None
-        if not isinstance(entries, list):
-            raise ValueError("a JSON index page without a list of files")
-        return [(str(entry.get("filename", "")), entry.get("requires-python") or None,
-                 entry.get("yanked") is True or bool(isinstance(entry.get("yanked"), str) and entry["yanked"]))
-                for entry in entries if isinstance(entry, dict)]
-    parser = _Anchors()
-    parser.feed(body.decode("utf-8", "replace"))
-    return parser.found
-
-
-class _Anchors(HTMLParser):
-    """Each anchor of a PEP 503 page: its file name, data-requires-python and whether data-yanked is set."""
-
-    def __init__(self) -> None:
-        super().__init__()  # convert_charrefs: attribute values and text come unescaped
-        self.found: list[tuple[str, str | None, bool]] = []
-        self._open: dict[str, str | None] | None = None
-        self._text: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            self._open, self._text = dict(attrs), []
-
-    def handle_data(self, data: str) -> None:
-        if self._open is not None:
-            self._text.append(data)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "a" and self._open is not None:
-            href = self._open.get("href") or ""
-            filename = "".join(self._text).strip() or urllib.parse.unquote(
-                urllib.parse.urlsplit(href).path.rsplit("/", 1)[-1])
-            self.found.append((filename, self._open.get("data-requires-python"), "data-yanked" in self._open))
-            self._open = None
-
-
-def _version_text(name: str, filename: str) -> str | None:
-    """The version a wheel's or an sdist's file name gives, or None for a file uv would not take."""
-    if filename.endswith(".whl"):
-        parts = filename[:-4].split("-")
-        return parts[1] if len(parts) in (5, 6) else None
-    stem = next((filename[: -len(ext)] for ext in _SDIST if filename.endswith(ext)), None)
-    if stem is None:
-        return None
-    if stem[len(name):len(name) + 1] == "-" and canonical(stem[:len(name)]) == name:
-        return stem[len(name) + 1:]  # the name as the project spells it, most often
-    for at in (i for i, char in enumerate(stem) if char == "-"):
-        if canonical(stem[:at]) == name:
-            return stem[at + 1:]
-    return None
+    A package no line of the scope names becomes known to uv's run only when a package needing it
+    is decided (at the joint's version, by the proof below it), so the range uv picks it from lies
+    within that one's requirement and the scope's constraints: when the newest version each of them
+    allows is the joint's, uv takes it whichever parent came first. Else `first`, unchanged.
+    """
+    parents = [canonical(reason) for reason in universe[name].via if not reason.startswith("-")
+               and canonical(reason) in closure]
+    if not parents or any(version.local for version in files):
+        return first  # a local version is where uv's `<1.0+` and packaging's `<=1.0` part
+    for parent in parents:
+        cap = needs.get((parent, universe[parent].version), {}).get(name)
+        if cap is None or candidates.first([*plain, cap], files, python, pre=False) != picked:
+            return first
+    return picked
 
 
 def lines_reader(graph: Any, kept: Iterable[Pin]) -> Callable[[Sequence[str]], tuple[list[str], list[str]]]:

@@ -1,0 +1,152 @@
+"""The versions an index page (and a find-links folder) offers uv, and the one uv takes first under a specifier.
+
+uvreport.py asks, for each package of a layer, which version uv's own run of that layer would
+take: the newest one the layer's lines allow that uv could take at all. What uv takes is a wheel or
+an sdist (it skips .egg and .exe files), not yanked unless a line pins it with `==`, whose
+Requires-Python does not exclude this Python by a lower bound (uv reads no upper bound); a wheel's
+tags are not read, so any wheel counts. Each rule errs toward a newer version, which can only make
+the proof fail.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import urllib.parse
+from collections.abc import Sequence
+from html.parser import HTMLParser
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from deploy.lock.indexpage import JSON
+from deploy.lock.reqfile import canonical
+
+# What uv takes from an index page (it skips .egg, .exe and the rest).
+_SDIST = (".tar.gz", ".zip", ".tar.bz2", ".tar.lz", ".tar.lzma", ".tar.xz", ".tar.zst", ".tar", ".tbz", ".tgz",
+          ".tlz", ".txz")
+# A package's versions, each with the Requires-Python and yanked state of each of its files.
+Files = dict[Version, list[tuple[str | None, bool]]]
+
+
+def first(plain: Sequence[SpecifierSet], files: Files, python: Version, *, pre: bool) -> str | None:
+    """The newest version of a package's `files` uv could take under `plain` alone (see the docstring), or None."""
+    specifier = SpecifierSet()
+    for one in plain:
+        specifier &= one
+    exact = any(spec.operator in ("==", "===") for spec in specifier)
+    allow = pre or specifier.prereleases is True  # a line naming a pre-release lets them in, as in uv
+    for version in sorted(files, reverse=True):
+        usable = any((exact or not yanked) and _admits(requires, python) for requires, yanked in files[version])
+        if usable and specifier.contains(version, prereleases=allow):
+            return str(version)
+    return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _admits(requires_python: str | None, python: Version) -> bool:
+    """False only when a lower bound of Requires-Python leaves this Python out (uv reads no other)."""
+    if not requires_python:
+        return True
+    try:
+        specifier = SpecifierSet(requires_python)
+    except InvalidSpecifier:
+        return True
+    for spec in specifier:
+        if spec.operator in (">=", ">") and not spec.contains(python, prereleases=True):
+            return False
+        if spec.operator == "~=" and python < Version(spec.version):
+            return False
+    return True
+
+
+def same(one: str, other: str) -> bool:
+    try:
+        return Version(one) == Version(other)
+    except InvalidVersion:
+        return False
+
+
+def files(name: str, content_type: str, body: bytes) -> Files:
+    """Each version of `name` its page lists, with the Requires-Python and yanked state of each of its files."""
+    return group(name, listed(content_type, body))
+
+
+def local(name: str, filenames: Sequence[str]) -> list[tuple[str, str | None, bool]]:
+    """The files of a find-links folder that are `name`'s (a wheel's own name is read here, as a
+    folder holds many projects; an sdist's in _version_text)."""
+    return [(filename, None, False) for filename in filenames
+            if not filename.endswith(".whl") or canonical(filename.split("-", 1)[0]) == name]
+
+
+def group(name: str, listed: Sequence[tuple[str, str | None, bool]]) -> Files:
+    """Each version of `name` among `listed` files, with the Requires-Python and yanked state of each
+    of its wheels and sdists (a version is parsed once however many files it has: PyPI lists thousands)."""
+    grouped: dict[str, list[tuple[str | None, bool]]] = {}
+    for filename, requires_python, yanked in listed:
+        text = _version_text(name, filename)
+        if text is not None:
+            grouped.setdefault(text, []).append((requires_python, yanked))
+    found: Files = {}
+    for text, files in grouped.items():
+        try:
+            found.setdefault(Version(text), []).extend(files)
+        except InvalidVersion:
+            continue  # uv skips a file whose version does not parse
+    return found
+
+
+def listed(content_type: str, body: bytes) -> list[tuple[str, str | None, bool]]:
+    if content_type.split(";")[0].strip() == JSON:
+        data = json.loads(body)
+        entries = data.get("files") if isinstance(data, dict) else None
+        if not isinstance(entries, list):
+            raise ValueError("a JSON index page without a list of files")
+        return [(str(entry.get("filename", "")), entry.get("requires-python") or None,
+                 entry.get("yanked") is True or bool(isinstance(entry.get("yanked"), str) and entry["yanked"]))
+                for entry in entries if isinstance(entry, dict)]
+    parser = _Anchors()
+    parser.feed(body.decode("utf-8", "replace"))
+    return parser.found
+
+
+class _Anchors(HTMLParser):
+    """Each anchor of a PEP 503 page: its file name, data-requires-python and whether data-yanked is set."""
+
+    def __init__(self) -> None:
+        super().__init__()  # convert_charrefs: attribute values and text come unescaped
+        self.found: list[tuple[str, str | None, bool]] = []
+        self._open: dict[str, str | None] | None = None
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self._open, self._text = dict(attrs), []
+
+    def handle_data(self, data: str) -> None:
+        if self._open is not None:
+            self._text.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._open is not None:
+            href = self._open.get("href") or ""
+            filename = "".join(self._text).strip() or urllib.parse.unquote(
+                urllib.parse.urlsplit(href).path.rsplit("/", 1)[-1])
+            self.found.append((filename, self._open.get("data-requires-python"), "data-yanked" in self._open))
+            self._open = None
+
+
+def _version_text(name: str, filename: str) -> str | None:
+    """The version a wheel's or an sdist's file name gives, or None for a file uv would not take."""
+    if filename.endswith(".whl"):
+        parts = filename[:-4].split("-")
+        return parts[1] if len(parts) in (5, 6) else None
+    stem = next((filename[: -len(ext)] for ext in _SDIST if filename.endswith(ext)), None)
+    if stem is None:
+        return None
+    if stem[len(name):len(name) + 1] == "-" and canonical(stem[:len(name)]) == name:
+        return stem[len(name) + 1:]  # the name as the project spells it, most often
+    for at in (i for i, char in enumerate(stem) if char == "-"):
+        if canonical(stem[:at]) == name:
+            return stem[at + 1:]
+    return None
