@@ -49,6 +49,8 @@ from deploy.lock import candidates
 from deploy.lock.lockfile import Pin
 from deploy.lock.reqfile import canonical, logical_lines
 
+# (package, version) -> name -> each range it needs that one in (None: a range not restated), from uv's log.
+Needs = dict[tuple[str, str], dict[str, list[SpecifierSet | None]]]
 _NEED = re.compile(
     r"^DEBUG Adding transitive dependency for (?P<parent>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(?P<version>\S+): "
     r"(?P<child>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?(?:\{(?P<marker>[^}]*)\})?(?P<range>.*)$", re.MULTILINE)
@@ -76,7 +78,7 @@ def account(
     extras: Mapping[str, frozenset[str]],
     page_of: Callable[[str], tuple[str, bytes]],
     folders: Sequence[Path] = (),
-    needs: Mapping[tuple[str, str], Mapping[str, SpecifierSet | None]] | None = None,
+    needs: Needs | None = None,
     *,
     pre: bool = False,
     fresh: bool = False,
@@ -137,16 +139,18 @@ def account(
     return {"scopes": report}
 
 
-def needs_from_log(text: str) -> dict[tuple[str, str], dict[str, SpecifierSet | None]]:
-    """(package, version) -> what it needs of each other package, from uv's -v log (`DEBUG Adding
-    transitive dependency for celery==5.7.0: vine>=5.1.0, <6.0`; the lines of a package's extras are
-    its own, which is sound where the scope takes it with the same extras, as (a) checks).
+def needs_from_log(text: str) -> Needs:
+    """(package, version) -> each range it needs another package in, from uv's -v log (`DEBUG Adding
+    transitive dependency for celery==5.7.0: vine>=5.1.0, <6.0`). The lines of a package's extras
+    are logged under its own name and kept beside its own: uv decides a package and each of its
+    extras apart, so any one of them may be the first to ask (the extras are the scope's own, as (a)
+    checks).
 
-    A range this cannot restate (a union `… | …`) is None, as is a name needed twice with two of
-    them; a dependency whose marker is false here is no need. A line it cannot read is left out: the
-    package then has no known need of that name, and the proof goes without it.
+    A range this cannot restate (a union `… | …`) is None; a dependency whose marker is false here
+    is no need. A line it cannot read is left out: that package then has no known need of that
+    name, and the proof goes without it.
     """
-    found: dict[tuple[str, str], dict[str, SpecifierSet | None]] = {}
+    found: Needs = {}
     for match in _NEED.finditer(text):
         marker = match.group("marker")
         try:
@@ -155,14 +159,8 @@ def needs_from_log(text: str) -> dict[tuple[str, str], dict[str, SpecifierSet | 
         except (InvalidMarker, UndefinedComparison, UndefinedEnvironmentName):
             continue
         key = (canonical(match.group("parent")), match.group("version"))
-        child = canonical(match.group("child"))
-        cap = _range(match.group("range").strip())
-        wants = found.setdefault(key, {})
-        if child not in wants:
-            wants[child] = cap
-        else:  # the package's own line and one of an extra's: both hold
-            known = wants[child]
-            wants[child] = None if known is None or cap is None else known & cap
+        found.setdefault(key, {}).setdefault(canonical(match.group("child")), []).append(
+            _range(match.group("range").strip()))
     return found
 
 
@@ -235,7 +233,7 @@ def _accounted(closure: set[str], universe: Mapping[str, Pin], extras: Mapping[s
 
 
 def _after_a_parent(name: str, picked: str, first: str | None, plain: Sequence[SpecifierSet], closure: set[str],
-                    universe: Mapping[str, Pin], needs: Mapping[tuple[str, str], Mapping[str, SpecifierSet | None]],
+                    universe: Mapping[str, Pin], needs: Needs,
                     files: candidates.Files, python: Version) -> str | None:
     """`picked` when every package of the scope that needs `name` holds it there on its own.
 
@@ -249,9 +247,10 @@ def _after_a_parent(name: str, picked: str, first: str | None, plain: Sequence[S
     if not parents or any(version.local for version in files):
         return first  # a local version is where uv's `<1.0+` and packaging's `<=1.0` part
     for parent in parents:
-        cap = needs.get((parent, universe[parent].version), {}).get(name)
-        if cap is None or candidates.first([*plain, cap], files, python, pre=False) != picked:
-            return first
+        caps = needs.get((parent, universe[parent].version), {}).get(name) or [None]
+        for cap in caps:  # the package's own need and each extra's: any one may come first
+            if cap is None or candidates.first([*plain, cap], files, python, pre=False) != picked:
+                return first
     return picked
 
 
