@@ -66,9 +66,10 @@ def run(
     live: TextIO | None = None,
     every: float = 5.0,
     own_env: Mapping[str, str] | None = None,
+    heard: Callable[[str], None] | None = None,
 ) -> Compiled:
     """One pip-compile run on its own: `Compiler(env, log, live=, every=).run(command, work, places=)`."""
-    return Compiler(env, log, live=live, every=every).run(command, work, places=places, own_env=own_env)
+    return Compiler(env, log, live=live, every=every).run(command, work, places=places, own_env=own_env, heard=heard)
 
 
 class Compiler:
@@ -95,12 +96,13 @@ class Compiler:
             self.log(line)
 
     def run(self, command: Sequence[str], work: Path, *, places: Callable[[str], str] | None = None,
-            own_env: Mapping[str, str] | None = None) -> Compiled:
+            own_env: Mapping[str, str] | None = None, heard: Callable[[str], None] | None = None) -> Compiled:
         """Run pip-compile (`command[0]` is the Python it runs in) in `work`; return what it said.
 
         `places` rewrites a warning before it is shown (the temporary layer copies named by the
         user's files). `own_env`: a resolver that is not pip (uv) runs in the environment
         resolver.command made for it, with neither pip's isolation nor pip's version check.
+        `heard` is given each line of output as it comes (uv's -v log names each package it picks).
         """
         checking: Callable[[], None] | None = None
         if own_env is None:
@@ -120,7 +122,7 @@ class Compiler:
             if checking is not None:
                 checking()  # pip-compile starts meanwhile; a pip too old ends it, its output unread
                 _PIP_CHECKED.add(checked)
-            out, err = _follow(proc, progress, ticker, self.say)
+            out, err = _follow(proc, progress, ticker, self.say, heard)
             proc.wait()
         except BaseException:
             # A terminal's Ctrl-C reaches only us (pip-compile is in a session of its own), so pip
@@ -138,7 +140,8 @@ class Compiler:
         return Compiled(proc.returncode, err + out, list(progress.warnings), list(progress.indexes))
 
 
-def _follow(proc: subprocess.Popen[bytes], progress: Progress, ticker: Ticker, say: Log) -> tuple[str, str]:
+def _follow(proc: subprocess.Popen[bytes], progress: Progress, ticker: Ticker, say: Log,
+            heard: Callable[[str], None] | None = None) -> tuple[str, str]:
     """Read both pipes until both end (neither can fill up and block pip-compile), line by line."""
     assert proc.stdout is not None and proc.stderr is not None
     texts: dict[int, list[str]] = {proc.stdout.fileno(): [], proc.stderr.fileno(): []}
@@ -162,6 +165,8 @@ def _follow(proc: subprocess.Popen[bytes], progress: Progress, ticker: Ticker, s
                     lines.append(partial[fd])
                 for line in lines:
                     changed |= progress.read(line)
+                    if heard is not None:
+                        heard(line)
                     for url in progress.indexes[announced:]:
                         ticker.clear()
                         say(f"index: {inert(redact(url))}")

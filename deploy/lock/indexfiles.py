@@ -29,6 +29,7 @@ from deploy.lock.pylock import Artifact
 from deploy.lock.reqfile import canonical, clip
 
 if TYPE_CHECKING:
+    import ssl
     import urllib.request  # a lock whose solve read every page it needs never loads it (nor ssl)
 
 PYPI = "https://pypi.org/simple"
@@ -152,6 +153,7 @@ def fetcher(
     known = {_public(url): page for url, page in (read or {}).items()}
     started = {_public(url): future for url, future in (pending or {}).items()}
     opened: list[Callable[[urllib.request.Request], tuple[str, bytes]]] = []
+    opening = threading.Lock()  # ReadAhead's eight threads start at once: one opener (and CA load), not eight
 
     def fetch(url: str) -> tuple[str, bytes]:
         if (page := known.get(_public(url))) is not None:
@@ -160,8 +162,9 @@ def fetcher(
             return future.result()
         import urllib.request
 
-        if not opened:
-            opened.append(_opener(env))
+        with opening:
+            if not opened:
+                opened.append(_opener(env))
         # The project's own index, read as pip reads it (http or https), a `user:token@` in its URL
         # sent as basic authentication (to that host only: an unredirected header).
         parts = urllib.parse.urlsplit(url)
@@ -177,27 +180,46 @@ def fetcher(
 
 
 def _opener(env: Mapping[str, str]) -> Callable[[urllib.request.Request], tuple[str, bytes]]:
-    import ssl
     import urllib.request
 
-    try:
-        context = ssl.create_default_context(cafile=env.get("PIP_CERT") or None)
-        if env.get("PIP_CLIENT_CERT"):
-            context.load_cert_chain(env["PIP_CLIENT_CERT"])
-    except OSError as exc:  # ssl.SSLError is one
-        raise LockError(f"PIP_CERT or PIP_CLIENT_CERT: cannot be used to read the index ({clip(str(exc))})",
+    contexts: list[ssl.SSLContext] = []
+    openers: list[urllib.request.OpenerDirector] = []
+    making = threading.Lock()
+
+    def context() -> ssl.SSLContext:
+        """The TLS settings, made on the first https page (loading the CA bundle takes tens of ms)."""
+        import ssl
+
+        with making:
+            if not contexts:
+                try:
+                    made = ssl.create_default_context(cafile=env.get("PIP_CERT") or None)
+                    if env.get("PIP_CLIENT_CERT"):
+                        made.load_cert_chain(env["PIP_CLIENT_CERT"])
+                    contexts.append(made)
+                except OSError as exc:  # ssl.SSLError is one
+                    raise LockError(
+                        f"PIP_CERT or PIP_CLIENT_CERT: cannot be used to read the index ({clip(str(exc))})",
                         fix="point them at readable PEM files, or unset them, then run: nox -s lock") from None
-    handlers: list[urllib.request.BaseHandler] = [urllib.request.HTTPSHandler(context=context)]
-    if env.get("PIP_PROXY"):
-        handlers.append(urllib.request.ProxyHandler({"http": env["PIP_PROXY"], "https": env["PIP_PROXY"]}))
-    opener = urllib.request.build_opener(*handlers)
+        return contexts[0]
+
+    def opener() -> urllib.request.OpenerDirector:
+        """urllib's way, for a proxy and a redirect: made once."""
+        handlers: list[urllib.request.BaseHandler] = [urllib.request.HTTPSHandler(context=context())]
+        if env.get("PIP_PROXY"):
+            handlers.append(urllib.request.ProxyHandler({"http": env["PIP_PROXY"], "https": env["PIP_PROXY"]}))
+        with making:
+            if not openers:
+                openers.append(urllib.request.build_opener(*handlers))
+        return openers[0]
+
     try:
         timeout = float(env.get("PIP_DEFAULT_TIMEOUT") or env.get("PIP_TIMEOUT") or 60)
     except ValueError:
         timeout = 60.0
 
     def open_page(request: urllib.request.Request) -> tuple[str, bytes]:
-        with opener.open(request, timeout=timeout) as response:
+        with opener().open(request, timeout=timeout) as response:
             return _page(response.headers.get("Content-Type", "text/html"), response.headers.get("Content-Encoding"),
                          response.read(_PAGE_LIMIT + 1))
 
@@ -221,7 +243,7 @@ def _opener(env: Mapping[str, str]) -> Callable[[urllib.request.Request], tuple[
         for attempt in (1, 2):  # a kept connection the server has since closed fails once
             connection = connections.get((parts.scheme, parts.netloc))
             if connection is None:
-                connection = (http.client.HTTPSConnection(parts.netloc, timeout=timeout, context=context)
+                connection = (http.client.HTTPSConnection(parts.netloc, timeout=timeout, context=context())
                               if parts.scheme == "https" else http.client.HTTPConnection(parts.netloc, timeout=timeout))
                 connections[(parts.scheme, parts.netloc)] = connection
             try:

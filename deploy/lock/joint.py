@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib
 import json
 import os
@@ -50,6 +51,7 @@ class Pages(dict[str, tuple[str, bytes]]):
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|CREDENTIAL|API_?KEY|AUTH|PRIVATE|SESSION", re.IGNORECASE)
 _CONSTRAINT = re.compile(
     r"The user requested \(constraint\) (?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?P<spec>\S*(?: and [<>=!~]\S*)*)")
+_SELECTING = "DEBUG Selecting: "  # uv -v: `DEBUG Selecting: celery==5.7.0 [compatible] (celery-5.7.0-py3-none-any.whl)`
 _PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
 
@@ -137,7 +139,9 @@ def run(
             argv = [*uv.argv[:3], "--no-strip-extras", "-v", *uv.argv[3:]] if plan.report is not None else uv.argv
             if plan.report is not None:  # uvreport.py's parsers (packaging's) load while uv solves
                 threading.Thread(target=importlib.import_module, args=("deploy.lock.uvreport",), daemon=True).start()
-            compiled = compiler.run(argv, work, run_env, log, places=places, own_env=uv.env)
+            ahead = pages.read_ahead if pages is not None and plan.report is not None else None
+            compiled = compiler.run(argv, work, run_env, log, places=places, own_env=uv.env,
+                                    heard=None if ahead is None else functools.partial(_picked, ahead))
         else:
             command = [sys.executable, "-m", "piptools", "compile", *COMPILE_OPTIONS, *config.compile_options]
             # -v: pip explains a conflict ("The conflict is caused by: …") only at that verbosity.
@@ -170,6 +174,13 @@ def run(
         elif plan.report is not None:
             report = _read_report(work)
         return Outcome(universe, env=run_env, report=report)
+
+
+def _picked(read_ahead: Callable[[Iterable[str]], None], line: str) -> None:
+    """Start on the page of each package uv's -v log says it picked, while it goes on solving: the
+    proof and the pylock step read them as soon as it ends."""
+    if line.startswith(_SELECTING) and (name := line[len(_SELECTING):].partition("==")[0]):
+        read_ahead([name])
 
 
 def _uv_extras(path: Path) -> dict[str, frozenset[str]]:

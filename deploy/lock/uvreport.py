@@ -34,8 +34,8 @@ every index's candidates); the files of its find-links folders are candidates be
 
 from __future__ import annotations
 
-import platform
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -91,7 +91,7 @@ def account(
     package at its version needs of another, as uv's log said it (needs_from_log); `pre` whether --pre
     or --prerelease is set; `fresh` whether the run takes no preferences (--upgrade).
     """
-    python = Version(platform.python_version())
+    python = Version(".".join(map(str, sys.version_info[:3])))
     report: dict[str, Any] = {}
     read: dict[str, candidates.Files] = {}  # each page parsed once, whatever the scopes
     local = [entry.name for folder in folders if folder.is_dir() for entry in folder.iterdir() if entry.is_file()]
@@ -101,6 +101,7 @@ def account(
             read[name] = candidates.group(name, candidates.listed(*page_of(name)) + candidates.local(name, local))
         return read[name]
 
+    graph = _children(universe)
     for scope_name, scope in scopes.items():
         wanted, constraints = lines_of(scope.layers)
         own = [_parse(text) for text in wanted]
@@ -108,7 +109,7 @@ def account(
         mine = [req for req in own if req.marker is None or req.marker.evaluate()]
         held = [req for req in caps if req.marker is None or req.marker.evaluate()]
         starts = {canonical(req.name) for req in mine}
-        closure = _reach(starts, universe)
+        closure = _reach(starts, graph, universe)
         asked: dict[str, frozenset[str]] = {}
         for req in mine:
             key = canonical(req.name)
@@ -194,12 +195,17 @@ def _parse(text: str) -> Requirement:
     return req
 
 
-def _reach(starts: Iterable[str], universe: Mapping[str, Pin]) -> set[str]:
+def _children(universe: Mapping[str, Pin]) -> dict[str, set[str]]:
+    """Each package's dependencies in the joint run, from the `via` of each pin."""
     children: dict[str, set[str]] = {}
     for child, pin in universe.items():
         for reason in pin.via:
             if not reason.startswith("-"):
                 children.setdefault(canonical(reason), set()).add(child)
+    return children
+
+
+def _reach(starts: Iterable[str], children: Mapping[str, set[str]], universe: Mapping[str, Pin]) -> set[str]:
     reached: set[str] = set()
     stack = [name for name in starts if name in universe]
     while stack:
