@@ -119,16 +119,21 @@ def account(
             continue  # an extra asked for from outside the scope: onerun.py says so, and the round runs
         seeds = {} if fresh else {canonical(pin.name): pin.version for pin in scope.preferences}
         seeds |= {name: found["picked"] for below in scope.below for name, found in report.get(below, {}).items()}
+        lines: dict[str, list[Requirement]] = {}  # every line on each name, true markers or not
+        plains: dict[str, list[SpecifierSet]] = {}  # its plain lines and constraints that apply here
+        for req in own + caps:
+            lines.setdefault(canonical(req.name), []).append(req)
+        for req in [*(req for req in mine if not req.extras), *held]:
+            plains.setdefault(canonical(req.name), []).append(req.specifier)
         packages: dict[str, dict[str, str | None]] = {}
         for name in sorted(closure):
             picked = universe[name].version
-            every = [req for req in own + caps if canonical(req.name) == name]
+            every = lines.get(name, [])
             seed = seeds.get(name)
             if seed is not None and all(req.specifier.contains(seed, prereleases=True) for req in every):
                 first: str | None = seed
             else:
-                plain = [req.specifier for req in mine if canonical(req.name) == name and not req.extras]
-                plain += [req.specifier for req in held if canonical(req.name) == name]
+                plain = plains.get(name, [])
                 allow = pre or any(req.specifier.prereleases for req in every)
                 first = candidates.first(plain, listed(name), python, pre=allow)
                 if first != picked and not allow and name not in starts and needs is not None:
