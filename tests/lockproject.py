@@ -173,6 +173,28 @@ def lock_both_ways(
     return fast_log, rounds_log, project.snapshot()
 
 
+def lock_fails_both_ways(
+    project: LockProject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[str], str]:
+    """Lock `project` as a user's lock does and a copy of it the long way (as lock_both_ways), both
+    failing; return the first one's log and error, after checking that both errors read the same and
+    that neither wrote a lock."""
+    from deploy.errors import LockError
+    from deploy.lock import onerun
+    from deploy.lock.solve import lock
+
+    rounds = project.copy(tmp_path / "rounds")
+    said: list[str] = []
+    with pytest.raises(LockError) as fast_error:
+        lock(project.config(), log=said.append)
+    with monkeypatch.context() as patch, pytest.raises(LockError) as rounds_error:
+        patch.setattr(onerun, "ENABLED", False)
+        lock(rounds.config(), log=lambda line: None)
+    assert str(fast_error.value) == str(rounds_error.value)
+    assert project.snapshot() == {}, "the joint run's pull on a lower layer was never written"
+    return said, f"{fast_error.value}\n  fix: {fast_error.value.fix}"
+
+
 def runs(log: list[str]) -> int:
     """How many resolver runs a lock's log announces."""
     return sum(line.startswith("resolving ") for line in log)

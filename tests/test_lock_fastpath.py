@@ -13,10 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.errors import LockError
-from deploy.lock import onerun, pipreport
-from deploy.lock.solve import lock
-from tests.lockproject import LockProject, Names, lock_both_ways, runs, versions
+from deploy.lock import pipreport
+from tests.lockproject import LockProject, Names, lock_both_ways, lock_fails_both_ways, runs, versions
 from tests.support.pkgindex import PackageIndex
 
 pytestmark = pytest.mark.index
@@ -73,13 +71,18 @@ def _wheel_with_extra(index: PackageIndex, name: str, version: str, needs: str, 
         archive.writestr(record, "".join(f"{path},,\n" for path in [*files, record]))
 
 
+def orm_with_postgres_extra(index: PackageIndex, n: Names) -> None:
+    """orm needs driver, and pgdriver too with its `postgres` extra."""
+    index.add(n.driver, "1.0")
+    index.add(n.pgdriver, "1.0")
+    _wheel_with_extra(index, n.orm, "1.0", n.driver, n.pgdriver)
+
+
 def test_an_extra_asked_by_an_upper_layer_never_reaches_the_lower_lock(
     use_index: PackageIndex, names: Names, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     n = names
-    use_index.add(n.driver, "1.0")
-    use_index.add(n.pgdriver, "1.0")
-    _wheel_with_extra(use_index, n.orm, "1.0", n.driver, n.pgdriver)
+    orm_with_postgres_extra(use_index, n)
     project = LockProject.create(tmp_path / "project", {
         "base.in": f"{n.orm}\n",
         "prod.in": "-r base.in\n",
@@ -107,20 +110,12 @@ def test_a_dev_cap_on_a_base_package_takes_the_rounds_and_fails_as_they_do(
         "prod.in": "-r base.in\n",
         "dev.in": f"-r prod.in\n{n.tool}<8\n",
     })
-    rounds = project.copy(tmp_path / "rounds")
-    said: list[str] = []
 
-    with pytest.raises(LockError) as fast_error:
-        lock(project.config(), log=said.append)
-    with monkeypatch.context() as patch, pytest.raises(LockError) as rounds_error:
-        patch.setattr(onerun, "ENABLED", False)
-        lock(rounds.config(), log=lambda line: None)
+    said, _ = lock_fails_both_ways(project, tmp_path, monkeypatch)
 
     assert (f"requirements/dev.in:2 '{n.tool}<8' holds {n.tool} below the version pip tries first on base's own "
             f"inputs (9.2.0): "
             f"{FALLBACK}") in said
-    assert str(fast_error.value) == str(rounds_error.value)
-    assert project.snapshot() == {}, "the joint run's pull on base was never written"
 
 
 def test_a_seed_lock_from_init_is_kept_in_one_run(
