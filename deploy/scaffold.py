@@ -149,12 +149,12 @@ def init(root: Path, *, force: bool = False, source: Path | None = None, say: Sa
         say(ignored)
     not_written = "was kept as it was, so it does not hold"
     for layer, told in adoption.told:
-        target = folder / f"{layer}.in"
-        if layer and target in kept:  # what init read is in no file: said as a warning, never as done
+        target = folder / f"{layer}.in" if layer else None
+        if target in kept:  # what init read is in no file: said as a warning, never as done
             warn(f"warning: {_shown(target, root)} {not_written} {told}; add it by hand, or rewrite the file with "
                  "python -m deploy init --force")
         else:
-            say(f"  {_shown(target, root)}: {told}" if layer else f"  {told}")
+            say(f"  {_shown(target, root)}: {told}" if target else f"  {told}")
     if not adoption.layers.get("test") and folder / "test.in" not in kept:  # _layers gives test.in a runner
         say(f"  {_shown(folder / 'test.in', root)}: pytest, as nothing the project declares went to the test layer "
             "(replace it with the project's test tools)")

@@ -3,8 +3,8 @@
 One source gives the layers: `--from FILE` when given (`--from pyproject.toml`: the project's own
 declaration), else the only one there is: the project's declaration ([project], then [tool.poetry])
 or a requirements.txt (also beside a [project] table that declares no requirement at all, only the
-name and version to build the app under). Two or more of those and no --from is a refusal naming them, as init cannot
-know which one the project really installs from. Every other source found is named in a warning,
+name and version to build the app under). Two or more of those and no --from is a refusal naming
+them, as init cannot know which one the project really installs from. Every other source found is named in a warning,
 so nothing a project declares is passed over in silence.
 """
 

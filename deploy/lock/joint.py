@@ -208,6 +208,7 @@ def _uv_account(config: Config, graph: LayerGraph, plan: Run, universe: Mapping[
         if not isinstance(ahead, pylocks.ReadAhead):
             ahead = stack.enter_context(pylocks.ReadAhead(config, graph, env))
             ahead(universe)
+
         def page_of(name: str) -> tuple[str, bytes]:
             try:
                 return ahead.page(index, name)
