@@ -230,3 +230,17 @@ def test_what_each_package_needs_is_read_from_uvs_log_and_a_range_it_cannot_rest
     assert needs[("requests", "2.34.2")]["urllib3"] == [None]
     assert "typing-extensions" in needs[("psycopg", "3.3.9")], "a marker true on this Python"
     assert "winlib" not in needs[("psycopg", "3.3.9")], "a marker false here is no need"
+
+
+def test_with_pylock_off_the_proof_reads_the_pages_itself(
+    use_index: PackageIndex, names: Names, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    n = names
+    _release(use_index, {n.web: [n.util], n.util: [], n.linter: []})
+    project = LockProject.create(tmp_path / "project", {"base.in": f"{n.web}\n", "dev.in": f"-r base.in\n{n.linter}\n"},
+                                 pyproject=UV + "pylock = false\n")
+
+    fast, rounds, files = lock_both_ways(project, tmp_path, monkeypatch)
+
+    assert runs(fast) == 1 and runs(rounds) == 2
+    assert not [name for name in files if "pylock" in name]
