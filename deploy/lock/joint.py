@@ -140,6 +140,11 @@ def run(
             if plan.report is not None:  # uvreport.py's parsers (packaging's) load while uv solves
                 threading.Thread(target=importlib.import_module, args=("deploy.lock.uvreport",), daemon=True).start()
             ahead = pages.read_ahead if pages is not None and plan.report is not None else None
+            if ahead is not None:
+                from deploy.lock.pylocks import ReadAhead
+
+                if isinstance(ahead, ReadAhead):  # the proof's reading of each page, in the fetching threads
+                    ahead.read_with(_read_page)
             compiled = compiler.run(argv, work, run_env, log, places=places, own_env=uv.env,
                                     heard=None if ahead is None else functools.partial(_picked, ahead))
         else:
@@ -183,6 +188,12 @@ def _picked(read_ahead: Callable[[Iterable[str]], None], line: str) -> None:
         read_ahead([name])
 
 
+def _read_page(url: str, page: tuple[str, bytes]) -> object:
+    from deploy.lock import uvreport  # in a fetching thread: packaging's parsers load there
+
+    return uvreport.read_page(url, page)
+
+
 def _uv_extras(path: Path) -> dict[str, frozenset[str]]:
     from deploy.lock import uvreport  # packaging's parsers: only a uv lock's one run needs them
 
@@ -194,7 +205,7 @@ def _uv_account(config: Config, graph: LayerGraph, plan: Run, universe: Mapping[
                 said: str) -> dict[str, Any]:
     """uvreport.py's account of a joint uv run (what pipreport.py gives for pip), from the pages the
     pylock step reads anyway; whatever fails is an error, and the rounds run."""
-    from deploy.lock import pylocks, uvreport
+    from deploy.lock import candidates, indexfiles, pylocks, uvreport
 
     assert plan.report is not None
     sources = pylocks.proof_sources(config, graph, plan.layers, env)
@@ -217,9 +228,18 @@ def _uv_account(config: Config, graph: LayerGraph, plan: Run, universe: Mapping[
                     return "text/html", b""
                 raise
 
+        def ready(name: str) -> candidates.Files | None:
+            """The page as the fetching thread read it (uvreport.read_page), once fetched; else None."""
+            fetched = ahead.pending.get(indexfiles.page_url(index, canonical(name)))
+            if fetched is None or fetched.exception() is not None:  # waits for it; a failure is page_of's to tell
+                return None
+            found = ahead.read.get(indexfiles.page_url(index, canonical(name)))
+            return found if isinstance(found, dict) else None
+
         try:
             return uvreport.account(plan.report, uvreport.lines_reader(graph, plan.kept.values()), universe, extras,
-                                    page_of, folders, uvreport.needs_from_log(said), pre=pre, fresh=plan.fresh)
+                                    page_of, folders, uvreport.needs_from_log(said), pre=pre, fresh=plan.fresh,
+                                    ready=ready)
         except Exception as exc:  # any surprise on a page or in a line means: no shortcut, the rounds run
             return {"error": f"{type(exc).__name__}: {exc}"}
 

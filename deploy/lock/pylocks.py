@@ -18,6 +18,8 @@ folder outside the project gets no pylock file, and the lock says so in one line
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import functools
 import os
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -62,6 +64,10 @@ class ReadAhead:
             if indexes and _local_source(indexes, links, config.root) is None and indexes[0] not in self.indexes:
                 self.indexes.append(indexes[0])
         self.pending: dict[str, concurrent.futures.Future[tuple[str, bytes]]] = {}
+        # read_with(reader): `reader(url, page)` is run on each page in the thread that fetched it, its
+        # result kept in `read` (uv's proof reads each page while uv still solves).
+        self.reader: Callable[[str, tuple[str, bytes]], object] | None = None
+        self.read: dict[str, object] = {}
         self._fetch = indexfiles.fetcher(pip_env)
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
@@ -79,7 +85,25 @@ class ReadAhead:
             if self._pool is None:
                 self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=8)
             self.pending[url] = self._pool.submit(self._fetch, url)
+            if self.reader is not None:
+                self.pending[url].add_done_callback(functools.partial(self._read, url, self.reader))
         return self.pending[url]
+
+    def read_with(self, reader: Callable[[str, tuple[str, bytes]], object]) -> None:
+        """From now on run `reader` on each page in the pool's threads, those fetched already included."""
+        self.reader = reader
+        for url, fetched in list(self.pending.items()):
+            if fetched.done() and self._pool is not None:
+                self._pool.submit(self._read, url, reader, fetched)
+            else:
+                fetched.add_done_callback(functools.partial(self._read, url, reader))
+
+    def _read(self, url: str, reader: Callable[[str, tuple[str, bytes]], object],
+              fetched: concurrent.futures.Future[tuple[str, bytes]]) -> None:
+        if fetched.cancelled() or fetched.exception() is not None:
+            return
+        with contextlib.suppress(Exception):  # the one who needs it reads the page again, and says what is wrong
+            self.read[url] = reader(url, fetched.result())
 
     def expect(self, graph: LayerGraph, existing: Mapping[str, LockFile]) -> None:
         """Start on the names the locks will most likely hold before any run ends: every layer's own

@@ -82,6 +82,7 @@ def account(
     *,
     pre: bool = False,
     fresh: bool = False,
+    ready: Callable[[str], candidates.Files | None] = lambda name: None,
 ) -> dict[str, Any]:
     """The report onerun.py reads, for `scopes` (name -> joint.Scope, lowest first).
 
@@ -89,7 +90,8 @@ def account(
     a run over those layers; `page_of(name)` the index's page of a package, to which the files of
     the find-links `folders` are added (their Requires-Python unread: each counts); `needs` what each
     package at its version needs of another, as uv's log said it (needs_from_log); `pre` whether --pre
-    or --prerelease is set; `fresh` whether the run takes no preferences (--upgrade).
+    or --prerelease is set; `fresh` whether the run takes no preferences (--upgrade); `ready(name)`
+    the page already read into versions (read_page, in the thread that fetched it), or None.
     """
     python = Version(".".join(map(str, sys.version_info[:3])))
     report: dict[str, Any] = {}
@@ -98,7 +100,11 @@ def account(
 
     def listed(name: str) -> candidates.Files:
         if name not in read:
-            read[name] = candidates.group(name, candidates.listed(*page_of(name)) + candidates.local(name, local))
+            found = ready(name)
+            if found is None:
+                found = candidates.group(name, candidates.listed(*page_of(name)))
+            mine = candidates.group(name, candidates.local(name, local))
+            read[name] = {version: [*found.get(version, []), *mine.get(version, [])] for version in found.keys() | mine}
         return read[name]
 
     graph = _children(universe)
@@ -143,6 +149,11 @@ def account(
             packages[name] = {"picked": picked, "first": first}
         report[scope_name] = packages
     return {"scopes": report}
+
+
+def read_page(url: str, page: tuple[str, bytes]) -> candidates.Files:
+    """A project page read into versions for account(), as ReadAhead's reader: by the name its URL ends in."""
+    return candidates.group(canonical(url.rstrip("/").rsplit("/", 1)[-1]), candidates.listed(*page))
 
 
 def needs_from_log(text: str) -> Needs:
