@@ -14,6 +14,7 @@ import base64
 import concurrent.futures
 import hashlib
 import os
+import socket
 import threading
 import urllib.error
 import urllib.parse
@@ -217,6 +218,24 @@ def _opener(env: Mapping[str, str]) -> Callable[[urllib.request.Request], tuple[
         timeout = float(env.get("PIP_DEFAULT_TIMEOUT") or env.get("PIP_TIMEOUT") or 60)
     except ValueError:
         timeout = 60.0
+    found: dict[tuple[str, int], list[tuple[str, int]]] = {}
+    looking = threading.Lock()
+
+    def connect(address: tuple[str, int], wait: float | None = None, source: tuple[str, int] | None = None
+                ) -> socket.socket:
+        """socket.create_connection, with the host looked up once for every thread: eight look-ups at
+        once are what a resolver drops (here, 5 s stalls one time in two), one is not."""
+        with looking:
+            if address not in found:
+                found[address] = [(str(info[4][0]), int(info[4][1]))
+                                  for info in socket.getaddrinfo(*address, type=socket.SOCK_STREAM)]
+        failure: OSError | None = None
+        for resolved in found[address]:
+            try:
+                return socket.create_connection(resolved, wait, source)
+            except OSError as exc:
+                failure = exc
+        raise failure or OSError(f"{address[0]}: no address")
 
     def open_page(request: urllib.request.Request) -> tuple[str, bytes]:
         with opener().open(request, timeout=timeout) as response:
@@ -245,6 +264,7 @@ def _opener(env: Mapping[str, str]) -> Callable[[urllib.request.Request], tuple[
             if connection is None:
                 connection = (http.client.HTTPSConnection(parts.netloc, timeout=timeout, context=context())
                               if parts.scheme == "https" else http.client.HTTPConnection(parts.netloc, timeout=timeout))
+                connection._create_connection = connect  # type: ignore[attr-defined]  # one look-up per host
                 connections[(parts.scheme, parts.netloc)] = connection
             try:
                 connection.request("GET", target, headers=headers)
