@@ -170,6 +170,8 @@ def test_the_version_uv_takes_first_is_read_from_the_page_erring_toward_a_newer_
             'data-requires-python="&gt;=3.12">pkg-1.1-py3-none-any.whl</a>'
             '<a href="pkg-1.2.zip" data-yanked="">pkg-1.2.zip</a>')
     assert _first(("text/html", html.encode())) == "1.0"
+    # The file is the link's, as uv reads it, whatever the anchor's text says.
+    assert _first(("text/html", b'<a href="../files/pkg-9.0.tar.gz#sha256=00">pkg-0.1.tar.gz</a>')) == "9.0"
 
 
 def test_a_find_links_folder_is_read_beside_the_index_and_a_second_index_skips_the_one_run(

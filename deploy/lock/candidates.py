@@ -129,9 +129,10 @@ class _Anchors(HTMLParser):
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "a" and self._open is not None:
+            # The file uv reads is the link's, whatever the anchor's text says (PEP 503 has them agree).
             href = self._open.get("href") or ""
-            filename = "".join(self._text).strip() or urllib.parse.unquote(
-                urllib.parse.urlsplit(href).path.rsplit("/", 1)[-1])
+            filename = urllib.parse.unquote(urllib.parse.urlsplit(href).path.rsplit("/", 1)[-1]) or "".join(
+                self._text).strip()
             self.found.append((filename, self._open.get("data-requires-python"), "data-yanked" in self._open))
             self._open = None
 
