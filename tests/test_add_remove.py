@@ -50,6 +50,21 @@ def _everything(project: LockProject) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in sorted(files) if path.is_file()}
 
 
+def _poetry_shop(use_index: PackageIndex, tmp_path: Path, dotted: bool = False) -> tuple[LockProject, Names]:
+    """A locked Poetry project whose [tool.poetry.dependencies] holds alpha (written as dotted keys
+    when `dotted`), with gamma 1.0 on the index to add."""
+    names = Names()
+    layers = publish(use_index, names)
+    use_index.add(names.gamma, "1.0")
+    text = POETRY.format(alpha=names.alpha)
+    if dotted:  # no [tool.poetry.dependencies] header to add a line under
+        text = text.replace("\n[tool.poetry.dependencies]\npython", "dependencies.python")
+        text = text.replace(f'\n{names.alpha} = "*"', f'\ndependencies.{names.alpha} = "*"')
+    created = LockProject.create(tmp_path / "shop", layers, pyproject=text)
+    created.lock()
+    return created, names
+
+
 def test_add_writes_the_base_layer_and_pyproject_then_every_lock_and_verify_passes(
     project: tuple[LockProject, Names],
 ) -> None:
@@ -277,11 +292,7 @@ def test_in_a_poetry_project_add_and_remove_keep_its_table_as_verify_reads_it(
 ) -> None:
     # The app's wheel declares [tool.poetry.dependencies], and verify holds it to base.in: the base
     # layer's add writes the entry init reads back as the same requirement, and remove takes it out.
-    names = Names()
-    layers = publish(use_index, names)
-    use_index.add(names.gamma, "1.0")
-    created = LockProject.create(tmp_path / "shop", layers, pyproject=POETRY.format(alpha=names.alpha))
-    created.lock()
+    created, names = _poetry_shop(use_index, tmp_path)
     pyproject = created.root / "pyproject.toml"
     before = pyproject.read_bytes()
     lines: list[str] = []
@@ -309,39 +320,30 @@ def test_in_a_poetry_project_add_and_remove_keep_its_table_as_verify_reads_it(
 def test_in_a_poetry_project_a_requirement_its_table_cannot_hold_is_refused_before_anything_changes(
     use_index: PackageIndex, tmp_path: Path,
 ) -> None:
-    names = Names()
-    layers = publish(use_index, names)
-    created = LockProject.create(tmp_path / "shop", layers, pyproject=POETRY.format(alpha=names.alpha))
-    created.lock()
-    before = {path: path.read_bytes() for path in [created.root / "pyproject.toml", *created.requirements.iterdir()]}
+    created, names = _poetry_shop(use_index, tmp_path)
+    before = _everything(created)
 
     with pytest.raises(LockError) as caught:
         edit.add(created.config(), [f"{names.gamma}===1.0"])  # arbitrary equality: Poetry has no such constraint
 
     assert caught.value.message.startswith(f"{names.gamma}===1.0: ")
     assert "[tool.poetry.dependencies] has no entry that reads back as this requirement" in caught.value.message
-    assert {path: path.read_bytes() for path in before} == before
+    assert _everything(created) == before
 
 
 def test_in_a_poetry_project_a_table_without_its_own_header_is_one_error_and_nothing_changes(
     use_index: PackageIndex, tmp_path: Path,
 ) -> None:
     # [tool.poetry] dependencies written as a dotted key: no [tool.poetry.dependencies] header to add a line under.
-    names = Names()
-    layers = publish(use_index, names)
-    use_index.add(names.gamma, "1.0")
-    dotted = POETRY.format(alpha=names.alpha).replace("\n[tool.poetry.dependencies]\npython", "dependencies.python")
-    dotted = dotted.replace(f'\n{names.alpha} = "*"', f'\ndependencies.{names.alpha} = "*"')
-    created = LockProject.create(tmp_path / "shop", layers, pyproject=dotted)
-    created.lock()
-    before = {path: path.read_bytes() for path in [created.root / "pyproject.toml", *created.requirements.iterdir()]}
+    created, names = _poetry_shop(use_index, tmp_path, dotted=True)
+    before = _everything(created)
 
     with pytest.raises(LockError) as caught:
         edit.add(created.config(), [names.gamma])
 
     assert str(caught.value).splitlines()[0] == (
         "pyproject.toml: no [tool.poetry.dependencies] header to edit (a dotted key or an inline table)")
-    assert {path: path.read_bytes() for path in before} == before
+    assert _everything(created) == before
 
 
 def test_a_project_with_project_dependencies_gets_no_poetry_warning(project: tuple[LockProject, Names]) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from deploy.lock import pipreport
-from tests.lockproject import LockProject, Names, lock_both_ways, lock_fails_both_ways, runs, versions
+from tests.lockproject import PYPROJECT, LockProject, Names, lock_both_ways, lock_fails_both_ways, runs, versions
 from tests.support.pkgindex import PackageIndex
 
 pytestmark = pytest.mark.index
@@ -99,8 +99,9 @@ def test_an_extra_asked_by_an_upper_layer_never_reaches_the_lower_lock(
     assert versions(project, "dev")[n.pgdriver] == "1.0"
 
 
+@pytest.mark.parametrize("resolver", ["pip-tools", "uv"])
 def test_a_dev_cap_on_a_base_package_takes_the_rounds_and_fails_as_they_do(
-    use_index: PackageIndex, names: Names, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    use_index: PackageIndex, names: Names, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, resolver: str
 ) -> None:
     n = names
     for version in ("7.4.4", "9.2.0"):
@@ -109,13 +110,17 @@ def test_a_dev_cap_on_a_base_package_takes_the_rounds_and_fails_as_they_do(
         "base.in": f"{n.tool}\n",
         "prod.in": "-r base.in\n",
         "dev.in": f"-r prod.in\n{n.tool}<8\n",
-    })
+    }, pyproject=PYPROJECT.format(name="lockproject") + f'resolver = "{resolver}"\n')
 
-    said, _ = lock_fails_both_ways(project, tmp_path, monkeypatch)
+    said, error = lock_fails_both_ways(project, tmp_path, monkeypatch)
 
-    assert (f"requirements/dev.in:2 '{n.tool}<8' holds {n.tool} below the version pip tries first on base's own "
-            f"inputs (9.2.0): "
-            f"{FALLBACK}") in said
+    tool = "uv" if resolver == "uv" else "pip"
+    assert (f"requirements/dev.in:2 '{n.tool}<8' holds {n.tool} below the version {tool} tries first on base's own "
+            f"inputs (9.2.0): {FALLBACK}") in said
+    # uv's words (`Because you require tool<8 and tool==9.2.0`) are read as pip's: the lines and the lock.
+    assert (f"package {n.tool}: layer dev needs {n.tool}<8 (requirements/dev.in:2), the lower layer's lock "
+            f"requirements/base.txt (as locked in this run) pins {n.tool}==9.2.0") in error
+    assert "nox -s lock -- --move-lower" in error
 
 
 def test_a_seed_lock_from_init_is_kept_in_one_run(

@@ -19,7 +19,7 @@ from packaging.version import Version
 from deploy.lock import candidates, uvreport, uvsays
 from deploy.lock.indexpage import JSON
 from deploy.lock.lockfile import Pin
-from tests.lockproject import PYPROJECT, LockProject, Names, lock_both_ways, lock_fails_both_ways, runs, versions
+from tests.lockproject import PYPROJECT, LockProject, Names, lock_both_ways, runs, versions
 from tests.support.pkgindex import PackageIndex, build_wheel
 from tests.test_lock_fastpath import FALLBACK, _release, orm_with_postgres_extra
 
@@ -84,26 +84,6 @@ def test_an_extra_asked_by_base_is_accounted_for_and_one_asked_only_above_takes_
             in fast)
     assert runs(fast) == 1 + runs(rounds)
     assert n.pgdriver not in versions(above, "base") and versions(above, "dev")[n.pgdriver] == "1.0"
-
-
-def test_a_dev_cap_on_a_base_package_takes_the_rounds_and_fails_as_they_do(
-    use_index: PackageIndex, names: Names, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    n = names
-    for version in ("7.4.4", "9.2.0"):
-        use_index.add(n.tool, version)
-    project = _project(tmp_path / "project", {
-        "base.in": f"{n.tool}\n", "prod.in": "-r base.in\n", "dev.in": f"-r prod.in\n{n.tool}<8\n",
-    })
-
-    said, error = lock_fails_both_ways(project, tmp_path, monkeypatch)
-
-    assert (f"requirements/dev.in:2 '{n.tool}<8' holds {n.tool} below the version uv tries first on base's own "
-            f"inputs (9.2.0): {FALLBACK}") in said
-    # uv's own words (`Because you require tool<8 and tool==9.2.0`) read as pip's: the lines and the lock.
-    assert (f"package {n.tool}: layer dev needs {n.tool}<8 (requirements/dev.in:2), the lower layer's lock "
-            f"requirements/base.txt (as locked in this run) pins {n.tool}==9.2.0") in error
-    assert "nox -s lock -- --move-lower" in error
 
 
 def test_a_package_held_back_by_an_upper_layers_package_takes_the_rounds(

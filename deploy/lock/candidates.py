@@ -14,12 +14,11 @@ import functools
 import json
 import urllib.parse
 from collections.abc import Sequence
-from html.parser import HTMLParser
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from deploy.lock.indexpage import JSON
+from deploy.lock.indexpage import JSON, Anchors
 from deploy.lock.reqfile import canonical
 
 # What uv takes from an index page (it skips .egg, .exe and the rest).
@@ -105,36 +104,11 @@ def listed(content_type: str, body: bytes) -> list[tuple[str, str | None, bool]]
         return [(str(entry.get("filename", "")), entry.get("requires-python") or None,
                  entry.get("yanked") is True or bool(isinstance(entry.get("yanked"), str) and entry["yanked"]))
                 for entry in entries if isinstance(entry, dict)]
-    parser = _Anchors()
+    parser = Anchors()
     parser.feed(body.decode("utf-8", "replace"))
-    return parser.found
-
-
-class _Anchors(HTMLParser):
-    """Each anchor of a PEP 503 page: its file name, data-requires-python and whether data-yanked is set."""
-
-    def __init__(self) -> None:
-        super().__init__()  # convert_charrefs: attribute values and text come unescaped
-        self.found: list[tuple[str, str | None, bool]] = []
-        self._open: dict[str, str | None] | None = None
-        self._text: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            self._open, self._text = dict(attrs), []
-
-    def handle_data(self, data: str) -> None:
-        if self._open is not None:
-            self._text.append(data)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "a" and self._open is not None:
-            # The file uv reads is the link's, whatever the anchor's text says (PEP 503 has them agree).
-            href = self._open.get("href") or ""
-            filename = urllib.parse.unquote(urllib.parse.urlsplit(href).path.rsplit("/", 1)[-1]) or "".join(
-                self._text).strip()
-            self.found.append((filename, self._open.get("data-requires-python"), "data-yanked" in self._open))
-            self._open = None
+    # The file uv reads is the link's, whatever the anchor's text says (PEP 503 has them agree).
+    return [(urllib.parse.unquote(urllib.parse.urlsplit(attrs.get("href") or "").path.rsplit("/", 1)[-1]) or text,
+             attrs.get("data-requires-python"), "data-yanked" in attrs) for attrs, text in parser.found]
 
 
 def _version_text(name: str, filename: str) -> str | None:

@@ -38,26 +38,28 @@ def _json_files(body: bytes, wanted: frozenset[str]) -> list[tuple[str, str, str
     return out
 
 
-class _Anchors(HTMLParser):
+class Anchors(HTMLParser):
+    """Each anchor of a PEP 503 page: its attributes (href, data-requires-python, data-yanked …)
+    and its text, both unescaped (convert_charrefs)."""
+
     def __init__(self) -> None:
         super().__init__()
-        self.found: list[tuple[str, str]] = []
-        self._href: str | None = None
+        self.found: list[tuple[dict[str, str | None], str]] = []
+        self._open: dict[str, str | None] | None = None
         self._text: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "a":
-            self._href = dict(attrs).get("href")
-            self._text = []
+            self._open, self._text = dict(attrs), []
 
     def handle_data(self, data: str) -> None:
-        if self._href is not None:
+        if self._open is not None:
             self._text.append(data)
 
     def handle_endtag(self, tag: str) -> None:
-        if tag == "a" and self._href is not None:
-            self.found.append((self._href, "".join(self._text).strip()))
-            self._href = None
+        if tag == "a" and self._open is not None:
+            self.found.append((self._open, "".join(self._text).strip()))
+            self._open = None
 
 
 def _html_files(body: bytes, wanted: frozenset[str]) -> list[tuple[str, str, str]]:
@@ -86,10 +88,13 @@ def _html_files(body: bytes, wanted: frozenset[str]) -> list[tuple[str, str, str
 
 
 def _anchors(html: str, wanted: frozenset[str]) -> list[tuple[str, str, str]]:
-    parser = _Anchors()
+    parser = Anchors()
     parser.feed(html)
     out = []
-    for href, text in parser.found:
+    for attrs, text in parser.found:
+        href = attrs.get("href")
+        if href is None:
+            continue
         fragment = urllib.parse.urlsplit(href).fragment
         digest = fragment[len("sha256="):].lower() if fragment.startswith("sha256=") else None
         if digest in wanted:

@@ -212,8 +212,8 @@ def _uv_account(config: Config, graph: LayerGraph, plan: Run, universe: Mapping[
     if sources is None:
         return {"error": "the lock reads more than one index"}
     index, folders = sources
-    words = [*config.compile_options, *(line.text for name in plan.layers for line in graph.layers[name].options)]
-    pre = any(word.split()[0] == "--pre" or word.startswith("--prerelease") for word in words if word.strip())
+    pre = "--pre" in config.compile_options or any(
+        option.name == "--pre" for name in plan.layers for option in graph.layers[name].option_list)
     with contextlib.ExitStack() as stack:
         ahead = pages.read_ahead if pages is not None else None
         if not isinstance(ahead, pylocks.ReadAhead):

@@ -84,11 +84,7 @@ def select(graph: LayerGraph, name: str, universe: Mapping[str, Pin]) -> list[Pi
     pip-compile shows them; the constraints of the solve itself (the settled layers' pins) are not
     the user's files and are left out.
     """
-    children: dict[str, set[str]] = {}
-    for child, pin in universe.items():
-        for reason in pin.via:
-            if not reason.startswith("-"):
-                children.setdefault(canonical(reason), set()).add(child)
+    children = dependencies(universe)
     direct: dict[str, list[str]] = {}
     constraint_files: dict[str, str] = {}
     for member in graph.included(name):
@@ -100,14 +96,7 @@ def select(graph: LayerGraph, name: str, universe: Mapping[str, Pin]) -> list[Pi
                 direct.setdefault(req, []).append(f"-r {source}")
         for path in layer.external_constraints:
             constraint_files[str(path)] = f"-c {input_key(path, graph.root)}"
-    reached: set[str] = set()
-    stack = [req for req in direct if req in universe]
-    while stack:
-        current = stack.pop()
-        if current in reached:
-            continue
-        reached.add(current)
-        stack.extend(children.get(current, ()))
+    reached = reach(direct, children, universe)
     selected = []
     for key in sorted(reached):
         pin = universe[key]
@@ -116,6 +105,28 @@ def select(graph: LayerGraph, name: str, universe: Mapping[str, Pin]) -> list[Pi
                          if r.startswith("-c ") and r[3:].strip() in constraint_files})
         selected.append(Pin(pin.name, pin.version, pin.hashes, tuple(capped + direct.get(key, []) + parents)))
     return selected
+
+
+def dependencies(universe: Mapping[str, Pin]) -> dict[str, set[str]]:
+    """Each package's dependencies in the solve, from the `via` of each pin."""
+    children: dict[str, set[str]] = {}
+    for child, pin in universe.items():
+        for reason in pin.via:
+            if not reason.startswith("-"):
+                children.setdefault(canonical(reason), set()).add(child)
+    return children
+
+
+def reach(starts: Iterable[str], children: Mapping[str, set[str]], universe: Mapping[str, Pin]) -> set[str]:
+    """The packages of `universe` that `starts` reach through `children` (dependencies())."""
+    reached: set[str] = set()
+    stack = [name for name in starts if name in universe]
+    while stack:
+        name = stack.pop()
+        if name not in reached:
+            reached.add(name)
+            stack.extend(children.get(name, ()))
+    return reached
 
 
 def describe_changes(

@@ -48,6 +48,7 @@ from packaging.version import Version
 from deploy.lock import candidates
 from deploy.lock.lockfile import Pin
 from deploy.lock.reqfile import canonical, logical_lines
+from deploy.lock.universe import dependencies, reach
 
 # (package, version) -> name -> each range it needs that one in (None: a range not restated), from uv's log.
 Needs = dict[tuple[str, str], dict[str, list[SpecifierSet | None]]]
@@ -107,7 +108,7 @@ def account(
             read[name] = {version: [*found.get(version, []), *mine.get(version, [])] for version in found.keys() | mine}
         return read[name]
 
-    graph = _children(universe)
+    graph = dependencies(universe)
     for scope_name, scope in scopes.items():
         wanted, constraints = lines_of(scope.layers)
         own = [_parse(text) for text in wanted]
@@ -115,7 +116,7 @@ def account(
         mine = [req for req in own if req.marker is None or req.marker.evaluate()]
         held = [req for req in caps if req.marker is None or req.marker.evaluate()]
         starts = {canonical(req.name) for req in mine}
-        closure = _reach(starts, graph, universe)
+        closure = reach(starts, graph, universe)
         asked: dict[str, frozenset[str]] = {}
         for req in mine:
             key = canonical(req.name)
@@ -209,27 +210,6 @@ def _parse(text: str) -> Requirement:
     if req.url:
         raise ValueError(f"a direct reference ({req.name} @ …)")
     return req
-
-
-def _children(universe: Mapping[str, Pin]) -> dict[str, set[str]]:
-    """Each package's dependencies in the joint run, from the `via` of each pin."""
-    children: dict[str, set[str]] = {}
-    for child, pin in universe.items():
-        for reason in pin.via:
-            if not reason.startswith("-"):
-                children.setdefault(canonical(reason), set()).add(child)
-    return children
-
-
-def _reach(starts: Iterable[str], children: Mapping[str, set[str]], universe: Mapping[str, Pin]) -> set[str]:
-    reached: set[str] = set()
-    stack = [name for name in starts if name in universe]
-    while stack:
-        name = stack.pop()
-        if name not in reached:
-            reached.add(name)
-            stack.extend(children.get(name, ()))
-    return reached
 
 
 def _accounted(closure: set[str], universe: Mapping[str, Pin], extras: Mapping[str, frozenset[str]],
