@@ -121,13 +121,14 @@ def _run(args: argparse.Namespace) -> int:
         from deploy.lock import audit
 
         return audit.run_audit(config, args.osv_url)
-    from deploy.lock import edit
     from deploy.lock.solve import lock
-    from deploy.render import lock_changes
 
     if args.command == "lock":
         lock(config, move_lower=args.move_lower)
         return 0
+    from deploy.lock import edit
+    from deploy.render import lock_changes
+
     if args.command == "upgrade":
         result = lock(config, upgrade=args.packages, upgrade_all=not args.packages, move_lower=args.move_lower)
     elif args.command == "add":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import subprocess
@@ -151,6 +152,59 @@ def test_index_urls_keep_no_credentials_and_json_pages_are_read(tmp_path: Path) 
     assert found[digest].index == "https://idx.example/simple"
 
 
+def test_a_page_read_ahead_is_taken_as_read_and_only_the_others_are_fetched(tmp_path: Path) -> None:
+    # uv's proof reads each page whole while uv solves (pylocks.ReadAhead); the pylock step takes
+    # those files as they are, and reads only a page no one read.
+    one, other = "a" * 64, "b" * 64
+    read = indexpage.listing(indexpage.JSON, json.dumps({"files": [
+        {"filename": "one-1.0.tar.gz", "url": "https://files.example/one-1.0.tar.gz", "hashes": {"sha256": one}},
+    ]}).encode())
+    fetched: list[str] = []
+
+    def fetch(url: str) -> tuple[str, bytes]:
+        fetched.append(url)
+        return "text/html", f'<a href="../../f/other-2.0.tar.gz#sha256={other}">other-2.0.tar.gz</a>'.encode()
+
+    found = indexfiles.locate([Pin("one", "1.0", (f"sha256:{one}",)), Pin("other", "2.0", (f"sha256:{other}",))],
+                              ["https://idx.example/simple"], lock_folder=tmp_path, fetch=fetch,
+                              listed=lambda url: read if url.endswith("/one/") else None)
+
+    assert fetched == ["https://idx.example/simple/other/"]
+    assert found[one].url == "https://files.example/one-1.0.tar.gz"
+    assert found[other].url == "https://idx.example/f/other-2.0.tar.gz"
+
+
+def test_read_ahead_hands_over_a_reading_still_under_way_once_it_is_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The proof asks for a page as soon as uv ends, maybe while a fetching thread still reads it:
+    # it waits for that reading rather than reading the page a second time in the main thread.
+    from deploy.lock import pylocks
+
+    project = LockProject.create(tmp_path / "app", {"base.in": "one\n"})
+    page = (indexpage.JSON, json.dumps({"files": [{"filename": "one-1.0.tar.gz", "url": "u", "hashes": {}}]}).encode())
+    monkeypatch.setattr(indexfiles, "fetcher", lambda env, **kw: lambda url: page)
+    reading = threading.Event()
+
+    def slow(url: str, listed: list[indexpage.File]) -> object:
+        reading.set()
+        threading.Event().wait(0.3)
+        return [file.link_name for file in listed]
+
+    config = project.config()
+    from deploy.lock.layers import load
+
+    graph = load(config.root, config.requirements, config.inputs_outside)
+    with pylocks.ReadAhead(config, graph, {"PIP_INDEX_URL": "https://idx.example/simple"}) as ahead:
+        ahead.read_with(slow)
+        ahead(["one"])
+        url = "https://idx.example/simple/one/"
+        assert list(ahead.pending) == [url] and reading.wait(5)
+        assert ahead.reading(url) == ["one-1.0.tar.gz"]
+        assert [file.name for file in ahead.listing(url) or []] == ["one-1.0.tar.gz"]
+        assert ahead.reading("https://idx.example/simple/never/") is None
+
+
 def test_index_sources_follow_pip_options_and_variables(tmp_path: Path) -> None:
     env = {"PIP_INDEX_URL": "https://a.example/simple", "PIP_EXTRA_INDEX_URL": "https://b.example/simple"}
     indexes, links = indexfiles.index_sources(["--index-url=https://c.example/simple", "--find-links", "wheels"],
@@ -293,6 +347,10 @@ def _tok_page(digest: str, heard: list[tuple[str, str | None]]) -> HTTPServer:
     return server
 
 
+def _answer(page: tuple[str, bytes], url: str) -> tuple[str, bytes]:
+    return page
+
+
 def test_only_the_locked_files_are_read_out_of_a_page_whatever_its_markup(tmp_path: Path) -> None:
     # A project's page lists every file of every version (70,000 for a web app's 65 projects on
     # PyPI), so each page is searched for the locked hashes alone; an anchor the quick search cannot
@@ -329,7 +387,7 @@ def test_only_the_locked_files_are_read_out_of_a_page_whatever_its_markup(tmp_pa
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(indexpage, "_anchors", counted)
             found = indexfiles.locate([locked], [f"https://idx.example/{page}"], lock_folder=tmp_path,
-                                      fetch=lambda url, answer=(content_type, body): answer)
+                                      fetch=functools.partial(_answer, (content_type, body)))
         assert list(found) == [digests["2.0"]], page
         assert found[digests["2.0"]].url == "https://idx.example/files/pkg-2.0.tar.gz", page
         assert found[digests["2.0"]].name == "pkg-2.0.tar.gz", page

@@ -11,31 +11,30 @@ the proof fail.
 from __future__ import annotations
 
 import functools
-import json
-import urllib.parse
 from collections.abc import Sequence
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from deploy.lock.indexpage import JSON, Anchors
+from deploy.lock import indexpage
 from deploy.lock.reqfile import canonical
 
 # What uv takes from an index page (it skips .egg, .exe and the rest).
 _SDIST = (".tar.gz", ".zip", ".tar.bz2", ".tar.lz", ".tar.lzma", ".tar.xz", ".tar.zst", ".tar", ".tbz", ".tgz",
           ".tlz", ".txz")
-# A package's versions, each with the Requires-Python and yanked state of each of its files.
+# A package's versions, newest first, each with the Requires-Python and yanked state of each of its files.
 Files = dict[Version, list[tuple[str | None, bool]]]
 
 
 def first(plain: Sequence[SpecifierSet], files: Files, python: Version, *, pre: bool) -> str | None:
-    """The newest version of a package's `files` uv could take under `plain` alone (see the docstring), or None."""
+    """The newest version of a package's `files` (newest first, as group() gives them) uv could take under
+    `plain` alone (see the docstring), or None."""
     specifier = SpecifierSet()
     for one in plain:
         specifier &= one
     exact = any(spec.operator in ("==", "===") for spec in specifier)
     allow = pre or specifier.prereleases is True  # a line naming a pre-release lets them in, as in uv
-    for version in sorted(files, reverse=True):
+    for version in files:  # newest first
         usable = any((exact or not yanked) and _admits(requires, python) for requires, yanked in files[version])
         if usable and specifier.contains(version, prereleases=allow):
             return str(version)
@@ -92,23 +91,25 @@ def group(name: str, listed: Sequence[tuple[str, str | None, bool]]) -> Files:
             found.setdefault(Version(text), []).extend(files)
         except InvalidVersion:
             continue  # uv skips a file whose version does not parse
-    return found
+    return {version: found[version] for version in sorted(found, reverse=True)}
+
+
+def merged(one: Files, other: Files) -> Files:
+    """The versions of both, newest first, each with the files of both."""
+    if not other:
+        return one
+    return {version: [*one.get(version, []), *other.get(version, [])]
+            for version in sorted(one.keys() | other.keys(), reverse=True)}
 
 
 def listed(content_type: str, body: bytes) -> list[tuple[str, str | None, bool]]:
-    if content_type.split(";")[0].strip() == JSON:
-        data = json.loads(body)
-        entries = data.get("files") if isinstance(data, dict) else None
-        if not isinstance(entries, list):
-            raise ValueError("a JSON index page without a list of files")
-        return [(str(entry.get("filename", "")), entry.get("requires-python") or None,
-                 entry.get("yanked") is True or bool(isinstance(entry.get("yanked"), str) and entry["yanked"]))
-                for entry in entries if isinstance(entry, dict)]
-    parser = Anchors()
-    parser.feed(body.decode("utf-8", "replace"))
-    # The file uv reads is the link's, whatever the anchor's text says (PEP 503 has them agree).
-    return [(urllib.parse.unquote(urllib.parse.urlsplit(attrs.get("href") or "").path.rsplit("/", 1)[-1]) or text,
-             attrs.get("data-requires-python"), "data-yanked" in attrs) for attrs, text in parser.found]
+    return from_listing(indexpage.listing(content_type, body))
+
+
+def from_listing(files: Sequence[indexpage.File]) -> list[tuple[str, str | None, bool]]:
+    """(file name, Requires-Python, yanked) of each file: the name uv reads is the link's, whatever an
+    anchor's text says (PEP 503 has them agree)."""
+    return [(file.link_name, file.requires_python, file.yanked) for file in files]
 
 
 def _version_text(name: str, filename: str) -> str | None:

@@ -49,8 +49,13 @@ def locate(
     *,
     lock_folder: Path,
     fetch: Fetch | None = None,
+    listed: Callable[[str], Sequence[indexpage.File] | None] | None = None,
 ) -> dict[str, Artifact]:
-    """sha256 -> the file it is, for every hash of every pin; one clear error when one is unknown."""
+    """sha256 -> the file it is, for every hash of every pin; one clear error when one is unknown.
+
+    `listed(page URL)`, when given, is a page's files as read already (pylocks.ReadAhead), or None:
+    such a page is neither fetched nor parsed again.
+    """
     wanted: dict[str, Pin] = {}
     for pin in pins:
         for value in pin.hashes:
@@ -72,10 +77,19 @@ def locate(
                 missing.setdefault(canonical(pin.name), set()).add(digest)
         if not missing:
             break
-        names = sorted(missing)
+        to_read = []
+        for name in sorted(missing):
+            known = listed(page_url(index, name)) if listed is not None else None
+            if known is None:
+                to_read.append(name)
+                continue
+            for filename, href, digest in indexpage.matching(known, frozenset(missing[name])):
+                found.setdefault(digest, _artifact(index, page_url(index, name), filename, href, digest))
+        if not to_read:
+            continue
         with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-            pages = pool.map(_project_files, [index] * len(names), names, [getter] * len(names),
-                             [frozenset(missing[name]) for name in names])
+            pages = pool.map(_project_files, [index] * len(to_read), to_read, [getter] * len(to_read),
+                             [frozenset(missing[name]) for name in to_read])
             for artifacts in pages:
                 for artifact in artifacts:
                     found.setdefault(artifact.sha256, artifact)
@@ -122,11 +136,17 @@ def _project_files(index: str, name: str, fetch: Fetch, wanted: frozenset[str]) 
     except (OSError, ValueError) as exc:
         raise LockError(f"{_public(page)}: could not read the index ({clip(str(exc))})",
                         fix="check the network and the index, then run: nox -s lock") from None
-    artifacts = []
-    for filename, href, digest in indexpage.files(content_type, body, wanted):
+    return [_artifact(index, page, filename, href, digest)
+            for filename, href, digest in indexpage.files(content_type, body, wanted)]
+
+
+def _artifact(index: str, page: str, filename: str, href: str, digest: str) -> Artifact:
+    url = href.split("#", 1)[0]
+    # A whole URL is taken as it is when urljoin and _public would leave it so (PyPI's: thousands on a
+    # web app's pages, at 50 µs each).
+    if not url.startswith(("https://", "http://")) or any(char in url for char in "@?;"):
         url = _public(urllib.parse.urljoin(page, href).split("#", 1)[0])
-        artifacts.append(Artifact(filename, digest, url=url, index=_public(index.rstrip("/"))))
-    return artifacts
+    return Artifact(filename, digest, url=url, index=_public(index.rstrip("/")))
 
 
 def _public(url: str) -> str:

@@ -9,7 +9,6 @@ line N is one known line of the user's files, so that pip's messages can be mapp
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import importlib
@@ -19,20 +18,22 @@ import re
 import sys
 import tempfile
 import threading
-import urllib.error
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deploy.config import Config
 from deploy.errors import LockError
-from deploy.lock import compiler, conflicts, network, pipreport, resolver, uvsays
+from deploy.lock import compiler, pipreport, resolver
 from deploy.lock.freshness import COMPILE_OPTIONS
 from deploy.lock.layers import LayerGraph
 from deploy.lock.lockfile import Pin
 from deploy.lock.reqfile import canonical, display
 from deploy.lock.universe import pin_lines, read_universe
+
+if TYPE_CHECKING:
+    from deploy.lock.indexpage import File
 
 Log = Callable[[str], None]
 # The settled layers' pins, as the run's hard constraints. Not a layer name: layers are `NAME.in`.
@@ -163,6 +164,8 @@ def run(
             compiled = compiler.run(command, work, run_env, log, places=places)
         if compiled.returncode != 0:
             if config.resolver == resolver.UV:  # uv's derivation, in the words pipsays.py reads
+                from deploy.lock import uvsays  # a failure's words: only a failed run needs them
+
                 said = uvsays.restated(compiled.output, plan.kept)
                 return Outcome(None, real_places(said, work, graph), run_env, tool="uv pip compile")
             return Outcome(None, real_places(compiled.output, work, graph), run_env)
@@ -175,7 +178,10 @@ def run(
             pages.read_ahead(universe)
         report: dict[str, Any] | None = None
         if uv_report:
-            report = _uv_account(config, graph, plan, universe, extras, run_env, pages, compiled.output)
+            from deploy.lock import uvreport
+
+            report = uvreport.of_run(config, graph, plan, universe, extras, run_env,
+                                     pages.read_ahead if pages is not None else None, compiled.output)
         elif plan.report is not None:
             report = _read_report(work)
         return Outcome(universe, env=run_env, report=report)
@@ -188,60 +194,16 @@ def _picked(read_ahead: Callable[[Iterable[str]], None], line: str) -> None:
         read_ahead([name])
 
 
-def _read_page(url: str, page: tuple[str, bytes]) -> object:
+def _read_page(url: str, listed: Sequence[File]) -> object:
     from deploy.lock import uvreport  # in a fetching thread: packaging's parsers load there
 
-    return uvreport.read_page(url, page)
+    return uvreport.read_page(url, listed)
 
 
 def _uv_extras(path: Path) -> dict[str, frozenset[str]]:
     from deploy.lock import uvreport  # packaging's parsers: only a uv lock's one run needs them
 
     return uvreport.strip_extras(path)
-
-
-def _uv_account(config: Config, graph: LayerGraph, plan: Run, universe: Mapping[str, Pin],
-                extras: Mapping[str, frozenset[str]], env: Mapping[str, str], pages: Pages | None,
-                said: str) -> dict[str, Any]:
-    """uvreport.py's account of a joint uv run (what pipreport.py gives for pip), from the pages the
-    pylock step reads anyway; whatever fails is an error, and the rounds run."""
-    from deploy.lock import candidates, indexfiles, pylocks, uvreport
-
-    assert plan.report is not None
-    sources = pylocks.proof_sources(config, graph, plan.layers, env)
-    if sources is None:
-        return {"error": "the lock reads more than one index"}
-    index, folders = sources
-    pre = "--pre" in config.compile_options or any(
-        option.name == "--pre" for name in plan.layers for option in graph.layers[name].option_list)
-    with contextlib.ExitStack() as stack:
-        ahead = pages.read_ahead if pages is not None else None
-        if not isinstance(ahead, pylocks.ReadAhead):
-            ahead = stack.enter_context(pylocks.ReadAhead(config, graph, env))
-            ahead(universe)
-
-        def page_of(name: str) -> tuple[str, bytes]:
-            try:
-                return ahead.page(index, name)
-            except urllib.error.HTTPError as exc:
-                if exc.code == 404:  # not on the index (a find-links folder's own wheel): no files there
-                    return "text/html", b""
-                raise
-
-        def ready(name: str) -> candidates.Files | None:
-            """The page as the fetching thread read it (uvreport.read_page), once fetched; else None."""
-            fetched = ahead.pending.get(indexfiles.page_url(index, canonical(name)))
-            if fetched is None or fetched.exception() is not None:  # waits for it; a failure is page_of's to tell
-                return None
-            found = ahead.read.get(indexfiles.page_url(index, canonical(name)))
-            return found if isinstance(found, dict) else None
-
-        try:
-            return uvreport.account(plan.report, uvreport.lines_reader(graph, plan.kept.values()), universe, extras,
-                                    page_of, folders, uvreport.needs_from_log(said), pre=pre, fresh=plan.fresh,
-                                    ready=ready)
-        except Exception as exc:  # any surprise on a page or in a line means: no shortcut, the rounds run
-            return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def _ask_for_report(work: Path, graph: LayerGraph, plan: Run) -> None:
@@ -301,6 +263,8 @@ def _own_constraints(universe: dict[str, Pin], work: Path, graph: LayerGraph, la
 def explain(outcome: Outcome, graph: LayerGraph, kept_at: Mapping[str, str] | None = None) -> str:
     """pip's failure as "package X: layer A needs …, layer B needs …", without a trace or a secret."""
     # Through a proxy, a direct connection says nothing about whether pip reached the index.
+    from deploy.lock import conflicts, network  # packaging's versions, and pip's words: for a failure only
+
     proxied = any(outcome.env.get(key) for key in _PROXIES)
     probe = None if proxied else network.probe
     message = conflicts.explain(outcome.output, graph, probe=probe, kept_at=kept_at, tool=outcome.tool)

@@ -227,6 +227,8 @@ def _file(artifact: Artifact) -> str:
 
 def _string(value: str) -> str:
     """A TOML basic string: JSON's escapes are TOML's, except that TOML has no `\\/` (JSON writes none)."""
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'  # a name, a URL, a hash: nothing to escape (a web app's files: thousands of them)
     import json  # writing only: verify reads these files without it
 
     return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.config import Config
-from deploy.lock import indexfiles, isolation, pylock
+from deploy.lock import indexfiles, indexpage, isolation, pylock
 from deploy.lock.layers import LayerGraph
 from deploy.lock.lockfile import LockFile, Pin
 from deploy.lock.options import hide_password
@@ -50,10 +50,10 @@ class PylockFile:
 class ReadAhead:
     """The pylock step's page fetches, started while uv still solves: called with the names each uv
     run locked (joint.Pages.read_ahead), it fetches their pages on the first index each layer's
-    pylock file reads, eight at a time, for plan() to take (`pending`). On PyPI the slowest page
+    pylock file reads, eight at a time, for plan() to take (`ahead`). On PyPI the slowest page
     (boto3's, 3 s) then costs nothing where it used to come after the last run.
 
-        ahead = ReadAhead(config, graph, env)   # then: with ahead: …solve…, plan(…, pending=ahead.pending)
+        ahead = ReadAhead(config, graph, env)   # then: with ahead: …solve…, plan(…, ahead=ahead)
     """
 
     def __init__(self, config: Config, graph: LayerGraph, env: Mapping[str, str] | None) -> None:
@@ -64,10 +64,11 @@ class ReadAhead:
             if indexes and _local_source(indexes, links, config.root) is None and indexes[0] not in self.indexes:
                 self.indexes.append(indexes[0])
         self.pending: dict[str, concurrent.futures.Future[tuple[str, bytes]]] = {}
-        # read_with(reader): `reader(url, page)` is run on each page in the thread that fetched it, its
-        # result kept in `read` (uv's proof reads each page while uv still solves).
-        self.reader: Callable[[str, tuple[str, bytes]], object] | None = None
-        self.read: dict[str, object] = {}
+        # Once read_with(reader) is called, each page is read in the thread that fetched it: `read[url]`
+        # is its files (indexpage.listing, which plan() takes as they are) and what `reader(url, files)`
+        # made of them (uv's proof: its versions), or None when the page or its reading failed.
+        self.reader: Callable[[str, list[indexpage.File]], object] | None = None
+        self.read: dict[str, concurrent.futures.Future[tuple[list[indexpage.File], object] | None]] = {}
         self._fetch = indexfiles.fetcher(pip_env)
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
@@ -80,30 +81,51 @@ class ReadAhead:
         """`name`'s page on `index`, as fetched ahead (or now): uvreport.py reads it for the one-run proof."""
         return self._start(indexfiles.page_url(index, canonical(name))).result()
 
+    def listing(self, url: str) -> list[indexpage.File] | None:
+        """The files of the page at `url` as read ahead, once they are; None if it was not (or failed)."""
+        done = self.read.get(url)
+        found = done.result() if done is not None else None
+        return found[0] if found is not None else None
+
+    def reading(self, url: str) -> object:
+        """What the reader made of the page at `url`, once it has; None if it did not (or failed)."""
+        done = self.read.get(url)
+        found = done.result() if done is not None else None
+        return found[1] if found is not None else None
+
     def _start(self, url: str) -> concurrent.futures.Future[tuple[str, bytes]]:
         if url not in self.pending:
             if self._pool is None:
                 self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=8)
             self.pending[url] = self._pool.submit(self._fetch, url)
             if self.reader is not None:
-                self.pending[url].add_done_callback(functools.partial(self._read, url, self.reader))
+                self._read_when_fetched(url, self.reader)
         return self.pending[url]
 
-    def read_with(self, reader: Callable[[str, tuple[str, bytes]], object]) -> None:
-        """From now on run `reader` on each page in the pool's threads, those fetched already included."""
+    def read_with(self, reader: Callable[[str, list[indexpage.File]], object]) -> None:
+        """From now on read each page in the pool's threads, those fetched already included."""
         self.reader = reader
-        for url, fetched in list(self.pending.items()):
-            if fetched.done() and self._pool is not None:
-                self._pool.submit(self._read, url, reader, fetched)
-            else:
-                fetched.add_done_callback(functools.partial(self._read, url, reader))
+        for url in list(self.pending):
+            self._read_when_fetched(url, reader)
 
-    def _read(self, url: str, reader: Callable[[str, tuple[str, bytes]], object],
+    def _read_when_fetched(self, url: str, reader: Callable[[str, list[indexpage.File]], object]) -> None:
+        done: concurrent.futures.Future[tuple[list[indexpage.File], object] | None] = concurrent.futures.Future()
+        self.read[url] = done
+        fetched = self.pending[url]
+        if fetched.done() and self._pool is not None:
+            self._pool.submit(self._read, url, reader, done, fetched)
+        else:
+            fetched.add_done_callback(functools.partial(self._read, url, reader, done))
+
+    def _read(self, url: str, reader: Callable[[str, list[indexpage.File]], object],
+              done: concurrent.futures.Future[tuple[list[indexpage.File], object] | None],
               fetched: concurrent.futures.Future[tuple[str, bytes]]) -> None:
-        if fetched.cancelled() or fetched.exception() is not None:
-            return
-        with contextlib.suppress(Exception):  # the one who needs it reads the page again, and says what is wrong
-            self.read[url] = reader(url, fetched.result())
+        found = None
+        if not fetched.cancelled() and fetched.exception() is None:
+            with contextlib.suppress(Exception):  # the one who needs it reads the page again, and says what is wrong
+                listed = indexpage.listing(*fetched.result())
+                found = (listed, reader(url, listed))
+        done.set_result(found)
 
     def expect(self, graph: LayerGraph, existing: Mapping[str, LockFile]) -> None:
         """Start on the names the locks will most likely hold before any run ends: every layer's own
@@ -131,14 +153,14 @@ def plan(
     env: Mapping[str, str] | None,
     log: Log,
     pages: Mapping[str, tuple[str, bytes]] | None = None,
-    pending: Mapping[str, concurrent.futures.Future[tuple[str, bytes]]] | None = None,
+    ahead: ReadAhead | None = None,
 ) -> list[PylockFile]:
     """The pylock files to (re)write, given each layer's settled `.txt` (its text and its pins).
 
     Reads the index only for layers whose file is missing or stale, and only the project pages that
-    are not among `pages` (those pip read while solving) or `pending` (ReadAhead's); raises
-    LockError (one line: the package, its version and the indexes searched) when a locked file is
-    on none of them, before anything is written.
+    are not among `pages` (those pip read while solving) or `ahead`'s (each taken as ReadAhead read it,
+    when it did); raises LockError (one line: the package, its version and the indexes searched)
+    when a locked file is on none of them, before anything is written.
     """
     if not config.pylock:
         return []
@@ -160,12 +182,12 @@ def plan(
     # Layers that read the same indexes share one look-up of their pins' files: an upper layer
     # holds most of a lower one's.
     found: dict[tuple[tuple[str, ...], tuple[Path, ...]], dict[str, Artifact]] = {}
-    fetch = indexfiles.fetcher(pip_env, read=pages, pending=pending) if wanted else None
+    fetch = indexfiles.fetcher(pip_env, read=pages, pending=ahead.pending if ahead else None) if wanted else None
     for sources in dict.fromkeys(wanted.values()):
         layers = [name for name, key in wanted.items() if key == sources]
         union = {(pin.name, pin.version): pin for name in layers for pin in locks[name][1]}
         found[sources] = indexfiles.locate(list(union.values()), sources[0], sources[1], lock_folder=graph.folder,
-                                           fetch=fetch)
+                                           fetch=fetch, listed=ahead.listing if ahead else None)
     written: list[PylockFile] = []
     for name, sources in wanted.items():
         text, pins = locks[name]

@@ -31,7 +31,6 @@ from deploy.lock import joint, onerun, preferences
 from deploy.lock.freshness import options_key
 from deploy.lock.layers import LayerGraph, input_key
 from deploy.lock.lockfile import LockFile, Pin
-from deploy.lock.pipsays import conflict_lines
 from deploy.lock.reqfile import canonical, clip, display
 from deploy.lock.universe import select, union
 
@@ -228,6 +227,7 @@ def _lower_conflict(
     One joint run of the whole group (what --move-lower does) tells a real conflict between the
     inputs (no lock can hold both: that is the error) from one only moving a lower layer can solve.
     """
+    from deploy.lock.pipsays import conflict_lines
     conflict = conflict_lines(failed.output, graph, kept_at) or [joint.explain(failed, graph, kept_at)]
     log("the lower layers' pins cannot satisfy the layers above them; finding what would have to move")
     probe = joint.run(config, graph, joint.Run(graph.closure(group), list(wished.values())), env=env, log=log)

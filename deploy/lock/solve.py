@@ -142,7 +142,7 @@ def _lock(
     settled = _as_locked(existing)
     settled.update({name: (text, solved.pins[name]) for name, (text, _) in texts.items()})
     planned = pylocks.plan(config, graph, settled, env=env, log=log, pages=pages,
-                           pending=ahead.pending if ahead is not None else None)
+                           ahead=ahead)
     files = [(graph.layers[name].lock, text, plural(count, "pin")) for name, (text, count) in texts.items()]
     _write_all(config, files + _pylock_files(planned), result, log)
     if move_lower:

@@ -34,21 +34,27 @@ every index's candidates); the files of its find-links folders are candidates be
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
+import urllib.error
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.markers import InvalidMarker, Marker, UndefinedComparison, UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
-from deploy.lock import candidates
+from deploy.lock import candidates, indexpage
 from deploy.lock.lockfile import Pin
 from deploy.lock.reqfile import canonical, logical_lines
 from deploy.lock.universe import dependencies, reach
+
+if TYPE_CHECKING:
+    from deploy.config import Config
+    from deploy.lock.layers import LayerGraph
 
 # (package, version) -> name -> each range it needs that one in (None: a range not restated), from uv's log.
 Needs = dict[tuple[str, str], dict[str, list[SpecifierSet | None]]]
@@ -70,6 +76,48 @@ def strip_extras(path: Path) -> dict[str, frozenset[str]]:
 
     path.write_text(_EXTRAS.sub(plain, path.read_text(encoding="utf-8")), encoding="utf-8")
     return taken
+
+
+def of_run(config: Config, graph: LayerGraph, plan: Any, universe: Mapping[str, Pin],
+           extras: Mapping[str, frozenset[str]], env: Mapping[str, str], read_ahead: object,
+           said: str) -> dict[str, Any]:
+    """The account of a joint uv run `plan` (a joint.Run), from the pages the pylock step reads anyway
+    (`read_ahead`, when a pylocks.ReadAhead, has them under way), its output and its -v log (`said`);
+    whatever fails is an error, and the rounds run."""
+    from deploy.lock import indexfiles, pylocks
+
+    assert plan.report is not None
+    sources = pylocks.proof_sources(config, graph, plan.layers, env)
+    if sources is None:
+        return {"error": "the lock reads more than one index"}
+    index, folders = sources
+    pre = "--pre" in config.compile_options or any(
+        option.name == "--pre" for name in plan.layers for option in graph.layers[name].option_list)
+    with contextlib.ExitStack() as stack:
+        ahead = read_ahead
+        if not isinstance(ahead, pylocks.ReadAhead):
+            ahead = stack.enter_context(pylocks.ReadAhead(config, graph, env))
+            ahead(universe)
+
+        def page_of(name: str) -> tuple[str, bytes]:
+            try:
+                return ahead.page(index, name)
+            except urllib.error.HTTPError as exc:
+                if exc.code == 404:  # not on the index (a find-links folder's own wheel): no files there
+                    return "text/html", b""
+                raise
+
+        def ready(name: str) -> candidates.Files | None:
+            """The page as the fetching thread read it (uvreport.read_page), once it has; else None (a
+            failure is page_of's to tell)."""
+            found = ahead.reading(indexfiles.page_url(index, canonical(name)))
+            return found if isinstance(found, dict) else None
+
+        try:
+            return account(plan.report, lines_reader(graph, plan.kept.values()), universe, extras, page_of,
+                           folders, needs_from_log(said), pre=pre, fresh=plan.fresh, ready=ready)
+        except Exception as exc:  # any surprise on a page or in a line means: no shortcut, the rounds run
+            return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def account(
@@ -104,8 +152,7 @@ def account(
             found = ready(name)
             if found is None:
                 found = candidates.group(name, candidates.listed(*page_of(name)))
-            mine = candidates.group(name, candidates.local(name, local))
-            read[name] = {version: [*found.get(version, []), *mine.get(version, [])] for version in found.keys() | mine}
+            read[name] = candidates.merged(found, candidates.group(name, candidates.local(name, local)))
         return read[name]
 
     graph = dependencies(universe)
@@ -152,9 +199,9 @@ def account(
     return {"scopes": report}
 
 
-def read_page(url: str, page: tuple[str, bytes]) -> candidates.Files:
-    """A project page read into versions for account(), as ReadAhead's reader: by the name its URL ends in."""
-    return candidates.group(canonical(url.rstrip("/").rsplit("/", 1)[-1]), candidates.listed(*page))
+def read_page(url: str, listed: Sequence[indexpage.File]) -> candidates.Files:
+    """A project page's files (read once, by ReadAhead) as versions for account(): by the name its URL ends in."""
+    return candidates.group(canonical(url.rstrip("/").rsplit("/", 1)[-1]), candidates.from_listing(listed))
 
 
 def needs_from_log(text: str) -> Needs:
