@@ -16,7 +16,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from deploy.lock import candidates, uvreport, uvsays
+from deploy.lock import candidates, joint, uvreport, uvsays
 from deploy.lock.indexpage import JSON
 from deploy.lock.lockfile import Pin
 from tests.lockproject import PYPROJECT, LockProject, Names, lock_both_ways, runs, versions
@@ -212,6 +212,13 @@ def test_what_each_package_needs_is_read_from_uvs_log_and_a_range_it_cannot_rest
     assert needs[("requests", "2.34.2")]["urllib3"] == [None]
     assert "typing-extensions" in needs[("psycopg", "3.3.9")], "a marker true on this Python"
     assert "winlib" not in needs[("psycopg", "3.3.9")], "a marker false here is no need"
+
+    # The same lines start the page reads while uv solves: each package it picks, and at once each
+    # package a picked one needs with no marker (uv picks that one later: botocore after boto3).
+    started: list[str] = []
+    for line in [*log.splitlines(), "DEBUG Selecting: celery==5.7.0 [compatible] (celery-5.7.0-py3-none-any.whl)"]:
+        joint._picked(started.extend, line)
+    assert started == ["vine", "python-dateutil", "tzlocal", "kombu", "kombu", "urllib3", "celery"]
 
 
 def test_with_pylock_off_the_proof_reads_the_pages_itself(

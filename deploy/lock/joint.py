@@ -53,6 +53,9 @@ _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|CREDENTIAL|API_?KEY|AUTH|PRIVATE|
 _CONSTRAINT = re.compile(
     r"The user requested \(constraint\) (?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?P<spec>\S*(?: and [<>=!~]\S*)*)")
 _SELECTING = "DEBUG Selecting: "  # uv -v: `DEBUG Selecting: celery==5.7.0 [compatible] (celery-5.7.0-py3-none-any.whl)`
+# uv -v: `DEBUG Adding transitive dependency for celery==5.7.0: vine>=5.1.0, <6.0` (a marker comes as `{…}`)
+_NEEDED = re.compile(r"DEBUG Adding transitive dependency for [^:]+: (?P<child>[A-Za-z0-9][A-Za-z0-9._-]*)"
+                     r"(?:\[[^\]]*\])?(?P<marker>\{)?")
 _PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
 
@@ -189,8 +192,16 @@ def run(
 
 def _picked(read_ahead: Callable[[Iterable[str]], None], line: str) -> None:
     """Start on the page of each package uv's -v log says it picked, while it goes on solving: the
-    proof and the pylock step read them as soon as it ends."""
-    if line.startswith(_SELECTING) and (name := line[len(_SELECTING):].partition("==")[0]):
+    proof and the pylock step read them as soon as it ends. A package some picked one needs (with no
+    marker, which may be false here) is started on at once: uv picks it later (on PyPI, botocore's
+    3 MB page came 300 ms after boto3's needs were known, and was the last one the proof waited for)."""
+    if line.startswith(_SELECTING):
+        name = line[len(_SELECTING):].partition("==")[0]
+    elif (needed := _NEEDED.match(line)) is not None and needed.group("marker") is None:
+        name = needed.group("child")
+    else:
+        return
+    if name:
         read_ahead([name])
 
 
