@@ -7,6 +7,7 @@ message can point at `file:line`.
 from __future__ import annotations
 
 import codecs
+import functools
 import os
 import re
 import stat
@@ -128,9 +129,13 @@ def is_inside(path: Path, folders: Sequence[Path]) -> bool:
     return any(path == folder or path.is_relative_to(folder) for folder in folders)
 
 
+_SEPARATORS = re.compile(r"[-_.]+")
+
+
+@functools.lru_cache(maxsize=4096)  # a lock asks for the same hundred names thousands of times
 def canonical(name: str) -> str:
     """Normalise a project name the way PEP 503 does, so `Django_Foo` and `django-foo` match."""
-    return re.sub(r"[-_.]+", "-", name).lower()
+    return _SEPARATORS.sub("-", name).lower()
 
 
 class Line(NamedTuple):
