@@ -289,12 +289,15 @@ def test_with_uv_the_pylock_step_reads_the_pages_while_uv_still_solves_and_write
     # starts with the layers' own requirements while uv solves (lock/pylocks.py ReadAhead), and the
     # one-run proof (uvreport.py) reads the same fetches, never a page twice.
     with_pip, with_uv = _projects(names, tmp_path)
-    with_pip.lock(env=env)
+    by_pip = with_pip.lock(env=env)
     index.visits.clear()
     done = with_uv.lock(env=env)
     visits = list(index.visits)
 
     assert "resolving 4 layers together with uv pip compile" in done.stdout + done.stderr
+    # Each names the index it read, once, in the same words.
+    said = [(by_pip.stdout + by_pip.stderr).splitlines(), (done.stdout + done.stderr).splitlines()]
+    assert [[line for line in lines if line.startswith("index: ")] for lines in said] == [[f"index: {index.url}"]] * 2
     for layer in ORDER:
         assert with_uv.read(f"pylock.{layer}.toml") == with_pip.read(f"pylock.{layer}.toml"), layer
     ours = [path for path, agent in visits if agent == "pinship"]

@@ -25,12 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 from deploy.config import Config
 from deploy.errors import LockError
-from deploy.lock import compiler, pipreport, resolver
+from deploy.lock import compiler, pipreport, pylocks, resolver
 from deploy.lock.freshness import COMPILE_OPTIONS
 from deploy.lock.layers import LayerGraph
 from deploy.lock.lockfile import Pin
+from deploy.lock.network import redact
 from deploy.lock.reqfile import canonical, display
 from deploy.lock.universe import pin_lines, read_universe
+from deploy.render import inert
 
 if TYPE_CHECKING:
     from deploy.lock.indexpage import File
@@ -138,6 +140,8 @@ def run(
             )
             if (note := uv.note()) is not None:
                 log(note)
+            for index in pylocks.indexes(config, graph, plan.layers, run_env):  # as pip-compile's -v output names them
+                log(f"index: {inert(redact(index))}")
             # The extras each package is taken with: uvreport.py's evidence that a scope asks for them too.
             # -v: what each package needs of another, which the proof reads too (uvreport.needs_from_log).
             argv = [*uv.argv[:3], "--no-strip-extras", "-v", *uv.argv[3:]] if plan.report is not None else uv.argv

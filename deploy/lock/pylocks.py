@@ -198,6 +198,15 @@ def plan(
     return written
 
 
+def indexes(config: Config, graph: LayerGraph, layers: Sequence[str], env: Mapping[str, str] | None) -> list[str]:
+    """The indexes a solve of `layers` reads, each once, in pip's order."""
+    pip_env = isolation.pip_environment(os.environ if env is None else env).env
+    found: list[str] = []
+    for name in layers:
+        found += [index for index in _sources(config, graph, name, pip_env)[0] if index not in found]
+    return found
+
+
 def proof_sources(config: Config, graph: LayerGraph, layers: Sequence[str],
                   env: Mapping[str, str] | None) -> tuple[str, list[Path]] | None:
     """Where a uv solve of `layers` looks for candidates, when uvreport.py can read them all: one http(s)
