@@ -233,3 +233,27 @@ def test_with_pylock_off_the_proof_reads_the_pages_itself(
 
     assert runs(fast) == 1 and runs(rounds) == 2
     assert not [name for name in files if "pylock" in name]
+
+
+def test_a_page_pinship_cannot_read_stops_the_lock_with_one_line_and_writes_nothing(
+    use_index: PackageIndex, names: Names, tmp_path: Path
+) -> None:
+    # uv reads the page as it is; pinship's own read of it (the proof's, the pylock step's) gets what a
+    # broken mirror might send. The proof gives up (the rounds run); the pylock step cannot name the
+    # files, and says which page it could not read, before any file is written.
+    n = names
+    _release(use_index, {n.web: [n.util], n.util: [], n.linter: []})
+    project = LockProject.create(tmp_path / "project", {"base.in": f"{n.web}\n", "dev.in": f"-r base.in\n{n.linter}\n"},
+                                 pyproject=UV)
+    use_index.pinship_sees[n.util] = (JSON, b"{not json")
+    before = project.snapshot()
+
+    done = project.run("lock")
+
+    assert done.returncode != 0 and "Traceback" not in done.stdout + done.stderr
+    assert "uv's resolver gave no account of its run (JSONDecodeError" in done.stdout
+    assert "resolving base with uv pip compile, on its own inputs" in done.stdout
+    error = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert error == [f"error: {use_index.url}{n.util}/: the index's page is not a project page "
+                     "(Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"], done.stderr
+    assert project.snapshot() == before

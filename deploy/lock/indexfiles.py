@@ -136,8 +136,12 @@ def _project_files(index: str, name: str, fetch: Fetch, wanted: frozenset[str]) 
     except (OSError, ValueError) as exc:
         raise LockError(f"{_public(page)}: could not read the index ({clip(str(exc))})",
                         fix="check the network and the index, then run: nox -s lock") from None
-    return [_artifact(index, page, filename, href, digest)
-            for filename, href, digest in indexpage.files(content_type, body, wanted)]
+    try:
+        listed = indexpage.files(content_type, body, wanted)
+    except ValueError as exc:  # json's own errors are ValueErrors
+        raise LockError(f"{_public(page)}: the index's page is not a project page ({clip(str(exc))})",
+                        fix="check the index (or the proxy before it), then run: nox -s lock") from None
+    return [_artifact(index, page, filename, href, digest) for filename, href, digest in listed]
 
 
 def _artifact(index: str, page: str, filename: str, href: str, digest: str) -> Artifact:

@@ -31,12 +31,10 @@ class File:
 
 
 def files(content_type: str, body: bytes, wanted: frozenset[str]) -> list[tuple[str, str, str]]:
-    """(file name, URL as the page gives it, sha256) of each listed file whose sha256 is `wanted`, in page order."""
+    """(file name, URL as the page gives it, sha256) of each listed file whose sha256 is `wanted`, in page
+    order; ValueError for a JSON page that is not one."""
     if content_type.split(";")[0].strip() == JSON:
-        try:
-            return matching(_json_listing(body), wanted)
-        except ValueError:
-            return []
+        return matching(_json_listing(body), wanted)
     return _html_files(body, wanted)
 
 

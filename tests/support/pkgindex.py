@@ -294,6 +294,9 @@ class PackageIndex:
         self._anchors: dict[tuple[Path, int, int, bool], str] = {}
         # Projects whose page links carry no `#sha256=`, as an old or minimal index lists files.
         self.unhashed: set[str] = set()
+        # project -> (content type, body) sent to pinship's own page reads (User-Agent `pinship`)
+        # instead of the page: a broken or hostile mirror that pip and uv are not shown.
+        self.pinship_sees: dict[str, tuple[str, bytes]] = {}
 
     def add(
         self,
@@ -440,6 +443,8 @@ class _Handler(BaseHTTPRequestHandler):
             project = normalize_project(match[1])
             if path != f"/simple/{project}/":
                 return self._redirect(f"/simple/{project}/")
+            if (seen := index.pinship_sees.get(project)) and self.headers.get("User-Agent") == "pinship":
+                return self._send(seen[1], seen[0], send_body)
             if archives := index.projects().get(project):
                 return self._page(project, [index.anchor(a) for a in archives], send_body)
         if match := re.fullmatch(r"/files/([^/]+)", path):
