@@ -85,6 +85,53 @@ def test_the_adopted_project_locks_and_verifies_on_the_index(use_index: PackageI
     assert names.debugger in project.read("dev.txt") and names.debugger not in project.read("prod.txt")
 
 
+def test_a_group_or_extra_edited_by_hand_fails_verify_naming_the_line_and_its_layer(
+    use_index: PackageIndex, tmp_path: Path
+) -> None:
+    # init copies each extra and group onto its layer; verify keeps them there, one way: what a
+    # group declares must be on its layer or one below it (a layer's own lines are its own).
+    names = Names()
+    for short in ("alpha", "checker", "pg", "linter", "debugger", "formatter"):
+        use_index.add(getattr(names, short), "1.0")
+    tools(use_index)
+    root = write_project(tmp_path / "acme", names)
+    assert init(root).returncode == 0
+    project = LockProject(root)
+    project.lock()
+    pyproject = root / "pyproject.toml"
+    adopted = pyproject.read_text()
+
+    pyproject.write_text(adopted.replace(f'"{names.debugger}"]', f'"{names.debugger}", "{names.formatter}"]')
+                         .replace(f'postgres = ["{names.pg}"]', f'postgres = ["{names.pg}>=2"]'))
+    done = project.run("verify")
+
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"verify: requirements/postgres.in:3: '{names.pg}' differs from pyproject.toml:8 '{names.pg}>=2' in "
+        "[project.optional-dependencies] postgres; make them the same, then run: nox -s lock",
+        f"verify: requirements/all.in:3: '{names.pg}' differs from pyproject.toml:8 '{names.pg}>=2' in "
+        "[project.optional-dependencies] all; make them the same, then run: nox -s lock",
+        f"verify: pyproject.toml:13: '{names.formatter}' is in [dependency-groups] dev but on no layer at or below "
+        "dev; add it to requirements/dev.in (or take it out of the group), then run: nox -s lock",
+    ]
+
+    # A line a layer holds that no group declares is the layer's own: nox -s add writes those.
+    pyproject.write_text(adopted)
+    project.write("dev.in", project.read("dev.in") + f"{names.formatter}\n")
+    project.lock()
+    assert project.run("verify").returncode == 0
+
+    # remove takes a package off its layers and says which group still lists it; verify names it too.
+    removed = project.run("remove", names.linter)
+    assert removed.returncode == 0, removed.stderr
+    warned = [line for line in removed.stdout.splitlines() if line.startswith("warning:")]
+    assert warned == [f"warning: pyproject.toml:12 [dependency-groups] lint still lists {names.linter}: take it out "
+                      "there too, or verify will name it"], "once, where it is written (dev includes lint)"
+    assert project.run("verify").stderr.splitlines() == [
+        f"verify: pyproject.toml:12: '{names.linter}' is in [dependency-groups] lint but on no layer at or below dev; "
+        "add it to requirements/dev.in (or take it out of the group), then run: nox -s lock"]
+
+
 @pytest.fixture
 def locked(use_index: PackageIndex, tmp_path: Path) -> tuple[LockProject, Names]:
     names = Names()

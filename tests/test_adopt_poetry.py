@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from deploy.adopt.poetry import Untranslatable, specifier
-from deploy.lock import drift
+from deploy.lock import drift, groupdrift
 from deploy.lock.layers import load
 from tests.lockproject import LockProject, Names, pins
 from tests.support.adopt import init, lines, new_project, tools
@@ -175,6 +175,29 @@ def test_verify_holds_base_in_to_the_poetry_table_as_init_read_it(tmp_path: Path
         "requirements/base.in; add it there, then run: nox -s lock",
         f"requirements/base.in:5: '{names.extra}' is not in pyproject.toml [tool.poetry.dependencies], so the app's "
         "wheel does not declare it; add it there (or move it to prod.in), then run: nox -s lock",
+    ]
+
+
+def test_verify_holds_each_poetry_group_and_extra_to_its_layer_as_init_read_it(tmp_path: Path) -> None:
+    names = Names()
+    root = poetry_project(tmp_path / "shop", names)
+    assert init(root).returncode == 0
+
+    def groups() -> list[str]:
+        return groupdrift.check(root, load(root, root / "requirements"))
+
+    assert groups() == [], "as adopted: pytest (a dev tool of the test layer) on test.in, the optional pg on postgres.in"
+    pyproject = root / "pyproject.toml"
+    text = pyproject.read_text(encoding="utf-8")
+    pyproject.write_text(text.replace('ruff = "*"', f'ruff = "*"\n{names.formatter} = "*"')
+                         .replace(f'{names.pg} = {{version = "*", optional = true}}',
+                                  f'{names.pg} = {{version = ">=2", optional = true}}'), encoding="utf-8")
+
+    assert groups() == [
+        f"pyproject.toml:24: '{names.formatter}' is in [tool.poetry.group.lint.dependencies] but on no layer at or "
+        "below dev; add it to requirements/dev.in (or take it out of the group), then run: nox -s lock",
+        f"requirements/postgres.in:3: '{names.pg}' differs from pyproject.toml:12 '{names.pg}>=2' in "
+        "[tool.poetry.extras] postgres; make them the same, then run: nox -s lock",
     ]
 
 

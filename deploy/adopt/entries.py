@@ -14,15 +14,9 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 from deploy.adopt import tools
 from deploy.errors import ConfigError
+from deploy.lock.layernames import LAYERS
 from deploy.lock.reqfile import ENV_VARIABLE, canonical, clip, read_text, requirement_name
 from deploy.render import inert
-
-# The layers init always writes, bottom up; a group of another name becomes a layer of its own.
-LAYERS = ("base", "prod", "test", "dev")
-_TEST = {"test", "tests", "testing", "ci", "check", "checks"}
-_DEV = {"dev", "develop", "development", "lint", "linting", "linters", "typing", "types", "typecheck", "mypy",
-        "docs", "doc", "style", "format", "fmt", "tools", "quality", "pre-commit"}
-_LAYER_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
 
 # pip reads a requirements file line by line and gives some text on a line a meaning of its own:
 # a token starting with '-' is an option (`--index-url`, `-r`), ' #' starts a comment, a trailing
@@ -91,22 +85,6 @@ def rank(layer: str) -> int:
     """Where `layer` comes in the order a source's groups are read: lower layers first, so that a
     line two groups share lands on the lower one (see Adoption.add)."""
     return LAYERS.index(layer) if layer in LAYERS else 1
-
-
-def layer_for(group: str, where: str) -> str:
-    """The layer a group or extra of this name goes to: test and dev tools by their usual names,
-    anything else a layer of its own name (which includes base.in)."""
-    name = canonical(group)
-    if name in LAYERS:
-        return name
-    if name in _TEST:
-        return "test"
-    if name in _DEV:
-        return "dev"
-    if not _LAYER_NAME.fullmatch(name):
-        raise ConfigError(f"{where}: the group name \"{inert(group, 80)}\" cannot name a layer file",
-                          fix="rename the group to letters, digits and '-'")
-    return name
 
 
 def requirement(entry: object, where: str, fix: str) -> Requirement:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from deploy.adopt.entries import Adoption, kind, layer_for, line, rank, requirement
+from deploy.adopt.entries import Adoption, kind, line, rank, requirement
 from deploy.errors import ConfigError
+from deploy.lock.layernames import layer_for
 from deploy.lock.reqfile import canonical, clip
 
 FIX = 'list one PEP 508 requirement per string, e.g. dependencies = ["requests>=2.31"]'

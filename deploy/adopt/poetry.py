@@ -32,7 +32,8 @@ class Untranslatable(Exception):
 def read(root: Path, text: str, data: dict[str, Any], adoption: Adoption, *, with_dependencies: bool) -> None:
     """Put [tool.poetry] dependencies, dev-dependencies, groups and extras onto layers."""
     # Here, not at the top: verify's drift check imports this module for requirement_lines alone.
-    from deploy.adopt.entries import keep_locked_versions, layer_for, rank
+    from deploy.adopt.entries import keep_locked_versions, rank
+    from deploy.lock.layernames import layer_for
 
     poetry = data["tool"]["poetry"]
     table = poetry.get("dependencies", {}) if with_dependencies else {}

@@ -44,10 +44,10 @@ def check(root: Path, base: list[Line]) -> list[str]:
             return []
         table = "[project] dependencies"
         # (entry as written, its line in pyproject.toml)
-        declared = [(entry, _line_number(text, entry)) for entry in project["dependencies"] if isinstance(entry, str)]
+        declared = [(entry, line_number(text, entry)) for entry in project["dependencies"] if isinstance(entry, str)]
         if not base and not declared:
             return []
-        if [_compact(entry) for entry, _ in declared] == [_compact(line.text) for line in base]:
+        if [compact(entry) for entry, _ in declared] == [compact(line.text) for line in base]:
             return []
     else:
         tool = data.get("tool")
@@ -61,8 +61,8 @@ def check(root: Path, base: list[Line]) -> list[str]:
         if sorted(_loose(entry) for entry, _ in quick) == sorted(_loose(line.text) for line in base):
             return []
         declared = _poetry_lines(text, dependencies, checked=True)
-    wanted = {_key(entry): (entry, number) for entry, number in declared}
-    written = {_key(line.text): line for line in base}
+    wanted = {requirement_key(entry): (entry, number) for entry, number in declared}
+    written = {requirement_key(line.text): line for line in base}
     base_name = display(base[0].path, root) if base else "requirements/base.in"
     problems: list[str] = []
     for key, (entry, number) in wanted.items():
@@ -102,14 +102,14 @@ def _poetry_lines(text: str, dependencies: dict[str, object], *, checked: bool) 
     return found
 
 
-def _compact(text: str) -> str:
+def compact(text: str) -> str:
     return "".join(text.split())
 
 
 def _loose(text: str) -> tuple[str, ...]:
     """A requirement's name, extras and specifiers each in order, and its marker as written: equal
     forms are the same requirement (`web>=1,<2` and `web<2,>=1`); unequal ones go to the parser."""
-    requirement, _, marker = _compact(text).partition(";")
+    requirement, _, marker = compact(text).partition(";")
     name, _, rest = requirement.partition("[")
     extras, _, specifiers = rest.partition("]") if rest else ("", "", "")
     if not rest:
@@ -121,10 +121,10 @@ def _loose(text: str) -> tuple[str, ...]:
 
 def same_requirement(one: str, other: str) -> bool:
     """Whether two requirement lines say the same, as verify compares them."""
-    return _key(one) == _key(other)
+    return requirement_key(one) == requirement_key(other)
 
 
-def _key(text: str) -> tuple[str, str]:
+def requirement_key(text: str) -> tuple[str, str]:
     """A requirement as (name, normal form): `Flask >= 3` and `flask>=3` are the same requirement, and
     so are `redis<6,>=5.0` (Poetry's `^5.0`) and `redis>=5.0,<6.0`: versions compare as PEP 440 says."""
     from packaging.requirements import InvalidRequirement, Requirement  # only when the texts differ
@@ -133,7 +133,7 @@ def _key(text: str) -> tuple[str, str]:
     try:
         parsed = Requirement(text.split(" --")[0])
     except InvalidRequirement:
-        return (_compact(text), _compact(text))
+        return (compact(text), compact(text))
     name = canonical(parsed.name)
     # `~=` keeps its trailing zeros: ~=1.0 and ~=1 allow different releases.
     specifiers = ",".join(sorted(
@@ -141,10 +141,10 @@ def _key(text: str) -> tuple[str, str]:
         if "*" not in spec.version else str(spec) for spec in parsed.specifier))
     extras = ",".join(sorted(canonical(extra) for extra in parsed.extras))
     normal = f"{name}[{extras}]{specifiers};{parsed.marker or ''}{parsed.url or ''}"
-    return (name, _compact(normal))
+    return (name, compact(normal))
 
 
-def _line_number(text: str, entry: str) -> int:
+def line_number(text: str, entry: str) -> int:
     for number, raw in enumerate(text.splitlines(), start=1):
         if f'"{entry}"' in raw or f"'{entry}'" in raw:
             return number

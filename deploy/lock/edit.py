@@ -24,7 +24,7 @@ from pathlib import Path
 
 from deploy.config import Config
 from deploy.errors import DeployError, LockError, VerifyFailed
-from deploy.lock import editfix, pyproject_deps
+from deploy.lock import editfix, groupdrift, pyproject_deps
 from deploy.lock.reqfile import canonical, clip, display, read_text, requirement_name
 from deploy.lock.solve import LockResult, lock
 
@@ -114,6 +114,9 @@ def remove(
     for name in from_base:
         log(f"warning: pyproject.toml {pyproject_deps.POETRY} still lists {clip(name)} on more than one line: "
             "take it out there too, or verify will name it")
+    for name in names:  # a group's or an extra's entry: the user's to take out (other tools read those tables)
+        for where in groupdrift.declaring(config.root, name):
+            log(f"warning: {where} still lists {clip(name)}: take it out there too, or verify will name it")
     return result
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from deploy.config import Config
 from deploy.errors import DeployError, VerifyFailed
-from deploy.lock import drift, pylock
+from deploy.lock import drift, groupdrift, pylock
 from deploy.lock.freshness import read_locks, stale_layers
 from deploy.lock.layers import LayerGraph
 from deploy.lock.layers import load as load_layers
@@ -56,6 +56,7 @@ def check(config: Config) -> list[str]:
     problems += _unpinned(config, graph, {name: lock for name, lock in locks.items() if name not in stale})
     if "base" in graph.layers:  # [project] dependencies is the one source of the base layer
         problems += drift.check(config.root, graph.layers["base"].requirements)
+    problems += groupdrift.check(config.root, graph)  # each extra's and group's lines are on their layer
     if config.pylock and not problems:
         problems += _pylock_problems(config, graph, locks)
     return problems
