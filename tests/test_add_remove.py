@@ -13,6 +13,7 @@ from deploy.lock import edit, editfix, pyproject_deps
 from deploy.lock.verify import verify
 from tests.lockproject import LockProject, Names, pins, publish
 from tests.support.pkgindex import PackageIndex
+from tests.test_lock_fastpath import _wheel_with_extra
 
 PYPROJECT = """\
 [build-system]
@@ -315,6 +316,34 @@ def test_in_a_poetry_project_add_and_remove_keep_its_table_as_verify_reads_it(
     assert f"pyproject.toml [tool.poetry.dependencies]: removed {names.gamma}" in lines
     assert pyproject.read_bytes() == before
     assert names.gamma not in pins(created.read("base.txt"))
+
+
+def test_add_over_a_requirement_with_extras_keeps_them_and_takes_the_new_range(
+    use_index: PackageIndex, tmp_path: Path,
+) -> None:
+    # A Poetry trial: `add 'requests>=2.32'` over `requests = {version = "^2.31", extras = ["socks"]}`
+    # wrote `requests>=2.32`: pysocks left every lock, and verify failed on the table it left alone.
+    # As `uv add` updates a requirement: its extras and marker stay, the new range replaces the old.
+    created, names = _poetry_shop(use_index, tmp_path)
+    for version in ("1.0", "2.0"):
+        _wheel_with_extra(use_index, names.gamma, version, names.alpha, names.omega)  # gamma[postgres] needs omega
+    use_index.add(names.omega, "1.0")
+    pyproject = created.root / "pyproject.toml"
+    alpha = f'{names.alpha} = "*"\n'
+    pyproject.write_text(pyproject.read_text().replace(
+        alpha, alpha + f'{names.gamma} = {{version = "^1.0", extras = ["postgres"]}}\n'))
+    created.write("base.in", created.read("base.in") + f"{names.gamma}[postgres]<2,>=1.0\n")
+    created.lock()
+    lines: list[str] = []
+
+    edit.add(created.config(), [f"{names.gamma}>=2"], log=lines.append)
+
+    assert created.read("base.in").splitlines()[-1] == f"{names.gamma}[postgres]>=2"
+    assert f'{names.gamma} = {{version = ">=2", extras = ["postgres"]}}\n' in pyproject.read_text()
+    assert not [line for line in lines if line.startswith("warning:")], lines
+    assert pins(created.read("base.txt"))[names.gamma][0] == "2.0"
+    assert names.omega in pins(created.read("base.txt")), "the extra's package stays locked"
+    assert created.run("verify").returncode == 0
 
 
 def test_in_a_poetry_project_a_requirement_its_table_cannot_hold_is_refused_before_anything_changes(

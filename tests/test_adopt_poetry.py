@@ -186,7 +186,7 @@ def test_verify_holds_each_poetry_group_and_extra_to_its_layer_as_init_read_it(t
     def groups() -> list[str]:
         return groupdrift.check(root, load(root, root / "requirements"))
 
-    assert groups() == [], "as adopted: pytest (a dev tool of the test layer) on test.in, the optional pg on postgres.in"
+    assert groups() == [], "as adopted: pytest (a test tool) on test.in, the optional pg on postgres.in"
     pyproject = root / "pyproject.toml"
     text = pyproject.read_text(encoding="utf-8")
     pyproject.write_text(text.replace('ruff = "*"', f'ruff = "*"\n{names.formatter} = "*"')

@@ -47,6 +47,7 @@ def add(
     if not parsed:
         raise LockError("nothing to add", fix="name a requirement: nox -s add -- 'requests>=2.31'")
     target = _layer_file(config, layer)
+    parsed = [(name, _merged(target, name, text, config.root)) for name, text in parsed]
     keeps_pyproject = target.stem == BASE and pyproject_deps.declares(config.root)
     poetry = target.stem == BASE and pyproject_deps.poetry_names(config.root) is not None
     values = {name: _poetry_value(name, text) for name, text in parsed} if poetry else {}
@@ -161,6 +162,27 @@ def _layer_file(config: Config, layer: str | None) -> Path:
         raise LockError(f"--layer {clip(name)}: there is no {display(path, config.root)} (layers: {clip(known)})",
                         fix="name one of the layers with --layer")
     return path
+
+
+def _merged(path: Path, name: str, text: str, root: Path) -> str:
+    """`text` as it replaces the layer's line for the same package, as `uv add` updates one: that line's
+    extras kept beside any `text` names, and its version range and marker where `text` gives none
+    (`add 'requests>=2.32'` over `requests[socks]>=2.31` is `requests[socks]>=2.32`)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    for raw in read_text(path, root).splitlines():
+        line = raw.split(" #")[0].strip()
+        if requirement_name(line) != name:
+            continue
+        try:
+            old, new = Requirement(line), Requirement(text)
+        except InvalidRequirement:
+            return text
+        new.extras = old.extras | new.extras
+        new.specifier = new.specifier or old.specifier
+        new.marker = new.marker or old.marker
+        return str(new)
+    return text
 
 
 def _write_line(path: Path, name: str, text: str, root: Path) -> None:

@@ -29,6 +29,7 @@ _NEXT_TABLE = re.compile(r"^\s*\[", re.MULTILINE)
 _KEY = re.compile(r"^\s*(?:dependencies|\"dependencies\"|'dependencies')\s*=\s*\[", re.MULTILINE)
 _POETRY_TABLE = re.compile(r"^[ \t]*\[[ \t]*tool[ \t]*\.[ \t]*poetry[ \t]*\.[ \t]*dependencies[ \t]*\][ \t]*(?:#.*)?$",
                            re.MULTILINE)
+_WRITTEN = {"version", "extras", "markers"}  # the keys of the entries poetry_value writes
 _POETRY_KEY = re.compile(r"""^[ \t]*(?:"([^"\\]+)"|'([^']+)'|([A-Za-z0-9_.-]+))[ \t]*=""")
 
 
@@ -153,15 +154,16 @@ def poetry_value(name: str, text: str) -> str | None:
 
 def poetry_put(root: Path, name: str, value: str) -> bool:
     """`name = value` into `[tool.poetry.dependencies]`: in place of the entry for `name` when that is a
-    plain version string on one line, else on a line after the table's last entry. False (nothing
-    written) when the table holds `name` in another form, which is the user's to change."""
+    version string or an inline table of what poetry_value writes (version, extras, markers), on one
+    line, else on a line after the table's last entry. False (nothing written) when the table holds
+    `name` in another form (a source, an optional one, a git one), which is the user's to change."""
     path = root / "pyproject.toml"
     source = read_text(path, root)
     start, end = _poetry_table(source)
     last = None  # where the table's last entry line ends: a new entry goes on a line after it
     for line_start, line_end, key, entry in _poetry_entries(source, start, end):
         if canonical(key) == name:
-            if not isinstance(entry, str):
+            if not isinstance(entry, str) and not (isinstance(entry, dict) and set(entry) <= _WRITTEN):
                 return False
             _save(path, source[:line_start] + source[line_start:line_end].split("=", 1)[0] + f"= {value}"
                   + source[line_end:])
