@@ -212,6 +212,20 @@ def test_uv_reads_none_of_this_machines_uv_settings(names: Names, env: dict[str,
     assert read_universe(work / "all.txt")[n.alpha].version == "1.1"  # not 2.0b1
 
 
+def test_a_lock_header_names_the_version_of_the_uv_that_ran_not_of_a_package_beside_python(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A trial's uv was a symlink on PATH: no `uv` distribution beside Python, so the header said
+    # `uv unknown` in every committed lock. The binary says which it is.
+    fake = tmp_path / "uv"
+    fake.write_text("#!/bin/sh\necho 'uv 9.9.9 (fake 2026-12-04)'\n", encoding="utf-8")
+    fake.chmod(0o755)
+    monkeypatch.setattr(resolver, "find_uv", lambda **where: fake)
+    assert resolver.uv_version({}) == "9.9.9"
+    fake.write_text("#!/bin/sh\nexit 3\n", encoding="utf-8")
+    assert resolver.uv_version({}) == "unknown"
+
+
 def test_compile_options_reach_uv_in_its_spelling_and_one_it_lacks_is_refused_by_name() -> None:
     assert resolver.uv_options(["--pre", "--index-url=https://mirror.example/simple", "-f", "wheels",
                                 "--no-emit-index-url"]) == [

@@ -136,6 +136,22 @@ def find_uv(*, beside: Path | None = None, path: str | None = None) -> Path:
     return Path(found)
 
 
+def uv_version(env: Mapping[str, str] | None = None) -> str:
+    """The version of the uv a lock runs (find_uv's), as `uv --version` says it; "unknown" if it will not.
+
+    Not the `uv` distribution installed beside this Python: a uv on PATH (a standalone binary, a
+    symlink) has none, and may be another version than one that is."""
+    import subprocess  # a lock has it loaded already
+
+    try:
+        uv = find_uv(path=(os.environ if env is None else env).get("PATH"))
+        said = subprocess.run([str(uv), "--version"], capture_output=True, text=True, timeout=30, check=False)
+    except (LockError, OSError, subprocess.SubprocessError):
+        return "unknown"
+    words = said.stdout.split()
+    return words[1] if said.returncode == 0 and len(words) >= 2 and words[0] == "uv" else "unknown"
+
+
 def uv_options(options: Sequence[str], *, file_names_index: bool = False) -> list[str]:
     """[tool.deploy] compile-options in uv's spelling; one uv has no equivalent for is refused by name.
 
