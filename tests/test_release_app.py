@@ -213,3 +213,38 @@ def test_a_setuptools_app_is_built_outside_its_tree_so_a_module_deleted_since_ne
     assert first == {"shop/__init__.py", "shop/extra.py"}
     assert second == {"shop/__init__.py"}
     assert sorted(path.name for path in root.iterdir()) == ["pyproject.toml", "shop"], "no build/ or *.egg-info left"
+
+
+def test_files_of_a_package_the_apps_wheel_leaves_out_are_named_with_how_to_ship_them(tmp_path: Path) -> None:
+    # A freeze-only Django trial: init's pyproject.toml listed the package, setuptools shipped only
+    # its .py files, and the release ran without its templates and static files: `switched`, and
+    # TemplateDoesNotExist once deployed. The wheel is the backend's to make; the deploy says what
+    # it left out, on every deploy of that source (a cached wheel too).
+    root = tmp_path / "site"
+    for folder in ("site/templates/pages", "site/static"):
+        (root / folder).mkdir(parents=True)
+    (root / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=65.4"]\nbuild-backend = "setuptools.build_meta"\n\n'
+        '[project]\nname = "site"\nversion = "1.0"\n\n[tool.setuptools]\npackages = ["site"]\n', encoding="utf-8")
+    (root / "site" / "__init__.py").write_text("", encoding="utf-8")
+    (root / "site" / "templates" / "pages" / "health.html").write_text("ok\n", encoding="utf-8")
+    (root / "site" / "static" / "site.css").write_text("body {}\n", encoding="utf-8")
+    (root / "site" / "py.typed").write_text("", encoding="utf-8")  # setuptools ships this one itself
+    (root / "README.md").write_text("not in a package: never the wheel's\n", encoding="utf-8")
+    said: list[str] = []
+
+    app_wheel(config_module.load(root), Cache(tmp_path / "cache"), log=said.append)
+
+    warned = [line for line in said if line.startswith("warning:")]
+    assert warned == [
+        "warning: the app's wheel leaves out 2 file(s) of its packages, so no release has them: "
+        "site/static/site.css, site/templates/pages/health.html; if the app reads them, declare them as package "
+        'data in [tool.setuptools.package-data] (site = ["static/**/*", "templates/**/*"]), then deploy again']
+
+    text = (root / "pyproject.toml").read_text(encoding="utf-8")
+    (root / "pyproject.toml").write_text(
+        text + '\n[tool.setuptools.package-data]\nsite = ["static/**/*", "templates/**/*"]\n',
+        encoding="utf-8")
+    said.clear()
+    app_wheel(config_module.load(root), Cache(tmp_path / "cache"), log=said.append)
+    assert not [line for line in said if line.startswith("warning:")], said

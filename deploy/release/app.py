@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import tomllib
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -94,6 +95,7 @@ def app_wheel(config: Config, cache: Cache, log: Log, stop: threading.Event | No
         if digest not in _SAID:  # the engine asks twice a run (while probing, then building)
             _SAID.add(digest)
             log(f"app wheel unchanged (source digest {digest[:12]}), not rebuilt")
+            _warn_left_out(config.root, cache.by_hash[known.sha256], log)
         return known
     name = app_name(config) or "the app"
     log(f"building the wheel of {name} (source digest {digest[:12]})")
@@ -111,7 +113,46 @@ def app_wheel(config: Config, cache: Cache, log: Log, stop: threading.Event | No
         wheel = cache.add(built[0])
     cache.remember_app(digest, wheel.sha256)
     _SAID.add(digest)
+    _warn_left_out(config.root, cache.by_hash[wheel.sha256], log)
     return wheel
+
+
+def _warn_left_out(root: Path, wheel: Path, log: Log) -> None:
+    """Say which files of the packages the app's wheel ships it leaves out: no release has them.
+
+    setuptools puts only a package's .py files into a wheel unless package data says more, so a
+    Django app's templates and static files stay behind without a word, and the app fails only
+    once deployed (a trial's did: TemplateDoesNotExist). A sub-folder without __init__.py that
+    find_packages skips is the same. The wheel is the backend's to make; the warning names what it
+    left and how to ship it."""
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = set(archive.namelist())
+    packages = {name.split("/", 1)[0] for name in shipped if "/" in name}
+    packages = {name for name in packages if not name.endswith((".dist-info", ".data"))}
+    missing: list[tuple[str, str]] = []  # (the file as the project has it, as the wheel would hold it)
+    for path in _source_files(root):
+        relative = path.relative_to(root).as_posix()
+        inside = next((candidate for candidate in (relative, relative.removeprefix("src/"))
+                       if "/" in candidate and candidate.split("/", 1)[0] in packages), None)
+        if inside is not None and inside not in shipped:
+            missing.append((relative, inside))
+    if not missing:
+        return
+    shown = ", ".join(relative for relative, _ in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5
+                                                                   else "")
+    globs: dict[str, list[str]] = {}
+    for _, inside in missing:
+        package, rest = inside.split("/", 1)
+        glob = f"{rest.split('/', 1)[0]}/**/*" if "/" in rest else f"*{PurePosixPath(rest).suffix}"
+        if glob not in globs.setdefault(package, []):
+            globs[package].append(glob)
+    example = "; ".join(f"{package} = [{', '.join(json.dumps(glob) for glob in found)}]"
+                        for package, found in sorted(globs.items()))
+    backend = str(_pyproject(root).get("build-system", {}).get("build-backend", "setuptools"))
+    how = (f"as package data in [tool.setuptools.package-data] ({example})" if backend.startswith("setuptools")
+           else "as package data in the build backend's configuration")
+    log(f"warning: the app's wheel leaves out {len(missing)} file(s) of its packages, so no release has them: "
+        f"{shown}; if the app reads them, declare them {how}, then deploy again")
 
 
 def index_options(options: Sequence[str]) -> list[str]:
