@@ -91,6 +91,25 @@ def test_a_package_already_at_its_newest_version_is_said_and_nothing_moves(
     assert project.snapshot() == before
 
 
+def test_a_package_at_its_newest_version_under_a_line_with_an_upper_bound_is_not_said_held_back(
+    use_index: PackageIndex, names: Names, tmp_path: Path
+) -> None:
+    # A Poetry trial (requests = "^2.31", 2.34.2 the newest on PyPI): `upgrade requests` said
+    # `requests stays at 2.34.2: requirements/base.in:3 pins requests<3,>=2.31`. A bound that no
+    # release on the index reaches holds nothing back.
+    layers = publish(use_index, names)
+    layers["base.in"] = layers["base.in"].replace(f"{names.alpha}\n", f"{names.alpha}<3,>=1.0\n")
+    project = _locked(use_index, names, tmp_path / "project", layers)
+    before = project.snapshot()
+
+    done = project.run("upgrade", names.alpha)
+
+    assert done.returncode == 0, done.stderr
+    assert f"{names.alpha} is already at its newest allowed version 1.0" in done.stdout, done.stdout
+    assert "stays at" not in done.stdout
+    assert project.snapshot() == before
+
+
 def test_an_input_line_that_holds_the_upgrade_back_is_named(
     use_index: PackageIndex, names: Names, tmp_path: Path
 ) -> None:

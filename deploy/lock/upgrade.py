@@ -15,7 +15,9 @@ two steps per group of layers:
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -134,16 +136,43 @@ def _choose(
             log(f"{target.name} is already at {clip(now)}")
         return pin.version
     held = holding_back(probe.output, graph, target.name)
-    if held and now is not None:
+    # A line's bound holds nothing back when no release on the index lies beyond `now` at all.
+    newest = now is not None and not target.spec and _newest_on_index(config, graph, layers, target.name, now, env)
+    if held and now is not None and not newest:
         log(f"{target.name} stays at {clip(now)}: {'; '.join(held)}")
         return None
-    if now is not None and not target.spec and _nothing_newer(probe.output, target.name + spec):
+    if now is not None and not target.spec and (newest or _nothing_newer(probe.output, target.name + spec)):
         log(f"{target.name} is already at its newest allowed version {clip(now)}")
         return None
     if held:
         raise LockError(f"{target.name}{clip(target.spec)} cannot be locked: {'; '.join(held)}",
                         fix=f"change the lines named, or ask for another version: nox -s upgrade -- {target.name}")
     raise joint.fail(probe, graph)
+
+
+def _newest_on_index(config: Config, graph: LayerGraph, layers: Sequence[str], name: str, now: str,
+                     env: Mapping[str, str] | None) -> bool:
+    """Whether the layers' index lists no release of `name` newer than `now` that a resolver could
+    take (a final release, unless `now` is none; not yanked; for this Python): then no line holds it
+    back. False when it does, or cannot tell (a find-links folder, another index, a page it cannot
+    read): the resolver's own words decide then."""
+    from packaging.version import Version
+
+    from deploy.lock import candidates, indexfiles, isolation, pylocks  # an upgrade that cannot move only
+
+    sources = pylocks.proof_sources(config, graph, layers, env)
+    if sources is None or sources[1]:
+        return False
+    try:
+        fetch = indexfiles.fetcher(isolation.pip_environment(dict(os.environ) if env is None else env).env)
+        files = candidates.files(name, *fetch(indexfiles.page_url(sources[0], name)))
+        current = Version(now)
+    except Exception:  # any surprise: the resolver's words decide
+        return False
+    python = Version(".".join(map(str, sys.version_info[:3])))
+    return not any(version > current and (current.is_prerelease or not version.is_prerelease)
+                   and candidates.first([], {version: found}, python, pre=True) is not None
+                   for version, found in files.items())
 
 
 def _nothing_newer(output: str, requirement: str) -> bool:
