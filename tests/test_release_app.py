@@ -248,3 +248,37 @@ def test_files_of_a_package_the_apps_wheel_leaves_out_are_named_with_how_to_ship
     said.clear()
     app_wheel(config_module.load(root), Cache(tmp_path / "cache"), log=said.append)
     assert not [line for line in said if line.startswith("warning:")], said
+
+
+def test_the_apps_wheel_is_cached_per_build_backend_version_and_one_off_the_locks_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A trial: one commit deployed from two venvs (setuptools 65.5 and 84.2) gave two app wheels, so
+    # two releases; and the cache, keyed on the source alone, kept the first one for both.
+    from importlib.metadata import version
+
+    from deploy.release import app as app_module
+
+    root = tmp_path / "shop"
+    (root / "shop").mkdir(parents=True)
+    (root / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=65.4"]\nbuild-backend = "setuptools.build_meta"\n\n'
+        '[project]\nname = "shop"\nversion = "1.0"\n\n[tool.setuptools]\npackages = ["shop"]\n', encoding="utf-8")
+    (root / "shop" / "__init__.py").write_text("", encoding="utf-8")
+    (root / "requirements").mkdir()
+    (root / "requirements" / "dev.txt").write_text(f"setuptools==1.0 --hash=sha256:{'0' * 64}\n", encoding="utf-8")
+    cache = Cache(tmp_path / "cache")
+    said: list[str] = []
+
+    def built() -> int:
+        return sum(line.startswith("building the wheel of shop") for line in said)
+
+    first = app_wheel(config_module.load(root), cache, log=said.append)
+    again = app_wheel(config_module.load(root), cache, log=said.append)
+    assert built() == 1 and again == first, "the same source and backend: the cached wheel"
+    monkeypatch.setattr(app_module, "_build_tools", lambda config: [("setuptools", "0.9")])
+    app_wheel(config_module.load(root), cache, log=said.append)
+    assert built() == 2, "another backend version: not that wheel"
+    assert f"warning: the app's wheel is built with setuptools {version('setuptools')} (the locks pin 1.0): a " \
+           "machine with the locked version builds another wheel of the same source, so another release; deploy " \
+           "from the project's own environment (python3 scripts/onboard.py makes it)" in said

@@ -29,6 +29,8 @@ from pyproject_hooks import BuildBackendHookCaller
 
 from deploy.config import Config
 from deploy.errors import DeployError
+from deploy.lock.lockfile import parse
+from deploy.lock.reqfile import canonical
 from deploy.release.cache import Cache, Wheel
 from deploy.release.process import pip, run_checked
 
@@ -90,12 +92,17 @@ def app_wheel(config: Config, cache: Cache, log: Log, stop: threading.Event | No
     if not has_app(config):
         return None
     digest = source_digest(config.root)
-    known = cache.app_wheel(digest)
+    tools = _build_tools(config)
+    # The wheel of one source differs by its backend's version (setuptools 65 writes Metadata 2.1,
+    # 84 writes 2.4): a wheel another backend built is not this one.
+    key = digest if tools is None else digest + "+" + ",".join(f"{name}=={version}" for name, version in tools)
+    known = cache.app_wheel(key)
     if known is not None:
-        if digest not in _SAID:  # the engine asks twice a run (while probing, then building)
-            _SAID.add(digest)
+        if key not in _SAID:  # the engine asks twice a run (while probing, then building)
+            _SAID.add(key)
             log(f"app wheel unchanged (source digest {digest[:12]}), not rebuilt")
             _warn_left_out(config.root, cache.by_hash[known.sha256], log)
+            _warn_unlocked_tools(config, tools or [], log)
         return known
     name = app_name(config) or "the app"
     log(f"building the wheel of {name} (source digest {digest[:12]})")
@@ -111,10 +118,45 @@ def app_wheel(config: Config, cache: Cache, log: Log, stop: threading.Event | No
         if not built:
             raise DeployError(f"the build backend produced no wheel for {name}", fix=_BUILD_FIX)
         wheel = cache.add(built[0])
-    cache.remember_app(digest, wheel.sha256)
-    _SAID.add(digest)
+    cache.remember_app(key, wheel.sha256)
+    _SAID.add(key)
     _warn_left_out(config.root, cache.by_hash[wheel.sha256], log)
+    _warn_unlocked_tools(config, tools or [], log)
     return wheel
+
+
+def _build_tools(config: Config) -> list[tuple[str, str]] | None:
+    """(name, version) of each build requirement as this environment has it, when it has them all
+    (the app is then built with them, _build_with_local_tools); None when pip must fetch them."""
+    system = _pyproject(config.root).get("build-system", {})
+    found: list[tuple[str, str]] = []
+    for line in system.get("requires", ["setuptools>=40.8.0"]):
+        if not _installed(line):
+            return None
+        requirement = Requirement(line)
+        if requirement.marker is None or requirement.marker.evaluate():
+            found.append((canonical(requirement.name), importlib.metadata.version(requirement.name)))
+    return found
+
+
+def _warn_unlocked_tools(config: Config, tools: Sequence[tuple[str, str]], log: Log) -> None:
+    """Say when the app is built with a backend at another version than the project's locks pin: a
+    machine with the locked one (a fresh clone's onboarded .venv, CI) builds another wheel of the
+    same source, so another release, and a promote from it finds another app."""
+    pinned: dict[str, str] = {}
+    for path in sorted(config.requirements.glob("*.txt")):
+        try:
+            pins = parse(path, config.root).pins.values()
+        except DeployError:
+            continue  # verify names a lock it cannot read
+        for pin in pins:
+            pinned.setdefault(canonical(pin.name), pin.version)
+    off = [f"{name} {version} (the locks pin {pinned[name]})" for name, version in tools
+           if name in pinned and pinned[name] != version]
+    if off:
+        log(f"warning: the app's wheel is built with {', '.join(off)}: a machine with the locked version builds "
+            "another wheel of the same source, so another release; deploy from the project's own environment "
+            "(python3 scripts/onboard.py makes it)")
 
 
 def _warn_left_out(root: Path, wheel: Path, log: Log) -> None:
