@@ -106,14 +106,22 @@ def init(root: Path, *, force: bool = False, source: Path | None = None, say: Sa
         _table(data, "project", "[project]")
     tool = _table(data or {}, "tool", "[tool]")
     folder = _requirements_folder(root, tool)
-    adoption = sources.read(root, text, data, None if source is None else (root / source))
+    # A project adopted already (a fresh clone of one): its layers are its own now, and reading its
+    # sources again would only find what they became (pyproject.toml's list beside the old
+    # requirements.txt); init then adds what is missing of the rest, and --force adopts it afresh.
+    adopted = not force and source is None and "deploy" in tool and any(folder.glob("*.in"))
+    adoption = Adoption() if adopted else sources.read(root, text, data, None if source is None else (root / source))
     try:
-        wheel: itself.Wheel | None = itself.vendored_wheel()
+        wheel: itself.Wheel | None = itself.vendored_wheel(folder / itself.FOLDER)
         not_vendored = ""
     except itself.NotVendored as exc:
         wheel, not_vendored = None, str(exc)
     planned: list[tuple[Path, str | bytes]] = [(root / "noxfile.py", NOXFILE), (root / "tasks.py", TASKS)]
-    planned += [(folder / f"{name}.in", body) for name, body in _layers(adoption, wheel).items()]
+    if adopted:
+        say(f"already adopted: {_shown(folder, root)}/*.in are the project's layers and stay as they are "
+            "(python -m deploy init --force adopts it afresh)")
+    else:
+        planned += [(folder / f"{name}.in", body) for name, body in _layers(adoption, wheel).items()]
     if wheel is not None:
         planned.append((folder / itself.FOLDER / wheel.filename, wheel.data))
     onboarding = _onboarding(root)
@@ -155,7 +163,7 @@ def init(root: Path, *, force: bool = False, source: Path | None = None, say: Sa
                  "python -m deploy init --force")
         else:
             say(f"  {_shown(target, root)}: {told}" if target else f"  {told}")
-    if not adoption.layers.get("test") and folder / "test.in" not in kept:  # _layers gives test.in a runner
+    if not adopted and not adoption.layers.get("test") and folder / "test.in" not in kept:  # _layers: a runner
         say(f"  {_shown(folder / 'test.in', root)}: pytest, as nothing the project declares went to the test layer "
             "(replace it with the project's test tools)")
     if adoption.preferences:
@@ -170,7 +178,9 @@ def init(root: Path, *, force: bool = False, source: Path | None = None, say: Sa
         warn(f"warning: {line}")
     for what, layer in adoption.unadopted:
         warn(f"warning: not adopted: {what}; add it to {_shown(folder / layer, root)} by hand")
-    if wheel is not None:
+    if wheel is not None and adopted:
+        say(f"  pinship=={wheel.version}: {_shown(folder / itself.FOLDER / wheel.filename, root)} ({wheel.origin})")
+    elif wheel is not None:
         say(f"  {_shown(folder, root)}/{PINSHIP_LAYER}.in: pinship=={wheel.version}, from "
             f"{_shown(folder / itself.FOLDER / wheel.filename, root)} ({wheel.origin}); commit it with the locks")
     else:

@@ -89,9 +89,32 @@ def test_init_again_keeps_existing_files_and_says_so(project: Path) -> None:
     assert (project / "noxfile.py").read_text() == "# my own noxfile\n"
     assert (project / "requirements/base.in").read_text() == "gamma\n"
     assert (project / "pyproject.toml").read_text() == pyproject, "[tool.deploy] is not added twice"
-    for name in WRITTEN:
+    for name in ("noxfile.py", "tasks.py"):
         assert f"kept {name} (exists; --force overwrites it)" in done.stdout.splitlines()
-    assert "wrote" not in done.stdout
+    # The layers are the project's own once adopted: not read from its sources again (a trial's
+    # second init warned that kept files lacked lines they held, or refused two sources).
+    assert done.stdout.splitlines()[0] == ("already adopted: requirements/*.in are the project's layers and stay as "
+                                           "they are (python -m deploy init --force adopts it afresh)")
+    assert "wrote" not in done.stdout and done.stderr == ""
+
+
+def test_init_in_an_adopted_project_with_the_old_requirements_txt_beside_says_so_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    # A freeze-only trial: init wrote [project] dependencies and left requirements.txt; init again
+    # refused: "found 2 sources of the app's dependencies".
+    (tmp_path / "requirements.txt").write_text("requests==2.31.0\n", encoding="utf-8")
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "app"\nversion = "1"\ndependencies = ["requests"]\n'
+                                             '\n[tool.deploy]\n', encoding="utf-8")
+    (tmp_path / "requirements").mkdir()
+    (tmp_path / "requirements" / "base.in").write_text("requests\n", encoding="utf-8")
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+
+    done = init(tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("already adopted: ") and done.stderr == ""
+    assert all(path.read_bytes() == data for path, data in before.items()), "no file of the project changed"
 
 
 def test_init_keeps_the_venv_and_local_deploys_out_of_git_adding_only_what_gitignore_lacks(project: Path) -> None:

@@ -64,9 +64,22 @@ def requirement_lines(wheel: Wheel) -> list[str]:
     return [f"--find-links {FOLDER}", f"pinship=={wheel.version}"]
 
 
-def vendored_wheel() -> Wheel:
-    """A wheel of the running pinship, or NotVendored saying why there is none."""
+def vendored_wheel(folder: Path | None = None) -> Wheel:
+    """A wheel of the running pinship, or NotVendored saying why there is none: one from where it was
+    installed, else the one of its version `folder` (a project's requirements/wheels) holds already
+    (a fresh clone's onboard installs pinship from there, which pip records as from an index)."""
     dist = _distribution()
+    try:
+        return _from_origin(dist)
+    except NotVendored:
+        if folder is not None and dist is not None and folder.is_dir():
+            for kept in sorted(folder.glob(f"pinship-{dist.version}-*.whl")):
+                return Wheel(kept.name, kept.read_bytes(), dist.version,
+                             f"kept in {folder.parent.name}/{folder.name}/")
+        raise
+
+
+def _from_origin(dist: importlib.metadata.Distribution | None) -> Wheel:
     origin = _direct_url(dist) if dist is not None else None
     archive = _archive(origin)
     if archive is not None:
