@@ -4,6 +4,7 @@ pin, and said `unchanged`."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -91,14 +92,21 @@ def test_a_package_already_at_its_newest_version_is_said_and_nothing_moves(
     assert project.snapshot() == before
 
 
+@pytest.mark.parametrize("find_links", [False, True], ids=["index", "index-and-a-wheels-folder"])
 def test_a_package_at_its_newest_version_under_a_line_with_an_upper_bound_is_not_said_held_back(
-    use_index: PackageIndex, names: Names, tmp_path: Path
+    use_index: PackageIndex, names: Names, tmp_path: Path, find_links: bool
 ) -> None:
     # A Poetry trial (requests = "^2.31", 2.34.2 the newest on PyPI): `upgrade requests` said
     # `requests stays at 2.34.2: requirements/base.in:3 pins requests<3,>=2.31`. A bound that no
-    # release on the index reaches holds nothing back.
+    # release on the index reaches holds nothing back. An adopted project's test.in reads init's
+    # wheels/ folder too (pinship's wheel): its files are candidates beside the index's.
     layers = publish(use_index, names)
     layers["base.in"] = layers["base.in"].replace(f"{names.alpha}\n", f"{names.alpha}<3,>=1.0\n")
+    if find_links:
+        layers["test.in"] = "--find-links wheels\n" + layers["test.in"]
+        wheels = tmp_path / "project" / "requirements" / "wheels"
+        wheels.mkdir(parents=True)
+        shutil.copy(next(use_index.root.glob(f"{names.linter.replace('-', '_')}-*.whl")), wheels)
     project = _locked(use_index, names, tmp_path / "project", layers)
     before = project.snapshot()
 

@@ -152,20 +152,24 @@ def _choose(
 
 def _newest_on_index(config: Config, graph: LayerGraph, layers: Sequence[str], name: str, now: str,
                      env: Mapping[str, str] | None) -> bool:
-    """Whether the layers' index lists no release of `name` newer than `now` that a resolver could
-    take (a final release, unless `now` is none; not yanked; for this Python): then no line holds it
-    back. False when it does, or cannot tell (a find-links folder, another index, a page it cannot
+    """Whether the layers' index and find-links folders offer no release of `name` newer than `now`
+    that a resolver could take (a final release, unless `now` is none; not yanked; for this Python):
+    then no line holds it back. False when they do, or it cannot tell (two indexes, a page it cannot
     read): the resolver's own words decide then."""
     from packaging.version import Version
 
     from deploy.lock import candidates, indexfiles, isolation, pylocks  # an upgrade that cannot move only
 
     sources = pylocks.proof_sources(config, graph, layers, env)
-    if sources is None or sources[1]:
+    if sources is None:
         return False
     try:
         fetch = indexfiles.fetcher(isolation.pip_environment(dict(os.environ) if env is None else env).env)
         files = candidates.files(name, *fetch(indexfiles.page_url(sources[0], name)))
+        # A find-links folder's files are candidates too (init's wheels/ folder, in every adopted project).
+        local = [entry.name for folder in sources[1] if folder.is_dir() for entry in folder.iterdir()
+                 if entry.is_file()]
+        files = candidates.merged(files, candidates.group(name, candidates.local(name, local)))
         current = Version(now)
     except Exception:  # any surprise: the resolver's words decide
         return False
