@@ -186,8 +186,11 @@ def init(root: Path, *, force: bool = False, source: Path | None = None, say: Sa
     else:
         warn(f"warning: pinship itself is not in {_shown(folder, root)}/{PINSHIP_LAYER}.in: {not_vendored}; install "
              f"it beside the layers with: {itself.install_command()}")
-    say(f"next: nox -s lock, then commit {_shown(folder, root)}/ (the .in and .txt files and wheels/) and "
-        f"{_shown(onboarding, root)}; a fresh clone then needs one command: python3 {_shown(onboarding, root)}")
+    if adopted:
+        say("next: nox -s verify checks the locks (commit any file init added above)")
+    else:
+        say(f"next: nox -s lock, then commit {_shown(folder, root)}/ (the .in and .txt files and wheels/) and "
+            f"{_shown(onboarding, root)}; a fresh clone then needs one command: python3 {_shown(onboarding, root)}")
     return written
 
 

@@ -197,7 +197,8 @@ def test_verify_holds_each_poetry_group_and_extra_to_its_layer_as_init_read_it(t
         f"pyproject.toml:24: '{names.formatter}' is in [tool.poetry.group.lint.dependencies] but on no layer at or "
         "below dev; add it to requirements/dev.in (or take it out of the group), then run: nox -s lock",
         f"requirements/postgres.in:3: '{names.pg}' differs from pyproject.toml:12 '{names.pg}>=2' in "
-        "[tool.poetry.extras] postgres; make them the same, then run: nox -s lock",
+        "[tool.poetry.dependencies] (optional, in [tool.poetry.extras] postgres); make them the same, then run: "
+        "nox -s lock",
     ]
 
 

@@ -181,5 +181,6 @@ def _poetry(text: str, poetry: dict[str, Any]) -> Iterator[Declared]:
     extras = poetry.get("extras")
     for extra, names in (extras.items() if isinstance(extras, dict) else []):
         wanted = {canonical(name) for name in names if isinstance(name, str)} if isinstance(names, list) else set()
-        yield (f"[tool.poetry.extras] {clip(extra)}", extra,
+        # Named by the entry's own line (its range, its extras), and the extra it is in.
+        yield (f"[tool.poetry.dependencies] (optional, in [tool.poetry.extras] {clip(extra)})", extra,
                lines("tool.poetry.dependencies", poetry.get("dependencies"), only=wanted))

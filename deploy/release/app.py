@@ -105,7 +105,8 @@ def app_wheel(config: Config, cache: Cache, log: Log, stop: threading.Event | No
             _warn_unlocked_tools(config, tools or [], log)
         return known
     name = app_name(config) or "the app"
-    log(f"building the wheel of {name} (source digest {digest[:12]})")
+    made_with = f", with {', '.join(f'{tool} {version}' for tool, version in tools)}" if tools else ""
+    log(f"building the wheel of {name} (source digest {digest[:12]}{made_with})")
     with tempfile.TemporaryDirectory(prefix="pinship-app-") as tmp:
         env = {**_REPRODUCIBLE, **_setuptools_scratch(Path(tmp) / "setuptools")}
         out = Path(tmp) / "wheel"
