@@ -84,13 +84,16 @@ def conflict_lines(output: str, graph: LayerGraph, kept_at: Mapping[str, str] | 
     return [clip(redact(line), 400) for line in lines[:MAX_LINES]]
 
 
-def holding_back(output: str, graph: LayerGraph, target: str) -> list[str]:
-    """What keeps `target` from the version asked for, from pip's conflict block, one short line each:
-    `requirements/prod.in:3 pins alpha<1.1`, `beta 1.1 needs alpha>=1.1`."""
+def holding_back(output: str, graph: LayerGraph, target: str, asked: str = "") -> list[str]:
+    """What keeps `target` from the version asked for (`asked`, as the upgrade put it to the resolver),
+    from pip's conflict block, one short line each: `requirements/prod.in:3 pins alpha<1.1`, `beta
+    1.1 needs alpha>=1.1`."""
     found: list[str] = []
     for raw in blamed(output):
         if match := USER.match(raw):
             spec = joined_spec(match)
+            if asked and "".join(spec.split()) == "".join(asked.split()):
+                continue  # the upgrade's own request (uv names it as the user's), never a line of a layer
             places = constrained(graph, spec) if match.group("constraint") else declared(graph, spec)
             if bare(spec) or (match.group("constraint") and not places and requirement_name(spec) == target):
                 continue  # any version will do, or it is the upgrade's own target

@@ -135,7 +135,7 @@ def _choose(
         if pin.version == now:
             log(f"{target.name} is already at {clip(now)}")
         return pin.version
-    held = holding_back(probe.output, graph, target.name)
+    held = holding_back(probe.output, graph, target.name, asked=target.name + spec)
     # A line's bound holds nothing back when no release on the index lies beyond `now` at all.
     newest = now is not None and not target.spec and _newest_on_index(config, graph, layers, target.name, now, env)
     if held and now is not None and not newest:

@@ -5,7 +5,8 @@ then `cause: Because you require tool<8 and tool==9.2.0, we can conclude that yo
 unsatisfiable.`, with `And because …` lines for longer chains). Its facts are the ones pip lists
 under "The conflict is caused by:": what the inputs require (`you require X<8`, which is `The user
 requested X<8`, or, for a pin of a settled lower layer, `The user requested (constraint) X==9.2.0`)
-and what a package needs (`y==1.0 depends on x<2`, pip's `y 1.0 depends on x<2`). The block is
+and what a package needs (`y==1.0 depends on x<2`, pip's `y 1.0 depends on x<2`; `y>=1.1 depends on
+x>=1.1` as `y 1.1 depends on x>=1.1`). The block is
 added below uv's own output, which stays as it was; a derivation it cannot read adds nothing, and
 the message shows uv's own lines.
 """
@@ -23,7 +24,10 @@ _SPEC = rf"(?P<spec>{_NAME}(?:===?|!=|<=|>=|~=|<|>)[^\s,]+(?:, ?(?:===?|!=|<=|>=
 _REQUIRE = re.compile(r"you require ")
 _ONE = re.compile(_SPEC)
 _AND = " and "
-_DEPENDS = re.compile(rf"(?P<parent>{_NAME})==(?P<version>[^\s,]+) depends on {_SPEC}")
+# `y==1.0 depends on x<2`, or for a range of y's versions, `y>=1.1 depends on x>=1.1` (y 1.1 and every
+# later one; stated for 1.1, the one an upgrade past 1.0 would take first); other ranges are not restated.
+_DEPENDS = re.compile(rf"(?P<parent>{_NAME})(?:==(?P<version>[^\s,]+)|>=(?P<lowest>[^\s,]+)(?:, ?<[^\s,]+)?) "
+                      rf"depends on {_SPEC}")
 _SOLVE_FAILED = "No solution found when resolving dependencies"
 
 
@@ -48,7 +52,7 @@ def restated(output: str, kept: Mapping[str, Pin]) -> str:
             at = one.end() + len(_AND)
     for match in _DEPENDS.finditer(text):
         spec = match.group("spec").replace(", ", ",").rstrip(".")
-        facts.append(f"{match.group('parent')} {match.group('version')} depends on {spec}")
+        facts.append(f"{match.group('parent')} {match.group('version') or match.group('lowest')} depends on {spec}")
     if not facts:
         return output
     block = "\n".join(f"    {fact}" for fact in dict.fromkeys(facts))
