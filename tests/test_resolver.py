@@ -294,6 +294,29 @@ def test_resolver_uv_in_pyproject_makes_nox_s_lock_write_the_same_locks_as_pip_t
     again = with_pip.lock(env=env).stdout.splitlines()
     assert ('note: base, prod, test, dev were solved by pip-tools; resolver = "uv" solves the next lock that changes '
             "a layer") in again
+    assert not [line for line in again if "needs uv" in line]
+
+
+def test_a_lock_with_nothing_to_do_says_when_uv_is_missing_for_the_next_one(
+    index: PackageIndex, names: Names, tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A trial: with resolver = "uv" and no uv, lock and verify said nothing until a layer changed.
+    from deploy.lock import solve
+
+    with_pip, _ = _projects(names, tmp_path)
+    with_pip.lock(env=env)
+    pyproject = with_pip.root / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + 'resolver = "uv"\n')
+
+    def no_uv(**where: object) -> Path:
+        raise LockError('resolver = "uv" needs uv, which is neither in /x nor on PATH', fix="install it")
+
+    monkeypatch.setattr(resolver, "find_uv", no_uv)
+    said: list[str] = []
+    solve.lock(with_pip.config(), env=env, log=said.append)
+
+    assert ('warning: resolver = "uv" needs uv, which is neither in /x nor on PATH: the next lock that changes a '
+            "layer needs it") in said
 
 
 def test_with_uv_the_pylock_step_reads_the_pages_while_uv_still_solves_and_writes_pip_tools_files(
