@@ -9,17 +9,16 @@ written outside the project or through a symlink.
 from __future__ import annotations
 
 import os
-import stat
 import sys
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from deploy.adopt import itself, sources
 from deploy.adopt.entries import Adoption
+from deploy.adopt.safewrite import no_follow, plan, shown, write
 from deploy.errors import ConfigError
 from deploy.lock.reqfile import clip, read_text
 from deploy.render import inert
@@ -72,15 +71,6 @@ Say = Callable[[str], object]
 ONBOARDING_MARK = "Written by `python -m deploy init`"  # in the onboarding script init writes (adopt/bootstrap.py)
 
 
-@dataclass(frozen=True)
-class _Write:
-    """One file init will write, decided before anything is written."""
-
-    path: Path
-    text: str | bytes  # bytes: the vendored wheel of pinship
-    replace: bool  # --force over an existing file or symlink: the link itself is replaced, never its target
-
-
 # Made on each machine, never committed: onboard.py's venv, `invoke deploy --env local`'s releases,
 # and the metadata setuptools writes beside the sources when onboard installs the app editable.
 IGNORED = (".venv/", ".deploy/", "*.egg-info/")
@@ -118,7 +108,7 @@ def init(root: Path, *, force: bool = False, source: Path | None = None, say: Sa
         wheel, not_vendored = None, str(exc)
     planned: list[tuple[Path, str | bytes]] = [(root / "noxfile.py", NOXFILE), (root / "tasks.py", TASKS)]
     if adopted:
-        say(f"already adopted: {_shown(folder, root)}/*.in are the project's layers and stay as they are "
+        say(f"already adopted: {shown(folder, root)}/*.in are the project's layers and stay as they are "
             "(python -m deploy init --force adopts it afresh)")
     else:
         planned += [(folder / f"{name}.in", body) for name, body in _layers(adoption, wheel).items()]
@@ -128,10 +118,10 @@ def init(root: Path, *, force: bool = False, source: Path | None = None, say: Sa
     planned.append((onboarding, resources.files("deploy.adopt").joinpath("bootstrap.py").read_text(encoding="utf-8")))
     if adoption.preferences:
         planned.append((folder / f"{TOP}.txt", _seed(adoption)))
-    actions = [_plan(root, path, body, force) for path, body in planned]
+    actions = [plan(root, path, body, force) for path, body in planned]
     kept = {path for (path, _), action in zip(planned, actions, strict=True) if isinstance(action, str)}
     if text is None:
-        actions.insert(0, _plan(root, pyproject, (adoption.pyproject or "") + TOOL_TABLE, force))
+        actions.insert(0, plan(root, pyproject, (adoption.pyproject or "") + TOOL_TABLE, force))
     append = text is not None and "deploy" not in tool
     if append:
         assert text is not None
@@ -142,11 +132,11 @@ def init(root: Path, *, force: bool = False, source: Path | None = None, say: Sa
         if isinstance(action, str):
             say(action)
             continue
-        _write(action)
+        write(action)
         written.append(action.path)
-        say(f"wrote {_shown(action.path, root)}")
+        say(f"wrote {shown(action.path, root)}")
     if append:
-        with open(pyproject, "a", encoding="utf-8", opener=_no_follow) as handle:
+        with open(pyproject, "a", encoding="utf-8", opener=no_follow) as handle:
             handle.write(TOOL_TABLE)
         written.append(pyproject)
         say("added [tool.deploy] to pyproject.toml")
@@ -159,38 +149,38 @@ def init(root: Path, *, force: bool = False, source: Path | None = None, say: Sa
     for layer, told in adoption.told:
         target = folder / f"{layer}.in" if layer else None
         if target in kept:  # what init read is in no file: said as a warning, never as done
-            warn(f"warning: {_shown(target, root)} {not_written} {told}; add it by hand, or rewrite the file with "
+            warn(f"warning: {shown(target, root)} {not_written} {told}; add it by hand, or rewrite the file with "
                  "python -m deploy init --force")
         else:
-            say(f"  {_shown(target, root)}: {told}" if target else f"  {told}")
+            say(f"  {shown(target, root)}: {told}" if target else f"  {told}")
     if not adopted and not adoption.layers.get("test") and folder / "test.in" not in kept:  # _layers: a runner
-        say(f"  {_shown(folder / 'test.in', root)}: pytest, as nothing the project declares went to the test layer "
+        say(f"  {shown(folder / 'test.in', root)}: pytest, as nothing the project declares went to the test layer "
             "(replace it with the project's test tools)")
     if adoption.preferences:
         seed = folder / f"{TOP}.txt"
         versions = f"the {len(adoption.preferences)} versions of {adoption.preferred_from}"
         if seed in kept:
-            warn(f"warning: {_shown(seed, root)} {not_written} {versions}; rewrite it with python -m deploy init "
+            warn(f"warning: {shown(seed, root)} {not_written} {versions}; rewrite it with python -m deploy init "
                  "--force, or the first lock keeps what it holds")
         else:
-            say(f"  {_shown(seed, root)}: {versions}, which the first lock keeps where the layers allow")
+            say(f"  {shown(seed, root)}: {versions}, which the first lock keeps where the layers allow")
     for line in adoption.warnings:
         warn(f"warning: {line}")
     for what, layer in adoption.unadopted:
-        warn(f"warning: not adopted: {what}; add it to {_shown(folder / layer, root)} by hand")
+        warn(f"warning: not adopted: {what}; add it to {shown(folder / layer, root)} by hand")
     if wheel is not None and adopted:
-        say(f"  pinship=={wheel.version}: {_shown(folder / itself.FOLDER / wheel.filename, root)} ({wheel.origin})")
+        say(f"  pinship=={wheel.version}: {shown(folder / itself.FOLDER / wheel.filename, root)} ({wheel.origin})")
     elif wheel is not None:
-        say(f"  {_shown(folder, root)}/{PINSHIP_LAYER}.in: pinship=={wheel.version}, from "
-            f"{_shown(folder / itself.FOLDER / wheel.filename, root)} ({wheel.origin}); commit it with the locks")
+        say(f"  {shown(folder, root)}/{PINSHIP_LAYER}.in: pinship=={wheel.version}, from "
+            f"{shown(folder / itself.FOLDER / wheel.filename, root)} ({wheel.origin}); commit it with the locks")
     else:
-        warn(f"warning: pinship itself is not in {_shown(folder, root)}/{PINSHIP_LAYER}.in: {not_vendored}; install "
+        warn(f"warning: pinship itself is not in {shown(folder, root)}/{PINSHIP_LAYER}.in: {not_vendored}; install "
              f"it beside the layers with: {itself.install_command()}")
     if adopted:
         say("next: nox -s verify checks the locks (commit any file init added above)")
     else:
-        say(f"next: nox -s lock, then commit {_shown(folder, root)}/ (the .in and .txt files and wheels/) and "
-            f"{_shown(onboarding, root)}; a fresh clone then needs one command: python3 {_shown(onboarding, root)}")
+        say(f"next: nox -s lock, then commit {shown(folder, root)}/ (the .in and .txt files and wheels/) and "
+            f"{shown(onboarding, root)}; a fresh clone then needs one command: python3 {shown(onboarding, root)}")
     return written
 
 
@@ -203,7 +193,7 @@ def _ignore_local(root: Path) -> str | None:
     missing = [entry for entry in IGNORED if entry.strip("/") not in listed]
     if not missing:
         return None
-    with open(path, "a", encoding="utf-8", opener=_no_follow) as handle:
+    with open(path, "a", encoding="utf-8", opener=no_follow) as handle:
         handle.write(("\n" if text and not text.endswith("\n") else "") + "".join(f"{entry}\n" for entry in missing))
     return (f"{'added to' if text else 'wrote'} .gitignore: {', '.join(missing)} (the dev venv, the local "
             "deploys and the editable install's metadata, made on each machine)")
@@ -289,34 +279,6 @@ def _requirements_folder(root: Path, tool: dict[str, Any]) -> Path:
     return folder
 
 
-def _plan(root: Path, path: Path, text: str | bytes, force: bool) -> _Write | str:
-    """What to do at `path` (a write, or the line saying why it is kept), or a refusal naming it;
-    nothing is written or printed here, so a refusal found later leaves no half-told story."""
-    shown = _shown(path, root)
-    parent = root
-    for part in path.relative_to(root).parts[:-1]:
-        parent = parent / part
-        name = _shown(parent, root)
-        if parent.is_symlink():
-            raise ConfigError(f"{name} is a symlink: init never writes through one",
-                              fix=f"make {name} a real folder, or set [tool.deploy] requirements to one")
-        if parent.exists() and not parent.is_dir():
-            raise ConfigError(f"{name} is a file, but init writes {shown} inside it as a folder",
-                              fix=f"move {name} away, or set [tool.deploy] requirements to another folder")
-    try:
-        mode = path.lstat().st_mode
-    except FileNotFoundError:
-        return _Write(path, text, replace=False)
-    link = stat.S_ISLNK(mode)
-    if not force:
-        why = "a symlink; --force replaces the link, never its target" if link else "exists; --force overwrites it"
-        return f"kept {shown} ({why})"
-    if not (link or stat.S_ISREG(mode)):
-        raise ConfigError(f"{shown} exists and is not a file (a folder or a special file): init does not replace it",
-                          fix=f"move {shown} away and run python -m deploy init again")
-    return _Write(path, text, replace=True)
-
-
 def _check_appendable(pyproject: Path, text: str) -> None:
     if pyproject.is_symlink():
         raise ConfigError("pyproject.toml is a symlink: init never writes through one",
@@ -326,33 +288,3 @@ def _check_appendable(pyproject: Path, text: str) -> None:
     except tomllib.TOMLDecodeError:
         raise ConfigError("pyproject.toml: a [tool.deploy] table cannot be appended to it (e.g. [tool] is an inline "
                           "table)", fix="add [tool.deploy] with requirements = \"requirements\" by hand") from None
-
-
-def _no_follow(path: str, flags: int) -> int:
-    return os.open(path, flags | os.O_NOFOLLOW, 0o666)
-
-
-def _write(write: _Write) -> None:
-    """Create a new file (never following a link made since the check), or with --force replace
-    what is there by a rename, which swaps a symlink itself and leaves its target untouched."""
-    write.path.parent.mkdir(parents=True, exist_ok=True)
-    data = write.text.encode("utf-8") if isinstance(write.text, str) else write.text
-    if not write.replace:
-        with open(write.path, "xb", opener=_no_follow) as handle:
-            handle.write(data)
-        return
-    temporary = write.path.with_name(f".{write.path.name}.init-{os.getpid()}")
-    created = False
-    try:
-        with open(temporary, "xb", opener=_no_follow) as handle:
-            created = True
-            handle.write(data)
-        os.replace(temporary, write.path)
-    except BaseException:
-        if created:  # something that was already at that name is left alone
-            temporary.unlink(missing_ok=True)
-        raise
-
-
-def _shown(path: Path, root: Path) -> str:
-    return inert(path.relative_to(root).as_posix() if path != root else ".", 200)
