@@ -89,6 +89,7 @@ def test_a_package_already_at_its_newest_version_is_said_and_nothing_moves(
 
     assert done.returncode == 0, done.stderr
     assert f"{names.linter} is already at its newest allowed version 1.0" in done.stdout
+    assert "upgrading" not in done.stdout, "nothing can move: no resolve of the group (5 s against PyPI in a trial)"
     assert project.snapshot() == before
 
 

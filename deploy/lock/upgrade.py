@@ -101,10 +101,14 @@ def upgrade_group(
             before.setdefault(canonical(pin.name), pin)
     layers = graph.closure(group)
     asked: list[str] = []
+    moving = False
     for target in wanted:
         locked = before.get(target.name)
         version = _choose(config, graph, layers, target, locked, env=env, log=log)
         asked.append(f"{target.name}=={version}" if version is not None else target.name)
+        moving |= version is not None
+    if not moving:  # every one stays (said why): no run, and no layer of the group is solved or written
+        return Upgraded()
     log(f"resolving {len(layers)} layers together with pip-compile, upgrading {', '.join(asked)}")
     outcome = joint.run(config, graph, joint.Run(layers, list(before.values()), upgrade=asked), env=env, log=log,
                         pages=pages)
