@@ -69,16 +69,21 @@ def test_a_cycle_of_include_group_is_one_error_and_nothing_is_written(tmp_path: 
     assert sorted(path.name for path in tmp_path.iterdir()) == ["pyproject.toml"]
 
 
-def test_the_adopted_project_locks_and_verifies_on_the_index(use_index: PackageIndex, tmp_path: Path) -> None:
-    names = Names()
-    for short in ("alpha", "checker", "pg", "linter", "debugger"):
+def _adopted(use_index: PackageIndex, tmp_path: Path, names: Names) -> LockProject:
+    """PYPROJECT's project, its packages (and a formatter) on the index, adopted by init and locked."""
+    for short in ("alpha", "checker", "pg", "linter", "debugger", "formatter"):
         use_index.add(getattr(names, short), "1.0")
     tools(use_index)
     root = write_project(tmp_path / "acme", names)
     assert init(root).returncode == 0
-
     project = LockProject(root)
     project.lock()
+    return project
+
+
+def test_the_adopted_project_locks_and_verifies_on_the_index(use_index: PackageIndex, tmp_path: Path) -> None:
+    names = Names()
+    project = _adopted(use_index, tmp_path, names)
 
     assert project.run("verify").returncode == 0
     assert names.pg in project.read("all.txt")
@@ -91,14 +96,8 @@ def test_a_group_or_extra_edited_by_hand_fails_verify_naming_the_line_and_its_la
     # init copies each extra and group onto its layer; verify keeps them there, one way: what a
     # group declares must be on its layer or one below it (a layer's own lines are its own).
     names = Names()
-    for short in ("alpha", "checker", "pg", "linter", "debugger", "formatter"):
-        use_index.add(getattr(names, short), "1.0")
-    tools(use_index)
-    root = write_project(tmp_path / "acme", names)
-    assert init(root).returncode == 0
-    project = LockProject(root)
-    project.lock()
-    pyproject = root / "pyproject.toml"
+    project = _adopted(use_index, tmp_path, names)
+    pyproject = project.root / "pyproject.toml"
     adopted = pyproject.read_text()
 
     pyproject.write_text(adopted.replace(f'"{names.debugger}"]', f'"{names.debugger}", "{names.formatter}"]')

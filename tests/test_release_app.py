@@ -188,14 +188,21 @@ def _processes_in(folder: Path) -> list[int]:
     return found
 
 
+def _setuptools_app(root: Path, package: str) -> Path:
+    """A project at `root` whose setuptools build ships package `package` (an empty __init__.py)."""
+    (root / package).mkdir(parents=True)
+    (root / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=65.4"]\nbuild-backend = "setuptools.build_meta"\n\n'
+        f'[project]\nname = "{package}"\nversion = "1.0"\n\n[tool.setuptools]\npackages = ["{package}"]\n',
+        encoding="utf-8")
+    (root / package / "__init__.py").write_text("", encoding="utf-8")
+    return root
+
+
 def test_a_setuptools_app_is_built_outside_its_tree_so_a_module_deleted_since_never_ships(tmp_path: Path) -> None:
     # setuptools' build/lib keeps a file whose source is gone: built in the tree, the next release
     # would still import it (seen in a trial: `git rm` of a module, deploy, and it was there).
-    root = tmp_path / "shop"
-    (root / "shop").mkdir(parents=True)
-    (root / "pyproject.toml").write_text(
-        '[build-system]\nrequires = ["setuptools>=65.4"]\nbuild-backend = "setuptools.build_meta"\n\n'
-        '[project]\nname = "shop"\nversion = "1.0"\n\n[tool.setuptools]\npackages = ["shop"]\n', encoding="utf-8")
+    root = _setuptools_app(tmp_path / "shop", "shop")
     (root / "shop" / "__init__.py").write_text("GREETING = 'hello'\n", encoding="utf-8")
     (root / "shop" / "extra.py").write_text("X = 1\n", encoding="utf-8")
     config = config_module.load(root)
@@ -220,13 +227,9 @@ def test_files_of_a_package_the_apps_wheel_leaves_out_are_named_with_how_to_ship
     # its .py files, and the release ran without its templates and static files: `switched`, and
     # TemplateDoesNotExist once deployed. The wheel is the backend's to make; the deploy says what
     # it left out, on every deploy of that source (a cached wheel too).
-    root = tmp_path / "site"
+    root = _setuptools_app(tmp_path / "site", "site")
     for folder in ("site/templates/pages", "site/static"):
         (root / folder).mkdir(parents=True)
-    (root / "pyproject.toml").write_text(
-        '[build-system]\nrequires = ["setuptools>=65.4"]\nbuild-backend = "setuptools.build_meta"\n\n'
-        '[project]\nname = "site"\nversion = "1.0"\n\n[tool.setuptools]\npackages = ["site"]\n', encoding="utf-8")
-    (root / "site" / "__init__.py").write_text("", encoding="utf-8")
     (root / "site" / "templates" / "pages" / "health.html").write_text("ok\n", encoding="utf-8")
     (root / "site" / "static" / "site.css").write_text("body {}\n", encoding="utf-8")
     (root / "site" / "py.typed").write_text("", encoding="utf-8")  # setuptools ships this one itself
@@ -259,12 +262,7 @@ def test_the_apps_wheel_is_cached_per_build_backend_version_and_one_off_the_lock
 
     from deploy.release import app as app_module
 
-    root = tmp_path / "shop"
-    (root / "shop").mkdir(parents=True)
-    (root / "pyproject.toml").write_text(
-        '[build-system]\nrequires = ["setuptools>=65.4"]\nbuild-backend = "setuptools.build_meta"\n\n'
-        '[project]\nname = "shop"\nversion = "1.0"\n\n[tool.setuptools]\npackages = ["shop"]\n', encoding="utf-8")
-    (root / "shop" / "__init__.py").write_text("", encoding="utf-8")
+    root = _setuptools_app(tmp_path / "shop", "shop")
     (root / "requirements").mkdir()
     (root / "requirements" / "dev.txt").write_text(f"setuptools==1.0 --hash=sha256:{'0' * 64}\n", encoding="utf-8")
     cache = Cache(tmp_path / "cache")

@@ -19,8 +19,22 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from deploy.lock.reqfile import Line, canonical, clip, display, read_text
+
+
+def pyproject(root: Path) -> tuple[str, dict[str, Any]] | None:
+    """pyproject.toml's text and table; None when there is none or it does not parse (config loading
+    reports that, with its line)."""
+    path = root / "pyproject.toml"
+    if not path.is_file():
+        return None
+    text = read_text(path, root)
+    try:
+        return text, tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return None
 
 
 def check(root: Path, base: list[Line]) -> list[str]:
@@ -30,14 +44,10 @@ def check(root: Path, base: list[Line]) -> list[str]:
     compared first (a Poetry table's as translated, part by part), so a project whose two lists
     match never pays for packaging's parser.
     """
-    pyproject = root / "pyproject.toml"
-    if not pyproject.is_file():
+    read = pyproject(root)
+    if read is None:
         return []
-    text = read_text(pyproject, root)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
-        return []  # config loading reports that, with its line
+    text, data = read
     project = data.get("project")
     if isinstance(project, dict) and isinstance(project.get("dependencies"), list):
         if "dependencies" in (project.get("dynamic") or []):

@@ -16,7 +16,6 @@ Stdlib at import time, like drift.py: verify runs before every deploy.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from deploy.errors import ConfigError
 from deploy.lock import drift
 from deploy.lock.layernames import layer_for
 from deploy.lock.layers import LayerGraph
-from deploy.lock.reqfile import canonical, clip, display, read_text, requirement_name
+from deploy.lock.reqfile import canonical, clip, display, requirement_name
 
 # (where pyproject.toml declares it, as verify names it; the group or extra; each requirement line
 # with its line number)
@@ -34,14 +33,10 @@ Declared = tuple[str, str, list[tuple[str, int]]]
 
 def check(root: Path, graph: LayerGraph) -> list[str]:
     """One line for each requirement of a group or extra that is on no layer at or below the group's."""
-    pyproject = root / "pyproject.toml"
-    if not pyproject.is_file():
+    read = drift.pyproject(root)
+    if read is None:
         return []
-    text = read_text(pyproject, root)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
-        return []  # config loading reports that, with its line
+    text, data = read
     problems: list[str] = []
     seen: set[tuple[int, str]] = set()  # (line, layer): a group another includes names its lines once
     for source, group, lines in _declared(text, data):
@@ -83,14 +78,10 @@ def check(root: Path, graph: LayerGraph) -> list[str]:
 def declaring(root: Path, name: str) -> list[str]:
     """Where a group or extra of pyproject.toml still asks for package `name` (`pyproject.toml:12
     [dependency-groups] dev`): `nox -s remove` leaves those to the user, and says so."""
-    pyproject = root / "pyproject.toml"
-    if not pyproject.is_file():
+    read = drift.pyproject(root)
+    if read is None:
         return []
-    text = read_text(pyproject, root)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
-        return []
+    text, data = read
     found: dict[int, str] = {}  # by line: a group another includes names it once, where it is written first
     for source, _name, lines in _declared(text, data):
         for entry, number in lines:
