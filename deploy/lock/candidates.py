@@ -11,7 +11,9 @@ the proof fail.
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
@@ -35,10 +37,25 @@ def first(plain: Sequence[SpecifierSet], files: Files, python: Version, *, pre: 
     exact = any(spec.operator in ("==", "===") for spec in specifier)
     allow = pre or specifier.prereleases is True  # a line naming a pre-release lets them in, as in uv
     for version in files:  # newest first
-        usable = any((exact or not yanked) and _admits(requires, python) for requires, yanked in files[version])
-        if usable and specifier.contains(version, prereleases=allow):
+        if usable(files[version], python, exact=exact) and specifier.contains(version, prereleases=allow):
             return str(version)
     return None
+
+
+def usable(found: Sequence[tuple[str | None, bool]], python: Version, *, exact: bool = False) -> bool:
+    """Whether uv could take a version with these files: one not yanked (unless a line pins it with
+    `==`), whose Requires-Python admits `python` (see _admits)."""
+    return any((exact or not yanked) and _admits(requires, python) for requires, yanked in found)
+
+
+def running_python() -> Version:
+    """This interpreter's version: the Python the locks are solved for."""
+    return Version(".".join(map(str, sys.version_info[:3])))
+
+
+def folder_files(folders: Sequence[Path]) -> list[str]:
+    """The names of the files in find-links `folders` (local() picks a package's out of them)."""
+    return [entry.name for folder in folders if folder.is_dir() for entry in folder.iterdir() if entry.is_file()]
 
 
 @functools.lru_cache(maxsize=1024)

@@ -77,6 +77,7 @@ def locate(
                 missing.setdefault(canonical(pin.name), set()).add(digest)
         if not missing:
             break
+        public = _public(index.rstrip("/"))
         to_read = []
         for name in sorted(missing):
             known = listed(page_url(index, name)) if listed is not None else None
@@ -84,7 +85,7 @@ def locate(
                 to_read.append(name)
                 continue
             for filename, href, digest in indexpage.matching(known, frozenset(missing[name])):
-                found.setdefault(digest, _artifact(index, page_url(index, name), filename, href, digest))
+                found.setdefault(digest, _artifact(public, page_url(index, name), filename, href, digest))
         if not to_read:
             continue
         with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
@@ -141,16 +142,15 @@ def _project_files(index: str, name: str, fetch: Fetch, wanted: frozenset[str]) 
     except ValueError as exc:  # json's own errors are ValueErrors
         raise LockError(f"{_public(page)}: the index's page is not a project page ({clip(str(exc))})",
                         fix="check the index (or the proxy before it), then run: nox -s lock") from None
-    return [_artifact(index, page, filename, href, digest) for filename, href, digest in listed]
+    public = _public(index.rstrip("/"))
+    return [_artifact(public, page, filename, href, digest) for filename, href, digest in listed]
 
 
 def _artifact(index: str, page: str, filename: str, href: str, digest: str) -> Artifact:
-    url = href.split("#", 1)[0]
-    # A whole URL is taken as it is when urljoin and _public would leave it so (PyPI's: thousands on a
-    # web app's pages, at 50 µs each).
+    url = href.split("#", 1)[0]  # `index` as _public gave it; a whole URL as urljoin and _public would leave it
     if not url.startswith(("https://", "http://")) or any(char in url for char in "@?;"):
         url = _public(urllib.parse.urljoin(page, href).split("#", 1)[0])
-    return Artifact(filename, digest, url=url, index=_public(index.rstrip("/")))
+    return Artifact(filename, digest, url=url, index=index)
 
 
 def _public(url: str) -> str:

@@ -33,16 +33,20 @@ class File:
 def files(content_type: str, body: bytes, wanted: frozenset[str]) -> list[tuple[str, str, str]]:
     """(file name, URL as the page gives it, sha256) of each listed file whose sha256 is `wanted`, in page
     order; ValueError for a JSON page that is not one."""
-    if content_type.split(";")[0].strip() == JSON:
+    if _is_json(content_type):
         return matching(_json_listing(body), wanted)
     return _html_files(body, wanted)
 
 
 def listing(content_type: str, body: bytes) -> list[File]:
     """Every file of a page, in page order; ValueError for a JSON page that is not one."""
-    if content_type.split(";")[0].strip() == JSON:
+    if _is_json(content_type):
         return _json_listing(body)
     return _html_listing(body.decode("utf-8", "replace"))
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type.split(";")[0].strip() == JSON
 
 
 def matching(listed: Sequence[File], wanted: frozenset[str]) -> list[tuple[str, str, str]]:

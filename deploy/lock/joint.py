@@ -148,11 +148,8 @@ def run(
             if plan.report is not None:  # uvreport.py's parsers (packaging's) load while uv solves
                 threading.Thread(target=importlib.import_module, args=("deploy.lock.uvreport",), daemon=True).start()
             ahead = pages.read_ahead if pages is not None and plan.report is not None else None
-            if ahead is not None:
-                from deploy.lock.pylocks import ReadAhead
-
-                if isinstance(ahead, ReadAhead):  # the proof's reading of each page, in the fetching threads
-                    ahead.read_with(_read_page)
+            if isinstance(ahead, pylocks.ReadAhead):  # the proof's reading of each page, in the fetching threads
+                ahead.read_with(_read_page)
             compiled = compiler.run(argv, work, run_env, log, places=places, own_env=uv.env,
                                     heard=None if ahead is None else functools.partial(_picked, ahead))
         else:

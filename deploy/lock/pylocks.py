@@ -83,15 +83,17 @@ class ReadAhead:
 
     def listing(self, url: str) -> list[indexpage.File] | None:
         """The files of the page at `url` as read ahead, once they are; None if it was not (or failed)."""
-        done = self.read.get(url)
-        found = done.result() if done is not None else None
+        found = self._done(url)
         return found[0] if found is not None else None
 
     def reading(self, url: str) -> object:
         """What the reader made of the page at `url`, once it has; None if it did not (or failed)."""
-        done = self.read.get(url)
-        found = done.result() if done is not None else None
+        found = self._done(url)
         return found[1] if found is not None else None
+
+    def _done(self, url: str) -> tuple[list[indexpage.File], object] | None:
+        done = self.read.get(url)
+        return done.result() if done is not None else None
 
     def _start(self, url: str) -> concurrent.futures.Future[tuple[str, bytes]]:
         if url not in self.pending:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -171,16 +170,14 @@ def _newest_on_index(config: Config, graph: LayerGraph, layers: Sequence[str], n
         fetch = indexfiles.fetcher(isolation.pip_environment(dict(os.environ) if env is None else env).env)
         files = candidates.files(name, *fetch(indexfiles.page_url(sources[0], name)))
         # A find-links folder's files are candidates too (init's wheels/ folder, in every adopted project).
-        local = [entry.name for folder in sources[1] if folder.is_dir() for entry in folder.iterdir()
-                 if entry.is_file()]
-        files = candidates.merged(files, candidates.group(name, candidates.local(name, local)))
+        files = candidates.merged(files, candidates.group(name, candidates.local(name, candidates.folder_files(
+            sources[1]))))
         current = Version(now)
     except Exception:  # any surprise: the resolver's words decide
         return False
-    python = Version(".".join(map(str, sys.version_info[:3])))
+    python = candidates.running_python()
     return not any(version > current and (current.is_prerelease or not version.is_prerelease)
-                   and candidates.first([], {version: found}, python, pre=True) is not None
-                   for version, found in files.items())
+                   and candidates.usable(found, python) for version, found in files.items())
 
 
 def _nothing_newer(output: str, requirement: str) -> bool:

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import sys
 import urllib.error
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -142,10 +141,10 @@ def account(
     or --prerelease is set; `fresh` whether the run takes no preferences (--upgrade); `ready(name)`
     the page already read into versions (read_page, in the thread that fetched it), or None.
     """
-    python = Version(".".join(map(str, sys.version_info[:3])))
+    python = candidates.running_python()
     report: dict[str, Any] = {}
     read: dict[str, candidates.Files] = {}  # each page parsed once, whatever the scopes
-    local = [entry.name for folder in folders if folder.is_dir() for entry in folder.iterdir() if entry.is_file()]
+    local = candidates.folder_files(folders)
 
     def listed(name: str) -> candidates.Files:
         if name not in read:
