@@ -37,7 +37,7 @@ def check(root: Path, graph: LayerGraph) -> list[str]:
     if read is None:
         return []
     text, data = read
-    problems: list[str] = []
+    problems = _malformed(text, data)  # what init refuses is never read past in silence
     seen: set[tuple[int, str]] = set()  # (line, layer): a group another includes names its lines once
     for source, group, lines in _declared(text, data):
         try:
@@ -107,6 +107,63 @@ def _declared(text: str, data: dict[str, Any]) -> Iterator[Declared]:
     poetry = tool.get("poetry") if isinstance(tool, dict) else None
     if isinstance(poetry, dict):
         yield from _poetry(text, poetry)
+
+
+def _malformed(text: str, data: dict[str, Any]) -> list[str]:
+    """One line for each extra or PEP 735 group that is not a list of requirements (a group's entry may
+    be `{include-group = "NAME"}`, naming another group, in no cycle): other tools refuse those too."""
+    project = data.get("project")
+    extras = project.get("optional-dependencies") if isinstance(project, dict) else None
+    declared = data.get("dependency-groups")
+    groups: dict[str, Any] = declared if isinstance(declared, dict) else {}
+    wrong: list[tuple[str, str, str]] = []  # (table, key, what is wrong)
+    for key, entries in (extras.items() if isinstance(extras, dict) else []):
+        if not isinstance(entries, list) or not all(isinstance(entry, str) for entry in entries):
+            wrong.append(("[project.optional-dependencies]", key, "is not a list of requirement strings"))
+    names = {canonical(key): key for key in groups}
+    for key, entries in groups.items():
+        if not isinstance(entries, list):
+            wrong.append(("[dependency-groups]", key, "is not a list"))
+            continue
+        for entry in entries:
+            if isinstance(entry, str):
+                continue
+            table = isinstance(entry, dict) and set(entry) == {"include-group"}
+            included = entry["include-group"] if table else None
+            if not isinstance(included, str):
+                wrong.append(("[dependency-groups]", key, 'has an entry that is neither a requirement string nor '
+                                                           '{include-group = "NAME"}'))
+            elif canonical(included) not in names:
+                wrong.append(("[dependency-groups]", key, f'includes "{clip(included)}", which names no group'))
+            elif _cycles(groups, names, canonical(key)):
+                wrong.append(("[dependency-groups]", key, "is in a cycle of include-group"))
+                break
+    return [f"pyproject.toml:{_key_line(text, key)}: {table} {clip(key)} {what}; correct it as PEP 621 / PEP 735 "
+            "say, then run: nox -s verify" for table, key, what in dict.fromkeys(wrong)]
+
+
+def _cycles(groups: dict[str, Any], names: dict[str, str], start: str) -> bool:
+    """Whether following include-group from group `start` comes back to it."""
+    stack, seen = [start], set()
+    while stack:
+        entries = groups.get(names.get(stack.pop(), ""))
+        for entry in entries if isinstance(entries, list) else []:
+            included = entry.get("include-group") if isinstance(entry, dict) else None
+            if isinstance(included, str) and (target := canonical(included)) in names:
+                if target == start:
+                    return True
+                if target not in seen:
+                    seen.add(target)
+                    stack.append(target)
+    return False
+
+
+def _key_line(text: str, key: str) -> int:
+    """The line that sets `key` (`key = …`, quoted or not), else 1."""
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if raw.strip().startswith((f"{key} ", f"{key}=", f'"{key}"', f"'{key}'")):
+            return number
+    return 1
 
 
 def _extra(extras: dict[str, Any], name: str, own: str, seen: tuple[str, ...]) -> list[str]:
