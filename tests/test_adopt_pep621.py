@@ -131,43 +131,35 @@ def test_a_group_or_extra_edited_by_hand_fails_verify_naming_the_line_and_its_la
         "add it to requirements/dev.in (or take it out of the group), then run: nox -s lock"]
 
 
-@pytest.mark.parametrize(("group", "said"), [
-    ('lint = "ruff"', "[dependency-groups] lint is not a list"),
-    ('lint = ["ruff", {include-group = 3}]',
+LINT = 'lint = ["{linter}"]'
+
+
+@pytest.mark.parametrize(("written", "edited", "line", "said"), [
+    (LINT, 'lint = "ruff"', 12, "[dependency-groups] lint is not a list"),
+    (LINT, 'lint = ["ruff", {{include-group = 3}}]', 12,
      '[dependency-groups] lint has an entry that is neither a requirement string nor {include-group = "NAME"}'),
-    ('lint = [{include-group = "nowhere"}]', '[dependency-groups] lint includes "nowhere", which names no group'),
-    ('lint = [{include-group = "dev"}]', "[dependency-groups] lint is in a cycle of include-group"),
+    (LINT, 'lint = [{{include-group = "nowhere"}}]', 12,
+     '[dependency-groups] lint includes "nowhere", which names no group'),
+    (LINT, 'lint = [{{include-group = "dev"}}]', 12, "[dependency-groups] lint is in a cycle of include-group"),
+    ('postgres = ["{pg}"]', 'postgres = "{pg}"', 8,
+     "[project.optional-dependencies] postgres is not a list of requirement strings"),
 ])
-def test_a_group_no_tool_could_read_is_one_line_of_verify_never_passed_over(
-    use_index: PackageIndex, tmp_path: Path, group: str, said: str
+def test_a_group_or_extra_no_tool_could_read_is_one_line_of_verify_never_passed_over(
+    use_index: PackageIndex, tmp_path: Path, written: str, edited: str, line: int, said: str
 ) -> None:
     # A trial: `lint = "ruff"` or an entry `{include-group = 3}` written by hand after adoption, and
     # verify said the layers were fresh. init refuses these; uv and pip --group do too.
     names = Names()
     project = _adopted(use_index, tmp_path, names)
     pyproject = project.root / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace(f'lint = ["{names.linter}"]', group))
+    shorts = {short: getattr(names, short) for short in ("linter", "pg")}
+    pyproject.write_text(pyproject.read_text().replace(written.format(**shorts), edited.format(**shorts)))
 
     done = project.run("verify")
 
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert f"verify: pyproject.toml:12: {said}; correct it as PEP 621 / PEP 735 say, then run: nox -s verify" in \
-        done.stderr.splitlines(), done.stderr
-
-
-def test_an_extra_that_is_not_a_list_of_requirements_is_one_line_of_verify(
-    use_index: PackageIndex, tmp_path: Path
-) -> None:
-    names = Names()
-    project = _adopted(use_index, tmp_path, names)
-    pyproject = project.root / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace(f'postgres = ["{names.pg}"]', f'postgres = "{names.pg}"'))
-
-    done = project.run("verify")
-
-    assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert ("verify: pyproject.toml:8: [project.optional-dependencies] postgres is not a list of requirement strings; "
-            "correct it as PEP 621 / PEP 735 say, then run: nox -s verify") in done.stderr.splitlines(), done.stderr
+    assert f"verify: pyproject.toml:{line}: {said}; correct it as PEP 621 / PEP 735 say, then run: nox -s verify" \
+        in done.stderr.splitlines(), done.stderr
 
 
 @pytest.fixture
