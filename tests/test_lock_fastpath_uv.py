@@ -10,6 +10,9 @@ files, Requires-Python, pre-releases) are tried on pages written here, which the
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -257,3 +260,36 @@ def test_a_page_pinship_cannot_read_stops_the_lock_with_one_line_and_writes_noth
     assert error == [f"error: {use_index.url}{n.util}/: the index's page is not a project page "
                      "(Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"], done.stderr
     assert project.snapshot() == before
+
+
+def test_uv_starts_before_the_pylock_step_and_the_proof_load(
+    use_index: PackageIndex, names: Names, tmp_path: Path
+) -> None:
+    # Issue 15's uv target: every millisecond before uv starts adds to a lock's time. The pylock step's
+    # fetching (indexfiles, concurrent.futures, urllib.request) and the proof's parsers (packaging) load
+    # once uv runs (joint._uv_started), and still do their work: the lock is whole.
+    n = names
+    _release(use_index, {n.web: [n.util], n.util: [], n.linter: []})
+    project = _project(tmp_path / "project", {"base.in": f"{n.web}\n", "prod.in": f"-r base.in\n{n.linter}\n"})
+    watched = ("deploy.lock.pylocks", "deploy.lock.indexfiles", "deploy.lock.uvreport", "packaging",
+               "concurrent.futures", "urllib.request")
+    spy = (
+        "import os, subprocess, sys, runpy\n"
+        "real = subprocess.Popen\n"
+        "class Popen(real):\n"
+        "    def __init__(self, args, *rest, **options):\n"
+        "        if os.path.basename(str(args[0])) == 'uv' and 'compile' in args:\n"
+        f"            print('loaded at uv:', *(m for m in {watched!r} if m in sys.modules), file=sys.stderr)\n"
+        "        super().__init__(args, *rest, **options)\n"
+        "subprocess.Popen = Popen\n"
+        "sys.argv = ['deploy', '--root', sys.argv[1], 'lock']\n"
+        "runpy.run_module('deploy', run_name='__main__')\n"
+    )
+    repository = str(Path(__file__).resolve().parent.parent)
+    done = subprocess.run([sys.executable, "-c", spy, str(project.root)], capture_output=True, text=True,
+                          check=False, cwd=project.root, env={**os.environ, "PYTHONPATH": repository})
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "loaded at uv:\n" in done.stderr, done.stderr
+    assert project.path("pylock.prod.toml").is_file() and project.run("verify").returncode == 0
+    assert "each lower layer (base) is what its own inputs give: one run locked the group" in done.stdout

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from deploy.errors import LockError
-from deploy.lock import indexfiles, indexpage, pylock
+from deploy.lock import indexfiles, indexpage, pylock, sources
 from deploy.lock.lockfile import Pin, parse
 from deploy.lock.reqfile import canonical
 from tests.lockproject import LockProject, Names, pins, publish
@@ -207,12 +207,12 @@ def test_read_ahead_hands_over_a_reading_still_under_way_once_it_is_done(
 
 def test_index_sources_follow_pip_options_and_variables(tmp_path: Path) -> None:
     env = {"PIP_INDEX_URL": "https://a.example/simple", "PIP_EXTRA_INDEX_URL": "https://b.example/simple"}
-    indexes, links = indexfiles.index_sources(["--index-url=https://c.example/simple", "--find-links", "wheels"],
+    indexes, links = sources.from_options(["--index-url=https://c.example/simple", "--find-links", "wheels"],
                                               env, tmp_path)
     assert indexes == ["https://c.example/simple", "https://b.example/simple"]
     assert links == [(tmp_path / "wheels").resolve()]
-    assert indexfiles.index_sources([], {"PIP_NO_INDEX": "1"}, tmp_path) == ([], [])
-    assert indexfiles.index_sources([], {}, tmp_path)[0] == [indexfiles.PYPI]
+    assert sources.from_options([], {"PIP_NO_INDEX": "1"}, tmp_path) == ([], [])
+    assert sources.from_options([], {}, tmp_path)[0] == [sources.PYPI]
 
 
 def test_a_pylock_file_with_a_valid_digest_but_a_line_this_tool_never_writes_is_refused_by_line(tmp_path: Path) -> None:

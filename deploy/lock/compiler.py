@@ -67,9 +67,11 @@ def run(
     every: float = 5.0,
     own_env: Mapping[str, str] | None = None,
     heard: Callable[[str], None] | None = None,
+    started: Callable[[], None] | None = None,
 ) -> Compiled:
     """One pip-compile run on its own: `Compiler(env, log, live=, every=).run(command, work, places=)`."""
-    return Compiler(env, log, live=live, every=every).run(command, work, places=places, own_env=own_env, heard=heard)
+    return Compiler(env, log, live=live, every=every).run(command, work, places=places, own_env=own_env, heard=heard,
+                                                          started=started)
 
 
 class Compiler:
@@ -96,13 +98,15 @@ class Compiler:
             self.log(line)
 
     def run(self, command: Sequence[str], work: Path, *, places: Callable[[str], str] | None = None,
-            own_env: Mapping[str, str] | None = None, heard: Callable[[str], None] | None = None) -> Compiled:
+            own_env: Mapping[str, str] | None = None, heard: Callable[[str], None] | None = None,
+            started: Callable[[], None] | None = None) -> Compiled:
         """Run pip-compile (`command[0]` is the Python it runs in) in `work`; return what it said.
 
         `places` rewrites a warning before it is shown (the temporary layer copies named by the
         user's files). `own_env`: a resolver that is not pip (uv) runs in the environment
         resolver.command made for it, with neither pip's isolation nor pip's version check.
         `heard` is given each line of output as it comes (uv's -v log names each package it picks).
+        `started` is called once the resolver runs: what only its outcome needs is made meanwhile.
         """
         checking: Callable[[], None] | None = None
         if own_env is None:
@@ -119,6 +123,8 @@ class Compiler:
         ticker = Ticker(self.log, sys.stderr if self.live is None else self.live, self.every)
         progress = Progress()
         try:
+            if started is not None:
+                started()
             if checking is not None:
                 checking()  # pip-compile starts meanwhile; a pip too old ends it, its output unread
                 _PIP_CHECKED.add(checked)

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     import ssl
     import urllib.request  # a lock whose solve read every page it needs never loads it (nor ssl)
 
-PYPI = "https://pypi.org/simple"
 _ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
 # A project page is small; a page this large is not an index page.
 _PAGE_LIMIT = 64 * 1024 * 1024
@@ -318,32 +317,3 @@ def _page(content_type: str, encoding: str | None, body: bytes) -> tuple[str, by
     if len(body) > _PAGE_LIMIT:
         raise ValueError("the page is larger than any index page")
     return content_type, body
-
-
-def index_sources(options: Sequence[str], env: Mapping[str, str], root: Path) -> tuple[list[str], list[Path]]:
-    """The indexes and local find-links folders a solve with these pip options used, in pip's order.
-
-    `options` are pip-compile's (`[tool.deploy] compile-options` and the layers' option lines);
-    PIP_INDEX_URL / PIP_EXTRA_INDEX_URL are read as pip reads them; with none, PyPI.
-    """
-    index: str | None = env.get("PIP_INDEX_URL") or None
-    extra = (env.get("PIP_EXTRA_INDEX_URL") or "").split()
-    links: list[Path] = []
-    no_index = (env.get("PIP_NO_INDEX") or "").lower() in ("1", "true", "yes", "on")
-    # `--index-url=URL` is two words; a URL's own `=` (`?token=…`) is not a separator.
-    words = [part for option in options for part in (option.split("=", 1) if option.startswith("-") else [option])]
-    for at, flag in enumerate(words):
-        value = words[at + 1] if at + 1 < len(words) else ""
-        if flag in ("-i", "--index-url"):
-            index = value
-        elif flag == "--extra-index-url":
-            extra.append(value)
-        elif flag in ("-f", "--find-links"):
-            if value.startswith("file:"):
-                value = urllib.parse.unquote(urllib.parse.urlsplit(value).path)
-            if value and "://" not in value:
-                links.append((root / value).resolve())
-        elif flag == "--no-index":
-            no_index = True
-    indexes = [] if no_index else [index or PYPI, *extra]
-    return indexes, links

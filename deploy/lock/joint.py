@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from deploy.config import Config
 from deploy.errors import LockError
-from deploy.lock import compiler, pipreport, pylocks, resolver
+from deploy.lock import compiler, pipreport, resolver, sources
 from deploy.lock.freshness import COMPILE_OPTIONS
 from deploy.lock.layers import LayerGraph
 from deploy.lock.lockfile import Pin
@@ -35,6 +35,7 @@ from deploy.lock.universe import pin_lines, read_universe
 from deploy.render import inert
 
 if TYPE_CHECKING:
+    from deploy.lock import pylocks
     from deploy.lock.indexpage import File
 
 Log = Callable[[str], None]
@@ -45,10 +46,13 @@ REPORT_FILE, SCOPES_FILE, PAGES_FOLDER = "pipreport.json", "pipscopes.json", "pa
 
 class Pages(dict[str, tuple[str, bytes]]):
     """Every index page a lock's runs read: URL -> content type and body (pip-compile's, through
-    pipreport.py). uv's runs give none; `read_ahead`, when set, is told the names each uv run locked,
-    so that the pylock step's fetches of their pages run while the next runs solve."""
+    pipreport.py). uv's runs give none: `ahead`, once a uv run has started and called `open_ahead`
+    (which the lock sets when it writes pylock files), is told the names each uv run picks and locked,
+    so that the proof's and the pylock step's fetches of their pages run while uv solves. It is made
+    only then, so that uv starts before the pylock step's modules load."""
 
-    read_ahead: Callable[[Iterable[str]], None] | None = None
+    ahead: pylocks.ReadAhead | None = None
+    open_ahead: Callable[[], None] | None = None
 
 
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|CREDENTIAL|API_?KEY|AUTH|PRIVATE|SESSION", re.IGNORECASE)
@@ -140,18 +144,15 @@ def run(
             )
             if (note := uv.note()) is not None:
                 log(note)
-            for index in pylocks.indexes(config, graph, plan.layers, run_env):  # as pip-compile's -v output names them
+            for index in sources.indexes(config, graph, plan.layers, run_env):  # as pip-compile's -v output names them
                 log(f"index: {inert(redact(index))}")
             # The extras each package is taken with: uvreport.py's evidence that a scope asks for them too.
             # -v: what each package needs of another, which the proof reads too (uvreport.needs_from_log).
             argv = [*uv.argv[:3], "--no-strip-extras", "-v", *uv.argv[3:]] if plan.report is not None else uv.argv
-            if plan.report is not None:  # uvreport.py's parsers (packaging's) load while uv solves
-                threading.Thread(target=importlib.import_module, args=("deploy.lock.uvreport",), daemon=True).start()
-            ahead = pages.read_ahead if pages is not None and plan.report is not None else None
-            if isinstance(ahead, pylocks.ReadAhead):  # the proof's reading of each page, in the fetching threads
-                ahead.read_with(_read_page)
+            reading = pages if pages is not None and plan.report is not None else None
             compiled = compiler.run(argv, work, run_env, log, places=places, own_env=uv.env,
-                                    heard=None if ahead is None else functools.partial(_picked, ahead))
+                                    started=None if plan.report is None else functools.partial(_uv_started, reading),
+                                    heard=None if reading is None else functools.partial(_heard, reading))
         else:
             command = [sys.executable, "-m", "piptools", "compile", *COMPILE_OPTIONS, *config.compile_options]
             # -v: pip explains a conflict ("The conflict is caused by: …") only at that verbosity.
@@ -178,17 +179,33 @@ def run(
         uv_report = config.resolver == resolver.UV and plan.report is not None
         extras = _uv_extras(work / "all.txt") if uv_report else {}
         universe = _own_constraints(read_universe(work / "all.txt"), work, graph, plan.layers)
-        if pages is not None and pages.read_ahead is not None:
-            pages.read_ahead(universe)
+        if pages is not None and pages.ahead is not None:
+            pages.ahead(universe)
         report: dict[str, Any] | None = None
         if uv_report:
             from deploy.lock import uvreport
 
             report = uvreport.of_run(config, graph, plan, universe, extras, run_env,
-                                     pages.read_ahead if pages is not None else None, compiled.output)
+                                     pages.ahead if pages is not None else None, compiled.output)
         elif plan.report is not None:
             report = _read_report(work)
         return Outcome(universe, env=run_env, report=report)
+
+
+def _uv_started(pages: Pages | None) -> None:
+    """Once uv runs, what only its outcome needs loads while it solves: uvreport.py's parsers
+    (packaging's), in a thread, and the page fetches of the proof and the pylock step (`pages`, when
+    they are read ahead), which then read each page in the fetching threads."""
+    threading.Thread(target=importlib.import_module, args=("deploy.lock.uvreport",), daemon=True).start()
+    if pages is not None and pages.open_ahead is not None:
+        pages.open_ahead()
+    if pages is not None and pages.ahead is not None:
+        pages.ahead.read_with(_read_page)
+
+
+def _heard(pages: Pages, line: str) -> None:
+    if pages.ahead is not None:
+        _picked(pages.ahead, line)
 
 
 def _picked(read_ahead: Callable[[Iterable[str]], None], line: str) -> None:

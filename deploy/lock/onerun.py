@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deploy.config import Config
-from deploy.lock import joint, preferences, pylocks
+from deploy.lock import joint, preferences, sources
 from deploy.lock.layers import LayerGraph
 from deploy.lock.lockfile import Pin
 from deploy.lock.reqfile import canonical, clip
@@ -100,7 +100,7 @@ def solve(
     `rounds` are rounds.plan's (the last one the top layers); `kept` the lower layers left as locked,
     whose pins every round keeps; `preferred(members)` a round's preferences, as the rounds take them.
     """
-    if config.resolver == UV and pylocks.proof_sources(config, graph, graph.closure(group), env) is None:
+    if config.resolver == UV and sources.proof_sources(config, graph, graph.closure(group), env) is None:
         # uvreport.py reads one index's pages: with two, the one run could only be thrown away.
         log(f"uv's one run is proven on a lock that reads one index, and this one reads more: {FALLBACK}")
         return None

@@ -21,18 +21,16 @@ import concurrent.futures
 import contextlib
 import functools
 import os
-import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.config import Config
-from deploy.lock import indexfiles, indexpage, isolation, pylock
+from deploy.lock import indexfiles, indexpage, isolation, pylock, sources
 from deploy.lock.layers import LayerGraph
 from deploy.lock.lockfile import LockFile, Pin
-from deploy.lock.options import hide_password
 from deploy.lock.pylock import Artifact
-from deploy.lock.reqfile import canonical, clip, display, requirement_name
+from deploy.lock.reqfile import canonical, display, requirement_name
 
 Log = Callable[[str], None]
 FIX = "set [tool.deploy] pylock = false in pyproject.toml, or lock against an http(s) index"
@@ -60,8 +58,8 @@ class ReadAhead:
         pip_env = isolation.pip_environment(os.environ if env is None else env).env
         self.indexes: list[str] = []
         for name in graph.order:
-            indexes, links = _sources(config, graph, name, pip_env)
-            if indexes and _local_source(indexes, links, config.root) is None and indexes[0] not in self.indexes:
+            indexes, links = sources.of_layer(config, graph, name, pip_env)
+            if indexes and sources.local_source(indexes, links, config.root) is None and indexes[0] not in self.indexes:
                 self.indexes.append(indexes[0])
         self.pending: dict[str, concurrent.futures.Future[tuple[str, bytes]]] = {}
         # Once read_with(reader) is called, each page is read in the thread that fetched it: `read[url]`
@@ -174,8 +172,8 @@ def plan(
         by_name = {canonical(pin.name): pin for pin in pins}
         if not pylock.check(target, by_name, config.root, python=pylock.requires_python(text)):
             continue
-        indexes, links = _sources(config, graph, name, pip_env)
-        local = _local_source(indexes, links, config.root)
+        indexes, links = sources.of_layer(config, graph, name, pip_env)
+        local = sources.local_source(indexes, links, config.root)
         if local is not None:
             log(f"warning: {display(target, config.root)} is not written: {local}, a path on this machine that a "
                 f"committed lock must not name; {FIX}")
@@ -185,67 +183,16 @@ def plan(
     # holds most of a lower one's.
     found: dict[tuple[tuple[str, ...], tuple[Path, ...]], dict[str, Artifact]] = {}
     fetch = indexfiles.fetcher(pip_env, read=pages, pending=ahead.pending if ahead else None) if wanted else None
-    for sources in dict.fromkeys(wanted.values()):
-        layers = [name for name, key in wanted.items() if key == sources]
+    for read in dict.fromkeys(wanted.values()):
+        layers = [name for name, key in wanted.items() if key == read]
         union = {(pin.name, pin.version): pin for name in layers for pin in locks[name][1]}
-        found[sources] = indexfiles.locate(list(union.values()), sources[0], sources[1], lock_folder=graph.folder,
+        found[read] = indexfiles.locate(list(union.values()), read[0], read[1], lock_folder=graph.folder,
                                            fetch=fetch, listed=ahead.listing if ahead else None)
     written: list[PylockFile] = []
-    for name, sources in wanted.items():
+    for name, read in wanted.items():
         text, pins = locks[name]
         lock = graph.layers[name].lock
-        rendered = pylock.render(name, pins, found[sources], requires_python=pylock.requires_python(text),
+        rendered = pylock.render(name, pins, found[read], requires_python=pylock.requires_python(text),
                                  source=display(lock, config.root))
         written.append(PylockFile(pylock.path_for(lock), rendered, len(pins)))
     return written
-
-
-def indexes(config: Config, graph: LayerGraph, layers: Sequence[str], env: Mapping[str, str] | None) -> list[str]:
-    """The indexes a solve of `layers` reads, each once, in pip's order."""
-    pip_env = isolation.pip_environment(os.environ if env is None else env).env
-    found: list[str] = []
-    for name in layers:
-        found += [index for index in _sources(config, graph, name, pip_env)[0] if index not in found]
-    return found
-
-
-def proof_sources(config: Config, graph: LayerGraph, layers: Sequence[str],
-                  env: Mapping[str, str] | None) -> tuple[str, list[Path]] | None:
-    """Where a uv solve of `layers` looks for candidates, when uvreport.py can read them all: one http(s)
-    index, the same for every layer, and the layers' local find-links folders; else None."""
-    pip_env = isolation.pip_environment(os.environ if env is None else env).env
-    found: set[str] = set()
-    folders: list[Path] = []
-    for name in layers:
-        indexes, links = _sources(config, graph, name, pip_env)
-        if len(indexes) != 1 or urllib.parse.urlsplit(indexes[0]).scheme.lower() not in ("http", "https"):
-            return None
-        found.add(indexes[0])
-        folders += [folder for folder in links if folder not in folders]
-    return (found.pop(), folders) if len(found) == 1 else None
-
-
-def _sources(config: Config, graph: LayerGraph, name: str, env: Mapping[str, str]) -> tuple[list[str], list[Path]]:
-    """The indexes and local find-links folders `name`'s solve read, in pip's order.
-
-    compile-options come first, so a layer's own `--index-url` wins over theirs, as in pip-compile; a
-    layer's `--find-links` is the folder options.py resolved from the line's own file.
-    """
-    options = graph.options_of(name)
-    words = [*config.compile_options]
-    words += [word for option in options if option.name != "--find-links" for word in (option.name, option.value)
-              if word]
-    indexes, links = indexfiles.index_sources(words, env, config.root)
-    links += [option.local for option in options if option.local is not None and option.local not in links]
-    return indexes, links
-
-
-def _local_source(indexes: Sequence[str], links: Sequence[Path], root: Path) -> str | None:
-    """What would put a path of this machine into the file, as the warning names it; None if nothing."""
-    for index in indexes:
-        if urllib.parse.urlsplit(index).scheme.lower() not in ("http", "https"):
-            return f"its index {clip(hide_password(index))} is not an http(s) URL"
-    for folder in links:
-        if not folder.resolve().is_relative_to(root.resolve()):
-            return f"its find-links folder {clip(str(folder))} is outside the project"
-    return None

@@ -12,6 +12,7 @@ is a subset of any layer that includes it. Nothing is written unless every group
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import tempfile
@@ -19,10 +20,11 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deploy.config import Config
 from deploy.errors import LockError
-from deploy.lock import compiler, joint, preferences, pylocks, resolver, rounds
+from deploy.lock import compiler, joint, preferences, resolver, rounds
 from deploy.lock.freshness import options_key, read_locks, stale_layers
 from deploy.lock.layers import LayerGraph
 from deploy.lock.layers import load as load_layers
@@ -31,6 +33,9 @@ from deploy.lock.reqfile import canonical, clip, display, requirement_name
 from deploy.lock.universe import describe_changes, select
 from deploy.lock.upgrade import Target, in_group, targets, upgrade_group
 from deploy.render import plural
+
+if TYPE_CHECKING:
+    from deploy.lock import pylocks
 
 Log = Callable[[str], None]
 
@@ -93,6 +98,8 @@ def _lock(
     if not stale and not wanted and not upgrade_all:
         log(f"all {len(graph.order)} layers are up to date: {', '.join(graph.order)}")
         result.unchanged = [graph.layers[name].lock for name in graph.order]
+        from deploy.lock import pylocks  # not before a resolver starts: see _open_ahead
+
         _write_all(config, _pylock_files(pylocks.plan(config, graph, _as_locked(existing), env=env, log=log)),
                    result, log)
         if config.resolver == resolver.UV:
@@ -114,10 +121,8 @@ def _lock(
         for reason in reasons:
             log(reason)
     pages = joint.Pages()  # every index page pip read: the pylock step need not fetch it again
-    ahead = None
     if config.pylock and config.resolver == resolver.UV:  # uv's runs read pages for uv alone
-        ahead = pages.read_ahead = stack.enter_context(pylocks.ReadAhead(config, graph, env))
-        ahead.expect(graph, existing)
+        pages.open_ahead = functools.partial(_open_ahead, config, graph, existing, env, pages, stack)
     solved = _solve_groups(config, graph, existing, list(stale), wanted, upgrade_all, move_lower, env, log, pages)
     result.solved = bool(solved.pins)
     result.moved_lower = solved.moved_lower
@@ -144,8 +149,9 @@ def _lock(
     # Each layer's pylock file follows from its settled .txt (lock/pylocks.py): found before anything is written.
     settled = _as_locked(existing)
     settled.update({name: (text, solved.pins[name]) for name, (text, _) in texts.items()})
-    planned = pylocks.plan(config, graph, settled, env=env, log=log, pages=pages,
-                           ahead=ahead)
+    from deploy.lock import pylocks  # loaded while uv solved, if a uv run read pages ahead
+
+    planned = pylocks.plan(config, graph, settled, env=env, log=log, pages=pages, ahead=pages.ahead)
     files = [(graph.layers[name].lock, text, plural(count, "pin")) for name, (text, count) in texts.items()]
     _write_all(config, files + _pylock_files(planned), result, log)
     if move_lower:
@@ -154,6 +160,16 @@ def _lock(
         _uv_locked({name: [canonical(pin.name) for pin in solved.pins[name]] if name in solved.pins
                     else list(existing[name].pins) if name in existing else [] for name in graph.order}, log)
     return result
+
+
+def _open_ahead(config: Config, graph: LayerGraph, existing: Mapping[str, LockFile], env: Mapping[str, str] | None,
+                pages: joint.Pages, stack: contextlib.ExitStack) -> None:
+    """pages.ahead, made once the first uv run has started (joint.py), and ended however the lock ends."""
+    from deploy.lock import pylocks
+
+    if pages.ahead is None:
+        pages.ahead = stack.enter_context(pylocks.ReadAhead(config, graph, env))
+        pages.ahead.expect(graph, existing)
 
 
 def _uv_locked(names: Mapping[str, Sequence[str]], log: Log) -> None:

@@ -161,17 +161,17 @@ def _newest_on_index(config: Config, graph: LayerGraph, layers: Sequence[str], n
     read): the resolver's own words decide then."""
     from packaging.version import Version
 
-    from deploy.lock import candidates, indexfiles, isolation, pylocks  # an upgrade that cannot move only
+    from deploy.lock import candidates, indexfiles, isolation, sources  # an upgrade that cannot move only
 
-    sources = pylocks.proof_sources(config, graph, layers, env)
-    if sources is None:
+    found = sources.proof_sources(config, graph, layers, env)
+    if found is None:
         return False
     try:
         fetch = indexfiles.fetcher(isolation.pip_environment(dict(os.environ) if env is None else env).env)
-        files = candidates.files(name, *fetch(indexfiles.page_url(sources[0], name)))
+        files = candidates.files(name, *fetch(indexfiles.page_url(found[0], name)))
         # A find-links folder's files are candidates too (init's wheels/ folder, in every adopted project).
         files = candidates.merged(files, candidates.group(name, candidates.local(name, candidates.folder_files(
-            sources[1]))))
+            found[1]))))
         current = Version(now)
     except Exception:  # any surprise: the resolver's words decide
         return False

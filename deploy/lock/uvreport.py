@@ -83,13 +83,13 @@ def of_run(config: Config, graph: LayerGraph, plan: Any, universe: Mapping[str, 
     """The account of a joint uv run `plan` (a joint.Run), from the pages the pylock step reads anyway
     (`read_ahead`, when a pylocks.ReadAhead, has them under way), its output and its -v log (`said`);
     whatever fails is an error, and the rounds run."""
-    from deploy.lock import indexfiles, pylocks
+    from deploy.lock import indexfiles, pylocks, sources
 
     assert plan.report is not None
-    sources = pylocks.proof_sources(config, graph, plan.layers, env)
-    if sources is None:
+    found = sources.proof_sources(config, graph, plan.layers, env)
+    if found is None:
         return {"error": "the lock reads more than one index"}
-    index, folders = sources
+    index, folders = found
     pre = "--pre" in config.compile_options or any(
         option.name == "--pre" for name in plan.layers for option in graph.layers[name].option_list)
     with contextlib.ExitStack() as stack:
