@@ -172,8 +172,26 @@ BARE = "bare pip-compile of each layer, bottom-up with -c"
 BARE_UV = "bare uv pip compile of the union, from scratch"
 BARE_UV_LAYERS = "bare uv pip compile of each layer, bottom-up with -c"
 BARE_UNION = "bare pip-compile of the union, from scratch"
+WRAPPED_UV = "floor: python starting that bare uv run (-v, piped), nothing else"
+WRAPPED_UV_PAGES = "floor: the same, reading each locked package's index page meanwhile"
 # Well under a second and changing nothing (bare uv writes into its own scratch folder).
-SHORT = {VERIFY, NOX_VERIFY, IN_PROCESS, EMPTY, NO_OP, NO_OP_UV, BARE_UV}
+SHORT = {VERIFY, NOX_VERIFY, IN_PROCESS, EMPTY, NO_OP, NO_OP_UV, BARE_UV, WRAPPED_UV, WRAPPED_UV_PAGES}
+# The least any `python -m …` lock that hands the union to uv costs: this interpreter starts, starts
+# uv with its -v log piped back (the one-run proof reads it), and waits; with page names, it also
+# reads those index pages, eight at a time, while uv solves, as a lock that writes pylock files
+# must (uv's output names no file's URL). No import of pinship, no parsing, no writing.
+WRAPPER = """
+import concurrent.futures, subprocess, sys, urllib.request
+index, names, command = sys.argv[1], sys.argv[2].split(), sys.argv[3:]
+uv = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def read(name):
+    with urllib.request.urlopen(index + name + "/") as page:
+        page.read()
+with concurrent.futures.ThreadPoolExecutor(8) as pool:
+    list(pool.map(read, names))
+uv.communicate()
+sys.exit(uv.returncode)
+"""
 SHORT_REPEAT = 5
 Operation = tuple[str, Callable[[], None] | None, Callable[[], None] | None]  # label, untimed setup, timed step
 
@@ -192,6 +210,7 @@ class Bench:
         self.baseline = tmp / "pip-compile-baseline"
         self.saved = {state: tmp / f"state-{state}" for state in ("locked", "before-upgrade")}
         self.uv_root = tmp / "project-uv"
+        self.locked_names: list[str] = []  # what wrapped_uv reads the pages of
 
     def run(self, command: list[str], cwd: Path) -> None:
         done = subprocess.run(command, cwd=cwd, env=self.env, capture_output=True, text=True, check=False)
@@ -284,6 +303,20 @@ class Bench:
         (scratch / "layers.union").write_text("".join(f"-r {n}.in\n" for n in self.order), encoding="utf-8")
         self.run(self.uv_command("all.txt", "layers.union"), scratch)
 
+    def wrapped_uv_folder(self) -> None:
+        """Untimed (the bare uv run's copying is timed: the floor errs low): a folder as bare_uv's."""
+        scratch = self.tmp / "wrapped-uv"
+        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.copytree(self.folder, scratch, ignore=shutil.ignore_patterns("*.txt"))
+        (scratch / "layers.union").write_text("".join(f"-r {n}.in\n" for n in self.order), encoding="utf-8")
+        self.locked_names = sorted({name for layer in self.order for name in parse(self.folder / f"{layer}.txt").pins})
+
+    def wrapped_uv(self, pages: bool) -> None:
+        """The floor of a uv lock in Python (WRAPPER): the bare uv run's command, from scratch as it is."""
+        command = [arg for arg in self.uv_command("all.txt", "layers.union") if arg != "--quiet"] + ["-v"]
+        names = " ".join(self.locked_names) if pages else ""
+        self.run([sys.executable, "-c", WRAPPER, self.env["PIP_INDEX_URL"], names, *command], self.tmp / "wrapped-uv")
+
     def bare_uv_layers(self) -> None:
         """What a uv user with layered files runs: one `uv pip compile` per layer, bottom-up, each
         constrained by the locks below it (the pip-compile baseline's inputs)."""
@@ -325,6 +358,8 @@ class Bench:
             (BARE, None, self.bare_pip_compile),
             (BARE_UNION, None, self.bare_union),
             (BARE_UV, None, self.bare_uv),
+            (WRAPPED_UV, self.wrapped_uv_folder, functools.partial(self.wrapped_uv, False)),
+            (WRAPPED_UV_PAGES, self.wrapped_uv_folder, functools.partial(self.wrapped_uv, True)),
             (BARE_UV_LAYERS, None, self.bare_uv_layers),
         ]
         # Round by round, every operation once per round: a busy spell on a shared machine then
@@ -391,6 +426,9 @@ def _print(results: list[tuple[str, float | None]], runs: int, title: str, *, sm
         ("upgrade one / full lock", UPGRADE, FULL, ""),
         ("full lock (uv) / bare uv pip compile", FULL_UV, BARE_UV, "≤ 1.5"),
         ("no-op lock (uv) / bare uv pip compile", NO_OP_UV, BARE_UV, ""),
+        ("floor: python + uv / bare uv", WRAPPED_UV, BARE_UV, ""),
+        ("floor: python + uv + pages / bare uv", WRAPPED_UV_PAGES, BARE_UV, ""),
+        ("full lock (uv) / floor with pages", FULL_UV, WRAPPED_UV_PAGES, ""),
         ("full lock (uv) / bare per-layer uv", FULL_UV, BARE_UV_LAYERS, ""),
         ("add (uv) / full lock (uv)", ADD_UV, FULL_UV, ""),
         ("upgrade one (uv) / full lock (uv)", UPGRADE_UV, FULL_UV, ""),
