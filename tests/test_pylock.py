@@ -6,9 +6,11 @@ import base64
 import functools
 import hashlib
 import json
+import socket
 import subprocess
 import sys
 import threading
+import time
 import tomllib
 import urllib.error
 import venv
@@ -393,3 +395,32 @@ def test_only_the_locked_files_are_read_out_of_a_page_whatever_its_markup(tmp_pa
         assert found[digests["2.0"]].name == "pkg-2.0.tar.gz", page
         whole = [size for size in parsed if size >= len(body) - 5]
         assert bool(whole) == (page == "page-1"), (page, parsed)  # only the entity needs the whole page
+
+
+def test_a_late_host_look_up_is_asked_again_and_the_first_answer_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A resolver that drops a packet makes glibc wait 5 s (a uv lock took 6 s instead of 1.1 s, one in
+    # ten on PyPI): the look-up is asked again after `patience`, and whichever answers first is taken.
+    dropped = threading.Event()
+    asked: list[float] = []
+
+    def getaddrinfo(host: str, port: int, **options: object) -> list[tuple[object, ...]]:
+        asked.append(time.monotonic())
+        if len(asked) == 1:
+            dropped.wait(10)  # the lost packet: answered only after the test ends
+            raise OSError("late")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("203.0.113.7", port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    started = time.monotonic()
+    try:
+        assert indexfiles.look_up("idx.example", 443, patience=0.1) == [("203.0.113.7", 443)]
+    finally:
+        dropped.set()
+    assert len(asked) == 2 and asked[1] - started >= 0.1 and time.monotonic() - started < 2
+
+    def refused(host: str, port: int, **options: object) -> list[tuple[object, ...]]:
+        raise socket.gaierror("Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refused)
+    with pytest.raises(socket.gaierror, match="not known"):
+        indexfiles.look_up("nowhere.example", 443)

@@ -14,6 +14,7 @@ import base64
 import concurrent.futures
 import hashlib
 import os
+import queue
 import socket
 import threading
 import urllib.error
@@ -250,8 +251,7 @@ def _opener(env: Mapping[str, str]) -> Callable[[urllib.request.Request], tuple[
         once are what a resolver drops (here, 5 s stalls one time in two), one is not."""
         with looking:
             if address not in found:
-                found[address] = [(str(info[4][0]), int(info[4][1]))
-                                  for info in socket.getaddrinfo(*address, type=socket.SOCK_STREAM)]
+                found[address] = look_up(*address)
         failure: OSError | None = None
         for resolved in found[address]:
             try:
@@ -317,3 +317,29 @@ def _page(content_type: str, encoding: str | None, body: bytes) -> tuple[str, by
     if len(body) > _PAGE_LIMIT:
         raise ValueError("the page is larger than any index page")
     return content_type, body
+
+
+def look_up(host: str, port: int, *, patience: float = 0.5) -> list[tuple[str, int]]:
+    """`host`'s addresses, asked again when the first answer is late: a resolver that drops one packet
+    makes glibc wait 5 s before it asks again (on this project's CI machine, one look-up in thirty,
+    a uv lock's whole time five times over). The first answer wins; a failure counts once both failed."""
+    answers: queue.Queue[list[tuple[str, int]] | OSError] = queue.Queue()
+
+    def ask() -> None:
+        try:
+            answers.put([(str(info[4][0]), int(info[4][1]))
+                         for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)])
+        except OSError as exc:
+            answers.put(exc)
+
+    threading.Thread(target=ask, daemon=True).start()
+    try:
+        answer = answers.get(timeout=patience)
+    except queue.Empty:
+        threading.Thread(target=ask, daemon=True).start()
+        answer = answers.get()
+        if isinstance(answer, OSError) and not isinstance(other := answers.get(), OSError):
+            answer = other
+    if isinstance(answer, OSError):
+        raise answer
+    return answer
