@@ -151,7 +151,7 @@ def run(
             argv = [*uv.argv[:3], "--no-strip-extras", "-v", *uv.argv[3:]] if plan.report is not None else uv.argv
             reading = pages if pages is not None and plan.report is not None else None
             compiled = compiler.run(argv, work, run_env, log, places=places, own_env=uv.env,
-                                    started=None if plan.report is None else functools.partial(_uv_started, reading),
+                                    started=functools.partial(_uv_started, pages, plan.report is not None),
                                     heard=None if reading is None else functools.partial(_heard, reading))
         else:
             command = [sys.executable, "-m", "piptools", "compile", *COMPILE_OPTIONS, *config.compile_options]
@@ -192,14 +192,15 @@ def run(
         return Outcome(universe, env=run_env, report=report)
 
 
-def _uv_started(pages: Pages | None) -> None:
-    """Once uv runs, what only its outcome needs loads while it solves: uvreport.py's parsers
-    (packaging's), in a thread, and the page fetches of the proof and the pylock step (`pages`, when
-    they are read ahead), which then read each page in the fetching threads."""
-    threading.Thread(target=importlib.import_module, args=("deploy.lock.uvreport",), daemon=True).start()
+def _uv_started(pages: Pages | None, proof: bool) -> None:
+    """Once uv runs, what only its outcome needs loads while it solves: the page fetches of the pylock
+    step (`pages`, when they are read ahead) for any run, and for a run the proof reads (`proof`)
+    uvreport.py's parsers (packaging's), in a thread, with each page read in the fetching threads."""
+    if proof:
+        threading.Thread(target=importlib.import_module, args=("deploy.lock.uvreport",), daemon=True).start()
     if pages is not None and pages.open_ahead is not None:
         pages.open_ahead()
-    if pages is not None and pages.ahead is not None:
+    if proof and pages is not None and pages.ahead is not None:
         pages.ahead.read_with(_read_page)
 
 
