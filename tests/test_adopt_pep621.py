@@ -131,6 +131,33 @@ def test_a_group_or_extra_edited_by_hand_fails_verify_naming_the_line_and_its_la
         "add it to requirements/dev.in (or take it out of the group), then run: nox -s lock"]
 
 
+def test_a_group_that_names_the_projects_own_extra_verifies_as_init_wrote_it(
+    use_index: PackageIndex, tmp_path: Path
+) -> None:
+    # init takes `acme[postgres]` in a group as the extra's lines (the app ships as its own wheel); verify
+    # reads the group the same way, so the adopted project passes, and the extra's edit is named there too.
+    names = Names()
+    for short in ("alpha", "pg", "linter"):
+        use_index.add(getattr(names, short), "1.0")
+    tools(use_index)
+    root = new_project(tmp_path / "acme",
+                       f'[project]\nname = "acme"\nversion = "1.0"\ndependencies = ["{names.alpha}"]\n\n'
+                       f'[project.optional-dependencies]\npostgres = ["{names.pg}"]\n\n'
+                       f'[dependency-groups]\ndev = ["acme[postgres]", "{names.linter}"]\n')
+    assert init(root).returncode == 0
+    project = LockProject(root)
+    project.lock()
+
+    assert lines(root / "requirements" / "dev.in") == [names.pg, names.linter]
+    assert project.run("verify").returncode == 0, project.run("verify").stderr
+
+    pyproject = root / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace(f'["{names.pg}"]', f'["{names.pg}>=2"]'))
+    said = project.run("verify").stderr.splitlines()
+    assert f"verify: requirements/dev.in:3: '{names.pg}' differs from pyproject.toml:7 '{names.pg}>=2' in " \
+        "[dependency-groups] dev; make them the same, then run: nox -s lock" in said
+
+
 LINT = 'lint = ["{linter}"]'
 
 

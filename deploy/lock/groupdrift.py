@@ -92,17 +92,19 @@ def declaring(root: Path, name: str) -> list[str]:
 
 def _declared(text: str, data: dict[str, Any]) -> Iterator[Declared]:
     project = data.get("project")
-    if isinstance(project, dict) and "optional-dependencies" not in (project.get("dynamic") or []):
-        extras = project.get("optional-dependencies")
-        if isinstance(extras, dict):
-            own = canonical(str(project.get("name", "")))
-            for extra in extras:
-                lines = _numbered(text, _extra(extras, extra, own, ()))
-                yield f"[project.optional-dependencies] {clip(extra)}", extra, lines
+    project = project if isinstance(project, dict) else {}
+    declared = project.get("optional-dependencies")
+    extras: dict[str, Any] = declared if isinstance(declared, dict) else {}
+    own = canonical(str(project.get("name", "")))
+    if "optional-dependencies" not in (project.get("dynamic") or []):
+        for extra in extras:
+            lines = _numbered(text, _extra(extras, extra, own, ()))
+            yield f"[project.optional-dependencies] {clip(extra)}", extra, lines
     groups = data.get("dependency-groups")
     if isinstance(groups, dict):
         for group in groups:
-            yield f"[dependency-groups] {clip(group)}", group, _numbered(text, _group(groups, group, ()))
+            lines = _numbered(text, _group(groups, extras, own, group, ()))
+            yield f"[dependency-groups] {clip(group)}", group, lines
     tool = data.get("tool")
     poetry = tool.get("poetry") if isinstance(tool, dict) else None
     if isinstance(poetry, dict):
@@ -175,28 +177,40 @@ def _extra(extras: dict[str, Any], name: str, own: str, seen: tuple[str, ...]) -
     for entry in entries:
         if not isinstance(entry, str):
             continue
-        if canonical(requirement_name(entry) or "") == own:
-            inner = entry.partition("[")[2].partition("]")[0]
-            for other in sorted(part.strip() for part in inner.split(",") if part.strip()):
+        if (named := _own_extras(entry, own)) is not None:
+            for other in named:
                 found += _extra(extras, other, own, (*seen, name))
             continue
         found.append(entry.strip())
     return found
 
 
-def _group(groups: dict[str, Any], name: str, seen: tuple[str, ...]) -> list[str]:
-    """A PEP 735 group's strings, its `{include-group = "…"}` entries followed (names compared normalised)."""
+def _group(groups: dict[str, Any], extras: dict[str, Any], own: str, name: str, seen: tuple[str, ...]) -> list[str]:
+    """A PEP 735 group's strings, its `{include-group = "…"}` entries followed (names compared normalised),
+    and the project's own extras taken in where it names itself (`app[redis]`), as init does."""
     by_name = {canonical(key): key for key in groups}
     key = by_name.get(canonical(name))
     if key is None or canonical(name) in seen or not isinstance(groups[key], list):
         return []
     found: list[str] = []
     for entry in groups[key]:
-        if isinstance(entry, str):
+        if isinstance(entry, str) and (named := _own_extras(entry, own)) is not None:
+            for other in named:
+                found += _extra(extras, other, own, ())
+        elif isinstance(entry, str):
             found.append(entry.strip())
         elif isinstance(entry, dict) and isinstance(entry.get("include-group"), str):
-            found += _group(groups, entry["include-group"], (*seen, canonical(name)))
+            found += _group(groups, extras, own, entry["include-group"], (*seen, canonical(name)))
     return found
+
+
+def _own_extras(entry: str, own: str) -> list[str] | None:
+    """The extras an entry naming the project itself asks for (`app[redis,s3]`), sorted; None for any
+    other entry. init ships the app as its own wheel: only those extras' lines reach a layer."""
+    if canonical(requirement_name(entry) or "") != own:
+        return None
+    inner = entry.partition("[")[2].partition("]")[0]
+    return sorted(part.strip() for part in inner.split(",") if part.strip())
 
 
 def _numbered(text: str, entries: list[str]) -> list[tuple[str, int]]:
