@@ -111,7 +111,7 @@ def app_wheel(config: Config, cache: Cache, log: Log, stop: threading.Event | No
         env = {**_REPRODUCIBLE, **_setuptools_scratch(Path(tmp) / "setuptools")}
         out = Path(tmp) / "wheel"
         out.mkdir()
-        if not _build_with_local_tools(config, out, name, env, stop):
+        if tools is None or not _build_with_local_tools(config, out, name, env, stop):
             # Build requirements this environment lacks: pip fetches them into an isolated one.
             pip(["wheel", "--no-deps", *index_options(config.compile_options), "-w", str(out), str(config.root)],
                 config.root, fix=_BUILD_FIX, extra_env=env, stop=stop, what=f"building the wheel of {name}")
@@ -129,15 +129,20 @@ def app_wheel(config: Config, cache: Cache, log: Log, stop: threading.Event | No
 def _build_tools(config: Config) -> list[tuple[str, str]] | None:
     """(name, version) of each build requirement as this environment has it, when it has them all
     (the app is then built with them, _build_with_local_tools); None when pip must fetch them."""
-    system = _pyproject(config.root).get("build-system", {})
     found: list[tuple[str, str]] = []
-    for line in system.get("requires", ["setuptools>=40.8.0"]):
+    for line in _build_system(config.root)["requires"]:
         if not _installed(line):
             return None
         requirement = Requirement(line)
         if requirement.marker is None or requirement.marker.evaluate():
             found.append((canonical(requirement.name), importlib.metadata.version(requirement.name)))
     return found
+
+
+def _build_system(root: Path) -> dict[str, Any]:
+    """pyproject.toml's [build-system], with PEP 517/518's defaults for a project that names none."""
+    system = _pyproject(root).get("build-system", {})
+    return {"requires": ["setuptools>=40.8.0"], "build-backend": "setuptools.build_meta:__legacy__", **system}
 
 
 def _warn_unlocked_tools(config: Config, tools: Sequence[tuple[str, str]], log: Log) -> None:
@@ -191,7 +196,7 @@ def _warn_left_out(root: Path, wheel: Path, log: Log) -> None:
             globs[package].append(glob)
     example = "; ".join(f"{package} = [{', '.join(json.dumps(glob) for glob in found)}]"
                         for package, found in sorted(globs.items()))
-    backend = str(_pyproject(root).get("build-system", {}).get("build-backend", "setuptools"))
+    backend = str(_build_system(root)["build-backend"])
     how = (f"as package data in [tool.setuptools.package-data] ({example})" if backend.startswith("setuptools")
            else "as package data in the build backend's configuration")
     log(f"warning: the app's wheel leaves out {len(missing)} file(s) of its packages, so no release has them: "
@@ -229,14 +234,10 @@ def _build_with_local_tools(config: Config, out: Path, name: str, env: Mapping[s
                             stop: threading.Event | None) -> bool:
     """Build the app's wheel by calling its PEP 517 backend directly, as `pip wheel
     --no-build-isolation` would, when this environment already has every build requirement at a
-    version they allow (the dev layer pins them): one backend process instead of pip's start-up
-    and an isolated environment. Returns False when something is missing."""
-    system = _pyproject(config.root).get("build-system", {})
-    # PEP 517/518 defaults for a project that names no backend.
-    backend = str(system.get("build-backend", "setuptools.build_meta:__legacy__"))
-    requires = system.get("requires", ["setuptools>=40.8.0"])
-    if not all(_installed(line) for line in requires):
-        return False
+    version they allow (the dev layer pins them, _build_tools found them): one backend process instead
+    of pip's start-up and an isolated environment. Returns False when the backend cannot be found."""
+    system = _build_system(config.root)
+    backend = str(system["build-backend"])
     if not system.get("backend-path") and importlib.util.find_spec(backend.split(":")[0].split(".")[0]) is None:
         return False
 
