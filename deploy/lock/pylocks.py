@@ -187,7 +187,7 @@ def plan(
         layers = [name for name, key in wanted.items() if key == read]
         union = {(pin.name, pin.version): pin for name in layers for pin in locks[name][1]}
         found[read] = indexfiles.locate(list(union.values()), read[0], read[1], lock_folder=graph.folder,
-                                           fetch=fetch, listed=ahead.listing if ahead else None)
+                                        fetch=fetch, listed=ahead.listing if ahead else None)
     written: list[PylockFile] = []
     for name, read in wanted.items():
         text, pins = locks[name]
