@@ -158,6 +158,22 @@ def test_a_group_that_names_the_projects_own_extra_verifies_as_init_wrote_it(
         "[dependency-groups] dev; make them the same, then run: nox -s lock" in said
 
 
+def test_a_group_entry_no_name_can_be_read_from_is_named_in_a_project_without_a_name(tmp_path: Path) -> None:
+    # A project with no [project] name has no own extras to take in: an entry whose name cannot be read
+    # (here `(broken`) is not one of them, and verify names it instead of passing over it.
+    root = tmp_path / "groups-only"
+    (root / "requirements").mkdir(parents=True)
+    (root / "pyproject.toml").write_text('[dependency-groups]\ndev = ["ruff", "(broken"]\n\n'
+                                         '[tool.deploy]\nrequirements = "requirements"\n', encoding="utf-8")
+    (root / "requirements" / "base.in").write_text("", encoding="utf-8")
+    (root / "requirements" / "dev.in").write_text("-r base.in\nruff\n", encoding="utf-8")
+
+    said = LockProject(root).run("verify").stderr.splitlines()
+
+    assert "verify: pyproject.toml:2: '(broken' is in [dependency-groups] dev but on no layer at or below dev; " \
+        "add it to requirements/dev.in (or take it out of the group), then run: nox -s lock" in said, said
+
+
 LINT = 'lint = ["{linter}"]'
 
 

@@ -207,7 +207,8 @@ def _group(groups: dict[str, Any], extras: dict[str, Any], own: str, name: str, 
 def _own_extras(entry: str, own: str) -> list[str] | None:
     """The extras an entry naming the project itself asks for (`app[redis,s3]`), sorted; None for any
     other entry. init ships the app as its own wheel: only those extras' lines reach a layer."""
-    if canonical(requirement_name(entry) or "") != own:
+    name = requirement_name(entry)
+    if not own or name is None or canonical(name) != own:
         return None
     inner = entry.partition("[")[2].partition("]")[0]
     return sorted(part.strip() for part in inner.split(",") if part.strip())
